@@ -1,0 +1,81 @@
+//! `/api/me`: the protected API, which echoes who a valid bearer token belongs to.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::bearer_token;
+use crate::Idp;
+use crate::config::EndedSessionPolicy;
+use crate::oauth_error::{ErrorCode, OAuthError};
+use crate::tokens::{AccessClaims, verify_access_token};
+
+/// `GET /api/me`
+pub async fn me(State(idp): State<Idp>, headers: HeaderMap) -> Response {
+    let result = authorize_call(&idp, &headers);
+    idp.stats()
+        .api_calls
+        .inc(&[result.as_ref().map_or_else(OAuthError::label, |_| "ok")]);
+    match result {
+        Ok(claims) => Json(json!({
+            "sub": claims.sub,
+            "oid": claims.oid,
+            "sid": claims.sid,
+            "jti": claims.jti,
+            "scp": claims.scp,
+            "roles": claims.roles,
+            "azp": claims.azp,
+            "iat": claims.iat,
+            "exp": claims.exp,
+        }))
+        .into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+fn authorize_call(idp: &Idp, headers: &HeaderMap) -> Result<AccessClaims, OAuthError> {
+    let token = bearer_token(headers)?;
+    let claims = verified_live_token(idp, token)?;
+    let api_scopes = &idp.config().api_scopes;
+    let delegated = claims
+        .scp
+        .as_deref()
+        .is_some_and(|scp| scp.split(' ').any(|s| api_scopes.iter().any(|a| a == s)));
+    let app_only = claims
+        .roles
+        .as_ref()
+        .is_some_and(|roles| roles.iter().any(|r| api_scopes.contains(r)));
+    if !delegated && !app_only {
+        return Err(OAuthError::bearer(
+            ErrorCode::InsufficientScope,
+            "token carries no scope of this API",
+        ));
+    }
+    Ok(claims)
+}
+
+/// Verifies an access token and applies the ended-session policy; shared with UserInfo.
+pub fn verified_live_token(idp: &Idp, token: &str) -> Result<AccessClaims, OAuthError> {
+    let inner = &idp.inner;
+    let claims = verify_access_token(
+        &inner.keys,
+        token,
+        &inner.config.api_audience,
+        inner.clock.now(),
+    )?;
+    if let Some(sid) = &claims.sid {
+        let ended = inner.grants.lock().session(sid).is_some_and(|s| s.ended);
+        if ended {
+            idp.stats().ended_session_tokens.inc(&["access_token"]);
+            if inner.config.ended_session_tokens == EndedSessionPolicy::Reject {
+                return Err(OAuthError::bearer(
+                    ErrorCode::InvalidToken,
+                    "the IdP session of this token has ended",
+                ));
+            }
+        }
+    }
+    Ok(claims)
+}

@@ -1,0 +1,138 @@
+//! `mock-idp`: runs the mock OpenID Connect provider until Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use mock_idp::config::ReusePolicy;
+use mock_idp::tls::TlsMaterial;
+use mock_idp::{Idp, IdpConfig, IdpServer, ServerOptions};
+
+/// A mock OpenID Connect provider with a protected echo API (`/api/me`) and
+/// fault controls (`/admin/faults`). Runs with no configuration at all.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// TOML configuration: clients, users, lifetimes, policies, faults.
+    #[arg(long, env = "MOCK_IDP_CONFIG")]
+    config: Option<PathBuf>,
+    /// HTTP listen address.
+    #[arg(long, default_value = "127.0.0.1:9400")]
+    http: SocketAddr,
+    /// HTTPS listen address.
+    #[arg(long, default_value = "127.0.0.1:9443")]
+    https: SocketAddr,
+    /// Serve HTTP only.
+    #[arg(long)]
+    no_https: bool,
+    /// Server certificate chain (PEM); generated with its own CA when absent.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Server private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Where to write the generated CA certificate, for clients to trust.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// Derive the signing key from this seed, for reproducible runs.
+    #[arg(long)]
+    key_seed: Option<String>,
+    /// Access-token lifetime in seconds (overrides the config file).
+    #[arg(long)]
+    access_token_lifetime: Option<u64>,
+    /// Refresh-token lifetime in seconds (overrides the config file).
+    #[arg(long)]
+    refresh_token_lifetime: Option<u64>,
+    /// Refresh-token reuse policy (overrides the config file).
+    #[arg(long, value_parser = parse_policy)]
+    refresh_reuse: Option<ReusePolicy>,
+}
+
+fn parse_policy(value: &str) -> Result<ReusePolicy, String> {
+    match value {
+        "allow" => Ok(ReusePolicy::Allow),
+        "revoke-family" => Ok(ReusePolicy::RevokeFamily),
+        _ => Err("expected allow or revoke-family".into()),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let mut config = match &args.config {
+        Some(path) => IdpConfig::from_file(path)?,
+        None => IdpConfig::default(),
+    };
+    if let Some(seed) = args.key_seed {
+        config.key_seed = Some(seed);
+    }
+    if let Some(secs) = args.access_token_lifetime {
+        config.access_token_lifetime_secs = secs;
+    }
+    if let Some(secs) = args.refresh_token_lifetime {
+        config.refresh_token_lifetime_secs = secs;
+    }
+    if let Some(policy) = args.refresh_reuse {
+        config.refresh_reuse = policy;
+    }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsMaterial::from_pem_files(cert, key)?),
+        _ => None,
+    };
+    let ca_file = args.ca_file.unwrap_or_else(|| {
+        std::env::temp_dir()
+            .join(format!("mock-idp-{}", args.https.port()))
+            .join("ca.pem")
+    });
+    let idp = Idp::new(config)?;
+    let server = IdpServer::start(
+        idp,
+        ServerOptions {
+            http: Some(args.http),
+            https: (!args.no_https).then_some(args.https),
+            tls,
+            ca_file: Some(ca_file),
+        },
+    )
+    .await
+    .context("cannot start the mock IdP")?;
+    if let Some(url) = server.http_url() {
+        println!("mock-idp issuer (http):  {url}");
+    }
+    if let Some(url) = server.https_url() {
+        println!("mock-idp issuer (https): {url}");
+    }
+    if let Some(ca) = &server.ca_file {
+        println!("CA certificate to trust: {}", ca.display());
+    }
+    println!("stats: /stats  metrics: /metrics  faults: /admin/faults  (Ctrl-C stops)");
+    server.run_until(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

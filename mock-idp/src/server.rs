@@ -1,0 +1,238 @@
+//! The router, the HTTP and HTTPS listeners, and the issuer each listener reports.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::routing::{MethodRouter, get};
+use axum::{Extension, Router, middleware};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::endpoints::{admin, api, authorize, discovery, logout, token, userinfo};
+use crate::faults::{Endpoint, FaultScope, apply_faults};
+use crate::tls::TlsMaterial;
+use crate::{Idp, IdpError};
+
+/// The URL scheme of the listener a request came in on.
+#[derive(Clone, Copy, Debug)]
+pub struct Scheme(pub &'static str);
+
+/// The issuer for this request: the base URL of the listener the client used,
+/// from its scheme and the `Host` the client sent, as MSAL-family clients
+/// require the issuer to match the authority they were given.
+pub struct Issuer(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Issuer {
+    type Rejection = (StatusCode, &'static str);
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let scheme = parts.extensions.get::<Scheme>().map_or("http", |s| s.0);
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+            .unwrap_or("localhost");
+        let well_formed = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
+        if !well_formed {
+            return Err((StatusCode::BAD_REQUEST, "malformed Host header"));
+        }
+        Ok(Issuer(format!("{scheme}://{host}")))
+    }
+}
+
+impl Idp {
+    /// Every endpoint, each behind the fault layer for its name. The admin,
+    /// stats and metrics endpoints are never faulted.
+    pub fn router(&self) -> Router {
+        let faulted = |endpoint: Endpoint, route: MethodRouter<Idp>| {
+            route.route_layer(middleware::from_fn_with_state(
+                FaultScope {
+                    idp: self.clone(),
+                    endpoint,
+                },
+                apply_faults,
+            ))
+        };
+        Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                faulted(Endpoint::Discovery, get(discovery::openid_configuration)),
+            )
+            .route("/jwks", faulted(Endpoint::Jwks, get(discovery::jwks)))
+            .route(
+                "/authorize",
+                faulted(
+                    Endpoint::Authorize,
+                    get(authorize::authorize_get).post(authorize::authorize_post),
+                ),
+            )
+            .route(
+                "/token",
+                faulted(Endpoint::Token, axum::routing::post(token::token)),
+            )
+            .route(
+                "/userinfo",
+                faulted(
+                    Endpoint::Userinfo,
+                    get(userinfo::userinfo).post(userinfo::userinfo),
+                ),
+            )
+            .route(
+                "/logout",
+                faulted(
+                    Endpoint::Logout,
+                    get(logout::logout_get).post(logout::logout_post),
+                ),
+            )
+            .route("/api/me", faulted(Endpoint::Api, get(api::me)))
+            .route("/stats", get(admin::stats))
+            .route("/metrics", get(admin::metrics))
+            .route("/healthz", get(admin::healthz))
+            .route(
+                "/admin/faults",
+                get(crate::faults::get_faults)
+                    .put(crate::faults::put_faults)
+                    .delete(crate::faults::clear_faults),
+            )
+            .with_state(self.clone())
+    }
+}
+
+/// Where to listen and how to do TLS.
+pub struct ServerOptions {
+    pub http: Option<SocketAddr>,
+    pub https: Option<SocketAddr>,
+    /// Server certificate; generated when `None` and HTTPS is on.
+    pub tls: Option<TlsMaterial>,
+    /// Where to write the generated CA certificate.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl ServerOptions {
+    /// HTTP and HTTPS on free loopback ports, a generated certificate, the CA written to `ca_file`.
+    pub fn loopback(ca_file: PathBuf) -> Self {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self {
+            http: Some(any),
+            https: Some(any),
+            tls: None,
+            ca_file: Some(ca_file),
+        }
+    }
+
+    /// HTTP only, on a free loopback port.
+    pub fn http_only() -> Self {
+        Self {
+            http: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            https: None,
+            tls: None,
+            ca_file: None,
+        }
+    }
+}
+
+/// A running provider: its URLs, and the means to stop it.
+pub struct IdpServer {
+    pub idp: Idp,
+    pub http_addr: Option<SocketAddr>,
+    pub https_addr: Option<SocketAddr>,
+    /// The CA certificate file clients should trust, when one was written.
+    pub ca_file: Option<PathBuf>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<std::io::Result<()>>>,
+}
+
+/// How long in-flight requests get to finish after shutdown is asked for.
+const DRAIN: Duration = Duration::from_secs(5);
+
+impl IdpServer {
+    /// Binds the listeners and starts serving in the background.
+    pub async fn start(idp: Idp, options: ServerOptions) -> Result<Self, IdpError> {
+        let (shutdown, _) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let mut http_addr = None;
+        if let Some(addr) = options.http {
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            http_addr = Some(listener.local_addr()?);
+            let app = idp.router().layer(Extension(Scheme("http")));
+            let mut stop = shutdown.subscribe();
+            tasks.push(tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await
+            }));
+        }
+        let mut https_addr = None;
+        let mut ca_file = None;
+        if let Some(addr) = options.https {
+            let tls = match options.tls {
+                Some(tls) => tls,
+                None => TlsMaterial::generate()?,
+            };
+            if let Some(path) = &options.ca_file
+                && tls.write_ca(path)?
+            {
+                ca_file = Some(path.clone());
+            }
+            let listener = std::net::TcpListener::bind(addr)?;
+            listener.set_nonblocking(true)?;
+            https_addr = Some(listener.local_addr()?);
+            let config = axum_server::tls_rustls::RustlsConfig::from_config(tls.server_config()?);
+            let handle = axum_server::Handle::new();
+            let server =
+                axum_server::tls_rustls::from_tcp_rustls(listener, config)?.handle(handle.clone());
+            let app = idp.router().layer(Extension(Scheme("https")));
+            let mut stop = shutdown.subscribe();
+            tokio::spawn(async move {
+                let _ = stop.wait_for(|s| *s).await;
+                handle.graceful_shutdown(Some(DRAIN));
+            });
+            tasks.push(tokio::spawn(server.serve(app.into_make_service())));
+        }
+        Ok(Self {
+            idp,
+            http_addr,
+            https_addr,
+            ca_file,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`, the HTTP issuer.
+    pub fn http_url(&self) -> Option<String> {
+        self.http_addr.map(|a| format!("http://{a}"))
+    }
+
+    /// `https://localhost:PORT`, the HTTPS issuer (the certificate names localhost and 127.0.0.1).
+    pub fn https_url(&self) -> Option<String> {
+        self.https_addr
+            .map(|a| format!("https://localhost:{}", a.port()))
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and waits for the listeners.
+    pub async fn stop(self) -> std::io::Result<()> {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            task.await.map_err(std::io::Error::other)??;
+        }
+        Ok(())
+    }
+
+    /// Serves until `signal` completes, then stops.
+    pub async fn run_until(self, signal: impl Future<Output = ()>) -> std::io::Result<()> {
+        signal.await;
+        self.stop().await
+    }
+}
