@@ -33,6 +33,9 @@ pub struct IdpConfig {
     pub ended_session_tokens: EndedSessionPolicy,
     /// When true, a `login_hint` that names no configured user creates one.
     pub auto_provision_users: bool,
+    /// How many verified access tokens the protected API remembers, so a token
+    /// presented again skips signature verification (0 turns this off).
+    pub verified_token_cache: usize,
     /// Seed for the signing key; when set, keys (and so `kid`) are the same on every start.
     pub key_seed: Option<String>,
     /// Registered OAuth clients.
@@ -154,6 +157,7 @@ impl Default for IdpConfig {
             refresh_reuse: ReusePolicy::Allow,
             ended_session_tokens: EndedSessionPolicy::Accept,
             auto_provision_users: true,
+            verified_token_cache: 100_000,
             key_seed: None,
             clients: vec![ClientConfig {
                 client_id: DEFAULT_CLIENT_ID.into(),

@@ -42,6 +42,7 @@ use crate::faults::FaultController;
 use crate::grants::Grants;
 use crate::keys::{KeyError, SigningKey};
 use crate::stats::Stats;
+use crate::tokens::VerifiedTokens;
 use crate::users::Directory;
 
 /// Why the IdP could not start.
@@ -71,6 +72,7 @@ pub(crate) struct Inner {
     pub(crate) faults: FaultController,
     pub(crate) users: Directory,
     pub(crate) grants: Mutex<Grants>,
+    pub(crate) verified: VerifiedTokens,
 }
 
 impl Idp {
@@ -94,6 +96,7 @@ impl Idp {
                 clock,
                 stats: Stats::default(),
                 grants: Mutex::new(Grants::default()),
+                verified: VerifiedTokens::new(config.verified_token_cache),
                 config,
             }),
         })

@@ -1,5 +1,7 @@
 //! `/api/me`: the protected API, which echoes who a valid bearer token belongs to.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -10,7 +12,7 @@ use super::bearer_token;
 use crate::Idp;
 use crate::config::EndedSessionPolicy;
 use crate::oauth_error::{ErrorCode, OAuthError};
-use crate::tokens::{AccessClaims, verify_access_token};
+use crate::tokens::AccessClaims;
 
 /// `GET /api/me`
 pub async fn me(State(idp): State<Idp>, headers: HeaderMap) -> Response {
@@ -20,13 +22,13 @@ pub async fn me(State(idp): State<Idp>, headers: HeaderMap) -> Response {
         .inc(&[result.as_ref().map_or_else(OAuthError::label, |_| "ok")]);
     match result {
         Ok(claims) => Json(json!({
-            "sub": claims.sub,
-            "oid": claims.oid,
-            "sid": claims.sid,
-            "jti": claims.jti,
-            "scp": claims.scp,
-            "roles": claims.roles,
-            "azp": claims.azp,
+            "sub": &claims.sub,
+            "oid": &claims.oid,
+            "sid": &claims.sid,
+            "jti": &claims.jti,
+            "scp": &claims.scp,
+            "roles": &claims.roles,
+            "azp": &claims.azp,
             "iat": claims.iat,
             "exp": claims.exp,
         }))
@@ -35,7 +37,7 @@ pub async fn me(State(idp): State<Idp>, headers: HeaderMap) -> Response {
     }
 }
 
-fn authorize_call(idp: &Idp, headers: &HeaderMap) -> Result<AccessClaims, OAuthError> {
+fn authorize_call(idp: &Idp, headers: &HeaderMap) -> Result<Arc<AccessClaims>, OAuthError> {
     let token = bearer_token(headers)?;
     let claims = verified_live_token(idp, token)?;
     let api_scopes = &idp.config().api_scopes;
@@ -57,9 +59,9 @@ fn authorize_call(idp: &Idp, headers: &HeaderMap) -> Result<AccessClaims, OAuthE
 }
 
 /// Verifies an access token and applies the ended-session policy; shared with UserInfo.
-pub fn verified_live_token(idp: &Idp, token: &str) -> Result<AccessClaims, OAuthError> {
+pub fn verified_live_token(idp: &Idp, token: &str) -> Result<Arc<AccessClaims>, OAuthError> {
     let inner = &idp.inner;
-    let claims = verify_access_token(
+    let claims = inner.verified.verify(
         &inner.keys,
         token,
         &inner.config.api_audience,

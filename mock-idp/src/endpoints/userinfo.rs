@@ -15,7 +15,7 @@ use crate::oauth_error::{ErrorCode, OAuthError};
 pub async fn userinfo(State(idp): State<Idp>, headers: HeaderMap) -> Response {
     let result = bearer_token(&headers).and_then(|token| {
         let claims = verified_live_token(&idp, token)?;
-        let (Some(oid), Some(sid)) = (claims.oid, claims.sid) else {
+        let (Some(oid), Some(sid)) = (claims.oid.clone(), claims.sid.clone()) else {
             return Err(OAuthError::bearer(
                 ErrorCode::InvalidToken,
                 "an app-only token has no user",
@@ -34,9 +34,9 @@ pub async fn userinfo(State(idp): State<Idp>, headers: HeaderMap) -> Response {
                 )
             })?;
         Ok(json!({
-            "sub": claims.sub,
+            "sub": &claims.sub,
             "oid": oid,
-            "tid": claims.tid,
+            "tid": &claims.tid,
             "name": user.name,
             "preferred_username": user.username,
             "email": user.email,
