@@ -1,0 +1,185 @@
+//! Shared helpers for the IdP's integration tests: a provider on loopback and the OAuth steps of a client.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use mock_idp::config::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET};
+use mock_idp::{Clock, Idp, IdpConfig, IdpServer, ServerOptions};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+pub const REDIRECT: &str = "http://127.0.0.1:5555/auth/callback";
+pub const SCOPES: &str = "openid profile offline_access api.read";
+
+/// A provider on a loopback HTTP port, and a client that does not follow redirects.
+pub struct TestIdp {
+    pub server: IdpServer,
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl TestIdp {
+    pub async fn start(config: IdpConfig) -> Self {
+        Self::start_with_clock(config, Clock::system()).await
+    }
+
+    pub async fn start_with_clock(config: IdpConfig, clock: Clock) -> Self {
+        let idp = Idp::with_clock(config, clock).expect("valid config");
+        let server = IdpServer::start(idp, ServerOptions::http_only())
+            .await
+            .expect("listening");
+        let base = server.http_url().expect("http url");
+        Self {
+            server,
+            base,
+            http: browser(),
+        }
+    }
+
+    pub fn idp(&self) -> &Idp {
+        &self.server.idp
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// An authorization code for `user`, with the PKCE verifier that redeems it.
+    pub async fn code_for(&self, user: &str) -> (String, String) {
+        self.code_with(&self.http, user, SCOPES).await
+    }
+
+    pub async fn code_with(
+        &self,
+        browser: &reqwest::Client,
+        user: &str,
+        scope: &str,
+    ) -> (String, String) {
+        let (verifier, challenge) = pkce();
+        let response = browser
+            .get(self.url("/authorize"))
+            .query(&[
+                ("client_id", DEFAULT_CLIENT_ID),
+                ("response_type", "code"),
+                ("redirect_uri", REDIRECT),
+                ("scope", scope),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+                ("login_hint", user),
+                ("nonce", "n-0S6_WzA2Mj"),
+                ("state", "af0ifjsldkj"),
+            ])
+            .send()
+            .await
+            .expect("authorize answers");
+        assert_eq!(response.status(), 302, "authorize redirects");
+        let params = location_params(&response);
+        let code = params
+            .iter()
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no code in redirect: {params:?}"));
+        (code, verifier)
+    }
+
+    /// Signs `user` in and redeems the code: the token response.
+    pub async fn sign_in(&self, user: &str) -> Value {
+        self.sign_in_with(&self.http, user, SCOPES).await
+    }
+
+    pub async fn sign_in_with(&self, browser: &reqwest::Client, user: &str, scope: &str) -> Value {
+        let (code, verifier) = self.code_with(browser, user, scope).await;
+        let response = self.redeem(&code, &verifier).await;
+        assert_eq!(response.status(), 200, "code redeems");
+        response.json().await.expect("token json")
+    }
+
+    pub async fn redeem(&self, code: &str, verifier: &str) -> reqwest::Response {
+        self.token(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", verifier),
+        ])
+        .await
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> reqwest::Response {
+        self.token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ])
+        .await
+    }
+
+    /// A token request authenticated as the default client with `client_secret_post`.
+    pub async fn token(&self, params: &[(&str, &str)]) -> reqwest::Response {
+        let mut form = params.to_vec();
+        form.push(("client_id", DEFAULT_CLIENT_ID));
+        form.push(("client_secret", DEFAULT_CLIENT_SECRET));
+        self.http
+            .post(self.url("/token"))
+            .form(&form)
+            .send()
+            .await
+            .expect("token endpoint answers")
+    }
+
+    pub async fn api_me(&self, access_token: &str) -> reqwest::Response {
+        self.http
+            .get(self.url("/api/me"))
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .expect("api answers")
+    }
+
+    pub async fn stop(self) {
+        self.server.stop().await.expect("stops cleanly");
+    }
+}
+
+/// A client that keeps cookies, as a browser would, and does not follow redirects.
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .build()
+        .expect("client")
+}
+
+/// A PKCE verifier and its S256 challenge.
+pub fn pkce() -> (String, String) {
+    let verifier = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    (verifier, challenge)
+}
+
+/// The query parameters of a redirect's `Location`.
+pub fn location_params(response: &reqwest::Response) -> Vec<(String, String)> {
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    url::Url::parse(location)
+        .map(|u| {
+            u.query_pairs()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The claims of a JWT, unverified, for assertions.
+pub fn claims_of(jwt: &str) -> Value {
+    let payload = jwt.split('.').nth(1).expect("three parts");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64url")).expect("json")
+}
+
+/// A string field of a JSON value.
+pub fn field<'a>(value: &'a Value, name: &str) -> &'a str {
+    value[name]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {name} in {value}"))
+}
