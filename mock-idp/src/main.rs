@@ -1,5 +1,6 @@
 //! `mock-idp`: runs the mock OpenID Connect provider until Ctrl-C or SIGTERM.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -102,37 +103,43 @@ async fn main() -> anyhow::Result<()> {
     )
     .await
     .context("cannot start the mock IdP")?;
-    if let Some(url) = server.http_url() {
-        println!("mock-idp issuer (http):  {url}");
-    }
-    if let Some(url) = server.https_url() {
-        println!("mock-idp issuer (https): {url}");
-    }
-    if let Some(ca) = &server.ca_file {
-        println!("CA certificate to trust: {}", ca.display());
-    }
-    println!("stats: /stats  metrics: /metrics  faults: /admin/faults  (Ctrl-C stops)");
-    server.run_until(shutdown_signal()).await?;
+    // Signal handlers go in before readiness is announced, so a supervisor
+    // that stops us right after reading the URLs gets a clean shutdown.
+    let stop = shutdown_signal()?;
+    announce(&server);
+    server.run_until(stop).await?;
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
+/// Prints the URLs. A closed stdout (a supervisor that read what it needed)
+/// is not a reason to stop serving, so write errors are ignored.
+fn announce(server: &IdpServer) {
+    let mut text = String::new();
+    if let Some(url) = server.http_url() {
+        text += &format!("mock-idp issuer (http):  {url}\n");
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    if let Some(url) = server.https_url() {
+        text += &format!("mock-idp issuer (https): {url}\n");
+    }
+    if let Some(ca) = &server.ca_file {
+        text += &format!("CA certificate to trust: {}\n", ca.display());
+    }
+    text += "stats: /stats  metrics: /metrics  faults: /admin/faults  (Ctrl-C stops)\n";
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
+}
+
+/// Completes on Ctrl-C or SIGTERM; the handlers are registered when this is called.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    })
 }
