@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use mock_idp::config::ReusePolicy;
+use mock_idp::config::{ClientConfig, GrantType, ReusePolicy, UserConfig};
 use mock_idp::tls::TlsMaterial;
 use mock_idp::{Idp, IdpConfig, IdpServer, ServerOptions};
 
@@ -48,6 +48,16 @@ struct Args {
     /// Refresh-token reuse policy (overrides the config file).
     #[arg(long, value_parser = parse_policy)]
     refresh_reuse: Option<ReusePolicy>,
+    /// Register another client, `ID:SECRET` (confidential) or `ID` (public),
+    /// with the default loopback redirect URIs. Repeatable.
+    #[arg(long = "client", value_name = "ID[:SECRET]")]
+    clients: Vec<String>,
+    /// Add a user that `login_hint` can name. Repeatable.
+    #[arg(long = "user", value_name = "USERNAME")]
+    users: Vec<String>,
+    /// Refuse `login_hint`s that name no configured user.
+    #[arg(long)]
+    no_auto_users: bool,
 }
 
 fn parse_policy(value: &str) -> Result<ReusePolicy, String> {
@@ -82,6 +92,10 @@ async fn main() -> anyhow::Result<()> {
     if let Some(policy) = args.refresh_reuse {
         config.refresh_reuse = policy;
     }
+    apply_client_and_user_flags(&mut config, &args.clients, &args.users);
+    if args.no_auto_users {
+        config.auto_provision_users = false;
+    }
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(TlsMaterial::from_pem_files(cert, key)?),
         _ => None,
@@ -109,6 +123,33 @@ async fn main() -> anyhow::Result<()> {
     announce(&server);
     server.run_until(stop).await?;
     Ok(())
+}
+
+fn apply_client_and_user_flags(config: &mut IdpConfig, clients: &[String], users: &[String]) {
+    let template = IdpConfig::default().clients.remove(0);
+    for spec in clients {
+        let (id, secret) = match spec.split_once(':') {
+            Some((id, secret)) => (id, Some(secret.to_owned())),
+            None => (spec.as_str(), None),
+        };
+        let mut client = ClientConfig {
+            client_id: id.to_owned(),
+            client_secret: secret,
+            ..template.clone()
+        };
+        if client.client_secret.is_none() {
+            client
+                .grant_types
+                .retain(|g| *g != GrantType::ClientCredentials);
+        }
+        config.clients.push(client);
+    }
+    config.users.extend(users.iter().map(|username| UserConfig {
+        username: username.clone(),
+        oid: None,
+        name: None,
+        email: None,
+    }));
 }
 
 /// Prints the URLs. A closed stdout (a supervisor that read what it needed)

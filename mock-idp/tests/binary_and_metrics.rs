@@ -68,7 +68,7 @@ impl Drop for Child {
 }
 
 #[tokio::test]
-async fn the_binary_runs_with_no_configuration_and_stops_on_sigterm() {
+async fn the_binary_serves_both_listeners_takes_flags_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().expect("dir");
     let ca = dir.path().join("ca.pem");
     let mut child = Child(
@@ -81,6 +81,13 @@ async fn the_binary_runs_with_no_configuration_and_stops_on_sigterm() {
                 "--ca-file",
             ])
             .arg(&ca)
+            .args([
+                "--client",
+                "cli-app:cli-secret",
+                "--user",
+                "dave",
+                "--no-auto-users",
+            ])
             .stdout(Stdio::piped())
             .spawn()
             .expect("spawn mock-idp"),
@@ -118,6 +125,47 @@ async fn the_binary_runs_with_no_configuration_and_stops_on_sigterm() {
             .await
             .expect("json");
         assert_eq!(doc["issuer"], base.as_str());
+    }
+
+    // Flags added a client and a user, and turned off users on demand.
+    let token = client
+        .post(format!("{http}/token"))
+        .basic_auth("cli-app", Some("cli-secret"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "api://mock-api/.default"),
+        ])
+        .send()
+        .await
+        .expect("token");
+    assert_eq!(token.status(), 200, "{:?}", token.text().await);
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    for (hint, expected) in [("dave", "code"), ("zed", "error")] {
+        let response = no_redirects
+            .get(format!("{http}/authorize"))
+            .query(&[
+                ("client_id", "cli-app"),
+                ("response_type", "code"),
+                ("redirect_uri", "http://127.0.0.1:1/auth/callback"),
+                ("scope", "openid"),
+                (
+                    "code_challenge",
+                    "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+                ),
+                ("code_challenge_method", "S256"),
+                ("login_hint", hint),
+            ])
+            .send()
+            .await
+            .expect("authorize");
+        let location = common::location_params(&response);
+        assert!(
+            location.iter().any(|(k, _)| k == expected),
+            "{hint}: {location:?}"
+        );
     }
 
     let pid = child.0.id().to_string();
