@@ -1,6 +1,7 @@
 //! Injected faults (latency, errors, per-client rate limit, outage) applied per endpoint.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -118,6 +119,14 @@ fn one() -> u64 {
 }
 
 impl FaultConfig {
+    /// Whether any fault is set.
+    pub fn any(&self) -> bool {
+        self.latency.is_some()
+            || self.errors.is_some()
+            || self.rate_limit.is_some()
+            || self.outage.is_some()
+    }
+
     /// Checks ranges serde cannot express.
     pub fn validate(&self) -> Result<(), String> {
         if let Some(errors) = &self.errors {
@@ -153,6 +162,8 @@ struct Bucket {
 
 /// The live fault settings and the state they need (random draws, buckets).
 pub struct FaultController {
+    /// False while no fault is set, so requests skip the fault logic entirely.
+    active: AtomicBool,
     config: RwLock<FaultConfig>,
     rng: Mutex<StdRng>,
     buckets: Mutex<HashMap<String, Bucket>>,
@@ -162,6 +173,7 @@ impl FaultController {
     pub fn new(config: FaultConfig) -> Self {
         let rng = seeded_rng(config.seed);
         Self {
+            active: AtomicBool::new(config.any()),
             config: RwLock::new(config),
             rng: Mutex::new(rng),
             buckets: Mutex::new(HashMap::new()),
@@ -178,6 +190,7 @@ impl FaultController {
         config.validate()?;
         *self.rng.lock() = seeded_rng(config.seed);
         self.buckets.lock().clear();
+        self.active.store(config.any(), Ordering::Relaxed);
         *self.config.write() = config;
         Ok(())
     }
@@ -241,6 +254,9 @@ pub async fn apply_faults(
 ) -> Response {
     let FaultScope { idp, endpoint } = scope;
     let faults = &idp.inner.faults;
+    if !faults.active.load(Ordering::Relaxed) {
+        return next.run(request).await;
+    }
     if let Some(delay) = faults.latency_for(endpoint) {
         idp.inner
             .stats
