@@ -1,5 +1,10 @@
 //! The reference web app under test: an OAuth confidential client whose session
 //! store and token-cache placement form the topology being measured.
 //!
-//! Nothing is built here yet; the workspace reserves the crate so the layout
-//! matches `DESIGN.md`. It exports nothing and claims nothing.
+//! # Layout
+//! - [`store`]: the one store trait and its backends (memory, SQLite,
+//!   Postgres, Redis) and wrappers (tiered, encrypted).
+//!
+//! The web server, token cache and topologies are not built yet.
+
+pub mod store;

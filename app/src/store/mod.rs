@@ -1,0 +1,114 @@
+//! The one store trait every session and token-cache backend implements, and the wrappers that compose.
+//!
+//! A store maps keys to versioned byte records. Every successful write bumps
+//! the version by one, so a caller can write "only if nobody wrote since I
+//! read" ([`Expect::Version`]) or blindly ([`Expect::Any`], last writer wins:
+//! what options 1 to 3 do, and why they lose updates).
+
+pub mod encrypted;
+pub mod memory;
+pub mod redis;
+pub mod sql;
+pub mod tiered;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+/// A stored value and its version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub data: Vec<u8>,
+    /// Starts at 1 and grows by one with each write of the key, also across
+    /// delete and re-create where the backend remembers (it never goes back
+    /// within one record's life).
+    pub version: u64,
+    /// Time left before the record expires, when it has a TTL.
+    pub ttl: Option<Duration>,
+}
+
+/// What a write expects to find.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// Whatever is there (last writer wins).
+    Any,
+    /// Nothing: the key is absent or expired.
+    Absent,
+    /// Exactly this version.
+    Version(u64),
+}
+
+/// How much a store holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StoreSize {
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The write's expectation did not hold; `current` is the version found.
+    #[error("version conflict (found {current:?})")]
+    Conflict { current: Option<u64> },
+    /// The backend cannot be reached or refused the operation; the app answers 503.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored bytes could not be understood.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// The store was set up wrongly (a bad URL, a failed migration).
+    #[error("store configuration: {0}")]
+    Config(String),
+}
+
+/// A key-value store of versioned records with optional TTLs.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A short name for metrics and logs (`memory`, `postgres`, `redis+postgres`, ...).
+    fn kind(&self) -> String;
+
+    async fn load(&self, key: &str) -> Result<Option<Record>, StoreError>;
+
+    /// Loads several keys; backends that can do it in one round trip do.
+    async fn load_many(&self, keys: &[&str]) -> Result<Vec<Option<Record>>, StoreError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            out.push(self.load(key).await?);
+        }
+        Ok(out)
+    }
+
+    /// Writes `data` if `expect` holds; returns the new version.
+    async fn save(
+        &self,
+        key: &str,
+        data: &[u8],
+        expect: Expect,
+        ttl: Option<Duration>,
+    ) -> Result<u64, StoreError>;
+
+    /// Writes `data` as `version` if the key is absent or holds an older
+    /// version (replication between tiers); returns whether it wrote.
+    async fn save_if_newer(
+        &self,
+        key: &str,
+        data: &[u8],
+        version: u64,
+        ttl: Option<Duration>,
+    ) -> Result<bool, StoreError>;
+
+    /// Removes a key; returns whether it was there.
+    async fn delete(&self, key: &str) -> Result<bool, StoreError>;
+
+    /// Live (unexpired) entries and their payload bytes.
+    async fn size(&self) -> Result<StoreSize, StoreError>;
+}
+
+/// Milliseconds since the Unix epoch, for backends that store expiry as a time.
+pub(crate) fn unix_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
