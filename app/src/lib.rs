@@ -4,7 +4,104 @@
 //! # Layout
 //! - [`store`]: the one store trait and its backends (memory, SQLite,
 //!   Postgres, Redis) and wrappers (tiered, encrypted).
-//!
-//! The web server, token cache and topologies are not built yet.
+//! - [`tokencache`]: MSAL's token-cache model and the cache-access hooks the
+//!   four placements are built on.
+//! - [`session`]: session ids, cookie, timeouts, versioned session records.
+//! - [`topology`]: the four options and custom combinations, built into stores.
+//! - [`idp_client`]: discovery, code exchange, refresh, ID-token checks, the API.
+//! - [`web`]: the HTTP surface (the observable contract of DESIGN.md).
+//! - [`metrics`]: counters and gauges for `/metrics`.
 
+pub mod idp_client;
+pub mod metrics;
+pub mod session;
 pub mod store;
+pub mod tokencache;
+pub mod topology;
+pub mod web;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::idp_client::{IdpClient, IdpSettings};
+use crate::metrics::Metrics;
+use crate::session::{SessionSettings, Sessions};
+use crate::topology::{Backends, Topology};
+use crate::web::{App, WebSettings};
+
+/// Everything an app instance is configured with.
+#[derive(Clone, Debug)]
+pub struct AppConfig {
+    pub topology: Topology,
+    pub backends: Backends,
+    pub sessions: SessionSettings,
+    pub idp: IdpSettings,
+    pub web: WebSettings,
+}
+
+/// Why an instance could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Idp(#[from] idp_client::IdpError),
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}
+
+/// Builds an instance's state: stores for the topology, the IdP client, metrics.
+pub fn build(config: AppConfig) -> Result<Arc<App>, SetupError> {
+    let name = &config.sessions.cookie_name;
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        return Err(SetupError::Invalid(format!(
+            "cookie name {name:?} must be letters, digits, '-', '_' or '.'"
+        )));
+    }
+    if config.sessions.idle_timeout.is_zero()
+        || config.sessions.absolute_timeout < config.sessions.idle_timeout
+    {
+        return Err(SetupError::Invalid(
+            "the absolute timeout must be at least the (non-zero) idle timeout".into(),
+        ));
+    }
+    let built = config
+        .topology
+        .build(&config.backends, config.sessions.absolute_timeout)?;
+    let metrics = Arc::new(Metrics::default());
+    let idp = IdpClient::new(config.idp, metrics.clone())?;
+    let sessions = Sessions::new(built.sessions, config.sessions, config.topology.concurrency);
+    Ok(Arc::new(App::new(
+        config.web,
+        sessions,
+        built.cache,
+        idp,
+        metrics,
+        built.encrypted,
+    )))
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then drains in-flight requests.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, web::router(app))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Defaults that make sense for a local run against the mock IdP.
+pub fn default_session_settings() -> SessionSettings {
+    SessionSettings {
+        cookie_name: "app_session".into(),
+        cookie_secure: false,
+        idle_timeout: Duration::from_secs(1800),
+        absolute_timeout: Duration::from_secs(8 * 3600),
+    }
+}

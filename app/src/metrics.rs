@@ -1,0 +1,139 @@
+//! The app's own counters and gauges, rendered as Prometheus text at `/metrics`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use parking_lot::Mutex;
+
+use crate::store::StoreSize;
+
+/// Counters kept by this instance.
+#[derive(Default)]
+pub struct Metrics {
+    idp_calls: Mutex<BTreeMap<(String, String), u64>>,
+    token_sources: Mutex<BTreeMap<String, u64>>,
+    write_conflicts: Mutex<u64>,
+}
+
+impl Metrics {
+    /// One call to the IdP: `call` is the grant or endpoint, `outcome` ok or a failure kind.
+    pub fn idp_call(&self, call: &str, outcome: &str) {
+        *self
+            .idp_calls
+            .lock()
+            .entry((call.to_owned(), outcome.to_owned()))
+            .or_insert(0) += 1;
+    }
+
+    /// Where an access token came from: `cache` or `refresh`.
+    pub fn token_source(&self, source: &str) {
+        *self
+            .token_sources
+            .lock()
+            .entry(source.to_owned())
+            .or_insert(0) += 1;
+    }
+
+    /// A compare-and-set write that found another writer first and was retried.
+    pub fn write_conflict(&self) {
+        *self.write_conflicts.lock() += 1;
+    }
+
+    pub fn idp_calls(&self, call: &str, outcome: &str) -> u64 {
+        self.idp_calls
+            .lock()
+            .get(&(call.to_owned(), outcome.to_owned()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The Prometheus text for the counters plus the gauges sampled now.
+    pub fn render(
+        &self,
+        instance: &str,
+        stores: &[(&str, Option<StoreSize>)],
+        token_cache_entries: Option<u64>,
+        undecryptable: u64,
+    ) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP app_idp_calls_total Calls this instance made to the identity provider."
+        );
+        let _ = writeln!(out, "# TYPE app_idp_calls_total counter");
+        for ((call, outcome), n) in self.idp_calls.lock().iter() {
+            let _ = writeln!(
+                out,
+                "app_idp_calls_total{{instance=\"{instance}\",call=\"{call}\",outcome=\"{outcome}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP app_token_source_total Access tokens used, by where they came from."
+        );
+        let _ = writeln!(out, "# TYPE app_token_source_total counter");
+        for (source, n) in self.token_sources.lock().iter() {
+            let _ = writeln!(
+                out,
+                "app_token_source_total{{instance=\"{instance}\",source=\"{source}\"}} {n}"
+            );
+        }
+        let _ = writeln!(out, "# TYPE app_write_conflicts_total counter");
+        let _ = writeln!(
+            out,
+            "app_write_conflicts_total{{instance=\"{instance}\"}} {}",
+            self.write_conflicts.lock()
+        );
+        let _ = writeln!(out, "# TYPE app_undecryptable_records_total counter");
+        let _ = writeln!(
+            out,
+            "app_undecryptable_records_total{{instance=\"{instance}\"}} {undecryptable}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP app_store_entries Entries in a store as this instance sees it (absent: store unreachable)."
+        );
+        let _ = writeln!(out, "# TYPE app_store_entries gauge");
+        let _ = writeln!(out, "# TYPE app_store_bytes gauge");
+        for (store, size) in stores {
+            if let Some(size) = size {
+                let _ = writeln!(
+                    out,
+                    "app_store_entries{{instance=\"{instance}\",store=\"{store}\"}} {}",
+                    size.entries
+                );
+                let _ = writeln!(
+                    out,
+                    "app_store_bytes{{instance=\"{instance}\",store=\"{store}\"}} {}",
+                    size.bytes
+                );
+            }
+        }
+        if let Some(entries) = token_cache_entries {
+            let _ = writeln!(
+                out,
+                "app_store_entries{{instance=\"{instance}\",store=\"instance_token_cache\"}} {entries}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP app_process_resident_memory_bytes Resident set size of this process."
+        );
+        let _ = writeln!(out, "# TYPE app_process_resident_memory_bytes gauge");
+        if let Some(rss) = resident_bytes() {
+            let _ = writeln!(
+                out,
+                "app_process_resident_memory_bytes{{instance=\"{instance}\"}} {rss}"
+            );
+        }
+        out
+    }
+}
+
+/// Resident set size from `/proc/self/status` (Linux); `None` elsewhere.
+pub fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}

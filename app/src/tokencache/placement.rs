@@ -1,0 +1,296 @@
+//! The cache-access hooks (MSAL's `ICachePlugin`: load before access, write after a changing access)
+//! and the four placements built on them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+
+use super::model::TokenCache;
+use crate::session::{LoadedSession, Sessions};
+use crate::store::{Expect, Record, Store, StoreError};
+
+/// A cache as loaded before an access, with what is needed to write it back.
+pub struct CacheSnapshot {
+    pub cache: TokenCache,
+    /// The stored version it was read at, where the placement compares versions.
+    pub version: Option<u64>,
+}
+
+/// Where tokens live, as hooks around every access.
+#[async_trait]
+pub trait CacheAccess: Send + Sync {
+    /// The placement's name in metrics and results.
+    fn kind(&self) -> &'static str;
+
+    /// Store keys worth reading together with the session (one round trip).
+    fn prefetch_keys(&self, _session_id: &str) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Whether refreshes of one session must not overlap (the partitioned placement).
+    fn single_flight(&self) -> bool {
+        false
+    }
+
+    /// Before access: load the cache this session's account may use.
+    /// `prefetched` holds the records of [`CacheAccess::prefetch_keys`] when the caller read them.
+    async fn before_access(
+        &self,
+        session: &LoadedSession,
+        account: &str,
+        prefetched: Option<&[Option<Record>]>,
+    ) -> Result<CacheSnapshot, StoreError>;
+
+    /// After a changing access: write the cache back. May write the session (option3).
+    /// A compare-and-set placement returns `Conflict` when another writer was first.
+    async fn after_access(
+        &self,
+        session: &mut LoadedSession,
+        account: &str,
+        snapshot: CacheSnapshot,
+        sessions: &Sessions,
+    ) -> Result<(), StoreError>;
+
+    /// At logout: what this placement removes.
+    async fn on_logout(&self, session: &LoadedSession, account: &str) -> Result<(), StoreError>;
+
+    /// Entries held in this process (the instance-wide cache), for metrics.
+    fn resident_entries(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// Option1: one cache per instance, shared by every user and session, keyed by
+/// account and scopes as MSAL's default in-memory cache is. A second browser of
+/// a user finds the first browser's tokens; logout removes the account's tokens
+/// for every session of that user on this instance.
+#[derive(Default)]
+pub struct InstanceWide {
+    cache: Mutex<TokenCache>,
+}
+
+#[async_trait]
+impl CacheAccess for InstanceWide {
+    fn kind(&self) -> &'static str {
+        "instance-wide"
+    }
+
+    async fn before_access(
+        &self,
+        _: &LoadedSession,
+        account: &str,
+        _: Option<&[Option<Record>]>,
+    ) -> Result<CacheSnapshot, StoreError> {
+        // Only this account's entries: what MSAL's lookups would touch.
+        let view = self.cache.lock().account_view(account);
+        Ok(CacheSnapshot {
+            cache: view,
+            version: None,
+        })
+    }
+
+    async fn after_access(
+        &self,
+        _: &mut LoadedSession,
+        account: &str,
+        snapshot: CacheSnapshot,
+        _: &Sessions,
+    ) -> Result<(), StoreError> {
+        let mut cache = self.cache.lock();
+        cache.remove_account(account);
+        let view = snapshot.cache;
+        cache.accounts.extend(view.accounts);
+        cache.id_tokens.extend(view.id_tokens);
+        cache.access_tokens.extend(view.access_tokens);
+        cache.refresh_tokens.extend(view.refresh_tokens);
+        Ok(())
+    }
+
+    async fn on_logout(&self, _: &LoadedSession, account: &str) -> Result<(), StoreError> {
+        self.cache.lock().remove_account(account);
+        Ok(())
+    }
+
+    fn resident_entries(&self) -> Option<u64> {
+        Some(self.cache.lock().len() as u64)
+    }
+}
+
+/// The key of option2's one blob.
+pub const SHARED_BLOB_KEY: &str = "tc:app";
+
+/// Option2: one persisted blob for the whole app, loaded before and written
+/// after every changing access (MSAL's persistence-plugin pattern). Every
+/// request pays for every user's tokens; concurrent writers overwrite each other.
+pub struct SharedBlob {
+    store: Arc<dyn Store>,
+}
+
+impl SharedBlob {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+}
+
+fn parse_cache(record: Option<&Record>) -> Result<(TokenCache, Option<u64>), StoreError> {
+    match record {
+        None => Ok((TokenCache::default(), None)),
+        Some(r) => TokenCache::from_bytes(&r.data)
+            .map(|c| (c, Some(r.version)))
+            .map_err(|e| StoreError::Corrupt(format!("token cache: {e}"))),
+    }
+}
+
+#[async_trait]
+impl CacheAccess for SharedBlob {
+    fn kind(&self) -> &'static str {
+        "shared-blob"
+    }
+
+    async fn before_access(
+        &self,
+        _: &LoadedSession,
+        _: &str,
+        _: Option<&[Option<Record>]>,
+    ) -> Result<CacheSnapshot, StoreError> {
+        let record = self.store.load(SHARED_BLOB_KEY).await?;
+        let (cache, version) = parse_cache(record.as_ref())?;
+        Ok(CacheSnapshot { cache, version })
+    }
+
+    async fn after_access(
+        &self,
+        _: &mut LoadedSession,
+        _: &str,
+        snapshot: CacheSnapshot,
+        _: &Sessions,
+    ) -> Result<(), StoreError> {
+        self.store
+            .save(
+                SHARED_BLOB_KEY,
+                &snapshot.cache.to_bytes(),
+                Expect::Any,
+                None,
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// The session row goes; the blob keeps the tokens (the faithful weakness).
+    async fn on_logout(&self, _: &LoadedSession, _: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// Option3: the cache is serialized into the session record and the whole
+/// session is written back when it changes.
+pub struct InSession;
+
+#[async_trait]
+impl CacheAccess for InSession {
+    fn kind(&self) -> &'static str {
+        "in-session"
+    }
+
+    async fn before_access(
+        &self,
+        session: &LoadedSession,
+        _: &str,
+        _: Option<&[Option<Record>]>,
+    ) -> Result<CacheSnapshot, StoreError> {
+        Ok(CacheSnapshot {
+            cache: session.data.token_cache.clone().unwrap_or_default(),
+            version: Some(session.version),
+        })
+    }
+
+    async fn after_access(
+        &self,
+        session: &mut LoadedSession,
+        _: &str,
+        snapshot: CacheSnapshot,
+        sessions: &Sessions,
+    ) -> Result<(), StoreError> {
+        session.data.token_cache = Some(snapshot.cache);
+        sessions.save(session).await
+    }
+
+    /// The session is deleted, and its tokens with it.
+    async fn on_logout(&self, _: &LoadedSession, _: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+pub fn partition_key(session_id: &str) -> String {
+    format!("tc:{session_id}")
+}
+
+/// Option4: one partition per session id (`tc:{sid}`), written with
+/// compare-and-set, living as long as the session, deleted at logout.
+pub struct Partitioned {
+    store: Arc<dyn Store>,
+    ttl: Duration,
+}
+
+impl Partitioned {
+    pub fn new(store: Arc<dyn Store>, ttl: Duration) -> Self {
+        Self { store, ttl }
+    }
+}
+
+#[async_trait]
+impl CacheAccess for Partitioned {
+    fn kind(&self) -> &'static str {
+        "partitioned"
+    }
+
+    fn prefetch_keys(&self, session_id: &str) -> Vec<String> {
+        vec![partition_key(session_id)]
+    }
+
+    fn single_flight(&self) -> bool {
+        true
+    }
+
+    async fn before_access(
+        &self,
+        session: &LoadedSession,
+        _: &str,
+        prefetched: Option<&[Option<Record>]>,
+    ) -> Result<CacheSnapshot, StoreError> {
+        let record = match prefetched {
+            Some([record]) => record.clone(),
+            _ => self.store.load(&partition_key(&session.id)).await?,
+        };
+        let (cache, version) = parse_cache(record.as_ref())?;
+        Ok(CacheSnapshot { cache, version })
+    }
+
+    async fn after_access(
+        &self,
+        session: &mut LoadedSession,
+        _: &str,
+        snapshot: CacheSnapshot,
+        _: &Sessions,
+    ) -> Result<(), StoreError> {
+        let expect = snapshot.version.map_or(Expect::Absent, Expect::Version);
+        self.store
+            .save(
+                &partition_key(&session.id),
+                &snapshot.cache.to_bytes(),
+                expect,
+                Some(self.ttl),
+            )
+            .await
+            .map(|_| ())
+    }
+
+    async fn on_logout(&self, session: &LoadedSession, _: &str) -> Result<(), StoreError> {
+        self.store
+            .delete(&partition_key(&session.id))
+            .await
+            .map(|_| ())
+    }
+}

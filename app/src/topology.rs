@@ -1,0 +1,246 @@
+//! Topologies: a session backend, a token-cache placement, encryption and concurrency control,
+//! as the four named options or a custom combination from a file.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::session::Concurrency;
+use crate::store::encrypted::{EncryptedStore, Keyring};
+use crate::store::memory::MemoryStore;
+use crate::store::redis::RedisStore;
+use crate::store::sql::{PostgresStore, SqliteStore};
+use crate::store::tiered::TieredStore;
+use crate::store::{Store, StoreError};
+use crate::tokencache::placement::{CacheAccess, InSession, InstanceWide, Partitioned, SharedBlob};
+
+/// Where session records live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SessionBackend {
+    Memory,
+    /// Postgres when a database URL is given, else a SQLite file.
+    Persisted,
+    Sqlite,
+    Postgres,
+    Redis,
+    RedisPostgres,
+}
+
+/// Where the token cache lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TokenPlacement {
+    InstanceWide,
+    SharedBlob,
+    InSession,
+    Partitioned,
+}
+
+/// One topology.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    pub name: String,
+    pub session_backend: SessionBackend,
+    pub token_cache: TokenPlacement,
+    #[serde(default)]
+    pub encrypt: bool,
+    pub concurrency: Concurrency,
+}
+
+impl Topology {
+    /// The four options of SEED.md, as DESIGN.md's table defines them.
+    pub fn preset(name: &str) -> Option<Self> {
+        let (session_backend, token_cache, encrypt, concurrency) = match name {
+            "option1" => (
+                SessionBackend::Memory,
+                TokenPlacement::InstanceWide,
+                false,
+                Concurrency::LastWriterWins,
+            ),
+            "option2" => (
+                SessionBackend::Persisted,
+                TokenPlacement::SharedBlob,
+                false,
+                Concurrency::LastWriterWins,
+            ),
+            "option3" => (
+                SessionBackend::Persisted,
+                TokenPlacement::InSession,
+                false,
+                Concurrency::LastWriterWins,
+            ),
+            "option4" => (
+                SessionBackend::RedisPostgres,
+                TokenPlacement::Partitioned,
+                true,
+                Concurrency::CompareAndSet,
+            ),
+            _ => return None,
+        };
+        Some(Self {
+            name: name.to_owned(),
+            session_backend,
+            token_cache,
+            encrypt,
+            concurrency,
+        })
+    }
+
+    /// A custom topology from a TOML file; errors name the file, line and column.
+    pub fn from_file(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("invalid topology {}: {e}", path.display()))
+    }
+}
+
+/// Where the backends are.
+#[derive(Clone, Debug)]
+pub struct Backends {
+    pub redis_url: Option<String>,
+    pub database_url: Option<String>,
+    pub sqlite_path: PathBuf,
+    /// Keeps one deployment's records apart from another's on shared servers.
+    pub namespace: String,
+    /// Secret the at-rest keys derive from, and the current key id.
+    pub encryption_secret: Vec<u8>,
+    pub encryption_key_id: String,
+    /// Earlier key ids still accepted for decryption (key rotation).
+    pub previous_key_ids: Vec<String>,
+}
+
+/// The stores and the token-cache placement a topology needs.
+pub struct Built {
+    pub sessions: Arc<dyn Store>,
+    pub cache: Arc<dyn CacheAccess>,
+    pub encrypted: Option<Arc<EncryptedStore>>,
+}
+
+impl Topology {
+    pub fn build(
+        &self,
+        backends: &Backends,
+        session_lifetime: Duration,
+    ) -> Result<Built, StoreError> {
+        let need = |url: &Option<String>, what: &str| {
+            url.clone()
+                .ok_or_else(|| StoreError::Config(format!("topology {} needs {what}", self.name)))
+        };
+        let prefix = format!("{}:", backends.namespace);
+        let plain: Arc<dyn Store> = match self.session_backend {
+            SessionBackend::Memory => Arc::new(MemoryStore::new()),
+            SessionBackend::Persisted => match &backends.database_url {
+                Some(url) => Arc::new(PostgresStore::connect(url, &backends.namespace)?),
+                None => Arc::new(SqliteStore::open(
+                    &backends.sqlite_path,
+                    &backends.namespace,
+                )?),
+            },
+            SessionBackend::Sqlite => Arc::new(SqliteStore::open(
+                &backends.sqlite_path,
+                &backends.namespace,
+            )?),
+            SessionBackend::Postgres => Arc::new(PostgresStore::connect(
+                &need(&backends.database_url, "a database URL")?,
+                &backends.namespace,
+            )?),
+            SessionBackend::Redis => Arc::new(RedisStore::connect(
+                &need(&backends.redis_url, "a Redis URL")?,
+                &prefix,
+            )?),
+            SessionBackend::RedisPostgres => Arc::new(TieredStore::new(
+                Arc::new(RedisStore::connect(
+                    &need(&backends.redis_url, "a Redis URL")?,
+                    &prefix,
+                )?),
+                Arc::new(PostgresStore::connect(
+                    &need(&backends.database_url, "a database URL")?,
+                    &backends.namespace,
+                )?),
+            )),
+        };
+        let (store, encrypted) = if self.encrypt {
+            let mut keys = vec![(
+                backends.encryption_key_id.as_str(),
+                Keyring::derive_key(&backends.encryption_secret, &backends.encryption_key_id),
+            )];
+            for kid in &backends.previous_key_ids {
+                keys.push((
+                    kid.as_str(),
+                    Keyring::derive_key(&backends.encryption_secret, kid),
+                ));
+            }
+            let encrypted = Arc::new(EncryptedStore::new(
+                plain,
+                Keyring::new(&keys, &backends.encryption_key_id)?,
+            ));
+            (encrypted.clone() as Arc<dyn Store>, Some(encrypted))
+        } else {
+            (plain, None)
+        };
+        let cache: Arc<dyn CacheAccess> = match self.token_cache {
+            TokenPlacement::InstanceWide => Arc::new(InstanceWide::default()),
+            TokenPlacement::SharedBlob => Arc::new(SharedBlob::new(store.clone())),
+            TokenPlacement::InSession => Arc::new(InSession),
+            TokenPlacement::Partitioned => {
+                Arc::new(Partitioned::new(store.clone(), session_lifetime))
+            }
+        };
+        Ok(Built {
+            sessions: store,
+            cache,
+            encrypted,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_match_the_design_table() {
+        let o1 = Topology::preset("option1").expect("option1");
+        assert_eq!(
+            (o1.session_backend, o1.token_cache),
+            (SessionBackend::Memory, TokenPlacement::InstanceWide)
+        );
+        let o4 = Topology::preset("option4").expect("option4");
+        assert_eq!(
+            (
+                o4.session_backend,
+                o4.token_cache,
+                o4.encrypt,
+                o4.concurrency
+            ),
+            (
+                SessionBackend::RedisPostgres,
+                TokenPlacement::Partitioned,
+                true,
+                Concurrency::CompareAndSet
+            )
+        );
+        assert!(Topology::preset("option5").is_none());
+    }
+
+    #[test]
+    fn a_custom_topology_file_error_names_line_and_column() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("custom.toml");
+        std::fs::write(&path, "name = \"mine\"\nsession_backend = \"redis\"\ntoken_cache = \"everywhere\"\nconcurrency = \"compare-and-set\"\n").expect("write");
+        let error = Topology::from_file(&path).expect_err("unknown placement");
+        assert!(
+            error.contains("custom.toml") && error.contains("line 3"),
+            "{error}"
+        );
+        std::fs::write(&path, "name = \"mine\"\nsession_backend = \"redis\"\ntoken_cache = \"partitioned\"\nconcurrency = \"compare-and-set\"\n").expect("write");
+        assert_eq!(
+            Topology::from_file(&path).expect("valid").token_cache,
+            TokenPlacement::Partitioned
+        );
+    }
+}
