@@ -1,0 +1,141 @@
+//! Each option's defining behaviour, over real HTTP with the mock IdP, real Redis and Postgres.
+
+use e2e_tests::{Browser, Stack, echoed_sid, redis_url};
+
+/// Sign in on instance 0 and check `/profile` works there.
+async fn signed_in(stack: &Stack, user: &str) -> Browser {
+    let browser = Browser::new();
+    let home = browser.sign_in(stack, 0, user).await;
+    assert_eq!(home["signed_in"], true, "{home}");
+    let (status, profile) = browser.get(&stack.url(0, "/profile")).await;
+    assert_eq!(status, 200, "{profile}");
+    browser
+}
+
+/// Two concurrent cart writes of one session, many times: how many acknowledged items went missing.
+async fn lost_items_under_races(stack: &Stack, browser: &Browser, rounds: usize) -> usize {
+    let url = stack.url(0, "/cart");
+    let mut acknowledged = Vec::new();
+    for round in 0..rounds {
+        let (a, b) = (format!("r{round}-a"), format!("r{round}-b"));
+        let (ra, rb) = tokio::join!(browser.add_to_cart(&url, &a), browser.add_to_cart(&url, &b));
+        for ((status, _), item) in [(ra, a), (rb, b)] {
+            if status == 200 {
+                acknowledged.push(item);
+            }
+        }
+    }
+    let (status, cart) = browser.get(&url).await;
+    assert_eq!(status, 200);
+    let items: Vec<&str> = cart["items"].as_array().expect("items").iter().filter_map(|v| v.as_str()).collect();
+    acknowledged.iter().filter(|item| !items.contains(&item.as_str())).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn option1_loses_sessions_on_restart_and_hop_and_shares_tokens_between_browsers() {
+    let mut stack = Stack::start("option1", 2).await;
+    let first = signed_in(&stack, "alice").await;
+    assert_eq!(first.get(&stack.url(1, "/profile")).await.0, 401, "another instance does not know the session");
+
+    // The same user in a second browser: the instance-wide cache, keyed by
+    // account, now hands the first browser the second browser's tokens.
+    let second = signed_in(&stack, "alice").await;
+    let (_, second_profile) = second.get(&stack.url(0, "/profile")).await;
+    let (_, first_profile) = first.get(&stack.url(0, "/profile")).await;
+    assert_eq!(first_profile["source"], "cache");
+    assert_eq!(
+        echoed_sid(&first_profile),
+        echoed_sid(&second_profile),
+        "the first browser presents a token of the second browser's IdP session"
+    );
+
+    stack.restart(0).await;
+    assert_eq!(first.get(&stack.url(0, "/profile")).await.0, 401, "a restart forgets every session");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn option2_survives_restart_but_shares_tokens_across_sessions() {
+    let mut stack = Stack::start("option2", 2).await;
+    let first = signed_in(&stack, "bob").await;
+    let second = signed_in(&stack, "bob").await;
+    let (_, second_profile) = second.get(&stack.url(0, "/profile")).await;
+    let (_, first_profile) = first.get(&stack.url(1, "/profile")).await;
+    assert_eq!(
+        echoed_sid(&first_profile),
+        echoed_sid(&second_profile),
+        "one blob for the app: the latest sign-in's tokens serve every session of the user"
+    );
+    stack.restart(0).await;
+    let (status, after) = first.get(&stack.url(0, "/profile")).await;
+    assert_eq!(status, 200, "{after}");
+    assert_eq!(first.get(&stack.url(0, "/cart")).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn option3_keeps_tokens_per_session_but_loses_an_update_under_a_race() {
+    let stack = Stack::start("option3", 2).await;
+    let first = signed_in(&stack, "carol").await;
+    let (_, own) = first.get(&stack.url(0, "/profile")).await;
+    let second = signed_in(&stack, "carol").await;
+    let (_, other) = second.get(&stack.url(1, "/profile")).await;
+    let (_, again) = first.get(&stack.url(1, "/profile")).await;
+    assert_ne!(echoed_sid(&own), echoed_sid(&other), "two browsers, two IdP sessions");
+    assert_eq!(echoed_sid(&again), echoed_sid(&own), "each session keeps its own tokens, on any instance");
+
+    let lost = lost_items_under_races(&stack, &first, 30).await;
+    assert!(lost > 0, "last-writer-wins sessions lose acknowledged items under concurrent writes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn option4_survives_restart_and_redis_flush_loses_nothing_and_leaves_nothing_after_logout() {
+    let mut stack = Stack::start("option4", 2).await;
+    let browser = signed_in(&stack, "dave").await;
+    let (_, own) = browser.get(&stack.url(0, "/profile")).await;
+    let other = signed_in(&stack, "dave").await;
+    let (_, others) = other.get(&stack.url(0, "/profile")).await;
+    assert_ne!(echoed_sid(&own), echoed_sid(&others), "tokens are partitioned by session");
+    assert_eq!(browser.add_to_cart(&stack.url(1, "/cart"), "before-restart").await.0, 200);
+
+    stack.restart(0).await;
+    let (status, after_restart) = browser.get(&stack.url(0, "/profile")).await;
+    assert_eq!(status, 200, "{after_restart}");
+    assert_eq!(echoed_sid(&after_restart), echoed_sid(&own));
+
+    // A Redis flush of this deployment's keys: reads fall through to Postgres.
+    let client = redis::Client::open(redis_url()).expect("redis");
+    let mut redis = client.get_multiplexed_async_connection().await.expect("connect");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:*", stack.namespace))
+        .query_async(&mut redis)
+        .await
+        .expect("keys");
+    assert!(!keys.is_empty(), "sessions and partitions are in Redis");
+    let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await.expect("flush");
+    let (status, after_flush) = browser.get(&stack.url(1, "/profile")).await;
+    assert_eq!(status, 200, "{after_flush}");
+    assert_eq!(after_flush["source"], "cache", "the partition came back from Postgres");
+    let (_, cart) = browser.get(&stack.url(1, "/cart")).await;
+    assert_eq!(cart["items"][0], "before-restart");
+
+    assert_eq!(lost_items_under_races(&stack, &browser, 30).await, 0, "compare-and-set loses nothing");
+
+    for b in [&browser, &other] {
+        let (status, body) = b.get(&stack.url(1, "/logout")).await;
+        assert_eq!((status, &body["idp_session_ended"]), (200, &serde_json::json!(true)));
+    }
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:*", stack.namespace))
+        .query_async(&mut redis)
+        .await
+        .expect("keys");
+    assert!(keys.is_empty(), "Redis keys left after logout: {keys:?}");
+    let pool = sqlx_rows(&stack.namespace).await;
+    assert_eq!(pool, 0, "Postgres rows left after logout");
+}
+
+/// Rows of a namespace in the app's Postgres table.
+async fn sqlx_rows(namespace: &str) -> i64 {
+    let store = app::store::sql::PostgresStore::connect(&e2e_tests::database_url(), namespace).expect("postgres");
+    use app::store::Store;
+    store.size().await.expect("size").entries as i64
+}
