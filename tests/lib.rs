@@ -20,7 +20,8 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 
 pub fn database_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 pub fn redis_url() -> String {
@@ -53,13 +54,21 @@ pub struct Stack {
 
 impl Stack {
     pub async fn start(topology: &str, instances: usize) -> Self {
-        Self::start_with(Topology::preset(topology).expect("preset"), IdpConfig::default(), instances).await
+        Self::start_with(
+            Topology::preset(topology).expect("preset"),
+            IdpConfig::default(),
+            instances,
+        )
+        .await
     }
 
     pub async fn start_with(topology: Topology, idp_config: IdpConfig, instances: usize) -> Self {
-        let idp = IdpServer::start(Idp::new(idp_config).expect("idp"), ServerOptions::http_only())
-            .await
-            .expect("idp listens");
+        let idp = IdpServer::start(
+            Idp::new(idp_config).expect("idp"),
+            ServerOptions::http_only(),
+        )
+        .await
+        .expect("idp listens");
         let mut stack = Self {
             idp,
             topology,
@@ -68,7 +77,12 @@ impl Stack {
             sqlite_dir: tempfile::tempdir().expect("temp dir"),
         };
         for i in 0..instances {
-            let instance = stack.spawn(&format!("app-{}", i + 1), "127.0.0.1:0".parse().expect("addr")).await;
+            let instance = stack
+                .spawn(
+                    &format!("app-{}", i + 1),
+                    "127.0.0.1:0".parse().expect("addr"),
+                )
+                .await;
             stack.instances.push(instance);
         }
         stack
@@ -157,7 +171,10 @@ impl Default for Browser {
 impl Browser {
     pub fn new() -> Self {
         Self {
-            http: reqwest::Client::builder().cookie_store(true).build().expect("client"),
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .build()
+                .expect("client"),
         }
     }
 
@@ -202,5 +219,8 @@ impl Browser {
 
 /// The IdP session id this browser's tokens carry, as the API echoed it.
 pub fn echoed_sid(profile: &Value) -> String {
-    profile["api"]["sid"].as_str().unwrap_or_default().to_owned()
+    profile["api"]["sid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }

@@ -27,15 +27,27 @@ async fn lost_items_under_races(stack: &Stack, browser: &Browser, rounds: usize)
     }
     let (status, cart) = browser.get(&url).await;
     assert_eq!(status, 200);
-    let items: Vec<&str> = cart["items"].as_array().expect("items").iter().filter_map(|v| v.as_str()).collect();
-    acknowledged.iter().filter(|item| !items.contains(&item.as_str())).count()
+    let items: Vec<&str> = cart["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    acknowledged
+        .iter()
+        .filter(|item| !items.contains(&item.as_str()))
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn option1_loses_sessions_on_restart_and_hop_and_shares_tokens_between_browsers() {
     let mut stack = Stack::start("option1", 2).await;
     let first = signed_in(&stack, "alice").await;
-    assert_eq!(first.get(&stack.url(1, "/profile")).await.0, 401, "another instance does not know the session");
+    assert_eq!(
+        first.get(&stack.url(1, "/profile")).await.0,
+        401,
+        "another instance does not know the session"
+    );
 
     // The same user in a second browser: the instance-wide cache, keyed by
     // account, now hands the first browser the second browser's tokens.
@@ -50,7 +62,11 @@ async fn option1_loses_sessions_on_restart_and_hop_and_shares_tokens_between_bro
     );
 
     stack.restart(0).await;
-    assert_eq!(first.get(&stack.url(0, "/profile")).await.0, 401, "a restart forgets every session");
+    assert_eq!(
+        first.get(&stack.url(0, "/profile")).await.0,
+        401,
+        "a restart forgets every session"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,11 +95,22 @@ async fn option3_keeps_tokens_per_session_but_loses_an_update_under_a_race() {
     let second = signed_in(&stack, "carol").await;
     let (_, other) = second.get(&stack.url(1, "/profile")).await;
     let (_, again) = first.get(&stack.url(1, "/profile")).await;
-    assert_ne!(echoed_sid(&own), echoed_sid(&other), "two browsers, two IdP sessions");
-    assert_eq!(echoed_sid(&again), echoed_sid(&own), "each session keeps its own tokens, on any instance");
+    assert_ne!(
+        echoed_sid(&own),
+        echoed_sid(&other),
+        "two browsers, two IdP sessions"
+    );
+    assert_eq!(
+        echoed_sid(&again),
+        echoed_sid(&own),
+        "each session keeps its own tokens, on any instance"
+    );
 
     let lost = lost_items_under_races(&stack, &first, 30).await;
-    assert!(lost > 0, "last-writer-wins sessions lose acknowledged items under concurrent writes");
+    assert!(
+        lost > 0,
+        "last-writer-wins sessions lose acknowledged items under concurrent writes"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,8 +120,18 @@ async fn option4_survives_restart_and_redis_flush_loses_nothing_and_leaves_nothi
     let (_, own) = browser.get(&stack.url(0, "/profile")).await;
     let other = signed_in(&stack, "dave").await;
     let (_, others) = other.get(&stack.url(0, "/profile")).await;
-    assert_ne!(echoed_sid(&own), echoed_sid(&others), "tokens are partitioned by session");
-    assert_eq!(browser.add_to_cart(&stack.url(1, "/cart"), "before-restart").await.0, 200);
+    assert_ne!(
+        echoed_sid(&own),
+        echoed_sid(&others),
+        "tokens are partitioned by session"
+    );
+    assert_eq!(
+        browser
+            .add_to_cart(&stack.url(1, "/cart"), "before-restart")
+            .await
+            .0,
+        200
+    );
 
     stack.restart(0).await;
     let (status, after_restart) = browser.get(&stack.url(0, "/profile")).await;
@@ -103,25 +140,42 @@ async fn option4_survives_restart_and_redis_flush_loses_nothing_and_leaves_nothi
 
     // A Redis flush of this deployment's keys: reads fall through to Postgres.
     let client = redis::Client::open(redis_url()).expect("redis");
-    let mut redis = client.get_multiplexed_async_connection().await.expect("connect");
+    let mut redis = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{}:*", stack.namespace))
         .query_async(&mut redis)
         .await
         .expect("keys");
     assert!(!keys.is_empty(), "sessions and partitions are in Redis");
-    let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await.expect("flush");
+    let _: () = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut redis)
+        .await
+        .expect("flush");
     let (status, after_flush) = browser.get(&stack.url(1, "/profile")).await;
     assert_eq!(status, 200, "{after_flush}");
-    assert_eq!(after_flush["source"], "cache", "the partition came back from Postgres");
+    assert_eq!(
+        after_flush["source"], "cache",
+        "the partition came back from Postgres"
+    );
     let (_, cart) = browser.get(&stack.url(1, "/cart")).await;
     assert_eq!(cart["items"][0], "before-restart");
 
-    assert_eq!(lost_items_under_races(&stack, &browser, 30).await, 0, "compare-and-set loses nothing");
+    assert_eq!(
+        lost_items_under_races(&stack, &browser, 30).await,
+        0,
+        "compare-and-set loses nothing"
+    );
 
     for b in [&browser, &other] {
         let (status, body) = b.get(&stack.url(1, "/logout")).await;
-        assert_eq!((status, &body["idp_session_ended"]), (200, &serde_json::json!(true)));
+        assert_eq!(
+            (status, &body["idp_session_ended"]),
+            (200, &serde_json::json!(true))
+        );
     }
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{}:*", stack.namespace))
@@ -135,7 +189,8 @@ async fn option4_survives_restart_and_redis_flush_loses_nothing_and_leaves_nothi
 
 /// Rows of a namespace in the app's Postgres table.
 async fn sqlx_rows(namespace: &str) -> i64 {
-    let store = app::store::sql::PostgresStore::connect(&e2e_tests::database_url(), namespace).expect("postgres");
+    let store = app::store::sql::PostgresStore::connect(&e2e_tests::database_url(), namespace)
+        .expect("postgres");
     use app::store::Store;
     store.size().await.expect("size").entries as i64
 }
