@@ -50,6 +50,7 @@ pub struct Stack {
     pub namespace: String,
     pub instances: Vec<Instance>,
     sqlite_dir: tempfile::TempDir,
+    renewal_offset: u64,
 }
 
 impl Stack {
@@ -62,7 +63,10 @@ impl Stack {
         .await
     }
 
+    /// A stack whose IdP has `idp_config`. The app renews cached tokens 300 s
+    /// before expiry, or at half their lifetime when they live shorter.
     pub async fn start_with(topology: Topology, idp_config: IdpConfig, instances: usize) -> Self {
+        let renewal_offset = 300.min(idp_config.access_token_lifetime_secs / 2);
         let idp = IdpServer::start(
             Idp::new(idp_config).expect("idp"),
             ServerOptions::http_only(),
@@ -75,6 +79,7 @@ impl Stack {
             namespace: format!("e2e{}", uuid::Uuid::new_v4().simple()),
             instances: Vec::new(),
             sqlite_dir: tempfile::tempdir().expect("temp dir"),
+            renewal_offset,
         };
         for i in 0..instances {
             let instance = stack
@@ -117,7 +122,7 @@ impl Stack {
                 instance_id: instance_id.into(),
                 public_url: format!("http://{addr}"),
                 api_audience: "api://mock-api".into(),
-                renewal_offset: 300,
+                renewal_offset: self.renewal_offset,
             },
         }
     }

@@ -194,3 +194,34 @@ async fn sqlx_rows(namespace: &str) -> i64 {
     use app::store::Store;
     store.size().await.expect("size").entries as i64
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn option4_refreshes_once_for_concurrent_requests_of_a_session() {
+    let idp = mock_idp::IdpConfig {
+        access_token_lifetime_secs: 2,
+        refresh_reuse: mock_idp::config::ReusePolicy::RevokeFamily,
+        ..mock_idp::IdpConfig::default()
+    };
+    let stack = Stack::start_with(app::topology::Topology::preset("option4").expect("preset"), idp, 1).await;
+    let browser = signed_in(&stack, "heidi").await;
+    // Past half the token's life, every request wants a refresh.
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let url = stack.url(0, "/profile");
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        // Clones of one client share its cookie jar: eight requests of one browser.
+        let (http, url) = (browser.http.clone(), url.clone());
+        requests.spawn(async move {
+            let response = http.get(&url).send().await.expect("answers");
+            (response.status().as_u16(), response.json::<serde_json::Value>().await.expect("json"))
+        });
+    }
+    let answers = requests.join_all().await;
+    for (status, body) in &answers {
+        assert_eq!(*status, 200, "{body}");
+    }
+    let stats = stack.idp.idp.stats();
+    assert_eq!(stats.token_calls.get(&["refresh_token", "ok"]), 1, "one refresh for eight requests");
+    assert_eq!(stats.refresh_reuse.total(), 0, "no refresh token was presented twice");
+    assert_eq!(answers.iter().filter(|(_, b)| b["source"] == "refresh").count(), 1);
+}
