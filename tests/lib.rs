@@ -100,6 +100,7 @@ impl Stack {
             topology: self.topology.clone(),
             backends: Backends {
                 redis_url: Some(redis_url()),
+                redis_ca_pem: None,
                 database_url: Some(database_url()),
                 sqlite_path: self.sqlite_dir.path().join("store.db"),
                 namespace: self.namespace.clone(),

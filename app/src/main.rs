@@ -54,6 +54,9 @@ struct Args {
     idp_timeout_ms: u64,
     #[arg(long, env = "REDIS_URL")]
     redis_url: Option<String>,
+    /// A CA certificate (PEM) to trust for a rediss:// URL.
+    #[arg(long, env = "REDIS_CA_FILE")]
+    redis_ca_file: Option<PathBuf>,
     #[arg(long, env = "DATABASE_URL")]
     database_url: Option<String>,
     /// SQLite file for persisted topologies when no database URL is given.
@@ -120,9 +123,16 @@ async fn main() -> anyhow::Result<()> {
         }
         None => None,
     };
+    let redis_ca_pem = match &args.redis_ca_file {
+        Some(path) => {
+            Some(std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?)
+        }
+        None => None,
+    };
     let config = AppConfig {
         backends: Backends {
             redis_url: args.redis_url,
+            redis_ca_pem,
             database_url: args.database_url,
             sqlite_path: args.sqlite_path,
             namespace: args.namespace,

@@ -102,6 +102,8 @@ impl Topology {
 #[derive(Clone, Debug)]
 pub struct Backends {
     pub redis_url: Option<String>,
+    /// CA certificate (PEM) to trust for a `rediss://` URL.
+    pub redis_ca_pem: Option<Vec<u8>>,
     pub database_url: Option<String>,
     pub sqlite_path: PathBuf,
     /// Keeps one deployment's records apart from another's on shared servers.
@@ -131,6 +133,13 @@ impl Topology {
                 .ok_or_else(|| StoreError::Config(format!("topology {} needs {what}", self.name)))
         };
         let prefix = format!("{}:", backends.namespace);
+        let redis = || {
+            RedisStore::connect_with_ca(
+                &need(&backends.redis_url, "a Redis URL")?,
+                &prefix,
+                backends.redis_ca_pem.clone(),
+            )
+        };
         let plain: Arc<dyn Store> = match self.session_backend {
             SessionBackend::Memory => Arc::new(MemoryStore::new()),
             SessionBackend::Persisted => match &backends.database_url {
@@ -148,15 +157,9 @@ impl Topology {
                 &need(&backends.database_url, "a database URL")?,
                 &backends.namespace,
             )?),
-            SessionBackend::Redis => Arc::new(RedisStore::connect(
-                &need(&backends.redis_url, "a Redis URL")?,
-                &prefix,
-            )?),
+            SessionBackend::Redis => Arc::new(redis()?),
             SessionBackend::RedisPostgres => Arc::new(TieredStore::new(
-                Arc::new(RedisStore::connect(
-                    &need(&backends.redis_url, "a Redis URL")?,
-                    &prefix,
-                )?),
+                Arc::new(redis()?),
                 Arc::new(PostgresStore::connect(
                     &need(&backends.database_url, "a database URL")?,
                     &backends.namespace,

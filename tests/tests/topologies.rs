@@ -202,7 +202,12 @@ async fn option4_refreshes_once_for_concurrent_requests_of_a_session() {
         refresh_reuse: mock_idp::config::ReusePolicy::RevokeFamily,
         ..mock_idp::IdpConfig::default()
     };
-    let stack = Stack::start_with(app::topology::Topology::preset("option4").expect("preset"), idp, 1).await;
+    let stack = Stack::start_with(
+        app::topology::Topology::preset("option4").expect("preset"),
+        idp,
+        1,
+    )
+    .await;
     let browser = signed_in(&stack, "heidi").await;
     // Past half the token's life, every request wants a refresh.
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
@@ -213,7 +218,10 @@ async fn option4_refreshes_once_for_concurrent_requests_of_a_session() {
         let (http, url) = (browser.http.clone(), url.clone());
         requests.spawn(async move {
             let response = http.get(&url).send().await.expect("answers");
-            (response.status().as_u16(), response.json::<serde_json::Value>().await.expect("json"))
+            (
+                response.status().as_u16(),
+                response.json::<serde_json::Value>().await.expect("json"),
+            )
         });
     }
     let answers = requests.join_all().await;
@@ -221,7 +229,21 @@ async fn option4_refreshes_once_for_concurrent_requests_of_a_session() {
         assert_eq!(*status, 200, "{body}");
     }
     let stats = stack.idp.idp.stats();
-    assert_eq!(stats.token_calls.get(&["refresh_token", "ok"]), 1, "one refresh for eight requests");
-    assert_eq!(stats.refresh_reuse.total(), 0, "no refresh token was presented twice");
-    assert_eq!(answers.iter().filter(|(_, b)| b["source"] == "refresh").count(), 1);
+    assert_eq!(
+        stats.token_calls.get(&["refresh_token", "ok"]),
+        1,
+        "one refresh for eight requests"
+    );
+    assert_eq!(
+        stats.refresh_reuse.total(),
+        0,
+        "no refresh token was presented twice"
+    );
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|(_, b)| b["source"] == "refresh")
+            .count(),
+        1
+    );
 }

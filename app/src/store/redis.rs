@@ -67,8 +67,28 @@ impl RedisStore {
     /// Connects lazily and reconnects by itself, so a Redis that is down makes
     /// operations fail (503 upstream), and one that returns is used again.
     pub fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| StoreError::Config(format!("bad Redis URL: {e}")))?;
+        Self::connect_with_ca(url, prefix, None)
+    }
+
+    /// As [`RedisStore::connect`]; for a `rediss://` URL, `ca_pem` (when given)
+    /// is the only CA trusted, instead of the system's roots.
+    pub fn connect_with_ca(
+        url: &str,
+        prefix: &str,
+        ca_pem: Option<Vec<u8>>,
+    ) -> Result<Self, StoreError> {
+        let bad_url = |e: RedisError| StoreError::Config(format!("bad Redis URL: {e}"));
+        let client = match ca_pem {
+            Some(root_cert) if url.starts_with("rediss://") => redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                },
+            )
+            .map_err(bad_url)?,
+            _ => redis::Client::open(url).map_err(bad_url)?,
+        };
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(RESPONSE_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
