@@ -11,7 +11,9 @@
 //! - [`idp_client`]: discovery, code exchange, refresh, ID-token checks, the API.
 //! - [`web`]: the HTTP surface (the observable contract of DESIGN.md).
 //! - [`metrics`]: counters and gauges for `/metrics`.
+//! - [`clock`]: the time timeouts and expiry read, movable in tests.
 
+pub mod clock;
 pub mod idp_client;
 pub mod metrics;
 pub mod session;
@@ -52,6 +54,11 @@ pub enum SetupError {
 
 /// Builds an instance's state: stores for the topology, the IdP client, metrics.
 pub fn build(config: AppConfig) -> Result<Arc<App>, SetupError> {
+    build_with_clock(config, clock::Clock::system())
+}
+
+/// As [`build`], on the given clock (tests move it to pass timeouts and expiry).
+pub fn build_with_clock(config: AppConfig, clock: clock::Clock) -> Result<Arc<App>, SetupError> {
     let name = &config.sessions.cookie_name;
     if name.is_empty()
         || !name
@@ -74,7 +81,7 @@ pub fn build(config: AppConfig) -> Result<Arc<App>, SetupError> {
         .build(&config.backends, config.sessions.absolute_timeout)?;
     let metrics = Arc::new(Metrics::default());
     let idp = IdpClient::new(config.idp, metrics.clone())?;
-    let sessions = Sessions::new(built.sessions, config.sessions, config.topology.concurrency);
+    let sessions = Sessions::new(built.sessions, config.sessions, config.topology.concurrency, clock);
     Ok(Arc::new(App::new(
         config.web,
         sessions,

@@ -8,6 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
+use crate::clock::Clock;
 use crate::store::{Expect, Record, Store, StoreError};
 use crate::tokencache::model::TokenCache;
 
@@ -74,13 +75,6 @@ pub enum Concurrency {
     CompareAndSet,
 }
 
-pub fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 pub fn session_key(id: &str) -> String {
     format!("sess:{id}")
 }
@@ -90,15 +84,22 @@ pub struct Sessions {
     store: Arc<dyn Store>,
     settings: SessionSettings,
     concurrency: Concurrency,
+    clock: Clock,
 }
 
 impl Sessions {
-    pub fn new(store: Arc<dyn Store>, settings: SessionSettings, concurrency: Concurrency) -> Self {
+    pub fn new(store: Arc<dyn Store>, settings: SessionSettings, concurrency: Concurrency, clock: Clock) -> Self {
         Self {
             store,
             settings,
             concurrency,
+            clock,
         }
+    }
+
+    /// The clock timeouts (and the app's token expiry checks) read.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -152,7 +153,7 @@ impl Sessions {
                 return Ok((None, extras));
             }
         };
-        let now = now_secs();
+        let now = self.clock.now();
         let idle = now.saturating_sub(data.last_seen) > self.settings.idle_timeout.as_secs();
         let too_old =
             now.saturating_sub(data.created_at) > self.settings.absolute_timeout.as_secs();
@@ -177,7 +178,7 @@ impl Sessions {
     /// A new session with a fresh id.
     pub async fn create(&self, mut data: SessionData) -> Result<LoadedSession, StoreError> {
         let id = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
-        let now = now_secs();
+        let now = self.clock.now();
         data.created_at = now;
         data.last_seen = now;
         let bytes = serde_json::to_vec(&data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -190,7 +191,7 @@ impl Sessions {
 
     /// Writes the session back: compare-and-set or last-writer-wins, as configured.
     pub async fn save(&self, session: &mut LoadedSession) -> Result<(), StoreError> {
-        session.data.last_seen = now_secs();
+        session.data.last_seen = self.clock.now();
         let bytes =
             serde_json::to_vec(&session.data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let expect = match self.concurrency {
@@ -207,7 +208,7 @@ impl Sessions {
     /// Whether this session should be written just to keep it alive: a
     /// quarter of the idle timeout since the last write, so reads stay reads.
     pub fn needs_touch(&self, session: &LoadedSession) -> bool {
-        now_secs().saturating_sub(session.data.last_seen) > self.settings.idle_timeout.as_secs() / 4
+        self.clock.now().saturating_sub(session.data.last_seen) > self.settings.idle_timeout.as_secs() / 4
     }
 
     pub async fn delete(&self, id: &str) -> Result<bool, StoreError> {

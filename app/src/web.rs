@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::idp_client::{IdpClient, IdpError, TokenResponse};
 use crate::metrics::Metrics;
-use crate::session::{LoadedSession, PendingLogin, SessionData, Sessions, SignedIn, now_secs};
+use crate::session::{LoadedSession, PendingLogin, SessionData, Sessions, SignedIn};
 use crate::store::encrypted::EncryptedStore;
 use crate::store::{Record, StoreError};
 use crate::tokencache::model::{Account, ScopeSet, TokenGrant};
@@ -198,7 +198,7 @@ impl App {
         if let Some(at) =
             snapshot
                 .cache
-                .access_token(account, &client_id, &wanted, now_secs(), offset)
+                .access_token(account, &client_id, &wanted, self.sessions.clock().now(), offset)
         {
             return Ok((at.secret.clone(), "cache"));
         }
@@ -219,7 +219,7 @@ impl App {
                 if let Some(at) =
                     snapshot
                         .cache
-                        .access_token(account, &client_id, &wanted, now_secs(), offset)
+                        .access_token(account, &client_id, &wanted, self.sessions.clock().now(), offset)
                 {
                     return Ok((at.secret.clone(), "cache"));
                 }
@@ -245,7 +245,7 @@ impl App {
         for _ in 0..CAS_ATTEMPTS {
             snapshot.cache.add(
                 self.grant(account_entity.clone(), &client_id, &response),
-                now_secs(),
+                self.sessions.clock().now(),
             );
             match self
                 .cache
@@ -460,7 +460,7 @@ async fn callback(
         .await?;
     snapshot.cache.add(
         app.grant(app.account(&user, &tokens), &client_id, &tokens),
-        now_secs(),
+        app.sessions.clock().now(),
     );
     app.cache
         .after_access(&mut session, &user.home_account_id, snapshot, &app.sessions)
