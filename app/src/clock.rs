@@ -21,7 +21,8 @@ impl Clock {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
-        wall.saturating_add(self.offset_secs.load(Ordering::Relaxed)).max(0) as u64
+        wall.saturating_add(self.offset_secs.load(Ordering::Relaxed))
+            .max(0) as u64
     }
 
     pub fn advance(&self, secs: i64) {

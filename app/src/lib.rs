@@ -81,7 +81,12 @@ pub fn build_with_clock(config: AppConfig, clock: clock::Clock) -> Result<Arc<Ap
         .build(&config.backends, config.sessions.absolute_timeout)?;
     let metrics = Arc::new(Metrics::default());
     let idp = IdpClient::new(config.idp, metrics.clone())?;
-    let sessions = Sessions::new(built.sessions, config.sessions, config.topology.concurrency, clock);
+    let sessions = Sessions::new(
+        built.sessions,
+        config.sessions,
+        config.topology.concurrency,
+        clock,
+    );
     Ok(Arc::new(App::new(
         config.web,
         sessions,

@@ -88,7 +88,12 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    pub fn new(store: Arc<dyn Store>, settings: SessionSettings, concurrency: Concurrency, clock: Clock) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        settings: SessionSettings,
+        concurrency: Concurrency,
+        clock: Clock,
+    ) -> Self {
         Self {
             store,
             settings,
@@ -208,7 +213,8 @@ impl Sessions {
     /// Whether this session should be written just to keep it alive: a
     /// quarter of the idle timeout since the last write, so reads stay reads.
     pub fn needs_touch(&self, session: &LoadedSession) -> bool {
-        self.clock.now().saturating_sub(session.data.last_seen) > self.settings.idle_timeout.as_secs() / 4
+        self.clock.now().saturating_sub(session.data.last_seen)
+            > self.settings.idle_timeout.as_secs() / 4
     }
 
     pub async fn delete(&self, id: &str) -> Result<bool, StoreError> {

@@ -195,11 +195,13 @@ impl App {
             .cache
             .before_access(&current.session, account, prefetched)
             .await?;
-        if let Some(at) =
-            snapshot
-                .cache
-                .access_token(account, &client_id, &wanted, self.sessions.clock().now(), offset)
-        {
+        if let Some(at) = snapshot.cache.access_token(
+            account,
+            &client_id,
+            &wanted,
+            self.sessions.clock().now(),
+            offset,
+        ) {
             return Ok((at.secret.clone(), "cache"));
         }
         // At most one refresh per session at a time: the others wait, then
@@ -216,11 +218,13 @@ impl App {
                     .cache
                     .before_access(&current.session, account, None)
                     .await?;
-                if let Some(at) =
-                    snapshot
-                        .cache
-                        .access_token(account, &client_id, &wanted, self.sessions.clock().now(), offset)
-                {
+                if let Some(at) = snapshot.cache.access_token(
+                    account,
+                    &client_id,
+                    &wanted,
+                    self.sessions.clock().now(),
+                    offset,
+                ) {
                     return Ok((at.secret.clone(), "cache"));
                 }
                 Some(guard)
