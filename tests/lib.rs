@@ -51,6 +51,8 @@ pub struct Stack {
     pub instances: Vec<Instance>,
     sqlite_dir: tempfile::TempDir,
     renewal_offset: u64,
+    /// The app instances' clock; moves together with the IdP's (see [`Stack::advance`]).
+    clock: app::clock::Clock,
 }
 
 impl Stack {
@@ -80,6 +82,7 @@ impl Stack {
             instances: Vec::new(),
             sqlite_dir: tempfile::tempdir().expect("temp dir"),
             renewal_offset,
+            clock: app::clock::Clock::system(),
         };
         for i in 0..instances {
             let instance = stack
@@ -131,7 +134,8 @@ impl Stack {
     async fn spawn(&self, instance_id: &str, addr: SocketAddr) -> Instance {
         let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let app = app::build(self.config(instance_id, addr)).expect("app builds");
+        let app = app::build_with_clock(self.config(instance_id, addr), self.clock.clone())
+            .expect("app builds");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(app::run(listener, app.clone(), async move {
             let _ = stopped.await;
@@ -156,6 +160,12 @@ impl Stack {
         old.task.await.expect("join").expect("served");
         let fresh = self.spawn(&id, addr).await;
         self.instances.insert(i, fresh);
+    }
+
+    /// Moves time forward for the IdP and every app instance alike.
+    pub fn advance(&self, secs: i64) {
+        self.idp.idp.clock().advance(secs);
+        self.clock.advance(secs);
     }
 
     pub fn url(&self, i: usize, path: &str) -> String {

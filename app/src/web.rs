@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
@@ -24,6 +25,11 @@ use crate::tokencache::placement::CacheAccess;
 
 pub const INSTANCE_HEADER: &str = "x-instance";
 pub const VERSION_HEADER: &str = "x-session-version";
+
+/// How long a request waits for another instance's refresh of its session.
+const LEASE_WAIT: Duration = Duration::from_secs(5);
+/// How often it looks for that refresh's result meanwhile.
+const LEASE_POLL: Duration = Duration::from_millis(25);
 
 /// How many times a compare-and-set write is retried before giving up with 503.
 const CAS_ATTEMPTS: usize = 16;
@@ -231,9 +237,81 @@ impl App {
             }
             None => None,
         };
+        // Across instances, a lease in the store does the same; while another
+        // instance holds it, wait for its result rather than refresh too.
+        let mut leased = false;
+        if lock.is_some() {
+            let deadline = tokio::time::Instant::now() + LEASE_WAIT;
+            loop {
+                if self
+                    .cache
+                    .lease_refresh(&current.session, &self.settings.instance_id)
+                    .await?
+                {
+                    leased = true;
+                    // Another holder may have refreshed just before: read what it stored.
+                    snapshot = self
+                        .cache
+                        .before_access(&current.session, account, None)
+                        .await?;
+                    if let Some(at) = snapshot.cache.access_token(
+                        account,
+                        &client_id,
+                        &wanted,
+                        self.sessions.clock().now(),
+                        offset,
+                    ) {
+                        let token = at.secret.clone();
+                        if let Err(e) = self.cache.release_refresh(&current.session).await {
+                            tracing::debug!(error = %e, "releasing the refresh lease failed; it expires by itself");
+                        }
+                        return Ok((token, "cache"));
+                    }
+                    break;
+                }
+                tokio::time::sleep(LEASE_POLL).await;
+                snapshot = self
+                    .cache
+                    .before_access(&current.session, account, None)
+                    .await?;
+                if let Some(at) = snapshot.cache.access_token(
+                    account,
+                    &client_id,
+                    &wanted,
+                    self.sessions.clock().now(),
+                    offset,
+                ) {
+                    return Ok((at.secret.clone(), "cache"));
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    tracing::warn!("refresh lease still held elsewhere; refreshing without it");
+                    break;
+                }
+            }
+        }
+        let result = self
+            .refresh_and_store(current, account, &user, &client_id, scopes, snapshot)
+            .await;
+        if leased && let Err(e) = self.cache.release_refresh(&current.session).await {
+            tracing::debug!(error = %e, "releasing the refresh lease failed; it expires by itself");
+        }
+        result
+    }
+
+    /// Redeems the cached refresh token and stores the answer (re-reading and
+    /// re-applying on a compare-and-set conflict, so no token is lost).
+    async fn refresh_and_store(
+        &self,
+        current: &mut Current,
+        account: &str,
+        user: &SignedIn,
+        client_id: &str,
+        scopes: &str,
+        mut snapshot: crate::tokencache::placement::CacheSnapshot,
+    ) -> Result<(String, &'static str), AppError> {
         let refresh_token = snapshot
             .cache
-            .refresh_token(account, &client_id)
+            .refresh_token(account, client_id)
             .ok_or(AppError::Idp(IdpError::Refused(
                 "no refresh token cached".into(),
             )))?
@@ -245,10 +323,10 @@ impl App {
                 &format!("{scopes} openid profile offline_access"),
             )
             .await?;
-        let account_entity = self.account(&user, &response);
+        let account_entity = self.account(user, &response);
         for _ in 0..CAS_ATTEMPTS {
             snapshot.cache.add(
-                self.grant(account_entity.clone(), &client_id, &response),
+                self.grant(account_entity.clone(), client_id, &response),
                 self.sessions.clock().now(),
             );
             match self

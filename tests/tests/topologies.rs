@@ -198,7 +198,7 @@ async fn sqlx_rows(namespace: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn option4_refreshes_once_for_concurrent_requests_of_a_session() {
     let idp = mock_idp::IdpConfig {
-        access_token_lifetime_secs: 2,
+        access_token_lifetime_secs: 60,
         refresh_reuse: mock_idp::config::ReusePolicy::RevokeFamily,
         ..mock_idp::IdpConfig::default()
     };
@@ -209,8 +209,8 @@ async fn option4_refreshes_once_for_concurrent_requests_of_a_session() {
     )
     .await;
     let browser = signed_in(&stack, "heidi").await;
-    // Past half the token's life, every request wants a refresh.
-    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    // Past half the token's life (the renewal offset), every request wants a refresh.
+    stack.advance(31);
     let url = stack.url(0, "/profile");
     let mut requests = tokio::task::JoinSet::new();
     for _ in 0..8 {
@@ -246,4 +246,52 @@ async fn option4_refreshes_once_for_concurrent_requests_of_a_session() {
             .count(),
         1
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn option4_refreshes_once_across_instances() {
+    let idp = mock_idp::IdpConfig {
+        access_token_lifetime_secs: 60,
+        refresh_reuse: mock_idp::config::ReusePolicy::RevokeFamily,
+        // A slow token endpoint makes the two instances' refreshes overlap for sure.
+        faults: mock_idp::faults::FaultConfig {
+            latency: Some(mock_idp::faults::LatencyFault {
+                fixed_ms: 300,
+                jitter_ms: 0,
+                endpoints: mock_idp::faults::Endpoints(vec![mock_idp::faults::Endpoint::Token]),
+            }),
+            ..Default::default()
+        },
+        ..mock_idp::IdpConfig::default()
+    };
+    let stack = Stack::start_with(
+        app::topology::Topology::preset("option4").expect("preset"),
+        idp,
+        2,
+    )
+    .await;
+    let browser = signed_in(&stack, "ivan").await;
+    stack.advance(31);
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        // The same browser, hopping between the two instances.
+        let (http, url) = (browser.http.clone(), stack.url(i % 2, "/profile"));
+        requests.spawn(async move {
+            let response = http.get(&url).send().await.expect("answers");
+            (
+                response.status().as_u16(),
+                response.json::<serde_json::Value>().await.expect("json"),
+            )
+        });
+    }
+    for (status, body) in requests.join_all().await {
+        assert_eq!(status, 200, "{body}");
+    }
+    let stats = stack.idp.idp.stats();
+    assert_eq!(
+        stats.token_calls.get(&["refresh_token", "ok"]),
+        1,
+        "one refresh across both instances"
+    );
+    assert_eq!(stats.refresh_reuse.total(), 0);
 }

@@ -34,6 +34,22 @@ pub trait CacheAccess: Send + Sync {
         false
     }
 
+    /// Takes the lease that lets one instance at a time refresh this session's
+    /// tokens; false while another holder has it. Placements without
+    /// cross-instance refresh coordination always grant it.
+    async fn lease_refresh(
+        &self,
+        _session: &LoadedSession,
+        _holder: &str,
+    ) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    /// Gives the lease back.
+    async fn release_refresh(&self, _session: &LoadedSession) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Before access: load the cache this session's account may use.
     /// `prefetched` holds the records of [`CacheAccess::prefetch_keys`] when the caller read them.
     async fn before_access(
@@ -227,6 +243,13 @@ pub fn partition_key(session_id: &str) -> String {
     format!("tc:{session_id}")
 }
 
+fn lease_key(session_id: &str) -> String {
+    format!("lease:tc:{session_id}")
+}
+
+/// How long a refresh lease lasts if its holder dies before giving it back.
+const LEASE_TTL: Duration = Duration::from_secs(10);
+
 /// Option4: one partition per session id (`tc:{sid}`), written with
 /// compare-and-set, living as long as the session, deleted at logout.
 pub struct Partitioned {
@@ -292,5 +315,32 @@ impl CacheAccess for Partitioned {
             .delete(&partition_key(&session.id))
             .await
             .map(|_| ())
+    }
+
+    /// A create-if-absent record with a TTL: the store's compare-and-set makes
+    /// it exclusive across instances, the TTL frees it if the holder dies.
+    async fn lease_refresh(
+        &self,
+        session: &LoadedSession,
+        holder: &str,
+    ) -> Result<bool, StoreError> {
+        match self
+            .store
+            .save(
+                &lease_key(&session.id),
+                holder.as_bytes(),
+                Expect::Absent,
+                Some(LEASE_TTL),
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn release_refresh(&self, session: &LoadedSession) -> Result<(), StoreError> {
+        self.store.delete(&lease_key(&session.id)).await.map(|_| ())
     }
 }
