@@ -103,6 +103,15 @@ pub async fn run(
     app: Arc<App>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Touch the store once at start, so SQL migrations run now rather than on
+    // the first request; a store that is down is only logged (requests get 503
+    // until it is back, and the first one that reaches it migrates).
+    let store = app.sessions.store().clone();
+    tokio::spawn(async move {
+        if let Err(e) = store.size().await {
+            tracing::warn!(error = %e, "store not ready at start");
+        }
+    });
     axum::serve(listener, web::router(app))
         .with_graceful_shutdown(shutdown)
         .await

@@ -187,6 +187,24 @@ async fn option4_survives_restart_and_redis_flush_loses_nothing_and_leaves_nothi
     assert_eq!(pool, 0, "Postgres rows left after logout");
 }
 
+async fn metrics_of(stack: &Stack, i: usize) -> String {
+    reqwest::get(stack.url(i, "/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
+/// Whether a sample of this series with a positive value is in the text.
+fn has_line(metrics: &str, series: &str) -> bool {
+    metrics.lines().any(|l| {
+        l.strip_prefix(series)
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .is_some_and(|v| v > 0.0)
+    })
+}
+
 /// Rows of a namespace in the app's Postgres table.
 async fn sqlx_rows(namespace: &str) -> i64 {
     let store = app::store::sql::PostgresStore::connect(&e2e_tests::database_url(), namespace)
