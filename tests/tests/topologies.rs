@@ -61,6 +61,13 @@ async fn option1_loses_sessions_on_restart_and_hop_and_shares_tokens_between_bro
         "the first browser presents a token of the second browser's IdP session"
     );
 
+    let metrics = metrics_of(&stack, 0).await;
+    for series in [
+        "app_store_entries{instance=\"app-1\",store=\"instance_token_cache\"}",
+        "app_process_resident_memory_bytes{instance=\"app-1\"}",
+    ] {
+        assert!(has_line(&metrics, series), "{series} in {metrics}");
+    }
     stack.restart(0).await;
     assert_eq!(
         first.get(&stack.url(0, "/profile")).await.0,
@@ -169,6 +176,13 @@ async fn option4_survives_restart_and_redis_flush_loses_nothing_and_leaves_nothi
         0,
         "compare-and-set loses nothing"
     );
+    let metrics = metrics_of(&stack, 1).await;
+    for series in [
+        "app_store_entries{instance=\"app-2\",store=\"encrypted(redis+postgres)\"}",
+        "app_idp_calls_total{instance=\"app-2\",call=\"api\",outcome=\"ok\"}",
+    ] {
+        assert!(has_line(&metrics, series), "{series} in {metrics}");
+    }
 
     for b in [&browser, &other] {
         let (status, body) = b.get(&stack.url(1, "/logout")).await;
