@@ -21,7 +21,7 @@ use crate::session::{LoadedSession, PendingLogin, SessionData, Sessions, SignedI
 use crate::store::encrypted::EncryptedStore;
 use crate::store::{Record, StoreError};
 use crate::tokencache::model::{Account, ScopeSet, TokenGrant};
-use crate::tokencache::placement::CacheAccess;
+use crate::tokencache::placement::{CacheAccess, CacheSnapshot};
 
 pub const INSTANCE_HEADER: &str = "x-instance";
 pub const VERSION_HEADER: &str = "x-session-version";
@@ -179,8 +179,39 @@ impl App {
         lock
     }
 
+    /// Loads the session's cache view and, if it holds one, an access token
+    /// for `wanted` that is not due for renewal.
+    async fn cached_token(
+        &self,
+        session: &LoadedSession,
+        account: &str,
+        wanted: &ScopeSet,
+        prefetched: Option<&[Option<Record>]>,
+    ) -> Result<(CacheSnapshot, Option<String>), AppError> {
+        let snapshot = self
+            .cache
+            .before_access(session, account, prefetched)
+            .await?;
+        let fresh = snapshot
+            .cache
+            .access_token(
+                account,
+                &self.idp.settings().client_id,
+                wanted,
+                self.sessions.clock().now(),
+                self.settings.renewal_offset,
+            )
+            .map(|at| at.secret.clone());
+        Ok((snapshot, fresh))
+    }
+
     /// MSAL's acquire-silent: a cached access token for `scopes`, or a refresh.
     /// Returns the token and where it came from (`cache` or `refresh`).
+    ///
+    /// Where the placement asks for it, at most one refresh per session runs
+    /// at a time: a lock within the instance and a lease in the store across
+    /// instances; the others wait and then find the fresh token (a strict IdP
+    /// would take a second use of one refresh token for theft).
     async fn acquire_silent(
         &self,
         current: &mut Current,
@@ -193,109 +224,56 @@ impl App {
             .clone()
             .ok_or(AppError::NotSignedIn)?;
         let account = user.home_account_id.as_str();
-        let client_id = self.idp.settings().client_id.clone();
         let wanted = ScopeSet::parse(scopes);
-        let offset = self.settings.renewal_offset;
         let prefetched = (!current.prefetched.is_empty()).then_some(current.prefetched.as_slice());
-        let mut snapshot = self
-            .cache
-            .before_access(&current.session, account, prefetched)
+        let (mut snapshot, fresh) = self
+            .cached_token(&current.session, account, &wanted, prefetched)
             .await?;
-        if let Some(at) = snapshot.cache.access_token(
-            account,
-            &client_id,
-            &wanted,
-            self.sessions.clock().now(),
-            offset,
-        ) {
-            return Ok((at.secret.clone(), "cache"));
+        if let Some(token) = fresh {
+            return Ok((token, "cache"));
         }
-        // At most one refresh per session at a time: the others wait, then
-        // find the fresh token (a strict IdP would see a second use of the
-        // same refresh token as theft and revoke the family).
-        let lock = self
-            .cache
-            .single_flight()
-            .then(|| self.refresh_lock(&current.session.id));
-        let _guard = match &lock {
-            Some(lock) => {
-                let guard = lock.lock().await;
-                snapshot = self
-                    .cache
-                    .before_access(&current.session, account, None)
-                    .await?;
-                if let Some(at) = snapshot.cache.access_token(
-                    account,
-                    &client_id,
-                    &wanted,
-                    self.sessions.clock().now(),
-                    offset,
-                ) {
-                    return Ok((at.secret.clone(), "cache"));
-                }
-                Some(guard)
+        if !self.cache.single_flight() {
+            return self
+                .refresh_and_store(current, &user, scopes, snapshot)
+                .await;
+        }
+        let lock = self.refresh_lock(&current.session.id);
+        let _guard = lock.lock().await;
+        let deadline = tokio::time::Instant::now() + LEASE_WAIT;
+        loop {
+            let (reread, fresh) = self
+                .cached_token(&current.session, account, &wanted, None)
+                .await?;
+            if let Some(token) = fresh {
+                return Ok((token, "cache"));
             }
-            None => None,
-        };
-        // Across instances, a lease in the store does the same; while another
-        // instance holds it, wait for its result rather than refresh too.
-        let mut leased = false;
-        if lock.is_some() {
-            let deadline = tokio::time::Instant::now() + LEASE_WAIT;
-            loop {
-                if self
-                    .cache
-                    .lease_refresh(&current.session, &self.settings.instance_id)
-                    .await?
-                {
-                    leased = true;
-                    // Another holder may have refreshed just before: read what it stored.
-                    snapshot = self
-                        .cache
-                        .before_access(&current.session, account, None)
-                        .await?;
-                    if let Some(at) = snapshot.cache.access_token(
-                        account,
-                        &client_id,
-                        &wanted,
-                        self.sessions.clock().now(),
-                        offset,
-                    ) {
-                        let token = at.secret.clone();
-                        if let Err(e) = self.cache.release_refresh(&current.session).await {
-                            tracing::debug!(error = %e, "releasing the refresh lease failed; it expires by itself");
-                        }
-                        return Ok((token, "cache"));
-                    }
-                    break;
-                }
-                tokio::time::sleep(LEASE_POLL).await;
-                snapshot = self
-                    .cache
-                    .before_access(&current.session, account, None)
+            snapshot = reread;
+            if self
+                .cache
+                .lease_refresh(&current.session, &self.settings.instance_id)
+                .await?
+            {
+                // Read again under the lease: the last holder may have just stored.
+                let (reread, fresh) = self
+                    .cached_token(&current.session, account, &wanted, None)
                     .await?;
-                if let Some(at) = snapshot.cache.access_token(
-                    account,
-                    &client_id,
-                    &wanted,
-                    self.sessions.clock().now(),
-                    offset,
-                ) {
-                    return Ok((at.secret.clone(), "cache"));
+                let result = match fresh {
+                    Some(token) => Ok((token, "cache")),
+                    None => self.refresh_and_store(current, &user, scopes, reread).await,
+                };
+                if let Err(e) = self.cache.release_refresh(&current.session).await {
+                    tracing::debug!(error = %e, "releasing the refresh lease failed; it expires by itself");
                 }
-                if tokio::time::Instant::now() >= deadline {
-                    tracing::warn!("refresh lease still held elsewhere; refreshing without it");
-                    break;
-                }
+                return result;
             }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!("refresh lease still held elsewhere; refreshing without it");
+                return self
+                    .refresh_and_store(current, &user, scopes, snapshot)
+                    .await;
+            }
+            tokio::time::sleep(LEASE_POLL).await;
         }
-        let result = self
-            .refresh_and_store(current, account, &user, &client_id, scopes, snapshot)
-            .await;
-        if leased && let Err(e) = self.cache.release_refresh(&current.session).await {
-            tracing::debug!(error = %e, "releasing the refresh lease failed; it expires by itself");
-        }
-        result
     }
 
     /// Redeems the cached refresh token and stores the answer (re-reading and
@@ -303,12 +281,12 @@ impl App {
     async fn refresh_and_store(
         &self,
         current: &mut Current,
-        account: &str,
         user: &SignedIn,
-        client_id: &str,
         scopes: &str,
-        mut snapshot: crate::tokencache::placement::CacheSnapshot,
+        mut snapshot: CacheSnapshot,
     ) -> Result<(String, &'static str), AppError> {
+        let account = user.home_account_id.as_str();
+        let client_id = self.idp.settings().client_id.as_str();
         let refresh_token = snapshot
             .cache
             .refresh_token(account, client_id)
