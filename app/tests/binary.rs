@@ -203,38 +203,19 @@ async fn nothing_token_like_is_logged_at_info_level() {
     );
     let base = format!("http://127.0.0.1:{app_port}");
     let user = browser();
-    assert_eq!(
-        user.get(format!("{base}/login?login_hint=alice"))
+    for path in [
+        "/login?login_hint=alice",
+        "/profile",
+        "/data/photos",
+        "/logout",
+    ] {
+        let response = user
+            .get(format!("{base}{path}"))
             .send()
             .await
-            .expect("in")
-            .status(),
-        200
-    );
-    assert_eq!(
-        user.get(format!("{base}/profile"))
-            .send()
-            .await
-            .expect("profile")
-            .status(),
-        200
-    );
-    assert_eq!(
-        user.get(format!("{base}/data/photos"))
-            .send()
-            .await
-            .expect("data")
-            .status(),
-        200
-    );
-    assert_eq!(
-        user.get(format!("{base}/logout"))
-            .send()
-            .await
-            .expect("out")
-            .status(),
-        200
-    );
+            .expect("answers");
+        assert_eq!(response.status(), 200, "{path}");
+    }
 
     let pid = app.0.id().to_string();
     assert!(

@@ -1,6 +1,8 @@
 //! One conformance suite for every token-cache placement, built the way the app builds them
 //! (real Postgres, SQLite and Redis), with each placement's own answers where they differ by design.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,16 +24,11 @@ fn fixture(option: &str) -> Fixture {
     let dir = tempfile::tempdir().expect("dir");
     let topology = Topology::preset(option).expect("preset");
     let backends = Backends {
-        redis_url: Some(
-            std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
-        ),
+        redis_url: Some(common::redis_url()),
         redis_ca_pem: None,
-        database_url: Some(
-            std::env::var("DATABASE_URL")
-                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
-        ),
+        database_url: Some(common::database_url()),
         sqlite_path: dir.path().join("store.db"),
-        namespace: format!("pc{}", uuid::Uuid::new_v4().simple()),
+        namespace: common::unique("pc"),
         encryption_secret: b"placement conformance".to_vec(),
         encryption_key_id: "k1".into(),
         previous_key_ids: Vec::new(),

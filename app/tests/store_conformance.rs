@@ -4,6 +4,8 @@
 //! defaults (`postgres://postgres@127.0.0.1:5432/postgres`, `redis://127.0.0.1:6379`).
 //! Each test uses its own namespace, so tests run in parallel on one server.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,19 +15,7 @@ use app::store::redis::RedisStore;
 use app::store::sql::{PostgresStore, SqliteStore};
 use app::store::tiered::TieredStore;
 use app::store::{Expect, Store, StoreError};
-
-fn database_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
-}
+use common::{database_url, redis_url, unique};
 
 fn keyring() -> Keyring {
     Keyring::new(&[("k1", Keyring::derive_key(b"conformance", "k1"))], "k1").expect("keyring")

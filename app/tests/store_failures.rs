@@ -1,5 +1,7 @@
 //! What the store wrappers do when a tier is flushed or down, or a ciphertext is tampered with.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,19 +11,7 @@ use app::store::redis::RedisStore;
 use app::store::sql::PostgresStore;
 use app::store::tiered::TieredStore;
 use app::store::{Expect, Store, StoreError};
-
-fn database_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
-}
+use common::{database_url, redis_url, unique};
 
 /// A loopback port nothing listens on.
 fn closed_port() -> u16 {
