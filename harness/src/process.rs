@@ -1,0 +1,256 @@
+//! Child processes the harness owns: each in its own process group, killed with
+//! the harness however it ends, its output in a log file.
+//!
+//! Three layers make sure no child outlives the harness: `Drop` kills the
+//! group (normal end, error, panic); the `up` command turns SIGINT/SIGTERM
+//! into a normal end; and the kernel sends SIGKILL to a child whose parent
+//! dies (`PR_SET_PDEATHSIG`), which covers a SIGKILL of the harness itself.
+//! That signal fires when the *thread* that spawned the child exits, so
+//! children must be spawned from long-lived threads (runtime workers or
+//! main), never from `spawn_blocking`.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+/// Why a child could not be run or controlled.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("cannot start {name} ({program}): {source}")]
+    Spawn {
+        name: String,
+        program: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the log file {path}: {source}")]
+    Log {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot signal {name}: {source}")]
+    Signal { name: String, source: nix::Error },
+    #[error("waiting for {name}: {source}")]
+    Wait {
+        name: String,
+        source: std::io::Error,
+    },
+}
+
+/// How to start a child, kept so it can be started again (restart, crash).
+#[derive(Clone, Debug)]
+pub struct ChildSpec {
+    /// A short name for errors and log files (`redis`, `app-2`).
+    pub name: String,
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    pub env: Vec<(String, String)>,
+    /// Stdout and stderr go here (appended, so restarts keep the history).
+    pub log: PathBuf,
+    /// Run as this uid and gid (Postgres refuses root).
+    pub user: Option<(u32, u32)>,
+}
+
+impl ChildSpec {
+    pub fn new(name: &str, program: impl Into<PathBuf>, log_dir: &Path) -> Self {
+        Self {
+            name: name.to_owned(),
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            log: log_dir.join(format!("{name}.log")),
+            user: None,
+        }
+    }
+
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn args<I: IntoIterator<Item = S>, S: Into<OsString>>(mut self, args: I) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn user(mut self, uid: u32, gid: u32) -> Self {
+        self.user = Some((uid, gid));
+        self
+    }
+}
+
+/// A running child and the spec it came from.
+pub struct Supervised {
+    spec: ChildSpec,
+    child: tokio::process::Child,
+    pid: u32,
+    exited: bool,
+}
+
+impl Supervised {
+    /// Starts the child in a new process group, with a parent-death signal.
+    pub fn spawn(spec: ChildSpec) -> Result<Self, ProcessError> {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&spec.log)
+            .map_err(|source| ProcessError::Log {
+                path: spec.log.clone(),
+                source,
+            })?;
+        let err_log = log.try_clone().map_err(|source| ProcessError::Log {
+            path: spec.log.clone(),
+            source,
+        })?;
+        let mut command = tokio::process::Command::new(&spec.program);
+        command
+            .args(&spec.args)
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err_log)
+            .process_group(0)
+            .kill_on_drop(true);
+        if let Some((uid, gid)) = spec.user {
+            command.uid(uid).gid(gid);
+        }
+        set_parent_death_signal(&mut command);
+        let child = command.spawn().map_err(|source| ProcessError::Spawn {
+            name: spec.name.clone(),
+            program: spec.program.clone(),
+            source,
+        })?;
+        let pid = child.id().unwrap_or_default();
+        Ok(Self {
+            spec,
+            child,
+            pid,
+            exited: false,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    pub fn log(&self) -> &Path {
+        &self.spec.log
+    }
+
+    /// Sends `signal` to the child's whole process group.
+    pub fn signal(&self, signal: Signal) -> Result<(), ProcessError> {
+        if self.exited {
+            return Ok(());
+        }
+        killpg(Pid::from_raw(self.pid as i32), signal).map_err(|source| ProcessError::Signal {
+            name: self.spec.name.clone(),
+            source,
+        })
+    }
+
+    /// Asks the group to stop with `signal`; after `grace`, kills it. Waits for the child.
+    pub async fn stop(&mut self, signal: Signal, grace: Duration) -> Result<(), ProcessError> {
+        if self.exited {
+            return Ok(());
+        }
+        // A stopped (paused) process cannot act on a signal until continued.
+        let _ = self.signal(Signal::SIGCONT);
+        self.signal(signal)?;
+        if tokio::time::timeout(grace, self.child.wait())
+            .await
+            .is_err()
+        {
+            self.signal(Signal::SIGKILL)?;
+        }
+        self.wait().await
+    }
+
+    /// Kills the group at once (a crash).
+    pub async fn kill(&mut self) -> Result<(), ProcessError> {
+        self.stop(Signal::SIGKILL, Duration::from_secs(5)).await
+    }
+
+    async fn wait(&mut self) -> Result<(), ProcessError> {
+        self.child
+            .wait()
+            .await
+            .map_err(|source| ProcessError::Wait {
+                name: self.spec.name.clone(),
+                source,
+            })?;
+        self.exited = true;
+        Ok(())
+    }
+
+    /// Starts the same spec again (after [`Supervised::stop`] or [`Supervised::kill`]).
+    pub fn respawn(&mut self) -> Result<(), ProcessError> {
+        *self = Self::spawn(self.spec.clone())?;
+        Ok(())
+    }
+
+    /// Whether the child has exited on its own.
+    pub fn has_exited(&mut self) -> bool {
+        self.exited || matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        if !self.exited {
+            let _ = killpg(Pid::from_raw(self.pid as i32), Signal::SIGKILL);
+        }
+    }
+}
+
+/// Has the kernel send SIGKILL to the child when the harness dies.
+#[allow(unsafe_code)]
+fn set_parent_death_signal(command: &mut tokio::process::Command) {
+    // SAFETY: the closure runs in the forked child before exec and calls only
+    // prctl(2), which is async-signal-safe; it allocates nothing and takes no
+    // locks. It runs after the uid/gid change, which would otherwise reset it.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+        });
+    }
+}
+
+/// Whether a process with this pid exists (signal 0 probes without signalling).
+pub fn alive(pid: u32) -> bool {
+    nix::sys::signal::kill(Pid::from_raw(pid as i32), None).is_ok()
+}
+
+/// Waits until something accepts TCP connections on `127.0.0.1:port`.
+pub async fn wait_for_port(port: u16, timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}

@@ -1,0 +1,39 @@
+//! Redis and Postgres for a run: an existing server from `REDIS_URL` /
+//! `DATABASE_URL`, or a private one the harness starts on a free port.
+
+pub mod postgres;
+pub mod redis;
+
+use std::path::PathBuf;
+
+/// Why a service could not be provided or controlled.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// No way to get the service here; the message says what to install.
+    #[error("{0}")]
+    NotAvailable(String),
+    #[error("{service} did not become ready within {seconds} s (log: {log})")]
+    NotReady {
+        service: &'static str,
+        seconds: u64,
+        log: PathBuf,
+    },
+    /// The action needs a server the harness runs itself.
+    #[error("{0} needs a private server; an external one (from the environment) cannot be {1}")]
+    External(&'static str, &'static str),
+    #[error(transparent)]
+    Process(#[from] crate::process::ProcessError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Finds a program on `PATH`, then in extra folders (Postgres's usual install folders).
+pub fn find_program(name: &str, extra: &[PathBuf]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(extra.iter().cloned())
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
