@@ -5,9 +5,11 @@
 //! - [`process`]: supervised child processes (process groups, parent-death
 //!   signal, logs) and port helpers.
 //! - [`services`]: Redis and Postgres, external or private, with their faults.
+//! - [`stack`]: the stores, the mock IdP and N app instances of a topology, up and ready.
 //!
-//! Not built yet: IdP and app instances as children, the network proxy, load,
+//! Not built yet: the network proxy, IdP faults from scenarios, load, the
 //! checker, results and reports.
 
 pub mod process;
 pub mod services;
+pub mod stack;

@@ -25,7 +25,7 @@ pub enum Postgres {
         url: String,
     },
     Private {
-        server: Supervised,
+        server: Box<Supervised>,
         port: u16,
         data: PathBuf,
     },
@@ -210,7 +210,7 @@ impl Postgres {
         if let Some((uid, gid)) = user {
             spec = spec.user(uid, gid);
         }
-        let server = Supervised::spawn(spec)?;
+        let server = Box::new(Supervised::spawn(spec)?);
         let postgres = Self::Private { server, port, data };
         postgres.wait_ready().await?;
         Ok(postgres)

@@ -16,7 +16,7 @@ pub enum Redis {
         url: String,
     },
     Private {
-        server: Supervised,
+        server: Box<Supervised>,
         port: u16,
         dir: PathBuf,
     },
@@ -65,7 +65,7 @@ impl Redis {
                 "--dir",
             ])
             .arg(&dir);
-        let server = Supervised::spawn(spec)?;
+        let server = Box::new(Supervised::spawn(spec)?);
         let redis = Self::Private { server, port, dir };
         redis.wait_ready().await?;
         Ok(redis)

@@ -1,0 +1,232 @@
+//! A running deployment: the stores a topology needs, the mock IdP and N app
+//! instances as child processes on free ports, each checked ready, logs in the run folder.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::process::{ChildSpec, Supervised, free_port};
+use crate::services::ServiceError;
+use crate::services::postgres::Postgres;
+use crate::services::redis::Redis;
+
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Where the `mock-idp` and `app` executables are: `HARNESS_BIN_DIR`, else
+/// beside the running executable (`target/<profile>/`, also from `deps/`).
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("HARNESS_BIN_DIR") {
+        return dir.into();
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.ends_with("deps") {
+        dir.parent().map(Path::to_path_buf).unwrap_or(dir)
+    } else {
+        dir
+    }
+}
+
+fn executable(name: &str) -> Result<PathBuf, ServiceError> {
+    let path = bin_dir().join(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(ServiceError::NotAvailable(format!(
+            "{} not found: build it first (cargo build --release --bins) or set HARNESS_BIN_DIR",
+            path.display()
+        )))
+    }
+}
+
+/// What to bring up.
+#[derive(Clone, Debug)]
+pub struct StackSpec {
+    pub topology: String,
+    pub instances: usize,
+    pub run_dir: PathBuf,
+}
+
+/// One app instance.
+pub struct Instance {
+    pub id: String,
+    pub port: u16,
+    pub process: Supervised,
+}
+
+/// Everything a run needs, up and ready.
+pub struct Stack {
+    pub redis: Option<Redis>,
+    pub postgres: Option<Postgres>,
+    pub idp: Supervised,
+    pub idp_port: u16,
+    pub instances: Vec<Instance>,
+    pub run_dir: PathBuf,
+}
+
+impl Stack {
+    pub async fn up(spec: &StackSpec) -> Result<Self, ServiceError> {
+        std::fs::create_dir_all(&spec.run_dir)?;
+        let (needs_redis, needs_postgres) = match spec.topology.as_str() {
+            "option1" => (false, false),
+            "option2" | "option3" => (false, true),
+            "option4" => (true, true),
+            other => {
+                return Err(ServiceError::Failed(format!(
+                    "unknown topology {other:?}: option1, option2, option3 or option4"
+                )));
+            }
+        };
+        let (redis, postgres) = tokio::join!(
+            async {
+                match needs_redis {
+                    true => Redis::provide(&spec.run_dir).await.map(Some),
+                    false => Ok(None),
+                }
+            },
+            async {
+                match needs_postgres {
+                    true => Postgres::provide(&spec.run_dir).await.map(Some),
+                    false => Ok(None),
+                }
+            }
+        );
+        let (redis, postgres) = (redis?, postgres?);
+
+        let idp_port = free_port()?;
+        let idp = Supervised::spawn(
+            ChildSpec::new("mock-idp", executable("mock-idp")?, &spec.run_dir)
+                .args(["--http", &format!("127.0.0.1:{idp_port}"), "--no-https"])
+                .env("RUST_LOG", "warn"),
+        )?;
+        let namespace = format!(
+            "run{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or_default()
+        );
+        let app = executable("app")?;
+        let mut instances = Vec::new();
+        for i in 1..=spec.instances {
+            let id = format!("app-{i}");
+            let port = free_port()?;
+            let mut child = ChildSpec::new(&id, &app, &spec.run_dir)
+                .args([
+                    "--listen",
+                    &format!("127.0.0.1:{port}"),
+                    "--instance-id",
+                    &id,
+                    "--topology",
+                    &spec.topology,
+                ])
+                .args([
+                    "--authority",
+                    &format!("http://127.0.0.1:{idp_port}"),
+                    "--namespace",
+                    &namespace,
+                ])
+                .arg("--sqlite-path")
+                .arg(spec.run_dir.join("app-store.db"))
+                .env("RUST_LOG", "warn");
+            if let Some(redis) = &redis {
+                child = child.args(["--redis-url", &redis.url()]);
+            }
+            if let Some(postgres) = &postgres {
+                child = child.args(["--database-url", &postgres.url()]);
+            }
+            instances.push(Instance {
+                id,
+                port,
+                process: Supervised::spawn(child)?,
+            });
+        }
+        let stack = Self {
+            redis,
+            postgres,
+            idp,
+            idp_port,
+            instances,
+            run_dir: spec.run_dir.clone(),
+        };
+        stack.wait_http_ready().await?;
+        Ok(stack)
+    }
+
+    async fn wait_http_ready(&self) -> Result<(), ServiceError> {
+        let http = reqwest::Client::new();
+        let targets = std::iter::once((self.idp_port, &self.idp))
+            .chain(self.instances.iter().map(|i| (i.port, &i.process)));
+        for (port, process) in targets {
+            if !healthy(&http, port, READY_TIMEOUT).await {
+                return Err(ServiceError::NotReady {
+                    service: "http child",
+                    seconds: READY_TIMEOUT.as_secs(),
+                    log: process.log().to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn idp_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.idp_port)
+    }
+
+    /// Every child's name and pid, the private servers included.
+    pub fn processes(&self) -> Vec<(&str, u32)> {
+        let mut out = vec![(self.idp.name(), self.idp.pid())];
+        out.extend(
+            self.instances
+                .iter()
+                .map(|i| (i.process.name(), i.process.pid())),
+        );
+        out.extend(
+            self.redis
+                .as_ref()
+                .and_then(Redis::process)
+                .map(|p| (p.name(), p.pid())),
+        );
+        out.extend(
+            self.postgres
+                .as_ref()
+                .and_then(Postgres::process)
+                .map(|p| (p.name(), p.pid())),
+        );
+        out
+    }
+
+    /// Graceful restart of instance `i` (SIGTERM, drain), on the same port.
+    pub async fn restart_instance(&mut self, i: usize) -> Result<(), ServiceError> {
+        let instance = &mut self.instances[i];
+        instance
+            .process
+            .stop(Signal::SIGTERM, Duration::from_secs(10))
+            .await?;
+        instance.process.respawn()?;
+        self.wait_http_ready().await
+    }
+
+    /// Crash of instance `i` (SIGKILL), started again on the same port.
+    pub async fn crash_instance(&mut self, i: usize) -> Result<(), ServiceError> {
+        let instance = &mut self.instances[i];
+        instance.process.kill().await?;
+        instance.process.respawn()?;
+        self.wait_http_ready().await
+    }
+}
+
+async fn healthy(http: &reqwest::Client, port: u16, timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let url = format!("http://127.0.0.1:{port}/healthz");
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(response) = http.get(&url).timeout(Duration::from_secs(1)).send().await
+            && response.status().is_success()
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}

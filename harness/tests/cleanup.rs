@@ -1,0 +1,109 @@
+//! `harness up` as a process: no child survives it, whether it is interrupted or killed.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use harness::process::alive;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// What `harness up` printed before "ready".
+struct Up {
+    child: std::process::Child,
+    pids: Vec<(String, u32)>,
+    urls: Vec<String>,
+    run_dir: String,
+}
+
+fn harness_up(topology: &str, instances: usize) -> Up {
+    let exe = env!("CARGO_BIN_EXE_harness");
+    let bin_dir = std::path::Path::new(exe).parent().expect("target dir");
+    for needed in ["app", "mock-idp"] {
+        assert!(
+            bin_dir.join(needed).is_file(),
+            "{needed} is not built beside the harness; run the workspace's tests (cargo nextest run --workspace)"
+        );
+    }
+    let mut child = Command::new(exe)
+        .args([
+            "up",
+            "--topology",
+            topology,
+            "--instances",
+            &instances.to_string(),
+        ])
+        .env_remove("REDIS_URL")
+        .env_remove("DATABASE_URL")
+        .env("HARNESS_BIN_DIR", bin_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn harness");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut up = Up {
+        child,
+        pids: Vec::new(),
+        urls: Vec::new(),
+        run_dir: String::new(),
+    };
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("line");
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["pid", name, pid] => up
+                .pids
+                .push(((*name).to_owned(), pid.parse().expect("pid"))),
+            [name, url] if name.starts_with("app-") => up.urls.push((*url).to_owned()),
+            ["logs", dir] => up.run_dir = (*dir).to_owned(),
+            ["ready", ..] => break,
+            _ => {}
+        }
+    }
+    assert_eq!(up.urls.len(), instances, "instances printed");
+    up
+}
+
+fn all_gone(pids: &[(String, u32)], within: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let survivors: Vec<_> = pids.iter().filter(|(_, pid)| alive(*pid)).collect();
+        if survivors.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("survivors: {survivors:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigkill_of_the_harness_mid_run_leaves_no_child() {
+    let mut up = harness_up("option4", 2);
+    assert_eq!(
+        up.pids.len(),
+        5,
+        "idp, two apps, redis, postgres: {:?}",
+        up.pids
+    );
+    let health = reqwest::blocking::get(format!("{}/healthz", up.urls[0])).expect("app answers");
+    assert!(health.status().is_success());
+    kill(Pid::from_raw(up.child.id() as i32), Signal::SIGKILL).expect("kill harness");
+    up.child.wait().expect("reaped");
+    all_gone(&up.pids, Duration::from_secs(10)).expect("every child dies with the harness");
+}
+
+#[test]
+fn sigint_tears_everything_down_and_removes_the_run_folder() {
+    let mut up = harness_up("option2", 1);
+    assert!(std::path::Path::new(&up.run_dir).is_dir());
+    kill(Pid::from_raw(up.child.id() as i32), Signal::SIGINT).expect("interrupt harness");
+    let status = up.child.wait().expect("exit");
+    assert!(status.success(), "a clean exit: {status}");
+    all_gone(&up.pids, Duration::from_secs(10)).expect("nothing left running");
+    assert!(
+        !std::path::Path::new(&up.run_dir).exists(),
+        "run folder removed without --keep"
+    );
+}
