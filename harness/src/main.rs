@@ -114,11 +114,9 @@ async fn up(
         _ = terminate.recv() => {}
     }
     drop(stack);
-    if keep {
-        if let Some(temp) = temp {
-            let kept = temp.keep();
-            eprintln!("run folder kept: {}", kept.display());
-        }
+    if keep && let Some(temp) = temp {
+        let kept = temp.keep();
+        eprintln!("run folder kept: {}", kept.display());
     }
     Ok(())
 }

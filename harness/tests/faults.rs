@@ -1,0 +1,145 @@
+//! Each fault action changes observable behaviour, on a real stack of child processes.
+
+use std::time::{Duration, Instant};
+
+use harness::stack::{Stack, StackSpec};
+
+async fn up(topology: &str, instances: usize, dir: &tempfile::TempDir) -> Stack {
+    Stack::up(&StackSpec {
+        topology: topology.into(),
+        instances,
+        run_dir: dir.path().to_owned(),
+    })
+    .await
+    .expect("stack up (app and mock-idp built beside the test: cargo nextest run --workspace)")
+}
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .timeout(Duration::from_secs(15))
+        .build()
+        .expect("client")
+}
+
+async fn sign_in(browser: &reqwest::Client, base: &str) {
+    let home = browser
+        .get(format!("{base}/login?login_hint=alice"))
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(home.status(), 200);
+}
+
+async fn status(browser: &reqwest::Client, url: &str) -> u16 {
+    match browser.get(url).send().await {
+        Ok(response) => response.status().as_u16(),
+        // A keep-alive connection the restarted server closed: retry once, as a browser does.
+        Err(_) => browser
+            .get(url)
+            .send()
+            .await
+            .expect("answers")
+            .status()
+            .as_u16(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_or_crashing_an_option1_instance_drops_its_sessions() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut stack = up("option1", 1, &dir).await;
+    let base = format!("http://127.0.0.1:{}", stack.instances[0].port);
+    for crash in [false, true] {
+        let user = browser();
+        sign_in(&user, &base).await;
+        assert_eq!(status(&user, &format!("{base}/profile")).await, 200);
+        if crash {
+            stack.crash_instance(0).await.expect("crash");
+        } else {
+            stack.restart_instance(0).await.expect("restart");
+        }
+        assert_eq!(
+            status(&user, &format!("{base}/profile")).await,
+            401,
+            "crash={crash}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_redis_makes_option4_requests_wait_or_fail() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut stack = up("option4", 1, &dir).await;
+    let base = format!("http://127.0.0.1:{}", stack.instances[0].port);
+    let user = browser();
+    sign_in(&user, &base).await;
+    let started = Instant::now();
+    assert_eq!(status(&user, &format!("{base}/profile")).await, 200);
+    let normal = started.elapsed();
+
+    stack
+        .redis
+        .as_mut()
+        .expect("option4 has redis")
+        .pause()
+        .expect("pause");
+    let started = Instant::now();
+    let read = status(&user, &format!("{base}/profile")).await;
+    let paused = started.elapsed();
+    let write = user
+        .post(format!("{base}/cart"))
+        .json(&serde_json::json!({"item": "while-paused"}))
+        .send()
+        .await
+        .expect("answers")
+        .status()
+        .as_u16();
+    stack
+        .redis
+        .as_mut()
+        .expect("redis")
+        .resume()
+        .expect("resume");
+
+    assert!(
+        read == 503 || paused > normal + Duration::from_secs(1),
+        "a read either fails or waits for the Redis timeout: {read} after {paused:?} (normal {normal:?})"
+    );
+    assert_eq!(write, 503, "writes need Redis");
+    assert_eq!(
+        status(&user, &format!("{base}/profile")).await,
+        200,
+        "back to normal after resume"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idp_outage_makes_token_refreshes_fail() {
+    let dir = tempfile::tempdir().expect("dir");
+    let stack = up("option3", 1, &dir).await;
+    let base = format!("http://127.0.0.1:{}", stack.instances[0].port);
+    let user = browser();
+    sign_in(&user, &base).await;
+    let outage = user
+        .put(format!("{}/admin/faults", stack.idp_url()))
+        .json(&serde_json::json!({"outage": {"endpoints": ["token"]}}))
+        .send()
+        .await
+        .expect("admin");
+    assert_eq!(outage.status(), 200);
+    // A resource of another scope needs a refresh, which the outage refuses.
+    let response = user
+        .get(format!("{base}/data/reports"))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status(), 503);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["error"], "idp_unavailable");
+    assert_eq!(
+        status(&user, &format!("{base}/profile")).await,
+        200,
+        "cached tokens still serve"
+    );
+}
