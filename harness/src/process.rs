@@ -168,7 +168,14 @@ impl Supervised {
         }
         // A stopped (paused) process cannot act on a signal until continued.
         let _ = self.signal(Signal::SIGCONT);
-        self.signal(signal)?;
+        match self.signal(signal) {
+            // Already gone by itself: nothing to ask, only to reap.
+            Err(ProcessError::Signal {
+                source: nix::Error::ESRCH,
+                ..
+            }) => {}
+            other => other?,
+        }
         if tokio::time::timeout(grace, self.child.wait())
             .await
             .is_err()

@@ -95,9 +95,18 @@ fn sigkill_of_the_harness_mid_run_leaves_no_child() {
 }
 
 #[test]
-fn sigint_tears_everything_down_and_removes_the_run_folder() {
+fn children_live_as_long_as_the_harness_and_sigint_tears_them_down() {
     let mut up = harness_up("option2", 1);
     assert!(std::path::Path::new(&up.run_dir).is_dir());
+    // The parent-death signal fires when the spawning *thread* exits, and
+    // tokio retires idle blocking threads after 10 s: nothing may have been
+    // spawned from one.
+    std::thread::sleep(Duration::from_secs(11));
+    let early: Vec<_> = up.pids.iter().filter(|(_, pid)| !alive(*pid)).collect();
+    assert!(
+        early.is_empty(),
+        "children died while the harness ran: {early:?}"
+    );
     kill(Pid::from_raw(up.child.id() as i32), Signal::SIGINT).expect("interrupt harness");
     let status = up.child.wait().expect("exit");
     assert!(status.success(), "a clean exit: {status}");

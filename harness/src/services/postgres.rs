@@ -94,8 +94,8 @@ fn give_to(path: &Path, user: Option<(u32, u32)>) -> Result<(), ServiceError> {
 
 /// The template data dir, made with `initdb` if the cache has none yet.
 /// Concurrent first runs each build their own and the first rename wins.
-fn template(bin: &Binaries, user: Option<(u32, u32)>, log: &Path) -> Result<PathBuf, ServiceError> {
-    let key = bin.initdb.to_string_lossy().replace('/', "_");
+fn template(initdb: &Path, user: Option<(u32, u32)>, log: &Path) -> Result<PathBuf, ServiceError> {
+    let key = initdb.to_string_lossy().replace('/', "_");
     let root = cache_dir();
     let template = root.join(format!("pg-template{key}"));
     if template.join("PG_VERSION").is_file() {
@@ -112,7 +112,7 @@ fn template(bin: &Binaries, user: Option<(u32, u32)>, log: &Path) -> Result<Path
         .create(true)
         .append(true)
         .open(log)?;
-    let mut command = Command::new(&bin.initdb);
+    let mut command = Command::new(initdb);
     command
         .arg("-D")
         .arg(&data)
@@ -174,25 +174,38 @@ impl Postgres {
         let bin = binaries()?;
         let user = run_as()?;
         let log = run_dir.join("postgres.log");
-        let template = tokio::task::block_in_place(|| template(&bin, user, &log))?;
         if user.is_some() {
             // The postgres user must be able to reach its data dir inside the run folder.
             std::fs::set_permissions(run_dir, std::fs::Permissions::from_mode(0o711))?;
         }
         let home = run_dir.join("postgres");
-        std::fs::create_dir_all(&home)?;
-        give_to(&home, user)?;
         let data = home.join("data");
-        let copied = Command::new("cp")
-            .arg("-a")
-            .arg(&template)
-            .arg(&data)
-            .status()?;
-        if !copied.success() {
-            return Err(ServiceError::Failed(format!(
-                "copying the Postgres template failed ({copied})"
-            )));
-        }
+        // initdb (first time) and the copy block, so they run on a blocking
+        // thread. The server itself must not be spawned there: blocking
+        // threads exit when idle, and the parent-death signal fires when the
+        // spawning thread exits. After the await this task is on a worker.
+        let prepared = {
+            let (bin_initdb, home, data) = (bin.initdb.clone(), home.clone(), data.clone());
+            tokio::task::spawn_blocking(move || -> Result<(), ServiceError> {
+                let template = template(&bin_initdb, user, &log)?;
+                std::fs::create_dir_all(&home)?;
+                give_to(&home, user)?;
+                let copied = Command::new("cp")
+                    .arg("-a")
+                    .arg(&template)
+                    .arg(&data)
+                    .status()?;
+                if !copied.success() {
+                    return Err(ServiceError::Failed(format!(
+                        "copying the Postgres template failed ({copied})"
+                    )));
+                }
+                Ok(())
+            })
+        };
+        prepared
+            .await
+            .map_err(|e| ServiceError::Failed(format!("preparing Postgres: {e}")))??;
         let port = free_port()?;
         let mut spec = ChildSpec::new("postgres", bin.postgres, run_dir)
             .arg("-D")
