@@ -4,7 +4,10 @@
 pub mod postgres;
 pub mod redis;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::process::wait_for_port;
 
 /// Why a service could not be provided or controlled.
 #[derive(Debug, thiserror::Error)]
@@ -36,4 +39,33 @@ pub fn find_program(name: &str, extra: &[PathBuf]) -> Option<PathBuf> {
         .chain(extra.iter().cloned())
         .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
+}
+
+/// Waits until a private server accepts connections on `port` and then
+/// `answers` (a real request: PING, SELECT 1) succeeds.
+pub(crate) async fn wait_until_answering<F, Fut>(
+    service: &'static str,
+    port: u16,
+    log: &Path,
+    timeout: Duration,
+    answers: F,
+) -> Result<(), ServiceError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    if wait_for_port(port, timeout).await {
+        while tokio::time::Instant::now() < deadline {
+            if answers().await {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    Err(ServiceError::NotReady {
+        service,
+        seconds: timeout.as_secs(),
+        log: log.to_owned(),
+    })
 }

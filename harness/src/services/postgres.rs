@@ -14,8 +14,8 @@ use nix::sys::signal::Signal;
 use nix::unistd::{Uid, User, chown};
 use sqlx::Connection;
 
-use super::{ServiceError, find_program};
-use crate::process::{ChildSpec, Supervised, free_port, wait_for_port};
+use super::{ServiceError, find_program, wait_until_answering};
+use crate::process::{ChildSpec, Supervised, free_port};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -247,20 +247,11 @@ impl Postgres {
         let Self::Private { port, server, .. } = self else {
             return Ok(());
         };
-        let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
-        if wait_for_port(*port, READY_TIMEOUT).await {
-            while tokio::time::Instant::now() < deadline {
-                if check(&self.url()).await.is_ok() {
-                    return Ok(());
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-        Err(ServiceError::NotReady {
-            service: "postgres",
-            seconds: READY_TIMEOUT.as_secs(),
-            log: server.log().to_owned(),
+        let url = self.url();
+        wait_until_answering("postgres", *port, server.log(), READY_TIMEOUT, || async {
+            check(&url).await.is_ok()
         })
+        .await
     }
 
     fn private(&mut self, action: &'static str) -> Result<&mut Supervised, ServiceError> {

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use super::{ServiceError, find_program};
-use crate::process::{ChildSpec, Supervised, free_port, wait_for_port};
+use super::{ServiceError, find_program, wait_until_answering};
+use crate::process::{ChildSpec, Supervised, free_port};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -90,20 +90,11 @@ impl Redis {
         let Self::Private { port, server, .. } = self else {
             return Ok(());
         };
-        let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
-        if wait_for_port(*port, READY_TIMEOUT).await {
-            while tokio::time::Instant::now() < deadline {
-                if ping(&self.url()).await.is_ok() {
-                    return Ok(());
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-        Err(ServiceError::NotReady {
-            service: "redis",
-            seconds: READY_TIMEOUT.as_secs(),
-            log: server.log().to_owned(),
+        let url = self.url();
+        wait_until_answering("redis", *port, server.log(), READY_TIMEOUT, || async {
+            ping(&url).await.is_ok()
         })
+        .await
     }
 
     fn private(&mut self, action: &'static str) -> Result<&mut Supervised, ServiceError> {
