@@ -4,12 +4,12 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 
 # Run the whole test suite (the command CI runs).
 test:
-    cargo nextest run --workspace
+    cargo nextest run --workspace --all-features
 
 # Formatting and lints, as CI checks them.
 lint:
     cargo fmt --all -- --check
-    cargo clippy --workspace --all-targets -- -D warnings
+    cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 # Run the mock OpenID Connect provider (HTTP :9400, HTTPS :9443); extra flags pass through.
 idp *ARGS:

@@ -1,6 +1,10 @@
-//! Redis and Postgres for a run: an existing server from `REDIS_URL` /
-//! `DATABASE_URL`, or a private one the harness starts on a free port.
+//! Redis and Postgres for a run, tried in this order: an existing server from
+//! `REDIS_URL` / `DATABASE_URL`; a private one the harness starts on a free
+//! port; with the `containers` feature, a container. When none works, one
+//! error says what to install.
 
+#[cfg(feature = "containers")]
+pub mod containers;
 pub mod postgres;
 pub mod redis;
 

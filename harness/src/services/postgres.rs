@@ -24,6 +24,11 @@ pub enum Postgres {
     External {
         url: String,
     },
+    /// A container the harness started (the `containers` feature); it goes with this value.
+    Container {
+        url: String,
+        _handle: Box<dyn std::any::Any + Send + Sync>,
+    },
     Private {
         server: Box<Supervised>,
         port: u16,
@@ -163,7 +168,19 @@ impl Postgres {
                 })?;
                 Ok(Self::External { url })
             }
-            _ => Self::start_private(run_dir).await,
+            _ => match Self::start_private(run_dir).await {
+                #[cfg(feature = "containers")]
+                Err(ServiceError::NotAvailable(without_binaries)) => {
+                    let (handle, url) = super::containers::postgres().await.map_err(|e| {
+                        ServiceError::NotAvailable(format!("{without_binaries}; and {e}"))
+                    })?;
+                    Ok(Self::Container {
+                        url,
+                        _handle: handle,
+                    })
+                }
+                other => other,
+            },
         }
     }
 
@@ -231,14 +248,14 @@ impl Postgres {
 
     pub fn url(&self) -> String {
         match self {
-            Self::External { url } => url.clone(),
+            Self::External { url } | Self::Container { url, .. } => url.clone(),
             Self::Private { port, .. } => format!("postgres://postgres@127.0.0.1:{port}/postgres"),
         }
     }
 
     pub fn process(&self) -> Option<&Supervised> {
         match self {
-            Self::External { .. } => None,
+            Self::External { .. } | Self::Container { .. } => None,
             Self::Private { server, .. } => Some(server),
         }
     }
@@ -256,7 +273,9 @@ impl Postgres {
 
     fn private(&mut self, action: &'static str) -> Result<&mut Supervised, ServiceError> {
         match self {
-            Self::External { .. } => Err(ServiceError::External("Postgres", action)),
+            Self::External { .. } | Self::Container { .. } => {
+                Err(ServiceError::External("Postgres", action))
+            }
             Self::Private { server, .. } => Ok(server),
         }
     }

@@ -15,6 +15,11 @@ pub enum Redis {
     External {
         url: String,
     },
+    /// A container the harness started (the `containers` feature); it goes with this value.
+    Container {
+        url: String,
+        _handle: Box<dyn std::any::Any + Send + Sync>,
+    },
     Private {
         server: Box<Supervised>,
         port: u16,
@@ -37,7 +42,19 @@ impl Redis {
                 })?;
                 Ok(Self::External { url })
             }
-            _ => Self::start_private(run_dir).await,
+            _ => match Self::start_private(run_dir).await {
+                #[cfg(feature = "containers")]
+                Err(ServiceError::NotAvailable(without_binaries)) => {
+                    let (handle, url) = super::containers::redis().await.map_err(|e| {
+                        ServiceError::NotAvailable(format!("{without_binaries}; and {e}"))
+                    })?;
+                    Ok(Self::Container {
+                        url,
+                        _handle: handle,
+                    })
+                }
+                other => other,
+            },
         }
     }
 
@@ -73,7 +90,7 @@ impl Redis {
 
     pub fn url(&self) -> String {
         match self {
-            Self::External { url } => url.clone(),
+            Self::External { url } | Self::Container { url, .. } => url.clone(),
             Self::Private { port, .. } => format!("redis://127.0.0.1:{port}"),
         }
     }
@@ -81,7 +98,7 @@ impl Redis {
     /// The server process, when the harness runs it.
     pub fn process(&self) -> Option<&Supervised> {
         match self {
-            Self::External { .. } => None,
+            Self::External { .. } | Self::Container { .. } => None,
             Self::Private { server, .. } => Some(server),
         }
     }
@@ -99,7 +116,9 @@ impl Redis {
 
     fn private(&mut self, action: &'static str) -> Result<&mut Supervised, ServiceError> {
         match self {
-            Self::External { .. } => Err(ServiceError::External("Redis", action)),
+            Self::External { .. } | Self::Container { .. } => {
+                Err(ServiceError::External("Redis", action))
+            }
             Self::Private { server, .. } => Ok(server),
         }
     }
