@@ -14,26 +14,14 @@ use nix::sys::signal::Signal;
 use nix::unistd::{Uid, User, chown};
 use sqlx::Connection;
 
-use super::{ServiceError, find_program, wait_until_answering};
+use super::{Provision, ServiceError, find_program};
 use crate::process::{ChildSpec, Supervised, free_port};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A Postgres for the run.
-pub enum Postgres {
-    External {
-        url: String,
-    },
-    /// A container the harness started (the `containers` feature); it goes with this value.
-    Container {
-        url: String,
-        _handle: Box<dyn std::any::Any + Send + Sync>,
-    },
-    Private {
-        server: Box<Supervised>,
-        port: u16,
-        data: PathBuf,
-    },
+pub struct Postgres {
+    provision: Provision,
 }
 
 /// Where the installed binaries are.
@@ -166,7 +154,9 @@ impl Postgres {
                 check(&url).await.map_err(|e| {
                     ServiceError::NotAvailable(format!("DATABASE_URL={url} does not answer: {e}"))
                 })?;
-                Ok(Self::External { url })
+                Ok(Self {
+                    provision: Provision::External { url },
+                })
             }
             _ => match Self::start_private(run_dir).await {
                 #[cfg(feature = "containers")]
@@ -174,9 +164,11 @@ impl Postgres {
                     let (handle, url) = super::containers::postgres().await.map_err(|e| {
                         ServiceError::NotAvailable(format!("{without_binaries}; and {e}"))
                     })?;
-                    Ok(Self::Container {
-                        url,
-                        _handle: handle,
+                    Ok(Self {
+                        provision: Provision::Container {
+                            url,
+                            _handle: handle,
+                        },
                     })
                 }
                 other => other,
@@ -241,43 +233,36 @@ impl Postgres {
             spec = spec.user(uid, gid);
         }
         let server = Box::new(Supervised::spawn(spec)?);
-        let postgres = Self::Private { server, port, data };
+        let postgres = Self {
+            provision: Provision::Private {
+                url: private_url(port),
+                server,
+                port,
+            },
+        };
         postgres.wait_ready().await?;
         Ok(postgres)
     }
 
     pub fn url(&self) -> String {
-        match self {
-            Self::External { url } | Self::Container { url, .. } => url.clone(),
-            Self::Private { port, .. } => format!("postgres://postgres@127.0.0.1:{port}/postgres"),
-        }
+        self.provision.url()
     }
 
+    /// The server process, when the harness runs it.
     pub fn process(&self) -> Option<&Supervised> {
-        match self {
-            Self::External { .. } | Self::Container { .. } => None,
-            Self::Private { server, .. } => Some(server),
-        }
+        self.provision.process()
     }
 
     async fn wait_ready(&self) -> Result<(), ServiceError> {
-        let Self::Private { port, server, .. } = self else {
-            return Ok(());
-        };
-        let url = self.url();
-        wait_until_answering("postgres", *port, server.log(), READY_TIMEOUT, || async {
-            check(&url).await.is_ok()
-        })
-        .await
+        self.provision
+            .wait_ready("postgres", READY_TIMEOUT, |url| async move {
+                check(&url).await.is_ok()
+            })
+            .await
     }
 
     fn private(&mut self, action: &'static str) -> Result<&mut Supervised, ServiceError> {
-        match self {
-            Self::External { .. } | Self::Container { .. } => {
-                Err(ServiceError::External("Postgres", action))
-            }
-            Self::Private { server, .. } => Ok(server),
-        }
+        self.provision.private("Postgres", action)
     }
 
     /// Fast shutdown (SIGINT) and a start on the same port and data: data survives.
@@ -293,6 +278,10 @@ impl Postgres {
         self.private("killed")?.kill().await?;
         Ok(())
     }
+}
+
+fn private_url(port: u16) -> String {
+    format!("postgres://postgres@127.0.0.1:{port}/postgres")
 }
 
 async fn check(url: &str) -> Result<(), String> {

@@ -1,30 +1,18 @@
 //! Redis: `REDIS_URL`, or a private `redis-server` on a free port with nothing persisted.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use super::{ServiceError, find_program, wait_until_answering};
+use super::{Provision, ServiceError, find_program};
 use crate::process::{ChildSpec, Supervised, free_port};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A Redis for the run.
-pub enum Redis {
-    External {
-        url: String,
-    },
-    /// A container the harness started (the `containers` feature); it goes with this value.
-    Container {
-        url: String,
-        _handle: Box<dyn std::any::Any + Send + Sync>,
-    },
-    Private {
-        server: Box<Supervised>,
-        port: u16,
-        dir: PathBuf,
-    },
+pub struct Redis {
+    provision: Provision,
 }
 
 impl Redis {
@@ -40,7 +28,9 @@ impl Redis {
                 ping(&url).await.map_err(|e| {
                     ServiceError::NotAvailable(format!("REDIS_URL={url} does not answer: {e}"))
                 })?;
-                Ok(Self::External { url })
+                Ok(Self {
+                    provision: Provision::External { url },
+                })
             }
             _ => match Self::start_private(run_dir).await {
                 #[cfg(feature = "containers")]
@@ -48,9 +38,11 @@ impl Redis {
                     let (handle, url) = super::containers::redis().await.map_err(|e| {
                         ServiceError::NotAvailable(format!("{without_binaries}; and {e}"))
                     })?;
-                    Ok(Self::Container {
-                        url,
-                        _handle: handle,
+                    Ok(Self {
+                        provision: Provision::Container {
+                            url,
+                            _handle: handle,
+                        },
                     })
                 }
                 other => other,
@@ -83,44 +75,36 @@ impl Redis {
             ])
             .arg(&dir);
         let server = Box::new(Supervised::spawn(spec)?);
-        let redis = Self::Private { server, port, dir };
+        let redis = Self {
+            provision: Provision::Private {
+                url: private_url(port),
+                server,
+                port,
+            },
+        };
         redis.wait_ready().await?;
         Ok(redis)
     }
 
     pub fn url(&self) -> String {
-        match self {
-            Self::External { url } | Self::Container { url, .. } => url.clone(),
-            Self::Private { port, .. } => format!("redis://127.0.0.1:{port}"),
-        }
+        self.provision.url()
     }
 
     /// The server process, when the harness runs it.
     pub fn process(&self) -> Option<&Supervised> {
-        match self {
-            Self::External { .. } | Self::Container { .. } => None,
-            Self::Private { server, .. } => Some(server),
-        }
+        self.provision.process()
     }
 
     async fn wait_ready(&self) -> Result<(), ServiceError> {
-        let Self::Private { port, server, .. } = self else {
-            return Ok(());
-        };
-        let url = self.url();
-        wait_until_answering("redis", *port, server.log(), READY_TIMEOUT, || async {
-            ping(&url).await.is_ok()
-        })
-        .await
+        self.provision
+            .wait_ready("redis", READY_TIMEOUT, |url| async move {
+                ping(&url).await.is_ok()
+            })
+            .await
     }
 
     fn private(&mut self, action: &'static str) -> Result<&mut Supervised, ServiceError> {
-        match self {
-            Self::External { .. } | Self::Container { .. } => {
-                Err(ServiceError::External("Redis", action))
-            }
-            Self::Private { server, .. } => Ok(server),
-        }
+        self.provision.private("Redis", action)
     }
 
     /// Stops (SIGTERM) and starts again on the same port: everything in it is gone.
@@ -160,6 +144,10 @@ impl Redis {
             .await
             .map_err(|e| ServiceError::Failed(format!("redis FLUSHALL: {e}")))
     }
+}
+
+fn private_url(port: u16) -> String {
+    format!("redis://127.0.0.1:{port}")
 }
 
 async fn ping(url: &str) -> Result<(), String> {
