@@ -5,11 +5,13 @@
 //! - [`process`]: supervised child processes (process groups, parent-death
 //!   signal, logs) and port helpers.
 //! - [`services`]: Redis and Postgres, external or private, with their faults.
+//! - [`network`]: the fault-injecting TCP proxy between app instances and stores.
 //! - [`stack`]: the stores, the mock IdP and N app instances of a topology, up and ready.
 //!
 //! Not built yet: the network proxy, IdP faults from scenarios, load, the
 //! checker, results and reports.
 
+pub mod network;
 pub mod process;
 pub mod services;
 pub mod stack;
