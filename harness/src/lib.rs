@@ -7,11 +7,12 @@
 //! - [`services`]: Redis and Postgres, external or private, with their faults.
 //! - [`network`]: the fault-injecting TCP proxy between app instances and stores.
 //! - [`stack`]: the stores, the mock IdP and N app instances of a topology, up and ready.
+//! - [`store_links`]: each instance's proxied paths to the stores.
 //!
-//! Not built yet: the network proxy, IdP faults from scenarios, load, the
-//! checker, results and reports.
+//! Not built yet: load, the checker, results and reports.
 
 pub mod network;
 pub mod process;
 pub mod services;
 pub mod stack;
+pub mod store_links;

@@ -75,6 +75,7 @@ async fn up(
         topology,
         instances,
         run_dir: run_dir.clone(),
+        network_proxy: false,
     };
     let stack = tokio::select! {
         stack = Stack::up(&spec) => stack?,

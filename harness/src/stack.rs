@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
+use crate::network::NetworkFaults;
 use crate::process::{ChildSpec, Supervised, free_port};
 use crate::services::ServiceError;
 use crate::services::postgres::Postgres;
 use crate::services::redis::Redis;
+use crate::store_links::{Store, StoreLinks};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -46,6 +48,9 @@ pub struct StackSpec {
     pub topology: String,
     pub instances: usize,
     pub run_dir: PathBuf,
+    /// Route each instance's store connections through its own fault proxy,
+    /// so network faults can be injected (costs one loopback hop per request).
+    pub network_proxy: bool,
 }
 
 /// One app instance.
@@ -62,6 +67,8 @@ pub struct Stack {
     pub idp: Supervised,
     pub idp_port: u16,
     pub instances: Vec<Instance>,
+    /// The proxied store paths; empty without `network_proxy`.
+    pub links: StoreLinks,
     pub run_dir: PathBuf,
 }
 
@@ -109,8 +116,9 @@ impl Stack {
         );
         let app = executable("app")?;
         let mut instances = Vec::new();
-        for i in 1..=spec.instances {
-            let id = format!("app-{i}");
+        let mut links = StoreLinks::default();
+        for i in 0..spec.instances {
+            let id = format!("app-{}", i + 1);
             let port = free_port()?;
             let mut child = ChildSpec::new(&id, &app, &spec.run_dir)
                 .args([
@@ -131,10 +139,18 @@ impl Stack {
                 .arg(spec.run_dir.join("app-store.db"))
                 .env("RUST_LOG", "warn");
             if let Some(redis) = &redis {
-                child = child.args(["--redis-url", &redis.url()]);
+                let mut url = redis.url();
+                if spec.network_proxy {
+                    url = links.route(i, Store::Redis, &url).await?;
+                }
+                child = child.args(["--redis-url", &url]);
             }
             if let Some(postgres) = &postgres {
-                child = child.args(["--database-url", &postgres.url()]);
+                let mut url = postgres.url();
+                if spec.network_proxy {
+                    url = links.route(i, Store::Postgres, &url).await?;
+                }
+                child = child.args(["--database-url", &url]);
             }
             instances.push(Instance {
                 id,
@@ -148,6 +164,7 @@ impl Stack {
             idp,
             idp_port,
             instances,
+            links,
             run_dir: spec.run_dir.clone(),
         };
         stack.wait_http_ready().await?;
@@ -214,6 +231,22 @@ impl Stack {
         instance.process.kill().await?;
         instance.process.respawn()?;
         self.wait_http_ready().await
+    }
+
+    /// Network faults on the paths from `instances` (indexes; every instance
+    /// when empty) to `store`; [`NetworkFaults::default`] clears them.
+    pub fn set_network(
+        &self,
+        store: Store,
+        instances: &[usize],
+        faults: &NetworkFaults,
+    ) -> Result<usize, ServiceError> {
+        self.links.set(store, instances, faults)
+    }
+
+    /// Resets (TCP RST) the open connections on those paths.
+    pub fn reset_network(&self, store: Store, instances: &[usize]) -> Result<usize, ServiceError> {
+        self.links.reset(store, instances)
     }
 }
 

@@ -2,13 +2,25 @@
 
 use std::time::{Duration, Instant};
 
+use harness::network::NetworkFaults;
 use harness::stack::{Stack, StackSpec};
+use harness::store_links::Store;
 
 async fn up(topology: &str, instances: usize, dir: &tempfile::TempDir) -> Stack {
+    up_with(topology, instances, dir, false).await
+}
+
+async fn up_with(
+    topology: &str,
+    instances: usize,
+    dir: &tempfile::TempDir,
+    network_proxy: bool,
+) -> Stack {
     Stack::up(&StackSpec {
         topology: topology.into(),
         instances,
         run_dir: dir.path().to_owned(),
+        network_proxy,
     })
     .await
     .expect("stack up (app and mock-idp built beside the test: cargo nextest run --workspace)")
@@ -141,5 +153,117 @@ async fn an_idp_outage_makes_token_refreshes_fail() {
         status(&user, &format!("{base}/profile")).await,
         200,
         "cached tokens still serve"
+    );
+}
+
+/// Median time of `n` sequential GETs that must succeed.
+async fn median_ok(browser: &reqwest::Client, url: &str, n: usize) -> Duration {
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        let response = browser.get(url).send().await.expect("answers");
+        assert_eq!(response.status(), 200, "{url}");
+        times.push(started.elapsed());
+    }
+    times.sort();
+    times[n / 2]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn added_network_latency_to_redis_shows_up_in_option4_request_latency() {
+    let dir = tempfile::tempdir().expect("dir");
+    let stack = up_with("option4", 2, &dir, true).await;
+    let profile = format!("http://127.0.0.1:{}/profile", stack.instances[0].port);
+    let user = browser();
+    sign_in(
+        &user,
+        &format!("http://127.0.0.1:{}", stack.instances[0].port),
+    )
+    .await;
+    let normal = median_ok(&user, &profile, 9).await;
+
+    let paths = stack
+        .set_network(
+            Store::Redis,
+            &[0],
+            &NetworkFaults {
+                latency: Duration::from_millis(100),
+                jitter: Duration::from_millis(10),
+                ..NetworkFaults::default()
+            },
+        )
+        .expect("proxied");
+    assert_eq!(paths, 1, "only app-1's path to Redis");
+    let slowed = median_ok(&user, &profile, 9).await;
+    let other = format!("http://127.0.0.1:{}/profile", stack.instances[1].port);
+    let untouched = median_ok(&user, &other, 9).await;
+
+    stack
+        .set_network(Store::Redis, &[], &NetworkFaults::default())
+        .expect("cleared");
+    let cleared = median_ok(&user, &profile, 9).await;
+
+    assert!(
+        slowed >= normal + Duration::from_millis(85),
+        "each /profile makes at least one Redis round trip: {slowed:?} vs {normal:?}"
+    );
+    assert!(
+        untouched < slowed - Duration::from_millis(50),
+        "app-2's path is untouched: {untouched:?} vs {slowed:?}"
+    );
+    assert!(
+        cleared < slowed - Duration::from_millis(50),
+        "clearing restores: {cleared:?} vs {slowed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_store_connections_are_reopened_by_the_app() {
+    let dir = tempfile::tempdir().expect("dir");
+    let stack = up_with("option4", 1, &dir, true).await;
+    let base = format!("http://127.0.0.1:{}", stack.instances[0].port);
+    let user = browser();
+    sign_in(&user, &base).await;
+    let opened = stack.links.all()[0]
+        .link
+        .stats()
+        .accepted
+        .load(std::sync::atomic::Ordering::Relaxed);
+    stack.reset_network(Store::Redis, &[]).expect("reset");
+    stack.reset_network(Store::Postgres, &[]).expect("reset");
+    // The request right after may see the reset (indeterminate); the app must reconnect.
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        let code = status(&user, &format!("{base}/profile")).await;
+        statuses.push(code);
+        if code == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(statuses.last(), Some(&200), "{statuses:?}");
+    let resets: u64 = stack
+        .links
+        .all()
+        .iter()
+        .map(|l| {
+            l.link
+                .stats()
+                .resets
+                .load(std::sync::atomic::Ordering::Relaxed)
+        })
+        .sum();
+    assert!(
+        resets >= 2,
+        "connections were open on both paths and reset: {resets}"
+    );
+    let reopened = stack.links.all()[0]
+        .link
+        .stats()
+        .accepted
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        reopened > opened,
+        "a new connection to Redis: {opened} -> {reopened}"
     );
 }
