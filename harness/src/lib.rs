@@ -6,6 +6,7 @@
 //!   signal, logs) and port helpers.
 //! - [`services`]: Redis and Postgres, external or private, with their faults.
 //! - [`network`]: the fault-injecting TCP proxy between app instances and stores.
+//! - [`schedule`]: fault schedules from scenario files, run against a stack.
 //! - [`stack`]: the stores, the mock IdP and N app instances of a topology, up and ready.
 //! - [`store_links`]: each instance's proxied paths to the stores.
 //!
@@ -13,6 +14,7 @@
 
 pub mod network;
 pub mod process;
+pub mod schedule;
 pub mod services;
 pub mod stack;
 pub mod store_links;

@@ -1,4 +1,6 @@
-//! `harness`: the command line. For now, `harness up` brings a topology up by hand.
+//! `harness`: the command line. For now, `harness up` brings a topology up by
+//! hand (optionally hurting it on a fault schedule) and `harness check` reads a
+//! scenario file's fault schedule without running it.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -6,6 +8,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use harness::schedule::FaultSchedule;
 use harness::stack::{Stack, StackSpec};
 
 #[derive(Parser, Debug)]
@@ -30,6 +33,17 @@ enum Command {
         /// Keep the run folder afterwards.
         #[arg(long)]
         keep: bool,
+        /// Scenario file whose `[[faults]]` run once everything is ready.
+        #[arg(long, value_name = "FILE")]
+        faults: Option<PathBuf>,
+    },
+    /// Read a scenario file's fault schedule and say what it would do.
+    Check {
+        file: PathBuf,
+        #[arg(long, default_value = "option4")]
+        topology: String,
+        #[arg(long, default_value_t = 3)]
+        instances: usize,
     },
 }
 
@@ -47,7 +61,39 @@ async fn main() -> anyhow::Result<()> {
             instances,
             run_dir,
             keep,
-        } => up(topology, instances, run_dir, keep).await,
+            faults,
+        } => {
+            let schedule = match faults {
+                Some(file) => FaultSchedule::from_file(&file)?,
+                None => FaultSchedule::default(),
+            };
+            schedule.check(&topology, instances)?;
+            up(topology, instances, run_dir, keep, schedule).await
+        }
+        Command::Check {
+            file,
+            topology,
+            instances,
+        } => {
+            let schedule = FaultSchedule::from_file(&file)?;
+            schedule.check(&topology, instances)?;
+            for fault in &schedule.faults {
+                let lasts = fault
+                    .lasts
+                    .map(|l| format!(" for {l:?}"))
+                    .unwrap_or_default();
+                println!(
+                    "{}: at {:?}{lasts}: {}",
+                    fault.origin, fault.at, fault.action
+                );
+            }
+            println!(
+                "{}: {} faults, fine for {topology} with {instances} instances",
+                file.display(),
+                schedule.faults.len()
+            );
+            Ok(())
+        }
     }
 }
 
@@ -56,6 +102,7 @@ async fn up(
     instances: usize,
     run_dir: Option<PathBuf>,
     keep: bool,
+    schedule: FaultSchedule,
 ) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     // Registered first: a Ctrl-C during bring-up still tears down what started.
@@ -75,9 +122,9 @@ async fn up(
         topology,
         instances,
         run_dir: run_dir.clone(),
-        network_proxy: false,
+        network_proxy: schedule.needs_network_proxy(),
     };
-    let stack = tokio::select! {
+    let mut stack = tokio::select! {
         stack = Stack::up(&spec) => stack?,
         _ = interrupt.recv() => return Ok(()),
         _ = terminate.recv() => return Ok(()),
@@ -103,6 +150,14 @@ async fn up(
     for (name, pid) in stack.processes() {
         out += &format!("pid {name} {pid}\n");
     }
+    for path in stack.links.all() {
+        out += &format!(
+            "proxy     {} {} -> {}\n",
+            path.link.name(),
+            path.link.addr(),
+            path.link.upstream()
+        );
+    }
     out += &format!("logs      {}\n", run_dir.display());
     out += "ready (Ctrl-C tears everything down)\n";
     let mut stdout = std::io::stdout().lock();
@@ -110,9 +165,24 @@ async fn up(
         .write_all(out.as_bytes())
         .and_then(|()| stdout.flush());
     drop(stdout);
+    let run_faults = async {
+        if schedule.faults.is_empty() {
+            return std::future::pending().await;
+        }
+        let timeline = schedule
+            .run(&mut stack, |step| println!("fault {step}"))
+            .await;
+        let failed = timeline.iter().filter(|s| s.error.is_some()).count();
+        println!(
+            "fault schedule done: {} steps, {failed} failed",
+            timeline.len()
+        );
+        std::future::pending::<()>().await
+    };
     tokio::select! {
         _ = interrupt.recv() => {}
         _ = terminate.recv() => {}
+        () = run_faults => {}
     }
     drop(stack);
     if keep && let Some(temp) = temp {

@@ -59,6 +59,33 @@ impl NetworkFaults {
     }
 }
 
+impl std::fmt::Display for NetworkFaults {
+    /// The faults that are on, e.g. `latency 50ms ± 5ms, bandwidth 1000 B/s`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if !self.latency.is_zero() || !self.jitter.is_zero() {
+            let mut latency = format!("latency {:?}", self.latency);
+            if !self.jitter.is_zero() {
+                latency += &format!(" ± {:?}", self.jitter);
+            }
+            parts.push(latency);
+        }
+        if let Some(rate) = self.bandwidth {
+            parts.push(format!("bandwidth {rate} B/s"));
+        }
+        if self.blackhole {
+            parts.push("blackhole".into());
+        }
+        if self.reset_peer {
+            parts.push("reset-peer".into());
+        }
+        match parts.is_empty() {
+            true => f.write_str("clear"),
+            false => f.write_str(&parts.join(", ")),
+        }
+    }
+}
+
 /// What every connection of a link watches.
 #[derive(Clone, Debug, Default)]
 struct LinkState {

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use mock_idp::faults::FaultConfig;
 use nix::sys::signal::Signal;
 
 use crate::network::NetworkFaults;
@@ -42,6 +43,18 @@ fn executable(name: &str) -> Result<PathBuf, ServiceError> {
     }
 }
 
+/// Whether a topology preset needs (Redis, Postgres).
+pub fn stores_needed(topology: &str) -> Result<(bool, bool), ServiceError> {
+    match topology {
+        "option1" => Ok((false, false)),
+        "option2" | "option3" => Ok((false, true)),
+        "option4" => Ok((true, true)),
+        other => Err(ServiceError::Failed(format!(
+            "unknown topology {other:?}: option1, option2, option3 or option4"
+        ))),
+    }
+}
+
 /// What to bring up.
 #[derive(Clone, Debug)]
 pub struct StackSpec {
@@ -75,16 +88,7 @@ pub struct Stack {
 impl Stack {
     pub async fn up(spec: &StackSpec) -> Result<Self, ServiceError> {
         std::fs::create_dir_all(&spec.run_dir)?;
-        let (needs_redis, needs_postgres) = match spec.topology.as_str() {
-            "option1" => (false, false),
-            "option2" | "option3" => (false, true),
-            "option4" => (true, true),
-            other => {
-                return Err(ServiceError::Failed(format!(
-                    "unknown topology {other:?}: option1, option2, option3 or option4"
-                )));
-            }
-        };
+        let (needs_redis, needs_postgres) = stores_needed(&spec.topology)?;
         let (redis, postgres) = tokio::join!(
             async {
                 match needs_redis {
@@ -231,6 +235,24 @@ impl Stack {
         instance.process.kill().await?;
         instance.process.respawn()?;
         self.wait_http_ready().await
+    }
+
+    /// Replaces the IdP's faults through its admin endpoint; the default clears them.
+    pub async fn set_idp_faults(&self, faults: &FaultConfig) -> Result<(), ServiceError> {
+        let url = format!("{}/admin/faults", self.idp_url());
+        let response = reqwest::Client::new()
+            .put(&url)
+            .json(faults)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .map_err(|e| ServiceError::Failed(format!("PUT {url}: {e}")))?;
+        if response.status().is_success() {
+            return Ok(());
+        }
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        Err(ServiceError::Failed(format!("PUT {url}: {status}: {body}")))
     }
 
     /// Network faults on the paths from `instances` (indexes; every instance

@@ -63,11 +63,16 @@ impl Endpoints {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FaultConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub latency: Option<LatencyFault>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<ErrorFault>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimitFault>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub outage: Option<OutageFault>,
     /// Seed for error draws and jitter, so a run can be repeated.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
 }
 
