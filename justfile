@@ -26,3 +26,13 @@ bench-app:
 # Measure the mock IdP: refresh grants/s and /api/me calls/s over loopback HTTP.
 bench-idp:
     cargo bench -p mock-idp --bench idp_throughput
+
+# Bring a topology up by hand (default option4 x 3), e.g. `just up --faults scenarios/faults-option4.toml`.
+up *ARGS:
+    cargo build --release --bins
+    ./target/release/harness up {{ARGS}}
+
+# Time `harness up --topology option4 --instances 3` to every component ready (target 3 s).
+bench-up:
+    cargo build --release --bins
+    cargo bench -p harness --bench bring_up

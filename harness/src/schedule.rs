@@ -226,15 +226,10 @@ impl FaultSchedule {
         let mut faults = Vec::with_capacity(raw.faults.len());
         for (index, entry) in raw.faults.into_iter().enumerate() {
             let origin = at(entry.span().start);
-            let fault = parse_entry(entry.into_inner()).map_err(|why| {
+            let fault = parse_entry(entry.into_inner(), &origin).map_err(|why| {
                 ScheduleError::Invalid(format!("{origin}: faults[{index}]: {why}"))
             })?;
-            faults.push(ScheduledFault {
-                at: fault.0,
-                lasts: fault.1,
-                action: fault.2,
-                origin,
-            });
+            faults.push(fault);
         }
         Ok(Self { faults })
     }
@@ -332,9 +327,7 @@ impl fmt::Display for TimelineEvent {
     }
 }
 
-fn parse_entry(
-    mut table: toml::Table,
-) -> Result<(Duration, Option<Duration>, FaultAction), String> {
+fn parse_entry(mut table: toml::Table, origin: &str) -> Result<ScheduledFault, String> {
     let duration = |table: &mut toml::Table, key: &str| -> Result<Option<Duration>, String> {
         match table.remove(key) {
             None => Ok(None),
@@ -366,7 +359,12 @@ fn parse_entry(
     {
         return Err("`set` names no fault; use network-clear to clear".into());
     }
-    Ok((at, lasts, action))
+    Ok(ScheduledFault {
+        at,
+        lasts,
+        action,
+        origin: origin.to_owned(),
+    })
 }
 
 /// Carries out one action on the stack.

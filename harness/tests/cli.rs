@@ -1,0 +1,123 @@
+//! The `harness` command with scenario files: `check` reads them, `up --faults`
+//! refuses a bad one before starting anything and runs a good one.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+fn harness(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("harness runs")
+}
+
+fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).expect("write");
+    path.display().to_string()
+}
+
+#[test]
+fn check_describes_a_good_file() {
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scenarios/faults-option4.toml"
+    );
+    let out = harness(&["check", example]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains("faults, fine for option4 with 3 instances"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("redis-pause"), "{stdout}");
+}
+
+#[test]
+fn bad_files_are_refused_with_file_line_and_column() {
+    let dir = tempfile::tempdir().expect("dir");
+    let syntax = write(&dir, "syntax.toml", "\n[[faults]]\nat = 1s\n");
+    let out = harness(&["check", &syntax]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains(&format!("{syntax}:3:6:")), "{stderr}");
+
+    let unknown = write(
+        &dir,
+        "unknown.toml",
+        "[[faults]]\nat = \"1s\"\naction = \"redis-pase\"\n",
+    );
+    let out = harness(&["up", "--topology", "option1", "--faults", &unknown]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!(
+            "{unknown}:1:1: faults[0]: unknown variant `redis-pase`"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "nothing was brought up: {:?}",
+        out.stdout
+    );
+
+    let missing = harness(&["check", "/nonexistent/faults.toml"]);
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("cannot read /nonexistent/faults.toml")
+    );
+}
+
+#[test]
+fn up_with_faults_runs_the_schedule_then_waits_for_ctrl_c() {
+    let dir = tempfile::tempdir().expect("dir");
+    let faults = write(
+        &dir,
+        "restart.toml",
+        "[[faults]]\nat = \"100ms\"\naction = \"instance-restart\"\ninstance = 1\n",
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args([
+            "up",
+            "--topology",
+            "option1",
+            "--instances",
+            "1",
+            "--faults",
+            &faults,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("line");
+        let done = line.starts_with("fault schedule done");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    kill(
+        Pid::from_raw(i32::try_from(child.id()).expect("pid")),
+        Signal::SIGINT,
+    )
+    .expect("SIGINT");
+    let status = child.wait().expect("exits");
+    let text = lines.join("\n");
+    assert!(status.success(), "{status}: {text}");
+    assert!(
+        text.contains("instance-restart app-1: ok"),
+        "the step ran: {text}"
+    );
+    assert!(
+        text.contains("fault schedule done: 1 steps, 0 failed"),
+        "{text}"
+    );
+}
