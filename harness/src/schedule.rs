@@ -26,6 +26,7 @@ use tokio::time::Instant;
 
 use crate::network::NetworkFaults;
 use crate::services::ServiceError;
+use crate::services::redis::Redis;
 use crate::stack::{Stack, stores_needed};
 use crate::store_links::Store;
 
@@ -369,7 +370,6 @@ fn parse_entry(mut table: toml::Table, origin: &str) -> Result<ScheduledFault, S
 
 /// Carries out one action on the stack.
 async fn apply(stack: &mut Stack, action: &FaultAction) -> Result<(), ServiceError> {
-    let missing = |store: &str| ServiceError::Failed(format!("this stack runs without {store}"));
     let index = |instance: usize| -> Result<usize, ServiceError> {
         instance
             .checked_sub(1)
@@ -391,37 +391,15 @@ async fn apply(stack: &mut Stack, action: &FaultAction) -> Result<(), ServiceErr
             let i = index(*instance)?;
             stack.crash_instance(i).await
         }
-        FaultAction::RedisRestart {} => {
-            stack
-                .redis
-                .as_mut()
-                .ok_or_else(|| missing("redis"))?
-                .restart()
-                .await
-        }
-        FaultAction::RedisFlush {} => {
-            stack
-                .redis
-                .as_mut()
-                .ok_or_else(|| missing("redis"))?
-                .flush()
-                .await
-        }
-        FaultAction::RedisPause {} => stack
-            .redis
-            .as_mut()
-            .ok_or_else(|| missing("redis"))?
-            .pause(),
-        FaultAction::RedisResume {} => stack
-            .redis
-            .as_mut()
-            .ok_or_else(|| missing("redis"))?
-            .resume(),
+        FaultAction::RedisRestart {} => redis(stack)?.restart().await,
+        FaultAction::RedisFlush {} => redis(stack)?.flush().await,
+        FaultAction::RedisPause {} => redis(stack)?.pause(),
+        FaultAction::RedisResume {} => redis(stack)?.resume(),
         FaultAction::PostgresRestart {} => {
             stack
                 .postgres
                 .as_mut()
-                .ok_or_else(|| missing("postgres"))?
+                .ok_or_else(|| missing(Store::Postgres))?
                 .restart()
                 .await
         }
@@ -441,6 +419,14 @@ async fn apply(stack: &mut Stack, action: &FaultAction) -> Result<(), ServiceErr
             stack.reset_network(*store, &indexes(instances)?).map(drop)
         }
     }
+}
+
+fn redis(stack: &mut Stack) -> Result<&mut Redis, ServiceError> {
+    stack.redis.as_mut().ok_or_else(|| missing(Store::Redis))
+}
+
+fn missing(store: Store) -> ServiceError {
+    ServiceError::Failed(format!("this stack runs without {store}"))
 }
 
 /// `line:column`, both from 1, of a byte offset.

@@ -3,45 +3,10 @@
 use std::time::{Duration, Instant};
 
 use harness::network::NetworkFaults;
-use harness::stack::{Stack, StackSpec};
 use harness::store_links::Store;
 
-async fn up(topology: &str, instances: usize, dir: &tempfile::TempDir) -> Stack {
-    up_with(topology, instances, dir, false).await
-}
-
-async fn up_with(
-    topology: &str,
-    instances: usize,
-    dir: &tempfile::TempDir,
-    network_proxy: bool,
-) -> Stack {
-    Stack::up(&StackSpec {
-        topology: topology.into(),
-        instances,
-        run_dir: dir.path().to_owned(),
-        network_proxy,
-    })
-    .await
-    .expect("stack up (app and mock-idp built beside the test: cargo nextest run --workspace)")
-}
-
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .timeout(Duration::from_secs(15))
-        .build()
-        .expect("client")
-}
-
-async fn sign_in(browser: &reqwest::Client, base: &str) {
-    let home = browser
-        .get(format!("{base}/login?login_hint=alice"))
-        .send()
-        .await
-        .expect("sign in");
-    assert_eq!(home.status(), 200);
-}
+mod common;
+use common::{browser, sign_in, up};
 
 async fn status(browser: &reqwest::Client, url: &str) -> u16 {
     match browser.get(url).send().await {
@@ -60,7 +25,7 @@ async fn status(browser: &reqwest::Client, url: &str) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarting_or_crashing_an_option1_instance_drops_its_sessions() {
     let dir = tempfile::tempdir().expect("dir");
-    let mut stack = up("option1", 1, &dir).await;
+    let mut stack = up("option1", 1, &dir, false).await;
     let base = format!("http://127.0.0.1:{}", stack.instances[0].port);
     for crash in [false, true] {
         let user = browser();
@@ -82,7 +47,7 @@ async fn restarting_or_crashing_an_option1_instance_drops_its_sessions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_redis_makes_option4_requests_wait_or_fail() {
     let dir = tempfile::tempdir().expect("dir");
-    let mut stack = up("option4", 1, &dir).await;
+    let mut stack = up("option4", 1, &dir, false).await;
     let base = format!("http://127.0.0.1:{}", stack.instances[0].port);
     let user = browser();
     sign_in(&user, &base).await;
@@ -129,7 +94,7 @@ async fn a_paused_redis_makes_option4_requests_wait_or_fail() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idp_outage_makes_token_refreshes_fail() {
     let dir = tempfile::tempdir().expect("dir");
-    let stack = up("option3", 1, &dir).await;
+    let stack = up("option3", 1, &dir, false).await;
     let base = format!("http://127.0.0.1:{}", stack.instances[0].port);
     let user = browser();
     sign_in(&user, &base).await;
@@ -172,7 +137,7 @@ async fn median_ok(browser: &reqwest::Client, url: &str, n: usize) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn added_network_latency_to_redis_shows_up_in_option4_request_latency() {
     let dir = tempfile::tempdir().expect("dir");
-    let stack = up_with("option4", 2, &dir, true).await;
+    let stack = up("option4", 2, &dir, true).await;
     let profile = format!("http://127.0.0.1:{}/profile", stack.instances[0].port);
     let user = browser();
     sign_in(
@@ -220,7 +185,7 @@ async fn added_network_latency_to_redis_shows_up_in_option4_request_latency() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_store_connections_are_reopened_by_the_app() {
     let dir = tempfile::tempdir().expect("dir");
-    let stack = up_with("option4", 1, &dir, true).await;
+    let stack = up("option4", 1, &dir, true).await;
     let base = format!("http://127.0.0.1:{}", stack.instances[0].port);
     let user = browser();
     sign_in(&user, &base).await;

@@ -5,33 +5,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use harness::schedule::FaultSchedule;
-use harness::stack::{Stack, StackSpec};
 
-async fn up(topology: &str, schedule: &FaultSchedule, dir: &tempfile::TempDir) -> Stack {
-    Stack::up(&StackSpec {
-        topology: topology.into(),
-        instances: 1,
-        run_dir: dir.path().to_owned(),
-        network_proxy: schedule.needs_network_proxy(),
-    })
-    .await
-    .expect("stack up (app and mock-idp built beside the test: cargo nextest run --workspace)")
-}
-
-async fn signed_in(base: &str) -> reqwest::Client {
-    let browser = reqwest::Client::builder()
-        .cookie_store(true)
-        .timeout(Duration::from_secs(15))
-        .build()
-        .expect("client");
-    let home = browser
-        .get(format!("{base}/login?login_hint=alice"))
-        .send()
-        .await
-        .expect("sign in");
-    assert_eq!(home.status(), 200);
-    browser
-}
+mod common;
+use common::{browser, sign_in, up};
 
 async fn timed_get(browser: &reqwest::Client, url: &str) -> (u16, Duration) {
     let started = Instant::now();
@@ -67,9 +43,10 @@ for = "2s"
     .expect("parses");
     schedule.check("option4", 1).expect("fits");
     let dir = tempfile::tempdir().expect("dir");
-    let mut stack = up("option4", &schedule, &dir).await;
+    let mut stack = up("option4", 1, &dir, schedule.needs_network_proxy()).await;
     let base = format!("http://127.0.0.1:{}", stack.instances[0].port);
-    let browser = signed_in(&base).await;
+    let browser = browser();
+    sign_in(&browser, &base).await;
     let (_, normal) = timed_get(&browser, &format!("{base}/profile")).await;
 
     let probe = async {
@@ -125,7 +102,7 @@ async fn a_failing_step_is_kept_on_the_timeline_and_the_rest_still_run() {
         "check would refuse it"
     );
     let dir = tempfile::tempdir().expect("dir");
-    let mut stack = up("option1", &schedule, &dir).await;
+    let mut stack = up("option1", 1, &dir, schedule.needs_network_proxy()).await;
     let pid = stack.instances[0].process.pid();
     let mut seen = Vec::new();
     let timeline = schedule
