@@ -182,7 +182,10 @@ async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((client, _)) => {
                     stats.accepted.fetch_add(1, Ordering::Relaxed);
-                    relays.spawn(relay(client, upstream, state.clone(), stats.clone()));
+                    // Read now, not when the task first runs: a reset asked for
+                    // after this accept must reach this connection too.
+                    let born = state.borrow().generation;
+                    relays.spawn(relay(client, upstream, born, state.clone(), stats.clone()));
                 }
                 Err(error) => {
                     // Out of file descriptors or similar: back off rather than spin.
@@ -207,13 +210,13 @@ impl Drop for OpenGuard {
 async fn relay(
     mut client: TcpStream,
     upstream: SocketAddr,
+    born: u64,
     mut state: watch::Receiver<LinkState>,
     stats: Arc<LinkStats>,
 ) {
     stats.open.fetch_add(1, Ordering::Relaxed);
     let _open = OpenGuard(stats.clone());
-    let born = state.borrow_and_update().clone();
-    if born.faults.reset_peer {
+    if state.borrow_and_update().faults.reset_peer {
         stats.resets.fetch_add(1, Ordering::Relaxed);
         reset(&client);
         return;
@@ -236,7 +239,7 @@ async fn relay(
                     pump(&mut server_read, &mut client_write, down, true),
                 )
             } => false,
-            () = reset_wanted(&mut state, born.generation) => true,
+            () = reset_wanted(&mut state, born) => true,
         }
     };
     if reset_requested {
