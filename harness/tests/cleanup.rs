@@ -1,10 +1,15 @@
 //! `harness up` as a process: no child survives it, whether it is interrupted or killed.
 
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use harness::process::alive;
+use harness::services::postgres::{Postgres, data_parent};
+
+mod common;
+use common::{segment_exists, segment_of};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -18,7 +23,7 @@ struct Up {
 
 fn harness_up(topology: &str, instances: usize) -> Up {
     let exe = env!("CARGO_BIN_EXE_harness");
-    let bin_dir = std::path::Path::new(exe).parent().expect("target dir");
+    let bin_dir = Path::new(exe).parent().expect("target dir");
     for needed in ["app", "mock-idp"] {
         assert!(
             bin_dir.join(needed).is_file(),
@@ -64,6 +69,17 @@ fn harness_up(topology: &str, instances: usize) -> Up {
     up
 }
 
+/// The private Postgres home of the harness with this pid, while it exists.
+fn postgres_home(harness_pid: u32, run_dir: &str) -> Option<PathBuf> {
+    let parent = data_parent(Path::new(run_dir));
+    let prefix = format!("harness-pg-{harness_pid}-");
+    std::fs::read_dir(parent)
+        .ok()?
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+}
+
 fn all_gone(pids: &[(String, u32)], within: Duration) -> Result<(), String> {
     let deadline = Instant::now() + within;
     loop {
@@ -89,15 +105,36 @@ fn sigkill_of_the_harness_mid_run_leaves_no_child() {
     );
     let health = reqwest::blocking::get(format!("{}/healthz", up.urls[0])).expect("app answers");
     assert!(health.status().is_success());
+    let home = postgres_home(up.child.id(), &up.run_dir).expect("private postgres home");
+    let shmid = segment_of(&home.join("data"));
     kill(Pid::from_raw(up.child.id() as i32), Signal::SIGKILL).expect("kill harness");
     up.child.wait().expect("reaped");
     all_gone(&up.pids, Duration::from_secs(10)).expect("every child dies with the harness");
+
+    // What a SIGKILL cannot clean (the Postgres data dir, its System V segment)
+    // the next private Postgres sweeps, when data lives outside the run folder.
+    if !home.starts_with(&up.run_dir) {
+        assert!(
+            segment_exists(&shmid),
+            "a killed postmaster leaves its segment"
+        );
+        let next = tempfile::tempdir().expect("dir");
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let postgres = runtime
+            .block_on(Postgres::start_private(next.path()))
+            .expect("next private postgres");
+        assert!(!home.exists(), "swept: {}", home.display());
+        assert!(!segment_exists(&shmid), "segment {shmid} swept");
+        drop(postgres);
+    }
 }
 
 #[test]
 fn children_live_as_long_as_the_harness_and_sigint_tears_them_down() {
     let mut up = harness_up("option2", 1);
-    assert!(std::path::Path::new(&up.run_dir).is_dir());
+    assert!(Path::new(&up.run_dir).is_dir());
+    let home = postgres_home(up.child.id(), &up.run_dir).expect("private postgres home");
+    let shmid = segment_of(&home.join("data"));
     // The parent-death signal fires when the spawning *thread* exits, and
     // tokio retires idle blocking threads after 10 s: nothing may have been
     // spawned from one.
@@ -112,7 +149,9 @@ fn children_live_as_long_as_the_harness_and_sigint_tears_them_down() {
     assert!(status.success(), "a clean exit: {status}");
     all_gone(&up.pids, Duration::from_secs(10)).expect("nothing left running");
     assert!(
-        !std::path::Path::new(&up.run_dir).exists(),
+        !Path::new(&up.run_dir).exists(),
         "run folder removed without --keep"
     );
+    assert!(!home.exists(), "postgres data removed: {}", home.display());
+    assert!(!segment_exists(&shmid), "segment {shmid} removed");
 }

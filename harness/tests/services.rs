@@ -1,13 +1,17 @@
 //! Each provider path that runs here: start, restart, pause, kill and cleanup,
 //! against real redis-server and postgres processes.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use harness::process::alive;
 use harness::services::ServiceError;
-use harness::services::postgres::Postgres;
+use harness::services::postgres::{Postgres, data_parent};
 use harness::services::redis::Redis;
 use sqlx::Connection;
+
+mod common;
+use common::{segment_exists, segment_of};
 
 async fn redis_set_get(url: &str, value: Option<&str>) -> Result<Option<String>, String> {
     let client = redis::Client::open(url).map_err(|e| e.to_string())?;
@@ -167,10 +171,14 @@ async fn a_private_postgres_starts_from_the_template_keeps_data_across_restart_a
     assert!(!alive(first_pid));
 
     let pid = postgres.process().expect("private").pid();
+    let data = PathBuf::from(postgres_show(&url, "SHOW data_directory").await);
+    let shmid = segment_of(&data);
     postgres.kill().await.expect("kill");
     assert!(postgres_query(&url, "SELECT 1").await.is_err());
+    assert!(segment_exists(&shmid), "a kill leaves the segment");
     drop(postgres);
     assert!(!alive(pid));
+    assert!(!segment_exists(&shmid), "dropping removes it");
 
     // A second private server copies the cached template: no initdb.
     let again = Instant::now();
@@ -186,4 +194,55 @@ async fn a_private_postgres_starts_from_the_template_keeps_data_across_restart_a
     postgres_query(&second.url(), "SELECT 1")
         .await
         .expect("second answers");
+}
+
+async fn postgres_show(url: &str, sql: &'static str) -> String {
+    let mut connection = sqlx::PgConnection::connect(url).await.expect("connect");
+    sqlx::query_scalar(sql)
+        .fetch_one(&mut connection)
+        .await
+        .expect("show")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_private_postgres_leaves_no_data_or_shared_memory_and_abandoned_data_is_swept() {
+    let dir = tempfile::tempdir().expect("dir");
+    let parent = data_parent(dir.path());
+    let dead_pid = {
+        let mut child = std::process::Command::new("true").spawn().expect("true");
+        child.wait().expect("exits");
+        child.id()
+    };
+    let abandoned = parent.join(format!("harness-pg-{dead_pid}-abandoned"));
+    std::fs::create_dir_all(&abandoned).expect("abandoned dir");
+
+    let postgres = Postgres::start_private(dir.path())
+        .await
+        .expect("private postgres");
+    assert!(
+        !abandoned.exists(),
+        "a dead harness's data dir is swept: {}",
+        abandoned.display()
+    );
+    let url = postgres.url();
+    let data = PathBuf::from(postgres_show(&url, "SHOW data_directory").await);
+    assert!(
+        data.starts_with(&parent),
+        "{} in {}",
+        data.display(),
+        parent.display()
+    );
+    assert_eq!(
+        postgres_show(&url, "SHOW dynamic_shared_memory_type").await,
+        "mmap"
+    );
+    let shmid = segment_of(&data);
+    assert!(segment_exists(&shmid), "segment {shmid} in use");
+
+    drop(postgres);
+    assert!(!data.exists(), "data dir removed: {}", data.display());
+    assert!(
+        !segment_exists(&shmid),
+        "segment {shmid} removed by the clean shutdown"
+    );
 }

@@ -1,4 +1,5 @@
-//! A stack of real child processes and a browser signed in to it, for the fault tests.
+//! For the harness tests: a stack of real child processes, a browser signed in
+//! to it, and a look at Postgres's System V shared memory.
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::time::Duration;
@@ -40,4 +41,24 @@ pub async fn sign_in(browser: &reqwest::Client, base: &str) {
         .await
         .expect("sign in");
     assert_eq!(home.status(), 200);
+}
+
+/// The System V segment id a postmaster of `data` recorded on line 7 of its pid file.
+pub fn segment_of(data: &std::path::Path) -> String {
+    let pid_file = std::fs::read_to_string(data.join("postmaster.pid")).expect("pid file");
+    pid_file
+        .lines()
+        .nth(6)
+        .and_then(|line| line.split_whitespace().nth(1))
+        .expect("shmem key and id on line 7")
+        .to_owned()
+}
+
+/// Whether a System V shared-memory segment with this id exists.
+pub fn segment_exists(shmid: &str) -> bool {
+    std::fs::read_to_string("/proc/sysvipc/shm")
+        .expect("/proc/sysvipc/shm")
+        .lines()
+        .skip(1)
+        .any(|line| line.split_whitespace().nth(1) == Some(shmid))
 }
