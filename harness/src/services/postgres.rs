@@ -386,20 +386,35 @@ fn remove_stale_segment(data: &Path) {
     else {
         return;
     };
-    // Columns: key shmid perms size cpid lpid nattch ...
-    let unattached = std::fs::read_to_string("/proc/sysvipc/shm").is_ok_and(|table| {
-        table.lines().skip(1).any(|line| {
-            let columns: Vec<&str> = line.split_whitespace().collect();
-            columns.get(1) == Some(&shmid.as_str()) && columns.get(6) == Some(&"0")
-        })
-    });
-    if unattached {
-        let _ = Command::new("ipcrm")
-            .args(["-m", &shmid])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status();
+    // The killed server's other processes may still be exiting (and attached)
+    // for a moment; a segment still attached after that is in use, not stale.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        match attached(&shmid) {
+            None => return,
+            Some(0) => break,
+            Some(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Some(_) => return,
+        }
     }
+    let _ = Command::new("ipcrm")
+        .args(["-m", &shmid])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+}
+
+/// How many processes are attached to System V segment `shmid`; `None` when
+/// there is no such segment.
+fn attached(shmid: &str) -> Option<u64> {
+    // Columns: key shmid perms size cpid lpid nattch ...
+    let table = std::fs::read_to_string("/proc/sysvipc/shm").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let columns: Vec<&str> = line.split_whitespace().collect();
+        (columns.get(1) == Some(&shmid)).then(|| columns.get(6)?.parse().ok())?
+    })
 }
 
 fn private_url(port: u16) -> String {
