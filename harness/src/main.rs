@@ -8,8 +8,12 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use harness::process::{abandoned, owned_prefix};
 use harness::schedule::FaultSchedule;
 use harness::stack::{Stack, StackSpec};
+
+/// Temporary run folders are `harness-run-<pid>-…`.
+const RUN_PREFIX: &str = "harness-run-";
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Measures session and token-cache topologies")]
@@ -110,7 +114,17 @@ async fn up(
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let temp = match &run_dir {
         Some(_) => None,
-        None => Some(tempfile::Builder::new().prefix("harness-run").tempdir()?),
+        None => {
+            // Run folders of harnesses that were SIGKILLed are removed here.
+            for folder in abandoned(&std::env::temp_dir(), RUN_PREFIX) {
+                let _ = std::fs::remove_dir_all(folder);
+            }
+            Some(
+                tempfile::Builder::new()
+                    .prefix(&owned_prefix(RUN_PREFIX))
+                    .tempdir()?,
+            )
+        }
     };
     let run_dir = run_dir.unwrap_or_else(|| {
         temp.as_ref()

@@ -240,6 +240,33 @@ pub fn alive(pid: u32) -> bool {
     nix::sys::signal::kill(Pid::from_raw(pid as i32), None).is_ok()
 }
 
+/// A name prefix that marks what this process leaves in a shared folder,
+/// `<kind><pid>-`, so a later harness can tell leftovers of a dead one.
+pub fn owned_prefix(kind: &str) -> String {
+    format!("{kind}{}-", std::process::id())
+}
+
+/// Entries of `parent` named `<kind><pid>-…` whose process is gone: left by a
+/// harness that was SIGKILLed, so its own cleanup never ran.
+pub fn abandoned(parent: &Path, kind: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|entry| {
+            let name = entry.file_name();
+            let owner = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(kind))
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<u32>().ok());
+            owner.is_some_and(|pid| !alive(pid))
+        })
+        .map(|entry| entry.path())
+        .collect()
+}
+
 /// Waits until something accepts TCP connections on `127.0.0.1:port`.
 pub async fn wait_for_port(port: u16, timeout: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;

@@ -127,6 +127,20 @@ fn sigkill_of_the_harness_mid_run_leaves_no_child() {
         assert!(!segment_exists(&shmid), "segment {shmid} swept");
         drop(postgres);
     }
+
+    // Its run folder too, by the next `harness up`.
+    assert!(
+        Path::new(&up.run_dir).is_dir(),
+        "a SIGKILL leaves the run folder"
+    );
+    let mut next = harness_up("option1", 1);
+    assert!(
+        !Path::new(&up.run_dir).exists(),
+        "swept by the next harness up: {}",
+        up.run_dir
+    );
+    kill(Pid::from_raw(next.child.id() as i32), Signal::SIGINT).expect("interrupt");
+    assert!(next.child.wait().expect("exit").success());
 }
 
 #[test]

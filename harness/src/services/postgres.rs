@@ -23,7 +23,7 @@ use nix::unistd::{Uid, User, chown};
 use sqlx::Connection;
 
 use super::{Provision, ServiceError, find_program};
-use crate::process::{ChildSpec, Supervised, alive, free_port};
+use crate::process::{ChildSpec, Supervised, abandoned, free_port, owned_prefix};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -217,7 +217,7 @@ impl Postgres {
                 }
                 sweep_abandoned(&parent);
                 let home = tempfile::Builder::new()
-                    .prefix(&format!("{HOME_PREFIX}{}-", std::process::id()))
+                    .prefix(&owned_prefix(HOME_PREFIX))
                     .tempdir_in(&parent)?;
                 give_to(home.path(), user)?;
                 let copied = Command::new("cp")
@@ -349,25 +349,12 @@ pub fn data_parent(run_dir: &Path) -> PathBuf {
     }
 }
 
-/// Removes the data dirs whose harness process is gone (it was SIGKILLed, so
-/// its own cleanup never ran; the parent-death signal took its servers along).
+/// Removes the data dirs (and segments) of harnesses that are gone; the
+/// parent-death signal took their servers along.
 fn sweep_abandoned(parent: &Path) {
-    let Ok(entries) = std::fs::read_dir(parent) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let owner = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(HOME_PREFIX))
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok());
-        if let Some(pid) = owner
-            && !alive(pid)
-        {
-            remove_stale_segment(&entry.path().join("data"));
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
+    for home in abandoned(parent, HOME_PREFIX) {
+        remove_stale_segment(&home.join("data"));
+        let _ = std::fs::remove_dir_all(home);
     }
 }
 
