@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use harness::network::NetworkFaults;
 use harness::store_links::Store;
+use mock_idp::faults::{Endpoint, Endpoints, FaultConfig, OutageFault};
 
 mod common;
 use common::{browser, sign_in, up};
@@ -98,13 +99,15 @@ async fn an_idp_outage_makes_token_refreshes_fail() {
     let base = format!("http://127.0.0.1:{}", stack.instances[0].port);
     let user = browser();
     sign_in(&user, &base).await;
-    let outage = user
-        .put(format!("{}/admin/faults", stack.idp_url()))
-        .json(&serde_json::json!({"outage": {"endpoints": ["token"]}}))
-        .send()
+    stack
+        .set_idp_faults(&FaultConfig {
+            outage: Some(OutageFault {
+                endpoints: Endpoints(vec![Endpoint::Token]),
+            }),
+            ..FaultConfig::default()
+        })
         .await
-        .expect("admin");
-    assert_eq!(outage.status(), 200);
+        .expect("through /admin/faults");
     // A resource of another scope needs a refresh, which the outage refuses.
     let response = user
         .get(format!("{base}/data/reports"))
@@ -118,6 +121,15 @@ async fn an_idp_outage_makes_token_refreshes_fail() {
         status(&user, &format!("{base}/profile")).await,
         200,
         "cached tokens still serve"
+    );
+    stack
+        .set_idp_faults(&FaultConfig::default())
+        .await
+        .expect("cleared");
+    assert_eq!(
+        status(&user, &format!("{base}/data/reports")).await,
+        200,
+        "refreshes work again"
     );
 }
 
