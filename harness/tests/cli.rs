@@ -121,3 +121,62 @@ fn up_with_faults_runs_the_schedule_then_waits_for_ctrl_c() {
         "{text}"
     );
 }
+
+#[test]
+fn postgres_data_can_live_in_the_run_folder_instead_of_memory() {
+    let dir = tempfile::tempdir().expect("dir");
+    let run_dir = dir.path().join("run");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args([
+            "up",
+            "--topology",
+            "option2",
+            "--instances",
+            "1",
+            "--run-dir",
+        ])
+        .arg(&run_dir)
+        .env("HARNESS_PG_DIR", &run_dir)
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut url = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("line");
+        if let Some(found) = line.strip_prefix("postgres  ") {
+            url = Some(found.trim().to_owned());
+        }
+        if line.starts_with("ready") {
+            break;
+        }
+    }
+    let url = url.expect("a private postgres printed");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let data: String = runtime.block_on(async {
+        use sqlx::Connection;
+        let mut connection = sqlx::PgConnection::connect(&url).await.expect("connect");
+        sqlx::query_scalar("SHOW data_directory")
+            .fetch_one(&mut connection)
+            .await
+            .expect("show")
+    });
+    kill(
+        Pid::from_raw(i32::try_from(child.id()).expect("pid")),
+        Signal::SIGINT,
+    )
+    .expect("SIGINT");
+    assert!(child.wait().expect("exits").success());
+    assert!(
+        std::path::Path::new(&data).starts_with(&run_dir),
+        "{data} in {}",
+        run_dir.display()
+    );
+    assert!(
+        !std::path::Path::new(&data).exists(),
+        "the data dir goes with the server"
+    );
+    assert!(run_dir.join("postgres.log").is_file(), "logs stay");
+}

@@ -331,17 +331,25 @@ impl Drop for Postgres {
     }
 }
 
+/// Room a private Postgres may grow into in memory: a container's default
+/// 64 MiB /dev/shm would fill up under load, so such a one is not used.
+const MIN_FREE_IN_MEMORY: u64 = 1 << 30;
+
 /// Where private data dirs go: `HARNESS_PG_DIR`, else `/dev/shm` when it is a
-/// writable in-memory folder, else the run folder.
+/// writable in-memory folder with at least 1 GiB free, else the run folder.
 pub fn data_parent(run_dir: &Path) -> PathBuf {
     if let Some(dir) = std::env::var_os("HARNESS_PG_DIR") {
         return dir.into();
     }
     let shm = Path::new("/dev/shm");
-    let writable = tempfile::Builder::new()
-        .prefix(".harness-probe-")
-        .tempdir_in(shm)
-        .is_ok();
+    let roomy = nix::sys::statvfs::statvfs(shm).is_ok_and(|fs| {
+        fs.blocks_available().saturating_mul(fs.fragment_size()) >= MIN_FREE_IN_MEMORY
+    });
+    let writable = roomy
+        && tempfile::Builder::new()
+            .prefix(".harness-probe-")
+            .tempdir_in(shm)
+            .is_ok();
     if writable {
         shm.to_owned()
     } else {
