@@ -99,7 +99,6 @@ struct LinkState {
 #[derive(Debug, Default)]
 pub struct LinkStats {
     pub accepted: AtomicU64,
-    pub open: AtomicU64,
     pub resets: AtomicU64,
 }
 
@@ -153,10 +152,6 @@ impl Link {
         self.state.send_modify(|state| state.faults = faults);
     }
 
-    pub fn faults(&self) -> NetworkFaults {
-        self.state.borrow().faults.clone()
-    }
-
     /// Resets (TCP RST) every connection open now; later ones are untouched.
     pub fn reset_connections(&self) {
         self.state.send_modify(|state| state.generation += 1);
@@ -198,15 +193,6 @@ async fn accept_loop(
     }
 }
 
-/// Counts a connection as open for as long as it lives.
-struct OpenGuard(Arc<LinkStats>);
-
-impl Drop for OpenGuard {
-    fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 async fn relay(
     mut client: TcpStream,
     upstream: SocketAddr,
@@ -214,8 +200,6 @@ async fn relay(
     mut state: watch::Receiver<LinkState>,
     stats: Arc<LinkStats>,
 ) {
-    stats.open.fetch_add(1, Ordering::Relaxed);
-    let _open = OpenGuard(stats.clone());
     if state.borrow_and_update().faults.reset_peer {
         stats.resets.fetch_add(1, Ordering::Relaxed);
         reset(&client);

@@ -62,20 +62,12 @@ impl StoreLinks {
         Ok(proxied)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.links.is_empty()
-    }
-
     pub fn all(&self) -> &[StoreLink] {
         &self.links
     }
 
     /// The links to `store` from `instances` (every instance when empty).
-    pub fn select(
-        &self,
-        store: Store,
-        instances: &[usize],
-    ) -> Result<Vec<&StoreLink>, ServiceError> {
+    fn select(&self, store: Store, instances: &[usize]) -> Result<Vec<&StoreLink>, ServiceError> {
         if self.links.is_empty() {
             return Err(ServiceError::Failed(
                 "network faults need the stack brought up with its network proxy".into(),
