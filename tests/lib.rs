@@ -1,8 +1,9 @@
 //! End-to-end tests across the workspace's crates, over real HTTP; the tests live in `tests/`.
 //!
 //! # Layout
-//! - this file: [`Stack`], a mock IdP and app instances of one topology on
-//!   loopback ports, and [`Browser`], a cookie-keeping client.
+//! - this file: [`InProcessStack`], a mock IdP and app instances of one
+//!   topology in this process on loopback ports (the harness's `Stack` runs
+//!   them as child processes), and [`browser`], the contract's browser.
 //! - `tests/oidc_client.rs`: a standard OpenID Connect client library against the mock IdP.
 //! - `tests/topologies.rs`: each option's defining behaviour.
 //! - `tests/app_security.rs`: cookies, ciphertexts, session-id rotation, logs.
@@ -15,8 +16,8 @@ use app::idp_client::IdpSettings;
 use app::topology::{Backends, Topology};
 use app::web::WebSettings;
 use app::{AppConfig, default_session_settings};
+use contract::{Browser, HttpClient, ProfileReply};
 use mock_idp::{Idp, IdpConfig, IdpServer, ServerOptions};
-use serde_json::Value;
 use tokio::task::JoinHandle;
 
 pub fn database_url() -> String {
@@ -42,9 +43,10 @@ impl Instance {
     }
 }
 
-/// A mock IdP and app instances of one topology, sharing one namespace on the
-/// real Redis and Postgres (unique per stack, so tests do not see each other).
-pub struct Stack {
+/// A mock IdP and app instances of one topology, in this process, sharing
+/// one namespace on the real Redis and Postgres (unique per stack, so tests
+/// do not see each other).
+pub struct InProcessStack {
     pub idp: IdpServer,
     pub topology: Topology,
     pub namespace: String,
@@ -52,10 +54,10 @@ pub struct Stack {
     sqlite_dir: tempfile::TempDir,
     renewal_offset: u64,
     /// The app instances' clock; moves together with the IdP's (see [`Stack::advance`]).
-    clock: app::clock::Clock,
+    clock: app::Clock,
 }
 
-impl Stack {
+impl InProcessStack {
     pub async fn start(topology: &str, instances: usize) -> Self {
         Self::start_with(
             Topology::preset(topology).expect("preset"),
@@ -82,7 +84,7 @@ impl Stack {
             instances: Vec::new(),
             sqlite_dir: tempfile::tempdir().expect("temp dir"),
             renewal_offset,
-            clock: app::clock::Clock::system(),
+            clock: app::Clock::system(),
         };
         for i in 0..instances {
             let instance = stack
@@ -171,72 +173,52 @@ impl Stack {
     pub fn url(&self, i: usize, path: &str) -> String {
         self.instances[i].url(path)
     }
-}
 
-/// A browser: its own cookie jar, follows redirects (so sign-in completes with no form).
-pub struct Browser {
-    pub http: reqwest::Client,
-}
-
-impl Default for Browser {
-    fn default() -> Self {
-        Self::new()
+    /// Instance `i`'s base URL.
+    pub fn base(&self, i: usize) -> String {
+        self.url(i, "")
     }
 }
 
-impl Browser {
-    pub fn new() -> Self {
-        Self {
-            http: reqwest::Client::builder()
-                .cookie_store(true)
-                .build()
-                .expect("client"),
-        }
-    }
+/// A browser with its own cookie jar on its own connection pool.
+pub fn browser() -> Browser {
+    Browser::new(&HttpClient::new(), Duration::from_secs(15))
+}
 
-    /// Signs `user` in through instance `i`; returns the home page's JSON.
-    pub async fn sign_in(&self, stack: &Stack, i: usize, user: &str) -> Value {
-        let response = self
-            .http
-            .get(stack.url(i, "/login"))
-            .query(&[("login_hint", user)])
-            .send()
-            .await
-            .expect("sign-in answers");
-        assert_eq!(response.status(), 200, "sign-in lands on the home page");
-        response.json().await.expect("home json")
-    }
+/// Signs `user` in through instance `i`; the home page says who is signed in.
+pub async fn sign_in(stack: &InProcessStack, i: usize, user: &str) -> Browser {
+    let browser = browser();
+    let home = browser
+        .sign_in(&stack.base(i), user)
+        .await
+        .expect("sign-in answers")
+        .into_reply()
+        .expect("sign-in lands on the home page");
+    assert!(home.signed_in, "{home:?}");
+    assert_eq!(home.user.as_deref(), Some(user));
+    browser
+}
 
-    /// GET, returning status and JSON body (Null when not JSON). Like a
-    /// browser, it repeats a GET once when a reused keep-alive connection
-    /// turns out to have been closed (as after an instance restart).
-    pub async fn get(&self, url: &str) -> (u16, Value) {
-        let response = match self.http.get(url).send().await {
-            Ok(response) => response,
-            Err(e) if e.is_request() => self.http.get(url).send().await.expect("answers on retry"),
-            Err(e) => panic!("{url}: {e}"),
-        };
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+/// A GET's status; like a browser, it repeats the GET once when a reused
+/// keep-alive connection turns out to have been closed (as after an instance restart).
+pub async fn status(browser: &Browser, url: &str) -> u16 {
+    match browser.get(url).await {
+        Ok(page) => page.status,
+        Err(_) => browser.get(url).await.expect("answers on retry").status,
     }
+}
 
-    pub async fn add_to_cart(&self, url: &str, item: &str) -> (u16, Value) {
-        let response = self
-            .http
-            .post(url)
-            .json(&serde_json::json!({ "item": item }))
-            .send()
-            .await
-            .expect("answers");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
+/// `/profile` through instance `i`, which must answer with the contract's reply.
+pub async fn profile(browser: &Browser, stack: &InProcessStack, i: usize) -> ProfileReply {
+    browser
+        .profile(&stack.base(i))
+        .await
+        .expect("answers")
+        .into_reply()
+        .expect("a profile reply")
 }
 
 /// The IdP session id this browser's tokens carry, as the API echoed it.
-pub fn echoed_sid(profile: &Value) -> String {
-    profile["api"]["sid"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+pub fn echoed_sid(profile: &ProfileReply) -> String {
+    profile.api.sid.clone().unwrap_or_default()
 }

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use contract::ApiEcho;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use parking_lot::RwLock;
@@ -15,7 +16,7 @@ use crate::metrics::Metrics;
 
 /// Why a call to the identity provider failed, and what the app answers.
 #[derive(Debug, thiserror::Error)]
-pub enum IdpError {
+pub enum IdpCallError {
     /// Not reachable, timed out, throttled, or down: 503.
     #[error("identity provider unavailable: {0}")]
     Unavailable(String),
@@ -99,18 +100,21 @@ enum Retry {
 }
 
 impl IdpClient {
-    pub fn new(settings: IdpSettings, metrics: std::sync::Arc<Metrics>) -> Result<Self, IdpError> {
+    pub fn new(
+        settings: IdpSettings,
+        metrics: std::sync::Arc<Metrics>,
+    ) -> Result<Self, IdpCallError> {
         let mut builder = reqwest::Client::builder()
             .timeout(settings.timeout)
             .redirect(reqwest::redirect::Policy::none());
         if let Some(pem) = &settings.ca_pem {
             let cert = reqwest::Certificate::from_pem(pem)
-                .map_err(|e| IdpError::BadGateway(format!("IdP CA certificate: {e}")))?;
+                .map_err(|e| IdpCallError::BadGateway(format!("IdP CA certificate: {e}")))?;
             builder = builder.add_root_certificate(cert);
         }
         let http = builder
             .build()
-            .map_err(|e| IdpError::Unavailable(format!("HTTP client: {e}")))?;
+            .map_err(|e| IdpCallError::Unavailable(format!("HTTP client: {e}")))?;
         Ok(Self {
             settings,
             http,
@@ -125,7 +129,7 @@ impl IdpClient {
     }
 
     /// Discovery, fetched once (and again after a failure).
-    pub async fn discovery(&self) -> Result<&Discovery, IdpError> {
+    pub async fn discovery(&self) -> Result<&Discovery, IdpCallError> {
         self.discovery
             .get_or_try_init(|| async {
                 let url = format!(
@@ -135,7 +139,7 @@ impl IdpClient {
                 let doc: Discovery = self.get_json(&url, "discovery").await?;
                 if doc.issuer.trim_end_matches('/') != self.settings.authority.trim_end_matches('/')
                 {
-                    return Err(IdpError::BadGateway(format!(
+                    return Err(IdpCallError::BadGateway(format!(
                         "issuer {} differs from the authority {}",
                         doc.issuer, self.settings.authority
                     )));
@@ -154,11 +158,11 @@ impl IdpClient {
         nonce: &str,
         verifier: &str,
         login_hint: Option<&str>,
-    ) -> Result<String, IdpError> {
+    ) -> Result<String, IdpCallError> {
         let discovery = self.discovery().await?;
         let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
         let mut url = url::Url::parse(&discovery.authorization_endpoint)
-            .map_err(|e| IdpError::BadGateway(format!("authorization endpoint: {e}")))?;
+            .map_err(|e| IdpCallError::BadGateway(format!("authorization endpoint: {e}")))?;
         {
             let mut query = url.query_pairs_mut();
             query
@@ -184,7 +188,7 @@ impl IdpClient {
         code: &str,
         redirect_uri: &str,
         verifier: &str,
-    ) -> Result<TokenResponse, IdpError> {
+    ) -> Result<TokenResponse, IdpCallError> {
         let response = self
             .token_request(
                 "authorization_code",
@@ -196,7 +200,7 @@ impl IdpClient {
             )
             .await?;
         if response.id_token.is_none() {
-            return Err(IdpError::BadGateway(
+            return Err(IdpCallError::BadGateway(
                 "token response has no id_token".into(),
             ));
         }
@@ -208,7 +212,7 @@ impl IdpClient {
         &self,
         refresh_token: &str,
         scope: &str,
-    ) -> Result<TokenResponse, IdpError> {
+    ) -> Result<TokenResponse, IdpCallError> {
         self.token_request(
             "refresh_token",
             &[("refresh_token", refresh_token), ("scope", scope)],
@@ -220,7 +224,7 @@ impl IdpClient {
         &self,
         grant: &'static str,
         params: &[(&str, &str)],
-    ) -> Result<TokenResponse, IdpError> {
+    ) -> Result<TokenResponse, IdpCallError> {
         let endpoint = self.discovery().await?.token_endpoint.clone();
         let mut form: Vec<(&str, &str)> = vec![
             ("grant_type", grant),
@@ -239,17 +243,21 @@ impl IdpClient {
     }
 
     /// Checks an ID token: signature against the IdP's keys, issuer, audience, expiry, nonce.
-    pub async fn verify_id_token(&self, id_token: &str, nonce: &str) -> Result<IdClaims, IdpError> {
+    pub async fn verify_id_token(
+        &self,
+        id_token: &str,
+        nonce: &str,
+    ) -> Result<IdClaims, IdpCallError> {
         let discovery = self.discovery().await?;
         let header = jsonwebtoken::decode_header(id_token)
-            .map_err(|e| IdpError::BadGateway(format!("id_token is not a JWT: {e}")))?;
+            .map_err(|e| IdpCallError::BadGateway(format!("id_token is not a JWT: {e}")))?;
         let kid = header.kid.unwrap_or_default();
         let key = match self.key(&kid) {
             Some(key) => key,
             None => {
                 self.fetch_keys(&discovery.jwks_uri).await?;
                 self.key(&kid).ok_or_else(|| {
-                    IdpError::BadGateway(format!("id_token key {kid:?} is not in the JWKS"))
+                    IdpCallError::BadGateway(format!("id_token key {kid:?} is not in the JWKS"))
                 })?
             }
         };
@@ -257,10 +265,10 @@ impl IdpClient {
         validation.set_audience(&[&self.settings.client_id]);
         validation.set_issuer(&[&discovery.issuer]);
         let claims = jsonwebtoken::decode::<IdClaims>(id_token, &key, &validation)
-            .map_err(|e| IdpError::BadGateway(format!("id_token rejected: {e}")))?
+            .map_err(|e| IdpCallError::BadGateway(format!("id_token rejected: {e}")))?
             .claims;
         if claims.nonce.as_deref() != Some(nonce) {
-            return Err(IdpError::BadGateway(
+            return Err(IdpCallError::BadGateway(
                 "id_token nonce does not match the sign-in".into(),
             ));
         }
@@ -273,14 +281,14 @@ impl IdpClient {
         DecodingKey::from_jwk(jwk).ok()
     }
 
-    async fn fetch_keys(&self, jwks_uri: &str) -> Result<(), IdpError> {
+    async fn fetch_keys(&self, jwks_uri: &str) -> Result<(), IdpCallError> {
         let set: JwkSet = self.get_json(jwks_uri, "jwks").await?;
         *self.keys.write() = Some(set);
         Ok(())
     }
 
     /// Calls the protected API with an access token; a GET, so safe to retry.
-    pub async fn call_api(&self, access_token: &str) -> Result<Value, IdpError> {
+    pub async fn call_api(&self, access_token: &str) -> Result<ApiEcho, IdpCallError> {
         let url = self.settings.api_url.clone();
         let result = self
             .with_retries(
@@ -290,8 +298,9 @@ impl IdpClient {
             )
             .await
             .and_then(|body| {
-                serde_json::from_slice::<Value>(&body)
-                    .map_err(|e| IdpError::BadGateway(format!("API answered malformed JSON: {e}")))
+                serde_json::from_slice::<ApiEcho>(&body).map_err(|e| {
+                    IdpCallError::BadGateway(format!("API answered without its echo: {e}"))
+                })
             });
         self.metrics
             .idp_call("api", result.as_ref().map(|_| "ok").unwrap_or_else(outcome));
@@ -299,7 +308,7 @@ impl IdpClient {
     }
 
     /// Ends the IdP session this ID token belongs to (server-side end-session).
-    pub async fn end_session(&self, id_token: &str) -> Result<(), IdpError> {
+    pub async fn end_session(&self, id_token: &str) -> Result<(), IdpCallError> {
         let Some(endpoint) = self.discovery().await?.end_session_endpoint.clone() else {
             return Ok(());
         };
@@ -326,12 +335,12 @@ impl IdpClient {
         &self,
         url: &str,
         what: &'static str,
-    ) -> Result<T, IdpError> {
+    ) -> Result<T, IdpCallError> {
         let body = self.with_retries(what, || self.http.get(url), true).await;
         self.metrics
             .idp_call(what, body.as_ref().map(|_| "ok").unwrap_or_else(outcome));
         serde_json::from_slice(&body?)
-            .map_err(|e| IdpError::BadGateway(format!("{what} answered malformed JSON: {e}")))
+            .map_err(|e| IdpCallError::BadGateway(format!("{what} answered malformed JSON: {e}")))
     }
 
     /// Sends a request, repeating it only when that is safe: for idempotent
@@ -342,7 +351,7 @@ impl IdpClient {
         what: &str,
         build: impl Fn() -> reqwest::RequestBuilder,
         idempotent: bool,
-    ) -> Result<Vec<u8>, IdpError> {
+    ) -> Result<Vec<u8>, IdpCallError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -356,7 +365,7 @@ impl IdpClient {
                         .and_then(|v| v.trim().parse::<u64>().ok())
                         .map(Duration::from_secs);
                     let body = response.bytes().await.map_err(|e| {
-                        IdpError::Unavailable(format!("{what}: reading the answer: {e}"))
+                        IdpCallError::Unavailable(format!("{what}: reading the answer: {e}"))
                     });
                     if status.is_success() {
                         return body.map(|b| b.to_vec());
@@ -369,11 +378,11 @@ impl IdpClient {
                     classify(what, status, &code, retry_after, idempotent)
                 }
                 Err(e) if e.is_connect() => (
-                    IdpError::Unavailable(format!("{what}: cannot connect: {e}")),
+                    IdpCallError::Unavailable(format!("{what}: cannot connect: {e}")),
                     Retry::Safe(None),
                 ),
                 Err(e) if e.is_timeout() => (
-                    IdpError::Unavailable(format!(
+                    IdpCallError::Unavailable(format!(
                         "{what}: no answer within {:?}",
                         self.settings.timeout
                     )),
@@ -384,7 +393,7 @@ impl IdpClient {
                     },
                 ),
                 Err(e) => (
-                    IdpError::Unavailable(format!("{what}: {e}")),
+                    IdpCallError::Unavailable(format!("{what}: {e}")),
                     if idempotent {
                         Retry::Safe(None)
                     } else {
@@ -412,11 +421,11 @@ fn classify(
     code: &str,
     retry_after: Option<Duration>,
     idempotent: bool,
-) -> (IdpError, Retry) {
+) -> (IdpCallError, Retry) {
     use reqwest::StatusCode;
     match status {
         StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => (
-            IdpError::Unavailable(format!("{what}: {status}")),
+            IdpCallError::Unavailable(format!("{what}: {status}")),
             if idempotent || retry_after.is_some() {
                 Retry::Safe(retry_after)
             } else {
@@ -424,7 +433,7 @@ fn classify(
             },
         ),
         s if s.is_server_error() => (
-            IdpError::BadGateway(format!("{what}: {status}")),
+            IdpCallError::BadGateway(format!("{what}: {status}")),
             if idempotent {
                 Retry::Safe(retry_after)
             } else {
@@ -432,31 +441,31 @@ fn classify(
             },
         ),
         StatusCode::BAD_REQUEST if code == "invalid_grant" => (
-            IdpError::Refused(format!("{what}: invalid_grant")),
+            IdpCallError::Refused(format!("{what}: invalid_grant")),
             Retry::No,
         ),
         StatusCode::UNAUTHORIZED if what == "api" => (
-            IdpError::Refused(format!("{what}: token rejected ({code})")),
+            IdpCallError::Refused(format!("{what}: token rejected ({code})")),
             Retry::No,
         ),
         _ => (
-            IdpError::BadGateway(format!("{what}: {status} {code}")),
+            IdpCallError::BadGateway(format!("{what}: {status} {code}")),
             Retry::No,
         ),
     }
 }
 
-fn outcome(error: &IdpError) -> &'static str {
+fn outcome(error: &IdpCallError) -> &'static str {
     match error {
-        IdpError::Unavailable(_) => "unavailable",
-        IdpError::BadGateway(_) => "bad_answer",
-        IdpError::Refused(_) => "refused",
+        IdpCallError::Unavailable(_) => "unavailable",
+        IdpCallError::BadGateway(_) => "bad_answer",
+        IdpCallError::Refused(_) => "refused",
     }
 }
 
 /// Checks a token response has what the cache needs before anything is cached.
-fn parse_token_response(body: &[u8]) -> Result<TokenResponse, IdpError> {
-    let bad = |m: &str| IdpError::BadGateway(format!("token response {m}"));
+fn parse_token_response(body: &[u8]) -> Result<TokenResponse, IdpCallError> {
+    let bad = |m: &str| IdpCallError::BadGateway(format!("token response {m}"));
     let value: Value =
         serde_json::from_slice(body).map_err(|e| bad(&format!("is not JSON: {e}")))?;
     let text = |name: &str| {

@@ -11,9 +11,8 @@
 //! - [`idp_client`]: discovery, code exchange, refresh, ID-token checks, the API.
 //! - [`web`]: the HTTP surface (the observable contract of DESIGN.md).
 //! - [`metrics`]: counters and gauges for `/metrics`.
-//! - [`clock`]: the time timeouts and expiry read, movable in tests.
+//! - [`Clock`] (from `service-kit`): the time timeouts and expiry read, movable in tests.
 
-pub mod clock;
 pub mod idp_client;
 pub mod metrics;
 pub mod session;
@@ -28,8 +27,10 @@ use std::time::Duration;
 use crate::idp_client::{IdpClient, IdpSettings};
 use crate::metrics::Metrics;
 use crate::session::{SessionSettings, Sessions};
+use crate::tokencache::acquire::TokenAcquirer;
 use crate::topology::{Backends, Topology};
 use crate::web::{App, WebSettings};
+pub use service_kit::Clock;
 
 /// Everything an app instance is configured with.
 #[derive(Clone, Debug)]
@@ -47,18 +48,18 @@ pub enum SetupError {
     #[error(transparent)]
     Store(#[from] store::StoreError),
     #[error(transparent)]
-    Idp(#[from] idp_client::IdpError),
+    Idp(#[from] idp_client::IdpCallError),
     #[error("invalid setting: {0}")]
     Invalid(String),
 }
 
 /// Builds an instance's state: stores for the topology, the IdP client, metrics.
 pub fn build(config: AppConfig) -> Result<Arc<App>, SetupError> {
-    build_with_clock(config, clock::Clock::system())
+    build_with_clock(config, Clock::system())
 }
 
 /// As [`build`], on the given clock (tests move it to pass timeouts and expiry).
-pub fn build_with_clock(config: AppConfig, clock: clock::Clock) -> Result<Arc<App>, SetupError> {
+pub fn build_with_clock(config: AppConfig, clock: Clock) -> Result<Arc<App>, SetupError> {
     let name = &config.sessions.cookie_name;
     if name.is_empty()
         || !name
@@ -80,17 +81,24 @@ pub fn build_with_clock(config: AppConfig, clock: clock::Clock) -> Result<Arc<Ap
         .topology
         .build(&config.backends, config.sessions.absolute_timeout)?;
     let metrics = Arc::new(Metrics::default());
-    let idp = IdpClient::new(config.idp, metrics.clone())?;
+    let idp = Arc::new(IdpClient::new(config.idp, metrics.clone())?);
     let sessions = Sessions::new(
         built.sessions,
         config.sessions,
         config.topology.concurrency,
         clock,
     );
+    let tokens = TokenAcquirer::new(
+        built.cache,
+        idp.clone(),
+        metrics.clone(),
+        config.web.instance_id.clone(),
+        config.web.renewal_offset,
+    );
     Ok(Arc::new(App::new(
         config.web,
         sessions,
-        built.cache,
+        tokens,
         idp,
         metrics,
         built.encrypted,

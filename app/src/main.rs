@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use app::idp_client::IdpSettings;
 use app::session::SessionSettings;
 use app::topology::{Backends, Topology};
@@ -93,24 +93,14 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    service_kit::init_tracing();
     // Two rustls crypto providers end up in this binary (redis-rs and
     // reqwest bring their own); naming one avoids rustls's ambiguity panic.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let args = Args::parse();
     let topology = match &args.topology_file {
-        Some(path) => Topology::from_file(path).map_err(anyhow::Error::msg)?,
-        None => match Topology::preset(&args.topology) {
-            Some(t) => t,
-            None => bail!(
-                "unknown topology {:?}: use option1, option2, option3, option4 or --topology-file",
-                args.topology
-            ),
-        },
+        Some(path) => Topology::from_file(path)?,
+        None => Topology::named(&args.topology)?,
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -168,7 +158,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let topology_name = config.topology.name.clone();
     let app = build(config)?;
-    let stop = shutdown_signal()?;
+    let stop = service_kit::shutdown_signal().context("cannot handle SIGINT/SIGTERM")?;
     tracing::info!(topology = %topology_name, "listening");
     // A closed stdout (a supervisor that read the line) must not stop the app.
     let _ = writeln!(
@@ -177,17 +167,4 @@ async fn main() -> anyhow::Result<()> {
     );
     run(listener, app, stop).await?;
     Ok(())
-}
-
-/// Completes on SIGINT or SIGTERM; registered before the app says it is ready.
-fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    Ok(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-    })
 }

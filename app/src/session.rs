@@ -8,9 +8,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
-use crate::clock::Clock;
-use crate::store::{Expect, Record, Store, StoreError};
+use crate::store::{Attempts, Expect, Record, Store, StoreError};
 use crate::tokencache::model::TokenCache;
+use service_kit::Clock;
 
 /// Session ids carry 256 bits from the OS CSPRNG, base64url: always 43 characters.
 const ID_LEN: usize = 43;
@@ -208,6 +208,32 @@ impl Sessions {
             .save(&session_key(&session.id), &bytes, expect, Some(self.ttl()))
             .await?;
         Ok(())
+    }
+
+    /// Applies `change` to the session and writes it back. Under
+    /// compare-and-set a conflict re-reads the session and applies `change`
+    /// again, so no acknowledged write is lost; last-writer-wins writes once
+    /// and may overwrite another's. `Ok(false)`: the session ended meanwhile.
+    pub async fn update(
+        &self,
+        session: &mut LoadedSession,
+        mut change: impl FnMut(&mut SessionData),
+        mut on_conflict: impl FnMut(),
+    ) -> Result<bool, StoreError> {
+        let mut attempts = Attempts::default();
+        loop {
+            if attempts.is_retry() {
+                on_conflict();
+                match self.load(&session.id).await? {
+                    Some(fresh) => *session = fresh,
+                    None => return Ok(false),
+                }
+            }
+            change(&mut session.data);
+            if let Some(done) = attempts.settle(self.save(session).await) {
+                return done.map(|()| true);
+            }
+        }
     }
 
     /// Whether this session should be written just to keep it alive: a

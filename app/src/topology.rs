@@ -51,7 +51,32 @@ pub struct Topology {
     pub concurrency: Concurrency,
 }
 
+/// Which shared servers a topology's instances need.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreNeeds {
+    pub redis: bool,
+    pub postgres: bool,
+}
+
+/// Why a topology could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    #[error("unknown topology {0:?}: use option1, option2, option3, option4 or a topology file")]
+    Unknown(String),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// TOML that is not a topology; the message names line and column.
+    #[error("invalid topology {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
 impl Topology {
+    /// The names of the four options.
+    pub const PRESETS: [&'static str; 4] = ["option1", "option2", "option3", "option4"];
+
     /// The four options of SEED.md, as DESIGN.md's table defines them.
     pub fn preset(name: &str) -> Option<Self> {
         let (session_backend, token_cache, encrypt, concurrency) = match name {
@@ -90,11 +115,39 @@ impl Topology {
         })
     }
 
+    /// A preset by name, or an error that lists the names.
+    pub fn named(name: &str) -> Result<Self, TopologyError> {
+        Self::preset(name).ok_or_else(|| TopologyError::Unknown(name.to_owned()))
+    }
+
     /// A custom topology from a TOML file; errors name the file, line and column.
-    pub fn from_file(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("invalid topology {}: {e}", path.display()))
+    pub fn from_file(path: &Path) -> Result<Self, TopologyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| TopologyError::Invalid {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// The TOML [`Topology::from_file`] reads back.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_default()
+    }
+
+    /// The shared servers this topology's stores live on. Persisted
+    /// sessions use Postgres when there is one (SQLite is their fallback);
+    /// the token cache lives in the session store or in memory, never elsewhere.
+    pub fn needs(&self) -> StoreNeeds {
+        let (redis, postgres) = match self.session_backend {
+            SessionBackend::Memory | SessionBackend::Sqlite => (false, false),
+            SessionBackend::Persisted | SessionBackend::Postgres => (false, true),
+            SessionBackend::Redis => (true, false),
+            SessionBackend::RedisPostgres => (true, true),
+        };
+        StoreNeeds { redis, postgres }
     }
 }
 
@@ -228,6 +281,47 @@ mod tests {
             )
         );
         assert!(Topology::preset("option5").is_none());
+        assert!(Topology::named("option5").is_err());
+    }
+
+    #[test]
+    fn a_topology_says_which_servers_it_needs_and_survives_its_own_toml() {
+        let needs = |name: &str| Topology::named(name).expect("preset").needs();
+        assert_eq!(needs("option1"), StoreNeeds::default());
+        for persisted in ["option2", "option3"] {
+            assert_eq!(
+                needs(persisted),
+                StoreNeeds {
+                    redis: false,
+                    postgres: true
+                }
+            );
+        }
+        assert_eq!(
+            needs("option4"),
+            StoreNeeds {
+                redis: true,
+                postgres: true
+            }
+        );
+        let custom = Topology {
+            name: "redis-only".into(),
+            session_backend: SessionBackend::Redis,
+            token_cache: TokenPlacement::Partitioned,
+            encrypt: true,
+            concurrency: Concurrency::CompareAndSet,
+        };
+        assert_eq!(
+            custom.needs(),
+            StoreNeeds {
+                redis: true,
+                postgres: false
+            }
+        );
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, custom.to_toml()).expect("write");
+        assert_eq!(Topology::from_file(&path).expect("reads back"), custom);
     }
 
     #[test]
@@ -235,7 +329,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("custom.toml");
         std::fs::write(&path, "name = \"mine\"\nsession_backend = \"redis\"\ntoken_cache = \"everywhere\"\nconcurrency = \"compare-and-set\"\n").expect("write");
-        let error = Topology::from_file(&path).expect_err("unknown placement");
+        let error = Topology::from_file(&path)
+            .expect_err("unknown placement")
+            .to_string();
         assert!(
             error.contains("custom.toml") && error.contains("line 3"),
             "{error}"

@@ -1,8 +1,10 @@
 //! The app's HTTP surface: sign-in, the profile and data calls, the cart, logout, health and metrics.
+//!
+//! Handlers only translate: the session layer finds and writes sessions, the
+//! token acquirer gets tokens, the IdP client calls the IdP, and replies are
+//! the contract's types.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
@@ -11,28 +13,18 @@ use axum::routing::get;
 use axum::{Json, Router, middleware};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use parking_lot::Mutex;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use contract::{
+    CartItem, CartReply, ErrorCode, ErrorReply, HomeReply, INSTANCE_HEADER, LogoutReply,
+    ProfileReply, SESSION_VERSION_HEADER,
+};
+use serde::{Deserialize, Serialize};
 
-use crate::idp_client::{IdpClient, IdpError, TokenResponse};
+use crate::idp_client::{IdpCallError, IdpClient};
 use crate::metrics::Metrics;
 use crate::session::{LoadedSession, PendingLogin, SessionData, Sessions, SignedIn};
 use crate::store::encrypted::EncryptedStore;
 use crate::store::{Record, StoreError};
-use crate::tokencache::model::{Account, ScopeSet, TokenGrant};
-use crate::tokencache::placement::{CacheAccess, CacheSnapshot};
-
-pub const INSTANCE_HEADER: &str = "x-instance";
-pub const VERSION_HEADER: &str = "x-session-version";
-
-/// How long a request waits for another instance's refresh of its session.
-const LEASE_WAIT: Duration = Duration::from_secs(5);
-/// How often it looks for that refresh's result meanwhile.
-const LEASE_POLL: Duration = Duration::from_millis(25);
-
-/// How many times a compare-and-set write is retried before giving up with 503.
-const CAS_ATTEMPTS: usize = 16;
+use crate::tokencache::acquire::{AcquireError, TokenAcquirer};
 
 /// Settings of the web layer.
 #[derive(Clone, Debug)]
@@ -50,11 +42,10 @@ pub struct WebSettings {
 pub struct App {
     pub settings: WebSettings,
     pub sessions: Sessions,
-    pub cache: Arc<dyn CacheAccess>,
-    pub idp: IdpClient,
+    pub tokens: TokenAcquirer,
+    pub idp: Arc<IdpClient>,
     pub metrics: Arc<Metrics>,
     pub encrypted: Option<Arc<EncryptedStore>>,
-    refresh_locks: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
 }
 
 /// Why a request failed, and how that is answered.
@@ -67,35 +58,51 @@ pub enum AppError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Idp(#[from] IdpError),
+    Idp(#[from] IdpCallError),
+    #[error(transparent)]
+    Acquire(#[from] AcquireError),
+}
+
+impl AppError {
+    fn status_and_code(&self) -> (StatusCode, ErrorCode) {
+        match self {
+            AppError::NotSignedIn => (StatusCode::UNAUTHORIZED, ErrorCode::NotSignedIn),
+            AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
+            AppError::Store(e) | AppError::Acquire(AcquireError::Store(e)) => match e {
+                StoreError::Conflict { .. } => {
+                    (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::WriteContention)
+                }
+                StoreError::Config(_) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ErrorCode::StoreMisconfigured,
+                ),
+                _ => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::StoreUnavailable),
+            },
+            AppError::Idp(e) | AppError::Acquire(AcquireError::Idp(e)) => match e {
+                IdpCallError::Unavailable(_) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::IdpUnavailable)
+                }
+                IdpCallError::BadGateway(_) => (StatusCode::BAD_GATEWAY, ErrorCode::IdpError),
+                IdpCallError::Refused(_) => (StatusCode::UNAUTHORIZED, ErrorCode::SigninRequired),
+            },
+            AppError::Acquire(AcquireError::NoRefreshToken) => {
+                (StatusCode::UNAUTHORIZED, ErrorCode::SigninRequired)
+            }
+        }
+    }
 }
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let (status, code) = match &self {
-            AppError::NotSignedIn => (StatusCode::UNAUTHORIZED, "not_signed_in"),
-            AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            AppError::Store(StoreError::Conflict { .. }) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "write_contention")
-            }
-            AppError::Store(StoreError::Config(_)) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "store_misconfigured")
-            }
-            AppError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
-            AppError::Idp(IdpError::Unavailable(_)) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "idp_unavailable")
-            }
-            AppError::Idp(IdpError::BadGateway(_)) => (StatusCode::BAD_GATEWAY, "idp_bad_answer"),
-            AppError::Idp(IdpError::Refused(_)) => (StatusCode::UNAUTHORIZED, "signin_required"),
-        };
+        let (status, error) = self.status_and_code();
         if status.is_server_error() {
             tracing::warn!(error = %self, "request failed");
         }
-        (
-            status,
-            Json(json!({ "error": code, "detail": self.to_string() })),
-        )
-            .into_response()
+        let body = ErrorReply {
+            error,
+            detail: self.to_string(),
+        };
+        (status, Json(body)).into_response()
     }
 }
 
@@ -105,23 +112,28 @@ struct Current {
     prefetched: Vec<Option<Record>>,
 }
 
+impl Current {
+    fn user(&self) -> Result<SignedIn, AppError> {
+        self.session.data.user.clone().ok_or(AppError::NotSignedIn)
+    }
+}
+
 impl App {
     pub fn new(
         settings: WebSettings,
         sessions: Sessions,
-        cache: Arc<dyn CacheAccess>,
-        idp: IdpClient,
+        tokens: TokenAcquirer,
+        idp: Arc<IdpClient>,
         metrics: Arc<Metrics>,
         encrypted: Option<Arc<EncryptedStore>>,
     ) -> Self {
         Self {
             settings,
             sessions,
-            cache,
+            tokens,
             idp,
             metrics,
             encrypted,
-            refresh_locks: Mutex::new(HashMap::new()),
         }
     }
 
@@ -142,7 +154,7 @@ impl App {
         };
         let (session, prefetched) = self
             .sessions
-            .load_with(&id, &self.cache.prefetch_keys(&id))
+            .load_with(&id, &self.tokens.cache().prefetch_keys(&id))
             .await?;
         Ok(session.map(|session| Current {
             session,
@@ -166,196 +178,6 @@ impl App {
             }
         }
         Ok(())
-    }
-
-    fn refresh_lock(&self, session_id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.refresh_locks.lock();
-        if let Some(lock) = locks.get(session_id).and_then(Weak::upgrade) {
-            return lock;
-        }
-        locks.retain(|_, weak| weak.strong_count() > 0);
-        let lock = Arc::new(tokio::sync::Mutex::new(()));
-        locks.insert(session_id.to_owned(), Arc::downgrade(&lock));
-        lock
-    }
-
-    /// Loads the session's cache view and, if it holds one, an access token
-    /// for `wanted` that is not due for renewal.
-    async fn cached_token(
-        &self,
-        session: &LoadedSession,
-        account: &str,
-        wanted: &ScopeSet,
-        prefetched: Option<&[Option<Record>]>,
-    ) -> Result<(CacheSnapshot, Option<String>), AppError> {
-        let snapshot = self
-            .cache
-            .before_access(session, account, prefetched)
-            .await?;
-        let fresh = snapshot
-            .cache
-            .access_token(
-                account,
-                &self.idp.settings().client_id,
-                wanted,
-                self.sessions.clock().now(),
-                self.settings.renewal_offset,
-            )
-            .map(|at| at.secret.clone());
-        Ok((snapshot, fresh))
-    }
-
-    /// MSAL's acquire-silent: a cached access token for `scopes`, or a refresh.
-    /// Returns the token and where it came from (`cache` or `refresh`).
-    ///
-    /// Where the placement asks for it, at most one refresh per session runs
-    /// at a time: a lock within the instance and a lease in the store across
-    /// instances; the others wait and then find the fresh token (a strict IdP
-    /// would take a second use of one refresh token for theft).
-    async fn acquire_silent(
-        &self,
-        current: &mut Current,
-        scopes: &str,
-    ) -> Result<(String, &'static str), AppError> {
-        let user = current
-            .session
-            .data
-            .user
-            .clone()
-            .ok_or(AppError::NotSignedIn)?;
-        let account = user.home_account_id.as_str();
-        let wanted = ScopeSet::parse(scopes);
-        let prefetched = (!current.prefetched.is_empty()).then_some(current.prefetched.as_slice());
-        let (mut snapshot, fresh) = self
-            .cached_token(&current.session, account, &wanted, prefetched)
-            .await?;
-        if let Some(token) = fresh {
-            return Ok((token, "cache"));
-        }
-        if !self.cache.single_flight() {
-            return self
-                .refresh_and_store(current, &user, scopes, snapshot)
-                .await;
-        }
-        let lock = self.refresh_lock(&current.session.id);
-        let _guard = lock.lock().await;
-        let deadline = tokio::time::Instant::now() + LEASE_WAIT;
-        loop {
-            let (reread, fresh) = self
-                .cached_token(&current.session, account, &wanted, None)
-                .await?;
-            if let Some(token) = fresh {
-                return Ok((token, "cache"));
-            }
-            snapshot = reread;
-            if self
-                .cache
-                .lease_refresh(&current.session, &self.settings.instance_id)
-                .await?
-            {
-                // Read again under the lease: the last holder may have just stored.
-                let (reread, fresh) = self
-                    .cached_token(&current.session, account, &wanted, None)
-                    .await?;
-                let result = match fresh {
-                    Some(token) => Ok((token, "cache")),
-                    None => self.refresh_and_store(current, &user, scopes, reread).await,
-                };
-                if let Err(e) = self.cache.release_refresh(&current.session).await {
-                    tracing::debug!(error = %e, "releasing the refresh lease failed; it expires by itself");
-                }
-                return result;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                tracing::warn!("refresh lease still held elsewhere; refreshing without it");
-                return self
-                    .refresh_and_store(current, &user, scopes, snapshot)
-                    .await;
-            }
-            tokio::time::sleep(LEASE_POLL).await;
-        }
-    }
-
-    /// Redeems the cached refresh token and stores the answer (re-reading and
-    /// re-applying on a compare-and-set conflict, so no token is lost).
-    async fn refresh_and_store(
-        &self,
-        current: &mut Current,
-        user: &SignedIn,
-        scopes: &str,
-        mut snapshot: CacheSnapshot,
-    ) -> Result<(String, &'static str), AppError> {
-        let account = user.home_account_id.as_str();
-        let client_id = self.idp.settings().client_id.as_str();
-        let refresh_token = snapshot
-            .cache
-            .refresh_token(account, client_id)
-            .ok_or(AppError::Idp(IdpError::Refused(
-                "no refresh token cached".into(),
-            )))?
-            .to_owned();
-        let response = self
-            .idp
-            .refresh(
-                &refresh_token,
-                &format!("{scopes} openid profile offline_access"),
-            )
-            .await?;
-        let account_entity = self.account(user, &response);
-        for _ in 0..CAS_ATTEMPTS {
-            snapshot.cache.add(
-                self.grant(account_entity.clone(), client_id, &response),
-                self.sessions.clock().now(),
-            );
-            match self
-                .cache
-                .after_access(&mut current.session, account, snapshot, &self.sessions)
-                .await
-            {
-                Ok(()) => return Ok((response.access_token, "refresh")),
-                Err(StoreError::Conflict { .. }) => {
-                    self.metrics.write_conflict();
-                    snapshot = self
-                        .cache
-                        .before_access(&current.session, account, None)
-                        .await?;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(StoreError::Conflict { current: None }.into())
-    }
-
-    fn account(&self, user: &SignedIn, response: &TokenResponse) -> Account {
-        Account {
-            home_account_id: user.home_account_id.clone(),
-            environment: url::Url::parse(&self.idp.settings().authority)
-                .ok()
-                .and_then(|u| u.host_str().map(str::to_owned))
-                .unwrap_or_default(),
-            realm: response.utid.clone(),
-            local_account_id: user.oid.clone(),
-            username: user.username.clone(),
-            name: user.username.clone(),
-        }
-    }
-
-    fn grant<'a>(
-        &self,
-        account: Account,
-        client_id: &'a str,
-        response: &'a TokenResponse,
-    ) -> TokenGrant<'a> {
-        TokenGrant {
-            account,
-            client_id,
-            access_token: &response.access_token,
-            scope: &response.scope,
-            expires_in: response.expires_in,
-            ext_expires_in: response.ext_expires_in,
-            id_token: response.id_token.as_deref(),
-            refresh_token: response.refresh_token.as_deref(),
-        }
     }
 }
 
@@ -387,12 +209,25 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
+/// A response of a request with a session carries its version, as the contract asks.
 fn with_version(mut response: Response, session: &LoadedSession) -> Response {
     response.headers_mut().insert(
-        HeaderName::from_static(VERSION_HEADER),
+        HeaderName::from_static(SESSION_VERSION_HEADER),
         HeaderValue::from(session.version),
     );
     response
+}
+
+fn versioned(reply: impl Serialize, session: &LoadedSession) -> Response {
+    with_version(Json(reply).into_response(), session)
+}
+
+fn redirect(location: HeaderValue, cookie: HeaderValue) -> Response {
+    (
+        StatusCode::FOUND,
+        [(header::LOCATION, location), (header::SET_COOKIE, cookie)],
+    )
+        .into_response()
 }
 
 async fn home(State(app): Shared, headers: HeaderMap) -> Result<Response, AppError> {
@@ -401,12 +236,14 @@ async fn home(State(app): Shared, headers: HeaderMap) -> Result<Response, AppErr
         .as_ref()
         .and_then(|c| c.session.data.user.as_ref())
         .map(|u| u.username.clone());
-    let body = Json(
-        json!({ "instance": app.settings.instance_id, "signed_in": user.is_some(), "user": user }),
-    );
+    let reply = HomeReply {
+        instance: app.settings.instance_id.clone(),
+        signed_in: user.is_some(),
+        user,
+    };
     Ok(match &current {
-        Some(c) => with_version(body.into_response(), &c.session),
-        None => body.into_response(),
+        Some(c) => versioned(reply, &c.session),
+        None => Json(reply).into_response(),
     })
 }
 
@@ -443,15 +280,8 @@ async fn login(State(app): Shared, Query(query): Query<LoginQuery>) -> Result<Re
         })
         .await?;
     let location = HeaderValue::from_str(&url)
-        .map_err(|_| AppError::Idp(IdpError::BadGateway("authorization URL".into())))?;
-    Ok((
-        StatusCode::FOUND,
-        [
-            (header::LOCATION, location),
-            (header::SET_COOKIE, app.sessions.cookie(&session.id)),
-        ],
-    )
-        .into_response())
+        .map_err(|_| IdpCallError::BadGateway("authorization URL".into()))?;
+    Ok(redirect(location, app.sessions.cookie(&session.id)))
 }
 
 #[derive(Deserialize)]
@@ -472,16 +302,14 @@ async fn callback(
             "the IdP refused the sign-in: {error}"
         )));
     }
-    let current = app
-        .current(&headers)
-        .await?
-        .ok_or_else(|| AppError::BadRequest("no sign-in in progress".into()))?;
+    let no_sign_in = || AppError::BadRequest("no sign-in in progress".into());
+    let current = app.current(&headers).await?.ok_or_else(no_sign_in)?;
     let pending = current
         .session
         .data
         .pending
         .clone()
-        .ok_or_else(|| AppError::BadRequest("no sign-in in progress".into()))?;
+        .ok_or_else(no_sign_in)?;
     if query.state.as_deref() != Some(pending.state.as_str()) {
         return Err(AppError::BadRequest(
             "state does not match the sign-in".into(),
@@ -513,62 +341,51 @@ async fn callback(
             ..SessionData::default()
         })
         .await?;
-    let client_id = app.idp.settings().client_id.clone();
-    let mut snapshot = app
-        .cache
-        .before_access(&session, &user.home_account_id, None)
-        .await?;
-    snapshot.cache.add(
-        app.grant(app.account(&user, &tokens), &client_id, &tokens),
-        app.sessions.clock().now(),
-    );
-    app.cache
-        .after_access(&mut session, &user.home_account_id, snapshot, &app.sessions)
+    app.tokens
+        .store_sign_in(&app.sessions, &mut session, &user, &tokens)
         .await?;
     app.sessions.delete(&current.session.id).await?;
-    let response = (
-        StatusCode::FOUND,
-        [
-            (header::LOCATION, HeaderValue::from_static("/")),
-            (header::SET_COOKIE, app.sessions.cookie(&session.id)),
-        ],
-    )
-        .into_response();
-    Ok(with_version(response, &session))
+    let home = redirect(
+        HeaderValue::from_static("/"),
+        app.sessions.cookie(&session.id),
+    );
+    Ok(with_version(home, &session))
 }
 
 /// Calls the protected API with a silently acquired token for `scopes`.
 async fn call_api(
     app: &App,
     headers: &HeaderMap,
-    scopes: &str,
-    extra: Value,
+    scopes: String,
+    resource: Option<String>,
 ) -> Result<Response, AppError> {
     let mut current = app.signed_in(headers).await?;
-    let (token, source) = app.acquire_silent(&mut current, scopes).await?;
-    app.metrics.token_source(source);
-    let echo = app.idp.call_api(&token).await?;
+    let user = current.user()?;
+    let (token, source) = app
+        .tokens
+        .acquire_silent(
+            &app.sessions,
+            &mut current.session,
+            &user,
+            &current.prefetched,
+            &scopes,
+        )
+        .await?;
+    app.metrics.token_source(source.as_str());
+    let api = app.idp.call_api(&token).await?;
     app.touch(&mut current.session).await?;
-    let user = current
-        .session
-        .data
-        .user
-        .as_ref()
-        .map(|u| u.username.clone());
-    let mut body = json!({
-        "instance": app.settings.instance_id,
-        "source": source,
-        "user": user,
-        "api": echo,
-    });
-    if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
-        body.extend(extra);
-    }
-    Ok(with_version(Json(body).into_response(), &current.session))
+    let reply = ProfileReply {
+        user: user.username,
+        token_source: source,
+        api,
+        scopes: resource.is_some().then_some(scopes),
+        resource,
+    };
+    Ok(versioned(reply, &current.session))
 }
 
 async fn profile(State(app): Shared, headers: HeaderMap) -> Result<Response, AppError> {
-    call_api(&app, &headers, &app.scope("api.read"), Value::Null).await
+    call_api(&app, &headers, app.scope("api.read"), None).await
 }
 
 /// Scope sets `/data/{resource}` spreads resources over: each is another
@@ -593,25 +410,16 @@ async fn data(
         .map(|s| app.scope(s))
         .collect::<Vec<_>>()
         .join(" ");
-    call_api(
-        &app,
-        &headers,
-        &scopes,
-        json!({ "resource": resource, "scopes": scopes }),
-    )
-    .await
-}
-
-#[derive(Deserialize)]
-struct CartItem {
-    item: String,
+    call_api(&app, &headers, scopes, Some(resource)).await
 }
 
 async fn read_cart(State(app): Shared, headers: HeaderMap) -> Result<Response, AppError> {
     let current = app.signed_in(&headers).await?;
-    let body =
-        Json(json!({ "version": current.session.version, "items": current.session.data.cart }));
-    Ok(with_version(body.into_response(), &current.session))
+    let reply = CartReply {
+        version: current.session.version,
+        items: current.session.data.cart.clone(),
+    };
+    Ok(versioned(reply, &current.session))
 }
 
 /// Appends an item. Under compare-and-set a conflict re-reads and re-applies,
@@ -625,29 +433,23 @@ async fn add_to_cart(
         return Err(AppError::BadRequest("item must be 1 to 256 bytes".into()));
     }
     let mut current = app.signed_in(&headers).await?;
-    for _ in 0..CAS_ATTEMPTS {
-        if !current.session.data.cart.contains(&item.item) {
-            current.session.data.cart.push(item.item.clone());
+    let added = |data: &mut SessionData| {
+        if !data.cart.contains(&item.item) {
+            data.cart.push(item.item.clone());
         }
-        match app.sessions.save(&mut current.session).await {
-            Ok(()) => {
-                let body = Json(
-                    json!({ "version": current.session.version, "items": current.session.data.cart }),
-                );
-                return Ok(with_version(body.into_response(), &current.session));
-            }
-            Err(StoreError::Conflict { .. }) => {
-                app.metrics.write_conflict();
-                current.session = app
-                    .sessions
-                    .load(&current.session.id)
-                    .await?
-                    .ok_or(AppError::NotSignedIn)?;
-            }
-            Err(e) => return Err(e.into()),
-        }
+    };
+    let still_signed_in = app
+        .sessions
+        .update(&mut current.session, added, || app.metrics.write_conflict())
+        .await?;
+    if !still_signed_in {
+        return Err(AppError::NotSignedIn);
     }
-    Err(StoreError::Conflict { current: None }.into())
+    let reply = CartReply {
+        version: current.session.version,
+        items: current.session.data.cart.clone(),
+    };
+    Ok(versioned(reply, &current.session))
 }
 
 /// Ends the session here (with the tokens its placement removes) and at the IdP.
@@ -655,9 +457,7 @@ async fn logout(State(app): Shared, headers: HeaderMap) -> Result<Response, AppE
     let mut idp_session_ended = false;
     if let Some(current) = app.current(&headers).await? {
         if let Some(user) = &current.session.data.user {
-            app.cache
-                .on_logout(&current.session, &user.home_account_id)
-                .await?;
+            app.tokens.sign_out(&current.session, user).await?;
         }
         app.sessions.delete(&current.session.id).await?;
         if let Some(user) = &current.session.data.user {
@@ -669,9 +469,13 @@ async fn logout(State(app): Shared, headers: HeaderMap) -> Result<Response, AppE
             }
         }
     }
+    let reply = LogoutReply {
+        signed_out: true,
+        idp_session_ended,
+    };
     Ok((
         [(header::SET_COOKIE, app.sessions.clear_cookie())],
-        Json(json!({ "signed_out": true, "idp_session_ended": idp_session_ended })),
+        Json(reply),
     )
         .into_response())
 }
@@ -682,7 +486,7 @@ async fn metrics(State(app): Shared) -> Response {
     let text = app.metrics.render(
         &app.settings.instance_id,
         &[(store.kind().as_str(), size)],
-        app.cache.resident_entries(),
+        app.tokens.cache().resident_entries(),
         app.encrypted.as_ref().map_or(0, |e| e.undecryptable()),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()

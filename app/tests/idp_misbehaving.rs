@@ -137,10 +137,9 @@ async fn signed_in(timeout: Duration) -> Fixture {
         .await;
     Mock::given(method("GET"))
         .and(path("/api/me"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"sub": "user-1", "sid": "idp-session-1"})),
-        )
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"sub": "user-1", "sid": "idp-session-1", "jti": "j-1", "iat": 1, "exp": 2}),
+        ))
         .mount(&idp)
         .await;
     let callback = browser
@@ -211,7 +210,10 @@ impl Fixture {
             .await;
         Mock::given(method("GET"))
             .and(path("/api/me"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"sub": "user-1"})))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"sub": "user-1", "jti": "j-2", "iat": 1, "exp": 2})),
+            )
             .mount(&self.idp)
             .await;
         let (status, body) = self.profile().await;
@@ -229,7 +231,7 @@ async fn a_500_is_a_502_and_a_refresh_is_not_retried() {
     let (status, body) = f.profile().await;
     assert_eq!(
         (status, body["error"].as_str()),
-        (502, Some("idp_bad_answer")),
+        (502, Some("idp_error")),
         "{body}"
     );
     assert_eq!(
@@ -256,7 +258,7 @@ async fn a_429_with_retry_after_is_retried_after_waiting() {
     let started = std::time::Instant::now();
     let (status, body) = f.profile().await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["source"], "refresh");
+    assert_eq!(body["token_source"], "refresh");
     assert_eq!(f.refreshes().await.len(), 2);
     assert!(
         started.elapsed() >= Duration::from_secs(1),
@@ -320,7 +322,7 @@ async fn malformed_json_and_missing_fields_are_502s_and_nothing_is_cached() {
     let (status, body) = f.profile().await;
     assert_eq!(
         (status, body["error"].as_str()),
-        (502, Some("idp_bad_answer")),
+        (502, Some("idp_error")),
         "{body}"
     );
     let mut partial = token_body("at-bad", "rt-bad", None);

@@ -6,10 +6,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use app::clock::Clock;
+use app::Clock;
 use app::default_session_settings;
 use app::session::{LoadedSession, SessionData, Sessions, SignedIn};
-use app::store::StoreError;
 use app::tokencache::model::{Account, ScopeSet, TokenGrant};
 use app::tokencache::placement::CacheAccess;
 use app::topology::{Backends, Topology};
@@ -89,32 +88,21 @@ impl Fixture {
             .expect("session")
     }
 
-    /// Adds a token the way the app does after a grant: before, add, after (retrying on conflict).
+    /// Adds a token the way the app does after a grant: the library's one
+    /// read-modify-write of the cache, retried on conflict.
     async fn store_token(&self, session: &mut LoadedSession, user: &str, token: &str, scope: &str) {
         let account = format!("{user}.tenant");
-        let mut snapshot = self
-            .cache
-            .before_access(session, &account, None)
+        self.cache
+            .update(
+                &self.sessions,
+                session,
+                &account,
+                None,
+                |cache| cache.add(grant(user, token, scope), 1000),
+                || {},
+            )
             .await
-            .expect("before");
-        loop {
-            snapshot.cache.add(grant(user, token, scope), 1000);
-            match self
-                .cache
-                .after_access(session, &account, snapshot, &self.sessions)
-                .await
-            {
-                Ok(()) => return,
-                Err(StoreError::Conflict { .. }) => {
-                    snapshot = self
-                        .cache
-                        .before_access(session, &account, None)
-                        .await
-                        .expect("reload");
-                }
-                Err(e) => panic!("{e}"),
-            }
-        }
+            .expect("stored");
     }
 
     async fn token(&self, session: &LoadedSession, user: &str, scope: &str) -> Option<String> {
@@ -249,7 +237,7 @@ mod checks {
             .before_access(&a, account, None)
             .await
             .expect("a reads");
-        let mut snap_b = f
+        let snap_b = f
             .cache
             .before_access(&b, account, None)
             .await
@@ -257,25 +245,23 @@ mod checks {
         snap_a
             .cache
             .add(grant("cw", "at-a", "api://x/data.read"), 1000);
-        snap_b
-            .cache
-            .add(grant("cw", "at-b", "api://x/data.write"), 1000);
         f.cache
             .after_access(&mut a, account, snap_a, &f.sessions)
             .await
             .expect("a writes");
-        match f
-            .cache
-            .after_access(&mut b, account, snap_b, &f.sessions)
+        // b writes what it read before a's write, through the app's one
+        // read-modify-write, which re-reads on a conflict.
+        f.cache
+            .update(
+                &f.sessions,
+                &mut b,
+                account,
+                Some(snap_b),
+                |cache| cache.add(grant("cw", "at-b", "api://x/data.write"), 1000),
+                || {},
+            )
             .await
-        {
-            Ok(()) => {}
-            Err(StoreError::Conflict { .. }) => {
-                f.store_token(&mut b, "cw", "at-b", "api://x/data.write")
-                    .await
-            }
-            Err(e) => panic!("{e}"),
-        }
+            .expect("b writes");
         let now = f.reload(&session).await;
         let both = f.token(&now, "cw", "api://x/data.read").await.is_some()
             && f.token(&now, "cw", "api://x/data.write").await.is_some();

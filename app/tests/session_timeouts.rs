@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use app::clock::Clock;
+use app::Clock;
 use app::session::{Concurrency, SessionData, SessionSettings, Sessions};
 use app::store::Store;
 use app::store::memory::MemoryStore;

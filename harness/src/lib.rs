@@ -2,19 +2,16 @@
 //! injects faults, checks consistency and writes results.
 //!
 //! # Layout
-//! - [`process`]: supervised child processes (process groups, parent-death
-//!   signal, logs) and port helpers.
-//! - [`services`]: Redis and Postgres, external or private, with their faults.
-//! - [`network`]: the fault-injecting TCP proxy between app instances and stores.
-//! - [`schedule`]: fault schedules from scenario files, run against a stack.
-//! - [`stack`]: the stores, the mock IdP and N app instances of a topology, up and ready.
-//! - [`store_links`]: each instance's proxied paths to the stores.
+//! Dependencies point down this list only.
+//! - [`scenario`]: scenario files as a model (pure: read, validate, no stack).
+//! - [`faults`]: runs a scenario's fault schedule against a stack; the timeline.
+//! - [`stage`]: supervised children, Redis and Postgres, the fault proxy, the
+//!   stack of one topology up and ready.
+//! - [`run_folder`]: where a run's logs go, and the sweep of dead runs' leftovers.
 //!
 //! Not built yet: load, the checker, results and reports.
 
-pub mod network;
-pub mod process;
-pub mod schedule;
-pub mod services;
-pub mod stack;
-pub mod store_links;
+pub mod faults;
+pub mod run_folder;
+pub mod scenario;
+pub mod stage;

@@ -1,19 +1,20 @@
-//! `harness`: the command line. For now, `harness up` brings a topology up by
-//! hand (optionally hurting it on a fault schedule) and `harness check` reads a
-//! scenario file's fault schedule without running it.
+//! `harness`: the command line. `harness up` brings a topology up by hand
+//! (optionally hurting it on a scenario's fault schedule) and `harness check`
+//! reads a scenario file and says what it would do.
 
 use std::io::Write;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use harness::process::{abandoned, owned_prefix};
-use harness::schedule::FaultSchedule;
-use harness::stack::{Stack, StackSpec};
-
-/// Temporary run folders are `harness-run-<pid>-…`.
-const RUN_PREFIX: &str = "harness-run-";
+use app::topology::{Topology, TopologyError};
+use clap::{Args, Parser, Subcommand};
+use harness::faults;
+use harness::run_folder::RunFolder;
+use harness::scenario::{Scenario, ScenarioError};
+use harness::stage::{Stack, StackSpec};
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Measures session and token-cache topologies")]
@@ -22,15 +23,37 @@ struct Cli {
     command: Command,
 }
 
+/// Which topology, and how many instances of it.
+#[derive(Args, Debug)]
+struct Deployment {
+    /// option1 | option2 | option3 | option4.
+    #[arg(long, default_value = "option4", conflicts_with = "topology_file")]
+    topology: String,
+    /// A custom topology (TOML: name, session_backend, token_cache, encrypt,
+    /// concurrency); the harness brings up exactly the stores it needs.
+    #[arg(long, value_name = "FILE")]
+    topology_file: Option<PathBuf>,
+    /// App instances (at least 1).
+    #[arg(long, default_value = "3")]
+    instances: NonZeroUsize,
+}
+
+impl Deployment {
+    fn topology(&self) -> anyhow::Result<Topology> {
+        Ok(match &self.topology_file {
+            Some(path) => Topology::from_file(path)?,
+            None => Topology::named(&self.topology)?,
+        })
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Bring up the stores, the mock IdP and app instances; print the URLs;
     /// tear everything down on Ctrl-C or SIGTERM.
     Up {
-        #[arg(long, default_value = "option4")]
-        topology: String,
-        #[arg(long, default_value_t = 3)]
-        instances: usize,
+        #[command(flatten)]
+        deployment: Deployment,
         /// Run folder (logs, data); a temporary one when absent.
         #[arg(long)]
         run_dir: Option<PathBuf>,
@@ -41,47 +64,50 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         faults: Option<PathBuf>,
     },
-    /// Read a scenario file's fault schedule and say what it would do.
+    /// Read a scenario file and say what it would do; nothing starts.
     Check {
         file: PathBuf,
-        #[arg(long, default_value = "option4")]
-        topology: String,
-        #[arg(long, default_value_t = 3)]
-        instances: usize,
+        #[command(flatten)]
+        deployment: Deployment,
     },
 }
 
+/// Exit codes: 1 when a run fails, 2 when the input is wrong (as clap's usage errors).
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
+async fn main() -> ExitCode {
+    service_kit::init_tracing();
+    match execute(Cli::parse().command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            let bad_input = error.downcast_ref::<ScenarioError>().is_some()
+                || error.downcast_ref::<TopologyError>().is_some();
+            ExitCode::from(if bad_input { 2 } else { 1 })
+        }
+    }
+}
+
+async fn execute(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Up {
-            topology,
-            instances,
+            deployment,
             run_dir,
             keep,
             faults,
         } => {
-            let schedule = match faults {
-                Some(file) => FaultSchedule::from_file(&file)?,
-                None => FaultSchedule::default(),
+            let topology = deployment.topology()?;
+            let scenario = match faults {
+                Some(file) => Scenario::from_file(&file)?,
+                None => Scenario::default(),
             };
-            schedule.check(&topology, instances)?;
-            up(topology, instances, run_dir, keep, schedule).await
+            scenario.check(&topology, deployment.instances)?;
+            up(topology, deployment.instances, run_dir, keep, scenario).await
         }
-        Command::Check {
-            file,
-            topology,
-            instances,
-        } => {
-            let schedule = FaultSchedule::from_file(&file)?;
-            schedule.check(&topology, instances)?;
-            for fault in &schedule.faults {
+        Command::Check { file, deployment } => {
+            let topology = deployment.topology()?;
+            let scenario = Scenario::from_file(&file)?;
+            scenario.check(&topology, deployment.instances)?;
+            for fault in &scenario.faults.faults {
                 let lasts = fault
                     .lasts
                     .map(|l| format!(" for {l:?}"))
@@ -92,9 +118,11 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
             println!(
-                "{}: {} faults, fine for {topology} with {instances} instances",
+                "{}: {} faults, fine for {} with {} instances",
                 file.display(),
-                schedule.faults.len()
+                scenario.faults.faults.len(),
+                topology.name,
+                deployment.instances
             );
             Ok(())
         }
@@ -102,58 +130,38 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn up(
-    topology: String,
-    instances: usize,
+    topology: Topology,
+    instances: NonZeroUsize,
     run_dir: Option<PathBuf>,
     keep: bool,
-    schedule: FaultSchedule,
+    scenario: Scenario,
 ) -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
     // Registered first: a Ctrl-C during bring-up still tears down what started.
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    let temp = match &run_dir {
-        Some(_) => None,
-        None => {
-            // Run folders of harnesses that were SIGKILLed are removed here.
-            for folder in abandoned(&std::env::temp_dir(), RUN_PREFIX) {
-                let _ = std::fs::remove_dir_all(folder);
-            }
-            Some(
-                tempfile::Builder::new()
-                    .prefix(&owned_prefix(RUN_PREFIX))
-                    .tempdir()?,
-            )
-        }
-    };
-    let run_dir = run_dir.unwrap_or_else(|| {
-        temp.as_ref()
-            .map(|t| t.path().to_owned())
-            .unwrap_or_default()
-    });
+    let stop = service_kit::shutdown_signal().context("cannot handle SIGINT/SIGTERM")?;
+    tokio::pin!(stop);
+    let folder = RunFolder::new(run_dir)?;
     let started = Instant::now();
     let spec = StackSpec {
         topology,
         instances,
-        run_dir: run_dir.clone(),
-        network_proxy: schedule.needs_network_proxy(),
+        run_dir: folder.path().to_owned(),
+        network_proxy: scenario.faults.needs_network_proxy(),
     };
     let mut stack = tokio::select! {
         stack = Stack::up(&spec) => stack?,
-        _ = interrupt.recv() => return Ok(()),
-        _ = terminate.recv() => return Ok(()),
+        () = &mut stop => return Ok(()),
     };
     let elapsed = started.elapsed();
     let mut out = String::new();
     out += &format!(
         "topology {} with {} instances up in {} ms\n",
-        spec.topology,
+        spec.topology.name,
         instances,
         elapsed.as_millis()
     );
     out += &format!("idp       {}\n", stack.idp_url());
     for instance in &stack.instances {
-        out += &format!("{:<9} http://127.0.0.1:{}\n", instance.id, instance.port);
+        out += &format!("{:<9} {}\n", instance.id, instance.url());
     }
     if let Some(redis) = &stack.redis {
         out += &format!("redis     {}\n", redis.url());
@@ -172,7 +180,7 @@ async fn up(
             path.link.upstream()
         );
     }
-    out += &format!("logs      {}\n", run_dir.display());
+    out += &format!("logs      {}\n", folder.path().display());
     out += "ready (Ctrl-C tears everything down)\n";
     let mut stdout = std::io::stdout().lock();
     let _ = stdout
@@ -180,12 +188,13 @@ async fn up(
         .and_then(|()| stdout.flush());
     drop(stdout);
     let run_faults = async {
-        if schedule.faults.is_empty() {
+        if scenario.faults.faults.is_empty() {
             return std::future::pending().await;
         }
-        let timeline = schedule
-            .run(&mut stack, |step| println!("fault {step}"))
-            .await;
+        let timeline = faults::run(&scenario.faults, &mut stack, |step| {
+            println!("fault {step}");
+        })
+        .await;
         let failed = timeline.iter().filter(|s| s.error.is_some()).count();
         println!(
             "fault schedule done: {} steps, {failed} failed",
@@ -194,14 +203,12 @@ async fn up(
         std::future::pending::<()>().await
     };
     tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
+        () = &mut stop => {}
         () = run_faults => {}
     }
     drop(stack);
-    if keep && let Some(temp) = temp {
-        let kept = temp.keep();
-        eprintln!("run folder kept: {}", kept.display());
+    if keep {
+        eprintln!("run folder kept: {}", folder.keep().display());
     }
     Ok(())
 }

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use harness::process::alive;
-use harness::services::postgres::{Postgres, data_parent};
+use harness::stage::process::alive;
+use harness::stage::services::postgres::{Postgres, data_parent};
 
 mod common;
 use common::{segment_exists, segment_of};

@@ -43,7 +43,7 @@ fn bad_files_are_refused_with_file_line_and_column() {
     let syntax = write(&dir, "syntax.toml", "\n[[faults]]\nat = 1s\n");
     let out = harness(&["check", &syntax]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(2), "bad input exits 2");
     assert!(stderr.contains(&format!("{syntax}:3:6:")), "{stderr}");
 
     let unknown = write(
@@ -55,9 +55,7 @@ fn bad_files_are_refused_with_file_line_and_column() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        stderr.contains(&format!(
-            "{unknown}:1:1: faults[0]: unknown variant `redis-pase`"
-        )),
+        stderr.contains(&format!("{unknown}:3:10: unknown variant `redis-pase`")),
         "{stderr}"
     );
     assert!(
@@ -70,6 +68,97 @@ fn bad_files_are_refused_with_file_line_and_column() {
     assert!(
         String::from_utf8_lossy(&missing.stderr).contains("cannot read /nonexistent/faults.toml")
     );
+    let device = harness(&["check", "/dev/zero"]);
+    assert!(
+        String::from_utf8_lossy(&device.stderr).contains("/dev/zero is not a regular file"),
+        "{device:?}"
+    );
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scenarios/faults-option4.toml"
+    );
+    let none = harness(&["check", example, "--instances", "0"]);
+    assert_eq!(none.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&none.stderr).contains("--instances"),
+        "{none:?}"
+    );
+    let no_such = harness(&["up", "--topology", "option9"]);
+    assert_eq!(no_such.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_such.stderr).contains("unknown topology \"option9\""));
+}
+
+/// A custom combination from a file: the harness brings up exactly its
+/// stores (Redis, no Postgres) and the instances run that topology.
+#[test]
+fn up_brings_a_custom_topology_up_with_exactly_its_stores() {
+    let dir = tempfile::tempdir().expect("dir");
+    let topology = write(
+        &dir,
+        "redis-only.toml",
+        "name = \"redis-only\"\nsession_backend = \"redis\"\ntoken_cache = \"partitioned\"\n\
+         encrypt = true\nconcurrency = \"compare-and-set\"\n",
+    );
+    let faults = write(
+        &dir,
+        "flush.toml",
+        "[[faults]]\nat = \"0s\"\naction = \"redis-flush\"\n",
+    );
+    let refused = harness(&[
+        "check",
+        &faults,
+        "--topology-file",
+        &topology,
+        "--instances",
+        "1",
+    ]);
+    assert!(
+        refused.status.success(),
+        "redis-only has Redis: {refused:?}"
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(["up", "--topology-file", &topology, "--instances", "1"])
+        .env_remove("REDIS_URL")
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("line");
+        let ready = line.starts_with("ready");
+        lines.push(line);
+        if ready {
+            break;
+        }
+    }
+    let base = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("app-1"))
+        .map(|url| url.trim().to_owned())
+        .expect("app-1's URL printed");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let profile = runtime.block_on(async {
+        let browser = contract::Browser::new(
+            &contract::HttpClient::new(),
+            std::time::Duration::from_secs(10),
+        );
+        browser.sign_in(&base, "alice").await.expect("sign in");
+        browser.profile(&base).await.expect("profile")
+    });
+    kill(
+        Pid::from_raw(i32::try_from(child.id()).expect("pid")),
+        Signal::SIGINT,
+    )
+    .expect("SIGINT");
+    assert!(child.wait().expect("exits").success());
+    let text = lines.join("\n");
+    assert!(text.contains("topology redis-only"), "{text}");
+    assert!(text.contains("\nredis "), "Redis brought up: {text}");
+    assert!(!text.contains("\npostgres "), "no Postgres: {text}");
+    assert_eq!(profile.status, 200, "{:?}", profile.outcome);
 }
 
 #[test]

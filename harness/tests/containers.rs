@@ -4,7 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use harness::services::{ServiceError, containers};
+use harness::stage::StageError;
+use harness::stage::services::{containers, postgres, redis};
 
 fn engine_present() -> bool {
     std::env::var_os("DOCKER_HOST").is_some()
@@ -17,12 +18,12 @@ async fn without_an_engine_the_container_path_says_what_to_install() {
     for (service, result, variable) in [
         (
             "Redis",
-            containers::redis().await.map(|(_, url)| url),
+            containers::start(&redis::KIND).await.map(|(_, url)| url),
             "REDIS_URL",
         ),
         (
-            "PostgreSQL",
-            containers::postgres().await.map(|(_, url)| url),
+            "Postgres",
+            containers::start(&postgres::KIND).await.map(|(_, url)| url),
             "DATABASE_URL",
         ),
     ] {
@@ -31,7 +32,7 @@ async fn without_an_engine_the_container_path_says_what_to_install() {
                 engine_present(),
                 "{service} started at {url} with no engine?"
             ),
-            Err(ServiceError::NotAvailable(message)) => {
+            Err(StageError::NotAvailable(message)) => {
                 assert!(!engine_present(), "an engine is present but: {message}");
                 assert!(message.contains("no container engine"), "{message}");
                 assert!(message.contains(variable), "{message}");

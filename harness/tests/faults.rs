@@ -1,41 +1,32 @@
-//! Each fault action changes observable behaviour, on a real stack of child processes.
+//! Each fault action changes observable behaviour, on a real stack of child
+//! processes. No assertion here depends on how fast the machine is: effects
+//! are counted (requests answered, chunks the proxy held), not timed.
 
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
 
-use harness::network::NetworkFaults;
-use harness::store_links::Store;
+use harness::stage::network::NetworkFaults;
+use harness::stage::{InstanceId, StoreKind};
 use mock_idp::faults::{Endpoint, Endpoints, FaultConfig, OutageFault};
 
 mod common;
-use common::{browser, sign_in, up};
+use common::{browser, held, sign_in, status, up};
 
-async fn status(browser: &reqwest::Client, url: &str) -> u16 {
-    match browser.get(url).send().await {
-        Ok(response) => response.status().as_u16(),
-        // A keep-alive connection the restarted server closed: retry once, as a browser does.
-        Err(_) => browser
-            .get(url)
-            .send()
-            .await
-            .expect("answers")
-            .status()
-            .as_u16(),
-    }
-}
+const APP_1: InstanceId = InstanceId::from_index(0);
+const APP_2: InstanceId = InstanceId::from_index(1);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarting_or_crashing_an_option1_instance_drops_its_sessions() {
     let dir = tempfile::tempdir().expect("dir");
     let mut stack = up("option1", 1, &dir, false).await;
-    let base = format!("http://127.0.0.1:{}", stack.instances[0].port);
+    let base = stack.instances[0].url();
     for crash in [false, true] {
         let user = browser();
         sign_in(&user, &base).await;
         assert_eq!(status(&user, &format!("{base}/profile")).await, 200);
         if crash {
-            stack.crash_instance(0).await.expect("crash");
+            stack.crash_instance(APP_1).await.expect("crash");
         } else {
-            stack.restart_instance(0).await.expect("restart");
+            stack.restart_instance(APP_1).await.expect("restart");
         }
         assert_eq!(
             status(&user, &format!("{base}/profile")).await,
@@ -45,48 +36,46 @@ async fn restarting_or_crashing_an_option1_instance_drops_its_sessions() {
     }
 }
 
+/// The app's Redis timeout bounds every request while Redis is frozen: all
+/// of 20 concurrent cart writes are answered (200 through Postgres, or 503)
+/// while the pause lasts, none waits for the resume.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_paused_redis_makes_option4_requests_wait_or_fail() {
+async fn a_paused_redis_does_not_hold_option4_requests_past_the_timeout() {
     let dir = tempfile::tempdir().expect("dir");
     let mut stack = up("option4", 1, &dir, false).await;
-    let base = format!("http://127.0.0.1:{}", stack.instances[0].port);
-    let user = browser();
-    sign_in(&user, &base).await;
-    let started = Instant::now();
-    assert_eq!(status(&user, &format!("{base}/profile")).await, 200);
-    let normal = started.elapsed();
-
+    let base = stack.instances[0].url();
+    let mut browsers = Vec::new();
+    for _ in 0..20 {
+        let user = browser();
+        sign_in(&user, &base).await;
+        browsers.push(user);
+    }
     stack
-        .redis
-        .as_mut()
+        .redis()
         .expect("option4 has redis")
         .pause()
         .expect("pause");
-    let started = Instant::now();
-    let read = status(&user, &format!("{base}/profile")).await;
-    let paused = started.elapsed();
-    let write = user
-        .post(format!("{base}/cart"))
-        .json(&serde_json::json!({"item": "while-paused"}))
-        .send()
-        .await
-        .expect("answers")
-        .status()
-        .as_u16();
-    stack
-        .redis
-        .as_mut()
-        .expect("redis")
-        .resume()
-        .expect("resume");
-
-    assert!(
-        read == 503 || paused > normal + Duration::from_secs(1),
-        "a read either fails or waits for the Redis timeout: {read} after {paused:?} (normal {normal:?})"
-    );
-    assert_eq!(write, 503, "writes need Redis");
+    let mut writes = tokio::task::JoinSet::new();
+    for (i, user) in browsers.iter().enumerate() {
+        let (user, base) = (user.clone(), base.clone());
+        writes.spawn(async move { user.add_to_cart(&base, &format!("paused-{i}")).await });
+    }
+    // Generous, and unrelated to the 2 s bound: without the bound they wait forever.
+    let answered =
+        tokio::time::timeout(std::time::Duration::from_secs(60), writes.join_all()).await;
+    stack.redis().expect("redis").resume().expect("resume");
+    let answers = answered.expect("every write was answered while Redis stayed paused");
+    for answer in answers {
+        let answer = answer.expect("an answer, not a dropped connection");
+        assert!(
+            answer.status == 200 || answer.status == 503,
+            "{}: {:?}",
+            answer.status,
+            answer.outcome
+        );
+    }
     assert_eq!(
-        status(&user, &format!("{base}/profile")).await,
+        status(&browsers[0], &format!("{base}/profile")).await,
         200,
         "back to normal after resume"
     );
@@ -96,7 +85,7 @@ async fn a_paused_redis_makes_option4_requests_wait_or_fail() {
 async fn an_idp_outage_makes_token_refreshes_fail() {
     let dir = tempfile::tempdir().expect("dir");
     let stack = up("option3", 1, &dir, false).await;
-    let base = format!("http://127.0.0.1:{}", stack.instances[0].port);
+    let base = stack.instances[0].url();
     let user = browser();
     sign_in(&user, &base).await;
     stack
@@ -109,14 +98,12 @@ async fn an_idp_outage_makes_token_refreshes_fail() {
         .await
         .expect("through /admin/faults");
     // A resource of another scope needs a refresh, which the outage refuses.
-    let response = user
-        .get(format!("{base}/data/reports"))
-        .send()
-        .await
-        .expect("answers");
-    assert_eq!(response.status(), 503);
-    let body: serde_json::Value = response.json().await.expect("json");
-    assert_eq!(body["error"], "idp_unavailable");
+    let refused = user.data(&base, "reports").await.expect("answers");
+    assert_eq!(refused.status, 503);
+    assert_eq!(
+        refused.error().map(|e| e.error.clone()),
+        Some(contract::ErrorCode::IdpUnavailable)
+    );
     assert_eq!(
         status(&user, &format!("{base}/profile")).await,
         200,
@@ -133,64 +120,50 @@ async fn an_idp_outage_makes_token_refreshes_fail() {
     );
 }
 
-/// Median time of `n` sequential GETs that must succeed.
-async fn median_ok(browser: &reqwest::Client, url: &str, n: usize) -> Duration {
-    let mut times = Vec::with_capacity(n);
-    for _ in 0..n {
-        let started = Instant::now();
-        let response = browser.get(url).send().await.expect("answers");
-        assert_eq!(response.status(), 200, "{url}");
-        times.push(started.elapsed());
-    }
-    times.sort();
-    times[n / 2]
-}
-
+/// Latency on app-1's path to Redis holds app-1's Redis traffic back, not
+/// app-2's, and clearing it stops the holding. (How much slower requests
+/// get is the benchmark's business, not a test's.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn added_network_latency_to_redis_shows_up_in_option4_request_latency() {
+async fn added_network_latency_to_redis_holds_back_only_that_instances_traffic() {
     let dir = tempfile::tempdir().expect("dir");
     let stack = up("option4", 2, &dir, true).await;
-    let profile = format!("http://127.0.0.1:{}/profile", stack.instances[0].port);
+    let (first, second) = (stack.instances[0].url(), stack.instances[1].url());
     let user = browser();
-    sign_in(
-        &user,
-        &format!("http://127.0.0.1:{}", stack.instances[0].port),
-    )
-    .await;
-    let normal = median_ok(&user, &profile, 9).await;
+    sign_in(&user, &first).await;
+    let profile = |base: &str| format!("{base}/profile");
+    assert_eq!(status(&user, &profile(&first)).await, 200);
+    assert_eq!(held(&stack, StoreKind::Redis, APP_1), 0, "nothing held yet");
 
     let paths = stack
         .set_network(
-            Store::Redis,
-            &[0],
+            StoreKind::Redis,
+            &[APP_1],
             &NetworkFaults {
-                latency: Duration::from_millis(100),
-                jitter: Duration::from_millis(10),
+                latency: std::time::Duration::from_millis(20),
+                jitter: std::time::Duration::from_millis(5),
                 ..NetworkFaults::default()
             },
         )
         .expect("proxied");
     assert_eq!(paths, 1, "only app-1's path to Redis");
-    let slowed = median_ok(&user, &profile, 9).await;
-    let other = format!("http://127.0.0.1:{}/profile", stack.instances[1].port);
-    let untouched = median_ok(&user, &other, 9).await;
+    assert_eq!(status(&user, &profile(&first)).await, 200);
+    let held_on_first = held(&stack, StoreKind::Redis, APP_1);
+    assert!(held_on_first > 0, "app-1's Redis replies were held");
+    assert_eq!(status(&user, &profile(&second)).await, 200);
+    assert_eq!(
+        held(&stack, StoreKind::Redis, APP_2),
+        0,
+        "app-2's path is untouched"
+    );
 
     stack
-        .set_network(Store::Redis, &[], &NetworkFaults::default())
+        .set_network(StoreKind::Redis, &[], &NetworkFaults::default())
         .expect("cleared");
-    let cleared = median_ok(&user, &profile, 9).await;
-
-    assert!(
-        slowed >= normal + Duration::from_millis(85),
-        "each /profile makes at least one Redis round trip: {slowed:?} vs {normal:?}"
-    );
-    assert!(
-        untouched < slowed - Duration::from_millis(50),
-        "app-2's path is untouched: {untouched:?} vs {slowed:?}"
-    );
-    assert!(
-        cleared < slowed - Duration::from_millis(50),
-        "clearing restores: {cleared:?} vs {slowed:?}"
+    assert_eq!(status(&user, &profile(&first)).await, 200);
+    assert_eq!(
+        held(&stack, StoreKind::Redis, APP_1),
+        held_on_first,
+        "clearing stops the holding"
     );
 }
 
@@ -198,16 +171,15 @@ async fn added_network_latency_to_redis_shows_up_in_option4_request_latency() {
 async fn reset_store_connections_are_reopened_by_the_app() {
     let dir = tempfile::tempdir().expect("dir");
     let stack = up("option4", 1, &dir, true).await;
-    let base = format!("http://127.0.0.1:{}", stack.instances[0].port);
+    let base = stack.instances[0].url();
     let user = browser();
     sign_in(&user, &base).await;
-    let opened = stack.links.all()[0]
-        .link
-        .stats()
-        .accepted
-        .load(std::sync::atomic::Ordering::Relaxed);
-    stack.reset_network(Store::Redis, &[]).expect("reset");
-    stack.reset_network(Store::Postgres, &[]).expect("reset");
+    let stats = |i: usize| stack.links.all()[i].link.stats();
+    let opened = stats(0).accepted.load(Ordering::Relaxed);
+    stack.reset_network(StoreKind::Redis, &[]).expect("reset");
+    stack
+        .reset_network(StoreKind::Postgres, &[])
+        .expect("reset");
     // The request right after may see the reset (indeterminate); the app must reconnect.
     let mut statuses = Vec::new();
     for _ in 0..20 {
@@ -216,29 +188,17 @@ async fn reset_store_connections_are_reopened_by_the_app() {
         if code == 200 {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(statuses.last(), Some(&200), "{statuses:?}");
-    let resets: u64 = stack
-        .links
-        .all()
-        .iter()
-        .map(|l| {
-            l.link
-                .stats()
-                .resets
-                .load(std::sync::atomic::Ordering::Relaxed)
-        })
+    let resets: u64 = (0..stack.links.all().len())
+        .map(|i| stats(i).resets.load(Ordering::Relaxed))
         .sum();
     assert!(
         resets >= 2,
         "connections were open on both paths and reset: {resets}"
     );
-    let reopened = stack.links.all()[0]
-        .link
-        .stats()
-        .accepted
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let reopened = stats(0).accepted.load(Ordering::Relaxed);
     assert!(
         reopened > opened,
         "a new connection to Redis: {opened} -> {reopened}"

@@ -1,15 +1,18 @@
 //! The fault proxy over real loopback TCP, against an echo server: data intact,
 //! and each fault (latency, jitter, bandwidth, blackhole, resets) felt by open
-//! and new connections.
+//! and new connections. Tests that measure time run on tokio's paused clock:
+//! the proxy's holds and pacing are timers, so their durations are exact in
+//! virtual time however busy the machine is.
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::num::NonZeroU64;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use harness::network::{Link, NetworkFaults};
+use harness::stage::network::{Link, NetworkFaults};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 
 async fn echo_server() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -63,7 +66,7 @@ async fn relays_a_megabyte_both_ways_unchanged() {
     assert_eq!(back, payload);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn added_latency_reaches_open_connections_and_goes_away() {
     let (link, mut stream) = linked().await;
     let before = round_trip(&mut stream).await;
@@ -78,7 +81,7 @@ async fn added_latency_reaches_open_connections_and_goes_away() {
     assert!(after < Duration::from_millis(100), "cleared: {after:?}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn latency_delays_a_pipelined_burst_once_not_per_message() {
     let (link, mut stream) = linked().await;
     link.set(NetworkFaults {
@@ -102,7 +105,7 @@ async fn latency_delays_a_pipelined_burst_once_not_per_message() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn bandwidth_limit_paces_a_transfer() {
     let (link, stream) = linked().await;
     link.set(NetworkFaults {
@@ -126,7 +129,7 @@ async fn bandwidth_limit_paces_a_transfer() {
     assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_blackhole_swallows_data_but_keeps_the_connection() {
     let (link, mut stream) = linked().await;
     link.set(NetworkFaults {

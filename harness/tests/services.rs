@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use harness::process::alive;
-use harness::services::ServiceError;
-use harness::services::postgres::{Postgres, data_parent};
-use harness::services::redis::Redis;
+use harness::stage::StageError;
+use harness::stage::process::alive;
+use harness::stage::services::postgres::{Postgres, data_parent};
+use harness::stage::services::redis::Redis;
 use sqlx::Connection;
 
 mod common;
@@ -114,10 +114,10 @@ async fn an_external_redis_is_used_as_is_and_refuses_private_faults() {
     assert!(redis.process().is_none());
     assert!(matches!(
         redis.restart().await,
-        Err(ServiceError::External(..))
+        Err(StageError::External(..))
     ));
     assert!(
-        matches!(redis.flush().await, Err(ServiceError::External(..))),
+        matches!(redis.flush().await, Err(StageError::External(..))),
         "never FLUSHALL a shared server"
     );
     let error = Redis::provide_from(Some("redis://127.0.0.1:1".into()), dir.path())

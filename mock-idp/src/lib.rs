@@ -14,9 +14,8 @@
 //! - [`scope`], [`users`]: scope parsing, the user directory.
 //! - [`faults`], [`stats`]: fault injection and counters.
 //! - [`tls`]: the generated CA and server certificate.
-//! - [`clock`], [`oauth_error`]: time, and RFC 6749/6750 errors.
+//! - [`oauth_error`]: RFC 6749/6750 errors; [`Clock`] (from `service-kit`): time, movable in tests.
 
-pub mod clock;
 pub mod config;
 pub mod endpoints;
 pub mod faults;
@@ -34,9 +33,9 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-pub use clock::Clock;
 pub use config::IdpConfig;
 pub use server::{IdpServer, ServerOptions};
+pub use service_kit::Clock;
 
 use crate::faults::FaultController;
 use crate::grants::Grants;
@@ -47,7 +46,7 @@ use crate::users::Directory;
 
 /// Why the IdP could not start.
 #[derive(Debug, thiserror::Error)]
-pub enum IdpError {
+pub enum StartError {
     #[error(transparent)]
     Config(#[from] config::ConfigError),
     #[error(transparent)]
@@ -77,12 +76,12 @@ pub(crate) struct Inner {
 
 impl Idp {
     /// A provider on the system clock.
-    pub fn new(config: IdpConfig) -> Result<Self, IdpError> {
+    pub fn new(config: IdpConfig) -> Result<Self, StartError> {
         Self::with_clock(config, Clock::system())
     }
 
     /// A provider on the given clock, so tests can move time.
-    pub fn with_clock(config: IdpConfig, clock: Clock) -> Result<Self, IdpError> {
+    pub fn with_clock(config: IdpConfig, clock: Clock) -> Result<Self, StartError> {
         config.validate()?;
         let keys = match &config.key_seed {
             Some(seed) => SigningKey::from_seed(seed)?,

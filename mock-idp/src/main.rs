@@ -70,11 +70,7 @@ fn parse_policy(value: &str) -> Result<ReusePolicy, String> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    service_kit::init_tracing();
     let args = Args::parse();
     let mut config = match &args.config {
         Some(path) => IdpConfig::from_file(path)?,
@@ -119,7 +115,7 @@ async fn main() -> anyhow::Result<()> {
     .context("cannot start the mock IdP")?;
     // Signal handlers go in before readiness is announced, so a supervisor
     // that stops us right after reading the URLs gets a clean shutdown.
-    let stop = shutdown_signal()?;
+    let stop = service_kit::shutdown_signal().context("cannot handle SIGINT/SIGTERM")?;
     announce(&server);
     server.run_until(stop).await?;
     Ok(())
@@ -170,17 +166,4 @@ fn announce(server: &IdpServer) {
     let _ = stdout
         .write_all(text.as_bytes())
         .and_then(|()| stdout.flush());
-}
-
-/// Completes on Ctrl-C or SIGTERM; the handlers are registered when this is called.
-fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    Ok(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-    })
 }

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use crate::endpoints::{admin, api, authorize, discovery, logout, token, userinfo};
 use crate::faults::{Endpoint, FaultScope, apply_faults};
 use crate::tls::TlsMaterial;
-use crate::{Idp, IdpError};
+use crate::{Idp, StartError};
 
 /// The URL scheme of the listener a request came in on.
 #[derive(Clone, Copy, Debug)]
@@ -156,7 +156,7 @@ const DRAIN: Duration = Duration::from_secs(5);
 
 impl IdpServer {
     /// Binds the listeners and starts serving in the background.
-    pub async fn start(idp: Idp, options: ServerOptions) -> Result<Self, IdpError> {
+    pub async fn start(idp: Idp, options: ServerOptions) -> Result<Self, StartError> {
         let (shutdown, _) = watch::channel(false);
         let mut tasks = Vec::new();
         let mut http_addr = None;

@@ -161,7 +161,7 @@ async fn the_binary_serves_both_listeners_takes_flags_and_stops_on_sigterm() {
             .send()
             .await
             .expect("authorize");
-        let location = common::location_params(&response);
+        let location = common::location_params(common::location(&response));
         assert!(
             location.iter().any(|(k, _)| k == expected),
             "{hint}: {location:?}"

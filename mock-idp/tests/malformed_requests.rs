@@ -4,7 +4,7 @@ mod common;
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use common::{REDIRECT, SCOPES, TestIdp, field, location_params, pkce};
+use common::{REDIRECT, SCOPES, TestIdp, field, location, location_params, pkce};
 use mock_idp::IdpConfig;
 use mock_idp::config::{ClientConfig, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, GrantType};
 use rand::{Rng, SeedableRng};
@@ -193,7 +193,7 @@ async fn every_malformed_request_gets_the_right_error_and_status() {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let error = if status == 302 {
-            location_params(&response)
+            location_params(location(&response))
                 .into_iter()
                 .find(|(k, _)| k == "error")
                 .map(|(_, v)| v)

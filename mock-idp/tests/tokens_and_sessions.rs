@@ -195,9 +195,9 @@ async fn a_browser_signing_in_twice_keeps_its_idp_session_until_logout() {
         "another browser, another IdP session"
     );
 
-    let logout = browser.get(t.url("/logout")).send().await.expect("logout");
+    let logout = browser.get(&t.url("/logout")).await.expect("logout");
     assert_eq!(
-        json_of(logout).await["session_ended"],
+        logout.json::<Value>().expect("json")["session_ended"],
         true,
         "the cookie names the session"
     );

@@ -9,7 +9,8 @@
 
 use std::time::{Duration, Instant};
 
-use e2e_tests::{Browser, Stack, redis_url};
+use contract::{Browser, TokenSource};
+use e2e_tests::{InProcessStack, redis_url, sign_in};
 use hdrhistogram::Histogram;
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -26,21 +27,21 @@ fn histogram() -> Histogram<u64> {
 /// One option's stack with signed-in browsers.
 struct Subject {
     option: &'static str,
-    _stack: Stack,
+    _stack: InProcessStack,
+    /// The instance's base URL.
     url: String,
     browsers: Vec<Browser>,
     latency: Histogram<u64>,
 }
 
 async fn subject(option: &'static str, browsers: usize) -> Subject {
-    let stack = Stack::start(option, 1).await;
-    let url = stack.url(0, "/profile");
+    let stack = InProcessStack::start(option, 1).await;
+    let url = stack.base(0);
     let mut signed_in = Vec::new();
     for i in 0..browsers {
-        let browser = Browser::new();
-        browser.sign_in(&stack, 0, &format!("bench-{i}")).await;
-        let (status, body) = browser.get(&url).await;
-        assert_eq!(status, 200, "{option}: {body}");
+        let browser = sign_in(&stack, 0, &format!("bench-{i}")).await;
+        let answer = browser.profile(&url).await.expect("answers");
+        assert_eq!(answer.status, 200, "{option}: {:?}", answer.outcome);
         signed_in.push(browser);
     }
     Subject {
@@ -54,11 +55,14 @@ async fn subject(option: &'static str, browsers: usize) -> Subject {
 
 async fn timed_profile(subject: &Subject) -> u64 {
     let started = Instant::now();
-    let (status, body) = subject.browsers[0].get(&subject.url).await;
+    let answer = subject.browsers[0]
+        .profile(&subject.url)
+        .await
+        .expect("answers");
     let elapsed = started.elapsed().as_micros() as u64;
     assert_eq!(
-        (status, body["source"].as_str()),
-        (200, Some("cache")),
+        answer.reply().map(|p| p.token_source),
+        Some(TokenSource::Cache),
         "{}",
         subject.option
     );
@@ -71,14 +75,13 @@ async fn throughput(subject: &Subject, secs: u64) -> f64 {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for browser in &subject.browsers {
-        let http = browser.http.clone();
-        let url = subject.url.clone();
+        let browser = browser.clone();
+        let url = format!("{}/profile", subject.url);
         tasks.push(tokio::spawn(async move {
             let mut done = 0u64;
             while Instant::now() < deadline {
-                let response = http.get(&url).send().await.expect("answers");
-                assert_eq!(response.status(), 200);
-                let _ = response.bytes().await;
+                let page = browser.get(&url).await.expect("answers");
+                assert_eq!(page.status, 200);
                 done += 1;
             }
             done

@@ -1,36 +1,25 @@
 //! Cookies the server did not issue, tampered ciphertexts, and session-id rotation at sign-in.
 
-use e2e_tests::{Browser, Stack, redis_url};
-use reqwest::header::{COOKIE, SET_COOKIE};
+use e2e_tests::{InProcessStack, browser, redis_url, sign_in, status};
 
-fn session_cookie(response: &reqwest::Response) -> Option<String> {
-    response
-        .headers()
-        .get_all(SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|c| c.strip_prefix("app_session="))
-        .map(|c| c.split(';').next().unwrap_or_default().to_owned())
+/// The session id a `Set-Cookie` of this page gave the browser, if it set one.
+fn session_cookie(browser: &contract::Browser, stack: &InProcessStack) -> Option<String> {
+    browser.cookie(&stack.base(0), "app_session")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_truncated_and_oversized_cookies_are_signed_out_never_errors() {
-    let stack = Stack::start("option4", 1).await;
-    let browser = Browser::new();
-    browser.sign_in(&stack, 0, "erin").await;
-    let plain = reqwest::Client::new();
+    let stack = InProcessStack::start("option4", 1).await;
+    let real = sign_in(&stack, 0, "erin").await;
     let real_id = {
         // An id the server really issued (a pre-login session's), to truncate and extend.
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client");
-        let login = http
-            .get(stack.url(0, "/login?login_hint=erin"))
-            .send()
+        let pre = browser();
+        let login = pre
+            .get_once(&stack.url(0, "/login?login_hint=erin"))
             .await
             .expect("login");
-        session_cookie(&login).expect("pre-login cookie")
+        assert_eq!(login.status, 302);
+        session_cookie(&pre, &stack).expect("pre-login cookie")
     };
     let forged = [
         "A".repeat(43),
@@ -42,33 +31,35 @@ async fn forged_truncated_and_oversized_cookies_are_signed_out_never_errors() {
         String::new(),
     ];
     for value in forged {
-        let response = plain
-            .get(stack.url(0, "/profile"))
-            .header(COOKIE, format!("app_session={value}"))
-            .send()
-            .await
-            .expect("answers");
+        let forger = browser();
+        forger
+            .set_cookie(&stack.base(0), &format!("app_session={value}"))
+            .expect("a cookie");
+        let answer = forger.profile(&stack.base(0)).await.expect("answers");
         assert_eq!(
-            response.status(),
+            answer.status,
             401,
             "cookie {:?}",
             &value[..value.len().min(20)]
         );
-        assert!(
-            session_cookie(&response).is_none(),
-            "a forged id is never adopted"
+        assert_eq!(
+            session_cookie(&forger, &stack).unwrap_or_default(),
+            value,
+            "a forged id is never adopted or replaced with a session"
         );
     }
     // The callback with a forged cookie does not sign anyone in.
-    let response = plain
-        .get(stack.url(0, "/auth/callback?code=x&state=y"))
-        .header(COOKIE, format!("app_session={}", "B".repeat(43)))
-        .send()
+    let forger = browser();
+    forger
+        .set_cookie(&stack.base(0), &format!("app_session={}", "B".repeat(43)))
+        .expect("a cookie");
+    let callback = forger
+        .get_once(&stack.url(0, "/auth/callback?code=x&state=y"))
         .await
         .expect("answers");
-    assert_eq!(response.status(), 400);
+    assert_eq!(callback.status, 400);
     assert_eq!(
-        browser.get(&stack.url(0, "/profile")).await.0,
+        status(&real, &stack.url(0, "/profile")).await,
         200,
         "the real session still works"
     );
@@ -76,59 +67,42 @@ async fn forged_truncated_and_oversized_cookies_are_signed_out_never_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_session_id_changes_at_sign_in() {
-    let stack = Stack::start("option3", 1).await;
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let login = http
-        .get(stack.url(0, "/login?login_hint=frank"))
-        .send()
+    let stack = InProcessStack::start("option3", 1).await;
+    let user = browser();
+    let login = user
+        .get_once(&stack.url(0, "/login?login_hint=frank"))
         .await
         .expect("login");
-    let before = session_cookie(&login).expect("pre-login cookie");
-    let authorize = login.headers()["location"]
-        .to_str()
-        .expect("location")
-        .to_owned();
-    let at_idp = http.get(authorize).send().await.expect("authorize");
-    let callback = at_idp.headers()["location"]
-        .to_str()
-        .expect("location")
-        .to_owned();
-    let signed_in = http
-        .get(callback)
-        .header(COOKIE, format!("app_session={before}"))
-        .send()
+    let before = session_cookie(&user, &stack).expect("pre-login cookie");
+    let at_idp = user
+        .get_once(&login.location.expect("to the IdP"))
+        .await
+        .expect("authorize");
+    let signed_in = user
+        .get_once(&at_idp.location.expect("back to the app"))
         .await
         .expect("callback");
-    assert_eq!(signed_in.status(), 302);
-    let after = session_cookie(&signed_in).expect("a new cookie at sign-in");
+    assert_eq!(signed_in.status, 302);
+    let after = session_cookie(&user, &stack).expect("a new cookie at sign-in");
     assert_ne!(
         before, after,
         "no fixation: the pre-login id is not the signed-in id"
     );
-    let old = http
-        .get(stack.url(0, "/profile"))
-        .header(COOKIE, format!("app_session={before}"))
-        .send()
-        .await
-        .expect("answers");
-    assert_eq!(old.status(), 401, "the pre-login id is dead");
-    let new = http
-        .get(stack.url(0, "/profile"))
-        .header(COOKIE, format!("app_session={after}"))
-        .send()
-        .await
-        .expect("answers");
-    assert_eq!(new.status(), 200);
+    let old = browser();
+    old.set_cookie(&stack.base(0), &format!("app_session={before}"))
+        .expect("cookie");
+    assert_eq!(
+        status(&old, &stack.url(0, "/profile")).await,
+        401,
+        "the pre-login id is dead"
+    );
+    assert_eq!(status(&user, &stack.url(0, "/profile")).await, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tampered_ciphertext_is_a_counted_miss_not_a_crash() {
-    let stack = Stack::start("option4", 1).await;
-    let browser = Browser::new();
-    browser.sign_in(&stack, 0, "grace").await;
+    let stack = InProcessStack::start("option4", 1).await;
+    let user = sign_in(&stack, 0, "grace").await;
     let client = redis::Client::open(redis_url()).expect("redis");
     let mut redis = client
         .get_multiplexed_async_connection()
@@ -157,7 +131,7 @@ async fn a_tampered_ciphertext_is_a_counted_miss_not_a_crash() {
         .expect("set");
 
     assert_eq!(
-        browser.get(&stack.url(0, "/profile")).await.0,
+        status(&user, &stack.url(0, "/profile")).await,
         401,
         "unreadable session reads as none"
     );
@@ -173,10 +147,9 @@ async fn a_tampered_ciphertext_is_a_counted_miss_not_a_crash() {
             .any(|l| l.starts_with("app_undecryptable_records_total") && l.ends_with(" 1")),
         "{metrics}"
     );
-    let again = Browser::new();
-    again.sign_in(&stack, 0, "grace").await;
+    let again = sign_in(&stack, 0, "grace").await;
     assert_eq!(
-        again.get(&stack.url(0, "/profile")).await.0,
+        status(&again, &stack.url(0, "/profile")).await,
         200,
         "the app keeps serving"
     );

@@ -1,50 +1,48 @@
 //! Each option's defining behaviour, over real HTTP with the mock IdP, real Redis and Postgres.
 
-use e2e_tests::{Browser, Stack, echoed_sid, redis_url};
+use contract::TokenSource;
+use e2e_tests::{InProcessStack, echoed_sid, profile, redis_url, sign_in, status};
 
 /// Sign in on instance 0 and check `/profile` works there.
-async fn signed_in(stack: &Stack, user: &str) -> Browser {
-    let browser = Browser::new();
-    let home = browser.sign_in(stack, 0, user).await;
-    assert_eq!(home["signed_in"], true, "{home}");
-    let (status, profile) = browser.get(&stack.url(0, "/profile")).await;
-    assert_eq!(status, 200, "{profile}");
+async fn signed_in(stack: &InProcessStack, user: &str) -> contract::Browser {
+    let browser = sign_in(stack, 0, user).await;
+    profile(&browser, stack, 0).await;
     browser
 }
 
-/// Two concurrent cart writes of one session, many times: how many acknowledged items went missing.
-async fn lost_items_under_races(stack: &Stack, browser: &Browser, rounds: usize) -> usize {
-    let url = stack.url(0, "/cart");
-    let mut acknowledged = Vec::new();
-    for round in 0..rounds {
-        let (a, b) = (format!("r{round}-a"), format!("r{round}-b"));
-        let (ra, rb) = tokio::join!(browser.add_to_cart(&url, &a), browser.add_to_cart(&url, &b));
-        for ((status, _), item) in [(ra, a), (rb, b)] {
-            if status == 200 {
-                acknowledged.push(item);
-            }
-        }
-    }
-    let (status, cart) = browser.get(&url).await;
-    assert_eq!(status, 200);
-    let items: Vec<&str> = cart["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .filter_map(|v| v.as_str())
-        .collect();
-    acknowledged
-        .iter()
-        .filter(|item| !items.contains(&item.as_str()))
-        .count()
+/// Two requests of one session add a cart item each, interleaved by hand
+/// the way a race would: both read the session, then the first writes, then
+/// the second writes through the app's own read-modify-write (what
+/// `POST /cart` runs). Returns the cart as a later `GET /cart` reads it.
+async fn racing_cart_writes(stack: &InProcessStack, browser: &contract::Browser) -> Vec<String> {
+    let sessions = &stack.instances[0].app.sessions;
+    let id = browser
+        .cookie(&stack.base(0), "app_session")
+        .expect("session cookie");
+    let mut first = sessions.load(&id).await.expect("load").expect("session");
+    let mut second = first.clone();
+    first.data.cart.push("first".into());
+    sessions.save(&mut first).await.expect("the first write");
+    let written = sessions
+        .update(&mut second, |data| data.cart.push("second".into()), || {})
+        .await
+        .expect("the second write");
+    assert!(written, "the session is still there");
+    browser
+        .cart(&stack.base(0))
+        .await
+        .expect("answers")
+        .into_reply()
+        .expect("cart")
+        .items
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn option1_loses_sessions_on_restart_and_hop_and_shares_tokens_between_browsers() {
-    let mut stack = Stack::start("option1", 2).await;
+    let mut stack = InProcessStack::start("option1", 2).await;
     let first = signed_in(&stack, "alice").await;
     assert_eq!(
-        first.get(&stack.url(1, "/profile")).await.0,
+        status(&first, &stack.url(1, "/profile")).await,
         401,
         "another instance does not know the session"
     );
@@ -52,9 +50,9 @@ async fn option1_loses_sessions_on_restart_and_hop_and_shares_tokens_between_bro
     // The same user in a second browser: the instance-wide cache, keyed by
     // account, now hands the first browser the second browser's tokens.
     let second = signed_in(&stack, "alice").await;
-    let (_, second_profile) = second.get(&stack.url(0, "/profile")).await;
-    let (_, first_profile) = first.get(&stack.url(0, "/profile")).await;
-    assert_eq!(first_profile["source"], "cache");
+    let second_profile = profile(&second, &stack, 0).await;
+    let first_profile = profile(&first, &stack, 0).await;
+    assert_eq!(first_profile.token_source, TokenSource::Cache);
     assert_eq!(
         echoed_sid(&first_profile),
         echoed_sid(&second_profile),
@@ -70,7 +68,7 @@ async fn option1_loses_sessions_on_restart_and_hop_and_shares_tokens_between_bro
     }
     stack.restart(0).await;
     assert_eq!(
-        first.get(&stack.url(0, "/profile")).await.0,
+        status(&first, &stack.url(0, "/profile")).await,
         401,
         "a restart forgets every session"
     );
@@ -78,30 +76,29 @@ async fn option1_loses_sessions_on_restart_and_hop_and_shares_tokens_between_bro
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn option2_survives_restart_but_shares_tokens_across_sessions() {
-    let mut stack = Stack::start("option2", 2).await;
+    let mut stack = InProcessStack::start("option2", 2).await;
     let first = signed_in(&stack, "bob").await;
     let second = signed_in(&stack, "bob").await;
-    let (_, second_profile) = second.get(&stack.url(0, "/profile")).await;
-    let (_, first_profile) = first.get(&stack.url(1, "/profile")).await;
+    let second_profile = profile(&second, &stack, 0).await;
+    let first_profile = profile(&first, &stack, 1).await;
     assert_eq!(
         echoed_sid(&first_profile),
         echoed_sid(&second_profile),
         "one blob for the app: the latest sign-in's tokens serve every session of the user"
     );
     stack.restart(0).await;
-    let (status, after) = first.get(&stack.url(0, "/profile")).await;
-    assert_eq!(status, 200, "{after}");
-    assert_eq!(first.get(&stack.url(0, "/cart")).await.0, 200);
+    assert_eq!(status(&first, &stack.url(0, "/profile")).await, 200);
+    assert_eq!(status(&first, &stack.url(0, "/cart")).await, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn option3_keeps_tokens_per_session_but_loses_an_update_under_a_race() {
-    let stack = Stack::start("option3", 2).await;
+    let stack = InProcessStack::start("option3", 2).await;
     let first = signed_in(&stack, "carol").await;
-    let (_, own) = first.get(&stack.url(0, "/profile")).await;
+    let own = profile(&first, &stack, 0).await;
     let second = signed_in(&stack, "carol").await;
-    let (_, other) = second.get(&stack.url(1, "/profile")).await;
-    let (_, again) = first.get(&stack.url(1, "/profile")).await;
+    let other = profile(&second, &stack, 1).await;
+    let again = profile(&first, &stack, 1).await;
     assert_ne!(
         echoed_sid(&own),
         echoed_sid(&other),
@@ -113,36 +110,33 @@ async fn option3_keeps_tokens_per_session_but_loses_an_update_under_a_race() {
         "each session keeps its own tokens, on any instance"
     );
 
-    let lost = lost_items_under_races(&stack, &first, 30).await;
-    assert!(
-        lost > 0,
-        "last-writer-wins sessions lose acknowledged items under concurrent writes"
+    assert_eq!(
+        racing_cart_writes(&stack, &first).await,
+        ["second"],
+        "last writer wins: the first, acknowledged item is gone"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn option4_survives_restart_and_redis_flush_loses_nothing_and_leaves_nothing_after_logout() {
-    let mut stack = Stack::start("option4", 2).await;
+    let mut stack = InProcessStack::start("option4", 2).await;
     let browser = signed_in(&stack, "dave").await;
-    let (_, own) = browser.get(&stack.url(0, "/profile")).await;
+    let own = profile(&browser, &stack, 0).await;
     let other = signed_in(&stack, "dave").await;
-    let (_, others) = other.get(&stack.url(0, "/profile")).await;
+    let others = profile(&other, &stack, 0).await;
     assert_ne!(
         echoed_sid(&own),
         echoed_sid(&others),
         "tokens are partitioned by session"
     );
-    assert_eq!(
-        browser
-            .add_to_cart(&stack.url(1, "/cart"), "before-restart")
-            .await
-            .0,
-        200
-    );
+    let added = browser
+        .add_to_cart(&stack.base(1), "before-restart")
+        .await
+        .expect("answers");
+    assert_eq!(added.status, 200);
 
     stack.restart(0).await;
-    let (status, after_restart) = browser.get(&stack.url(0, "/profile")).await;
-    assert_eq!(status, 200, "{after_restart}");
+    let after_restart = profile(&browser, &stack, 0).await;
     assert_eq!(echoed_sid(&after_restart), echoed_sid(&own));
 
     // A Redis flush of this deployment's keys: reads fall through to Postgres.
@@ -162,19 +156,24 @@ async fn option4_survives_restart_and_redis_flush_loses_nothing_and_leaves_nothi
         .query_async(&mut redis)
         .await
         .expect("flush");
-    let (status, after_flush) = browser.get(&stack.url(1, "/profile")).await;
-    assert_eq!(status, 200, "{after_flush}");
+    let after_flush = profile(&browser, &stack, 1).await;
     assert_eq!(
-        after_flush["source"], "cache",
+        after_flush.token_source,
+        TokenSource::Cache,
         "the partition came back from Postgres"
     );
-    let (_, cart) = browser.get(&stack.url(1, "/cart")).await;
-    assert_eq!(cart["items"][0], "before-restart");
+    let cart = browser
+        .cart(&stack.base(1))
+        .await
+        .expect("answers")
+        .into_reply()
+        .expect("cart");
+    assert_eq!(cart.items, ["before-restart"]);
 
     assert_eq!(
-        lost_items_under_races(&stack, &browser, 30).await,
-        0,
-        "compare-and-set loses nothing"
+        racing_cart_writes(&stack, &browser).await,
+        ["before-restart", "first", "second"],
+        "compare-and-set: the second writer re-reads and keeps the first's item"
     );
     let metrics = metrics_of(&stack, 1).await;
     for series in [
@@ -185,11 +184,13 @@ async fn option4_survives_restart_and_redis_flush_loses_nothing_and_leaves_nothi
     }
 
     for b in [&browser, &other] {
-        let (status, body) = b.get(&stack.url(1, "/logout")).await;
-        assert_eq!(
-            (status, &body["idp_session_ended"]),
-            (200, &serde_json::json!(true))
-        );
+        let out = b
+            .logout(&stack.base(1))
+            .await
+            .expect("answers")
+            .into_reply()
+            .expect("logout reply");
+        assert!(out.signed_out && out.idp_session_ended, "{out:?}");
     }
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{}:*", stack.namespace))
@@ -201,7 +202,7 @@ async fn option4_survives_restart_and_redis_flush_loses_nothing_and_leaves_nothi
     assert_eq!(pool, 0, "Postgres rows left after logout");
 }
 
-async fn metrics_of(stack: &Stack, i: usize) -> String {
+async fn metrics_of(stack: &InProcessStack, i: usize) -> String {
     reqwest::get(stack.url(i, "/metrics"))
         .await
         .expect("metrics")
@@ -234,7 +235,7 @@ async fn option4_refreshes_once_for_concurrent_requests_of_a_session() {
         refresh_reuse: mock_idp::config::ReusePolicy::RevokeFamily,
         ..mock_idp::IdpConfig::default()
     };
-    let stack = Stack::start_with(
+    let stack = InProcessStack::start_with(
         app::topology::Topology::preset("option4").expect("preset"),
         idp,
         1,
@@ -243,23 +244,21 @@ async fn option4_refreshes_once_for_concurrent_requests_of_a_session() {
     let browser = signed_in(&stack, "heidi").await;
     // Past half the token's life (the renewal offset), every request wants a refresh.
     stack.advance(31);
-    let url = stack.url(0, "/profile");
+    let base = stack.base(0);
     let mut requests = tokio::task::JoinSet::new();
     for _ in 0..8 {
-        // Clones of one client share its cookie jar: eight requests of one browser.
-        let (http, url) = (browser.http.clone(), url.clone());
+        // Clones of one browser share its cookie jar: eight requests of one session.
+        let (browser, base) = (browser.clone(), base.clone());
         requests.spawn(async move {
-            let response = http.get(&url).send().await.expect("answers");
-            (
-                response.status().as_u16(),
-                response.json::<serde_json::Value>().await.expect("json"),
-            )
+            browser
+                .profile(&base)
+                .await
+                .expect("answers")
+                .into_reply()
+                .expect("a profile")
         });
     }
     let answers = requests.join_all().await;
-    for (status, body) in &answers {
-        assert_eq!(*status, 200, "{body}");
-    }
     let stats = stack.idp.idp.stats();
     assert_eq!(
         stats.token_calls.get(&["refresh_token", "ok"]),
@@ -274,7 +273,7 @@ async fn option4_refreshes_once_for_concurrent_requests_of_a_session() {
     assert_eq!(
         answers
             .iter()
-            .filter(|(_, b)| b["source"] == "refresh")
+            .filter(|p| p.token_source == TokenSource::Refresh)
             .count(),
         1
     );
@@ -296,7 +295,7 @@ async fn option4_refreshes_once_across_instances() {
         },
         ..mock_idp::IdpConfig::default()
     };
-    let stack = Stack::start_with(
+    let stack = InProcessStack::start_with(
         app::topology::Topology::preset("option4").expect("preset"),
         idp,
         2,
@@ -307,17 +306,11 @@ async fn option4_refreshes_once_across_instances() {
     let mut requests = tokio::task::JoinSet::new();
     for i in 0..8 {
         // The same browser, hopping between the two instances.
-        let (http, url) = (browser.http.clone(), stack.url(i % 2, "/profile"));
-        requests.spawn(async move {
-            let response = http.get(&url).send().await.expect("answers");
-            (
-                response.status().as_u16(),
-                response.json::<serde_json::Value>().await.expect("json"),
-            )
-        });
+        let (browser, base) = (browser.clone(), stack.base(i % 2));
+        requests.spawn(async move { browser.profile(&base).await.expect("answers") });
     }
-    for (status, body) in requests.join_all().await {
-        assert_eq!(status, 200, "{body}");
+    for answer in requests.join_all().await {
+        assert_eq!(answer.status, 200, "{:?}", answer.outcome);
     }
     let stats = stack.idp.idp.stats();
     assert_eq!(

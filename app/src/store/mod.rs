@@ -105,6 +105,46 @@ pub trait Store: Send + Sync + 'static {
     async fn size(&self) -> Result<StoreSize, StoreError>;
 }
 
+/// How many times a compare-and-set write is tried before the caller gives up (503).
+pub const CAS_ATTEMPTS: usize = 16;
+
+/// The retry policy of a compare-and-set read-modify-write, in one place:
+/// a [`StoreError::Conflict`] means another writer came between the read and
+/// the write, so the caller reads afresh and tries again, up to
+/// [`CAS_ATTEMPTS`] times; any other outcome ends the loop.
+///
+/// ```ignore
+/// let mut attempts = Attempts::default();
+/// loop {
+///     if attempts.is_retry() { /* read afresh */ }
+///     /* change, then write: */
+///     if let Some(done) = attempts.settle(store.save(..).await) { return done; }
+/// }
+/// ```
+#[derive(Debug, Default)]
+pub struct Attempts {
+    conflicts: usize,
+}
+
+impl Attempts {
+    /// Whether an attempt already lost to another writer, so this one must read afresh.
+    pub fn is_retry(&self) -> bool {
+        self.conflicts > 0
+    }
+
+    /// `Some(result)` when the loop is over (success, another error, or the
+    /// last allowed conflict); `None` to try again.
+    pub fn settle<T>(&mut self, result: Result<T, StoreError>) -> Option<Result<T, StoreError>> {
+        match result {
+            Err(StoreError::Conflict { .. }) if self.conflicts + 1 < CAS_ATTEMPTS => {
+                self.conflicts += 1;
+                None
+            }
+            done => Some(done),
+        }
+    }
+}
+
 /// Milliseconds since the Unix epoch, for backends that store expiry as a time.
 pub(crate) fn unix_millis() -> i64 {
     std::time::SystemTime::now()

@@ -1,4 +1,5 @@
-//! The token cache: MSAL's model, and where each topology keeps it.
+//! The token cache: MSAL's model, where each topology keeps it, and how tokens are acquired from it.
 
+pub mod acquire;
 pub mod model;
 pub mod placement;

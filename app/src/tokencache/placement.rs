@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 
 use super::model::TokenCache;
 use crate::session::{LoadedSession, Sessions};
-use crate::store::{Expect, Record, Store, StoreError};
+use crate::store::{Attempts, Expect, Record, Store, StoreError};
 
 /// A cache as loaded before an access, with what is needed to write it back.
 pub struct CacheSnapshot {
@@ -75,6 +75,45 @@ pub trait CacheAccess: Send + Sync {
     /// Entries held in this process (the instance-wide cache), for metrics.
     fn resident_entries(&self) -> Option<u64> {
         None
+    }
+}
+
+impl dyn CacheAccess {
+    /// One changing access, as MSAL makes it: load the cache (or take the
+    /// snapshot just loaded), apply `change`, write it back. Where the
+    /// placement compares versions, a conflict re-reads the session and the
+    /// cache and applies `change` again, so a token another writer stored
+    /// meanwhile is kept. A session that ended meanwhile gets nothing written.
+    pub async fn update(
+        &self,
+        sessions: &Sessions,
+        session: &mut LoadedSession,
+        account: &str,
+        mut loaded: Option<CacheSnapshot>,
+        mut change: impl FnMut(&mut TokenCache),
+        mut on_conflict: impl FnMut(),
+    ) -> Result<(), StoreError> {
+        let mut attempts = Attempts::default();
+        loop {
+            if attempts.is_retry() {
+                on_conflict();
+                match sessions.load(&session.id).await? {
+                    Some(fresh) => *session = fresh,
+                    None => return Ok(()),
+                }
+            }
+            let mut snapshot = match loaded.take() {
+                Some(snapshot) => snapshot,
+                None => self.before_access(session, account, None).await?,
+            };
+            change(&mut snapshot.cache);
+            let written = self
+                .after_access(session, account, snapshot, sessions)
+                .await;
+            if let Some(done) = attempts.settle(written) {
+                return done;
+            }
+        }
     }
 }
 

@@ -2,12 +2,16 @@
 //! to it, and a look at Postgres's System V shared memory.
 #![allow(dead_code)] // each test binary uses a different subset
 
+use std::num::NonZeroUsize;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use harness::stack::{Stack, StackSpec};
+use app::topology::Topology;
+use contract::{Browser, HttpClient};
+use harness::stage::{InstanceId, Stack, StackSpec, StoreKind};
 
-/// Brings up `topology` with its stores, the IdP and `instances` app instances
-/// in `dir`, its store traffic through the fault proxy when `network_proxy`.
+/// Brings up the preset `topology` with its stores, the IdP and `instances`
+/// app instances in `dir`, its store traffic through the fault proxy when `network_proxy`.
 pub async fn up(
     topology: &str,
     instances: usize,
@@ -15,8 +19,8 @@ pub async fn up(
     network_proxy: bool,
 ) -> Stack {
     Stack::up(&StackSpec {
-        topology: topology.into(),
-        instances,
+        topology: Topology::named(topology).expect("preset"),
+        instances: NonZeroUsize::new(instances).expect("at least one"),
         run_dir: dir.path().to_owned(),
         network_proxy,
     })
@@ -24,23 +28,36 @@ pub async fn up(
     .expect("stack up (app and mock-idp built beside the test: cargo nextest run --workspace)")
 }
 
-/// A client with its own cookie jar, as one browser.
-pub fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .timeout(Duration::from_secs(15))
-        .build()
-        .expect("client")
+/// A browser with its own cookie jar.
+pub fn browser() -> Browser {
+    Browser::new(&HttpClient::new(), Duration::from_secs(15))
 }
 
 /// Signs `browser` in as alice at the instance at `base`.
-pub async fn sign_in(browser: &reqwest::Client, base: &str) {
-    let home = browser
-        .get(format!("{base}/login?login_hint=alice"))
-        .send()
-        .await
-        .expect("sign in");
-    assert_eq!(home.status(), 200);
+pub async fn sign_in(browser: &Browser, base: &str) {
+    let home = browser.sign_in(base, "alice").await.expect("sign in");
+    assert_eq!(home.status, 200);
+    assert!(home.into_reply().expect("home").signed_in);
+}
+
+/// The status of a GET; like a browser, it repeats it once when a kept-alive
+/// connection turns out to have been closed (as after an instance restart).
+pub async fn status(browser: &Browser, url: &str) -> u16 {
+    match browser.get(url).await {
+        Ok(page) => page.status,
+        Err(_) => browser.get(url).await.expect("answers").status,
+    }
+}
+
+/// Chunks the proxy held back on the paths from `id` to `store` so far.
+pub fn held(stack: &Stack, store: StoreKind, id: InstanceId) -> u64 {
+    stack
+        .links
+        .all()
+        .iter()
+        .filter(|l| l.store == store && l.instance == id)
+        .map(|l| l.link.stats().held.load(Ordering::Relaxed))
+        .sum()
 }
 
 /// The System V segment id a postmaster of `data` recorded on line 7 of its pid file.

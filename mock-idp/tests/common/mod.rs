@@ -1,8 +1,13 @@
-//! Shared helpers for the IdP's integration tests: a provider on loopback and the OAuth steps of a client.
+//! Shared helpers for the IdP's integration tests: a provider on loopback,
+//! the browser steps of a sign-in (the contract's browser, as the harness
+//! uses it), and the calls of an OAuth client.
 #![allow(dead_code)] // each test binary uses a different subset
+
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use contract::{Browser, HttpClient};
 use mock_idp::config::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET};
 use mock_idp::{Clock, Idp, IdpConfig, IdpServer, ServerOptions};
 use serde_json::Value;
@@ -11,10 +16,12 @@ use sha2::{Digest, Sha256};
 pub const REDIRECT: &str = "http://127.0.0.1:5555/auth/callback";
 pub const SCOPES: &str = "openid profile offline_access api.read";
 
-/// A provider on a loopback HTTP port, and a client that does not follow redirects.
+/// A provider on a loopback HTTP port, a browser for the sign-in steps, and
+/// a plain client (no cookies, no redirects) for what an OAuth client sends.
 pub struct TestIdp {
     pub server: IdpServer,
     pub base: String,
+    pub browser: Browser,
     pub http: reqwest::Client,
 }
 
@@ -32,7 +39,11 @@ impl TestIdp {
         Self {
             server,
             base,
-            http: browser(),
+            browser: browser(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
         }
     }
 
@@ -46,34 +57,29 @@ impl TestIdp {
 
     /// An authorization code for `user`, with the PKCE verifier that redeems it.
     pub async fn code_for(&self, user: &str) -> (String, String) {
-        self.code_with(&self.http, user, SCOPES).await
+        self.code_with(&self.browser, user, SCOPES).await
     }
 
-    pub async fn code_with(
-        &self,
-        browser: &reqwest::Client,
-        user: &str,
-        scope: &str,
-    ) -> (String, String) {
+    pub async fn code_with(&self, browser: &Browser, user: &str, scope: &str) -> (String, String) {
         let (verifier, challenge) = pkce();
-        let response = browser
-            .get(self.url("/authorize"))
-            .query(&[
-                ("client_id", DEFAULT_CLIENT_ID),
-                ("response_type", "code"),
-                ("redirect_uri", REDIRECT),
-                ("scope", scope),
-                ("code_challenge", &challenge),
-                ("code_challenge_method", "S256"),
-                ("login_hint", user),
-                ("nonce", "n-0S6_WzA2Mj"),
-                ("state", "af0ifjsldkj"),
-            ])
-            .send()
+        let mut url = url::Url::parse(&self.url("/authorize")).expect("url");
+        url.query_pairs_mut().extend_pairs([
+            ("client_id", DEFAULT_CLIENT_ID),
+            ("response_type", "code"),
+            ("redirect_uri", REDIRECT),
+            ("scope", scope),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+            ("login_hint", user),
+            ("nonce", "n-0S6_WzA2Mj"),
+            ("state", "af0ifjsldkj"),
+        ]);
+        let page = browser
+            .get_once(url.as_str())
             .await
             .expect("authorize answers");
-        assert_eq!(response.status(), 302, "authorize redirects");
-        let params = location_params(&response);
+        assert_eq!(page.status, 302, "authorize redirects");
+        let params = location_params(page.location.as_deref().unwrap_or_default());
         let code = params
             .iter()
             .find(|(k, _)| k == "code")
@@ -84,10 +90,10 @@ impl TestIdp {
 
     /// Signs `user` in and redeems the code: the token response.
     pub async fn sign_in(&self, user: &str) -> Value {
-        self.sign_in_with(&self.http, user, SCOPES).await
+        self.sign_in_with(&self.browser, user, SCOPES).await
     }
 
-    pub async fn sign_in_with(&self, browser: &reqwest::Client, user: &str, scope: &str) -> Value {
+    pub async fn sign_in_with(&self, browser: &Browser, user: &str, scope: &str) -> Value {
         let (code, verifier) = self.code_with(browser, user, scope).await;
         let response = self.redeem(&code, &verifier).await;
         assert_eq!(response.status(), 200, "code redeems");
@@ -139,13 +145,9 @@ impl TestIdp {
     }
 }
 
-/// A client that keeps cookies, as a browser would, and does not follow redirects.
-pub fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .cookie_store(true)
-        .build()
-        .expect("client")
+/// A browser of its own: it keeps the IdP's session cookie.
+pub fn browser() -> Browser {
+    Browser::new(&HttpClient::new(), Duration::from_secs(10))
 }
 
 /// A PKCE verifier and its S256 challenge.
@@ -155,13 +157,17 @@ pub fn pkce() -> (String, String) {
     (verifier, challenge)
 }
 
-/// The query parameters of a redirect's `Location`.
-pub fn location_params(response: &reqwest::Response) -> Vec<(String, String)> {
-    let location = response
+/// The `Location` of a redirect a client received.
+pub fn location(response: &reqwest::Response) -> &str {
+    response
         .headers()
         .get("location")
         .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// The query parameters of a redirect's `Location`.
+pub fn location_params(location: &str) -> Vec<(String, String)> {
     url::Url::parse(location)
         .map(|u| {
             u.query_pairs()

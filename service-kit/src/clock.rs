@@ -1,12 +1,12 @@
-//! Wall-clock time for token lifetimes, replaceable by a manual clock in tests.
+//! Wall-clock seconds for token lifetimes, session timeouts and expiry, movable in tests.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Seconds since the Unix epoch as the IdP sees them.
+/// Seconds since the Unix epoch, plus an offset every clone shares.
 ///
-/// Token `iat`/`exp` and code and refresh-token expiry use this clock, so a
+/// Token lifetimes (the IdP) and session timeouts (the app) read this clock, so a
 /// test can move time forward instead of sleeping. The offset is shared by all
 /// clones, so a test keeps one clone and advances the IdP's view of time.
 #[derive(Clone, Debug, Default)]

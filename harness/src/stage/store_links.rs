@@ -4,33 +4,42 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::network::{Link, NetworkFaults};
-use crate::services::ServiceError;
+use super::network::{Link, NetworkFaults};
+use super::{InstanceId, StageError};
 
-/// A store an instance talks to over the network.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+/// A store server an instance talks to over the network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Store {
+pub enum StoreKind {
     Redis,
     Postgres,
 }
 
-impl fmt::Display for Store {
+impl StoreKind {
+    /// The app's flag naming this store's URL.
+    pub fn url_flag(self) -> &'static str {
+        match self {
+            StoreKind::Redis => "--redis-url",
+            StoreKind::Postgres => "--database-url",
+        }
+    }
+}
+
+impl fmt::Display for StoreKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Store::Redis => "redis",
-            Store::Postgres => "postgres",
+            StoreKind::Redis => "redis",
+            StoreKind::Postgres => "postgres",
         })
     }
 }
 
 /// One instance's path to one store.
 pub struct StoreLink {
-    /// Index into the stack's instances.
-    pub instance: usize,
-    pub store: Store,
+    pub instance: InstanceId,
+    pub store: StoreKind,
     pub link: Link,
 }
 
@@ -45,14 +54,16 @@ impl StoreLinks {
     /// the instance should use instead.
     pub async fn route(
         &mut self,
-        instance: usize,
-        store: Store,
+        instance: InstanceId,
+        store: StoreKind,
         url: &str,
-    ) -> Result<String, ServiceError> {
-        let (upstream, proxied) = rewrite(url).await.map_err(|why| {
-            ServiceError::Failed(format!("cannot proxy {store} for network faults: {why}"))
-        })?;
-        let link = Link::start(format!("app-{}->{store}", instance + 1), upstream).await?;
+    ) -> Result<String, StageError> {
+        let (upstream, proxied) = rewrite(url)
+            .await
+            .map_err(|reason| StageError::Unproxyable { store, reason })?;
+        let link = Link::start(format!("{instance}->{store}"), upstream)
+            .await
+            .map_err(StageError::io(format!("a proxy for {instance} to {store}")))?;
         let proxied = proxied(link.addr());
         self.links.push(StoreLink {
             instance,
@@ -67,34 +78,41 @@ impl StoreLinks {
     }
 
     /// The links to `store` from `instances` (every instance when empty).
-    fn select(&self, store: Store, instances: &[usize]) -> Result<Vec<&StoreLink>, ServiceError> {
+    fn select(
+        &self,
+        store: StoreKind,
+        instances: &[InstanceId],
+    ) -> Result<Vec<&StoreLink>, StageError> {
         if self.links.is_empty() {
-            return Err(ServiceError::Failed(
-                "network faults need the stack brought up with its network proxy".into(),
-            ));
+            return Err(StageError::NoProxy);
         }
-        let chosen: Vec<_> = self
-            .links
+        let to_store: Vec<&StoreLink> = self.links.iter().filter(|l| l.store == store).collect();
+        if to_store.is_empty() {
+            return Err(StageError::NoStore(store));
+        }
+        if let Some(&id) = instances
             .iter()
-            .filter(|l| {
-                l.store == store && (instances.is_empty() || instances.contains(&l.instance))
-            })
-            .collect();
-        if chosen.is_empty() {
-            return Err(ServiceError::Failed(format!(
-                "no proxied path to {store} from instances {instances:?}"
-            )));
+            .find(|id| !to_store.iter().any(|l| l.instance == **id))
+        {
+            return Err(StageError::NoSuchInstance {
+                id,
+                instances: to_store.len(),
+            });
         }
+        let chosen: Vec<&StoreLink> = to_store
+            .into_iter()
+            .filter(|l| instances.is_empty() || instances.contains(&l.instance))
+            .collect();
         Ok(chosen)
     }
 
     /// Sets `faults` on the chosen paths; returns how many there were.
     pub fn set(
         &self,
-        store: Store,
-        instances: &[usize],
+        store: StoreKind,
+        instances: &[InstanceId],
         faults: &NetworkFaults,
-    ) -> Result<usize, ServiceError> {
+    ) -> Result<usize, StageError> {
         let chosen = self.select(store, instances)?;
         for path in &chosen {
             path.link.set(faults.clone());
@@ -103,7 +121,7 @@ impl StoreLinks {
     }
 
     /// Resets every open connection on the chosen paths.
-    pub fn reset(&self, store: Store, instances: &[usize]) -> Result<usize, ServiceError> {
+    pub fn reset(&self, store: StoreKind, instances: &[InstanceId]) -> Result<usize, StageError> {
         let chosen = self.select(store, instances)?;
         for path in &chosen {
             path.link.reset_connections();

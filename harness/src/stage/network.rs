@@ -43,9 +43,24 @@ pub struct NetworkFaults {
     pub reset_peer: bool,
 }
 
+/// The longest latency (plus jitter) a link may add: longer is no network
+/// fault but an outage, which `blackhole` says better.
+pub const MAX_LATENCY: Duration = Duration::from_secs(60);
+
 impl NetworkFaults {
     pub fn is_clear(&self) -> bool {
         *self == Self::default()
+    }
+
+    /// Refuses values no network has (checked where faults are read).
+    pub fn check(&self) -> Result<(), String> {
+        if self.latency.saturating_add(self.jitter) > MAX_LATENCY {
+            return Err(format!(
+                "latency + jitter is {:?}; at most {MAX_LATENCY:?} (use blackhole for an outage)",
+                self.latency.saturating_add(self.jitter)
+            ));
+        }
+        Ok(())
     }
 
     fn hold(&self) -> Duration {
@@ -100,6 +115,8 @@ struct LinkState {
 pub struct LinkStats {
     pub accepted: AtomicU64,
     pub resets: AtomicU64,
+    /// Chunks held back by added latency (what a latency fault did, countable).
+    pub held: AtomicU64,
 }
 
 /// One proxied path: a loopback listener relaying to `upstream`.
@@ -219,8 +236,8 @@ async fn relay(
         tokio::select! {
             _ = async {
                 tokio::join!(
-                    pump(&mut client_read, &mut server_write, up, false),
-                    pump(&mut server_read, &mut client_write, down, true),
+                    pump(&mut client_read, &mut server_write, up, stats.clone(), false),
+                    pump(&mut server_read, &mut client_write, down, stats.clone(), true),
                 )
             } => false,
             () = reset_wanted(&mut state, born) => true,
@@ -260,8 +277,13 @@ const CHUNK: usize = 16 * 1024;
 
 /// Copies `from` to `to` until end of stream, applying the faults: reading and
 /// writing run side by side so added latency delays data without throttling it.
-async fn pump<R, W>(from: &mut R, to: &mut W, state: watch::Receiver<LinkState>, delayed: bool)
-where
+async fn pump<R, W>(
+    from: &mut R,
+    to: &mut W,
+    state: watch::Receiver<LinkState>,
+    stats: Arc<LinkStats>,
+    delayed: bool,
+) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
@@ -285,8 +307,14 @@ where
                 } else {
                     Duration::ZERO
                 };
+                if !hold.is_zero() {
+                    stats.held.fetch_add(1, Ordering::Relaxed);
+                }
                 // Never before an earlier chunk: jitter must not reorder a stream.
-                last_due = last_due.max(Instant::now() + hold);
+                let due = Instant::now()
+                    .checked_add(hold.min(MAX_LATENCY))
+                    .unwrap_or_else(Instant::now);
+                last_due = last_due.max(due);
                 if chunks
                     .send((last_due, buffer[..read].to_vec()))
                     .await

@@ -267,19 +267,23 @@ pub fn abandoned(parent: &Path, kind: &str) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Waits until something accepts TCP connections on `127.0.0.1:port`.
-pub async fn wait_for_port(port: u16, timeout: Duration) -> bool {
+/// The one readiness wait: asks `ready` every 10 ms until it says yes or
+/// `timeout` passes; returns whether it said yes.
+pub async fn poll_until<F, Fut>(timeout: Duration, mut ready: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
     let deadline = tokio::time::Instant::now() + timeout;
-    while tokio::time::Instant::now() < deadline {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
+    loop {
+        if ready().await {
             return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    false
 }
 
 /// A port nothing listens on right now.

@@ -13,6 +13,7 @@
 //! removes it), and data dirs and segments of harnesses that died without
 //! cleaning up are swept at the next start.
 
+use std::ops::{Deref, DerefMut};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,17 +23,39 @@ use nix::sys::signal::Signal;
 use nix::unistd::{Uid, User, chown};
 use sqlx::Connection;
 
-use super::{Provision, ServiceError, find_program};
-use crate::process::{ChildSpec, Supervised, abandoned, free_port, owned_prefix};
+use super::{Server, ServerKind, find_program};
+use crate::stage::StageError;
+use crate::stage::process::{ChildSpec, Supervised, abandoned, free_port, owned_prefix};
 
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
+pub static KIND: ServerKind = ServerKind {
+    name: "postgres",
+    label: "Postgres",
+    url_env: "DATABASE_URL",
+    ready_timeout: Duration::from_secs(20),
+    // A fast shutdown: Postgres ends its sessions and removes its shared memory.
+    stop_signal: Signal::SIGINT,
+    probe: |url| Box::pin(async move { check(&url).await }),
+};
 
-/// A Postgres for the run.
+/// A Postgres for the run: a [`Server`] and, for a private one, its data dir.
 pub struct Postgres {
-    provision: Provision,
+    server: Server,
     /// The private server's data dir; removed after the server has stopped
     /// (fields drop in order, after [`Postgres`]'s own `drop`).
     home: Option<tempfile::TempDir>,
+}
+
+impl Deref for Postgres {
+    type Target = Server;
+    fn deref(&self) -> &Server {
+        &self.server
+    }
+}
+
+impl DerefMut for Postgres {
+    fn deref_mut(&mut self) -> &mut Server {
+        &mut self.server
+    }
 }
 
 /// Names private data dirs `harness-pg-<pid of the harness>-…`, so a later
@@ -45,7 +68,7 @@ struct Binaries {
     postgres: PathBuf,
 }
 
-fn binaries() -> Result<Binaries, ServiceError> {
+fn binaries() -> Result<Binaries, StageError> {
     // Debian and Ubuntu install under /usr/lib/postgresql/<major>/bin; prefer the newest.
     let mut extra: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
         .map(|dirs| {
@@ -59,7 +82,7 @@ fn binaries() -> Result<Binaries, ServiceError> {
     let find = |name| find_program(name, &extra);
     match (find("initdb"), find("postgres")) {
         (Some(initdb), Some(postgres)) => Ok(Binaries { initdb, postgres }),
-        _ => Err(ServiceError::NotAvailable(
+        _ => Err(StageError::NotAvailable(
             "PostgreSQL server binaries (initdb, postgres) not found on PATH or under /usr/lib/postgresql: \
              install them (apt-get install postgresql) or set DATABASE_URL"
                 .into(),
@@ -68,14 +91,17 @@ fn binaries() -> Result<Binaries, ServiceError> {
 }
 
 /// The uid and gid to run Postgres as: ours, or the `postgres` user's when we are root.
-fn run_as() -> Result<Option<(u32, u32)>, ServiceError> {
+fn run_as() -> Result<Option<(u32, u32)>, StageError> {
     if !Uid::effective().is_root() {
         return Ok(None);
     }
     let user = User::from_name("postgres")
-        .map_err(|e| ServiceError::Failed(format!("looking up the postgres user: {e}")))?
+        .map_err(|e| StageError::Io {
+            what: "looking up the postgres user".into(),
+            source: e.into(),
+        })?
         .ok_or_else(|| {
-            ServiceError::NotAvailable(
+            StageError::NotAvailable(
                 "running as root, Postgres needs an unprivileged 'postgres' user to run as (apt-get install postgresql creates one)"
                     .into(),
             )
@@ -92,34 +118,43 @@ pub fn cache_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/var/tmp/cache-topology-harness"))
 }
 
-fn give_to(path: &Path, user: Option<(u32, u32)>) -> Result<(), ServiceError> {
+fn give_to(path: &Path, user: Option<(u32, u32)>) -> Result<(), StageError> {
     if let Some((uid, gid)) = user {
-        chown(path, Some(uid.into()), Some(gid.into()))
-            .map_err(|e| ServiceError::Failed(format!("chown {}: {e}", path.display())))?;
+        chown(path, Some(uid.into()), Some(gid.into())).map_err(|e| StageError::Io {
+            what: format!("chown {}", path.display()),
+            source: e.into(),
+        })?;
     }
     Ok(())
 }
 
 /// The template data dir, made with `initdb` if the cache has none yet.
 /// Concurrent first runs each build their own and the first rename wins.
-fn template(initdb: &Path, user: Option<(u32, u32)>, log: &Path) -> Result<PathBuf, ServiceError> {
+fn template(initdb: &Path, user: Option<(u32, u32)>, log: &Path) -> Result<PathBuf, StageError> {
     let key = initdb.to_string_lossy().replace('/', "_");
     let root = cache_dir();
     let template = root.join(format!("pg-template{key}"));
     if template.join("PG_VERSION").is_file() {
         return Ok(template);
     }
-    std::fs::create_dir_all(&root)?;
-    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755))?;
+    let in_cache = StageError::io(format!("preparing the template cache {}", root.display()));
+    std::fs::create_dir_all(&root)
+        .and_then(|()| std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)))
+        .map_err(in_cache)?;
     let building = tempfile::Builder::new()
         .prefix("pg-building")
-        .tempdir_in(&root)?;
+        .tempdir_in(&root)
+        .map_err(StageError::io(format!("a folder in {}", root.display())))?;
     give_to(building.path(), user)?;
     let data = building.path().join("data");
     let log_file = std::fs::File::options()
         .create(true)
         .append(true)
-        .open(log)?;
+        .open(log)
+        .map_err(StageError::io(format!("opening {}", log.display())))?;
+    let err_file = log_file
+        .try_clone()
+        .map_err(StageError::io(format!("opening {}", log.display())))?;
     let mut command = Command::new(initdb);
     command
         .arg("-D")
@@ -134,177 +169,143 @@ fn template(initdb: &Path, user: Option<(u32, u32)>, log: &Path) -> Result<PathB
             "--locale=C",
             "--no-sync",
         ])
-        .stdout(log_file.try_clone()?)
-        .stderr(log_file);
+        .stdout(log_file)
+        .stderr(err_file);
     if let Some((uid, gid)) = user {
         std::os::unix::process::CommandExt::uid(&mut command, uid);
         std::os::unix::process::CommandExt::gid(&mut command, gid);
     }
-    let status = command.status()?;
-    if !status.success() {
-        return Err(ServiceError::Failed(format!(
-            "initdb failed ({status}); see {}",
-            log.display()
-        )));
-    }
+    run(&mut command, Some(log))?;
     match std::fs::rename(&data, &template) {
         Ok(()) => Ok(template),
         Err(_) if template.join("PG_VERSION").is_file() => Ok(template),
-        Err(e) => Err(ServiceError::Failed(format!(
-            "caching the Postgres template: {e}"
-        ))),
+        Err(source) => Err(StageError::Io {
+            what: format!("caching the Postgres template in {}", template.display()),
+            source,
+        }),
     }
+}
+
+/// Runs a program to its end; errors name it.
+fn run(command: &mut Command, log: Option<&Path>) -> Result<(), StageError> {
+    let program = command.get_program().to_string_lossy().into_owned();
+    let status = command.status().map_err(|source| StageError::Program {
+        program: program.clone(),
+        source,
+    })?;
+    if status.success() {
+        return Ok(());
+    }
+    Err(StageError::ProgramFailed {
+        program,
+        status,
+        log: log.map(Path::to_path_buf),
+    })
 }
 
 impl Postgres {
     /// `DATABASE_URL` when set (checked with a connection), else a private server in `run_dir`.
-    pub async fn provide(run_dir: &Path) -> Result<Self, ServiceError> {
-        Self::provide_from(std::env::var("DATABASE_URL").ok(), run_dir).await
+    pub async fn provide(run_dir: &Path) -> Result<Self, StageError> {
+        Self::provide_from(std::env::var(KIND.url_env).ok(), run_dir).await
     }
 
     /// As [`Postgres::provide`], with the URL the environment would give.
-    pub async fn provide_from(url: Option<String>, run_dir: &Path) -> Result<Self, ServiceError> {
-        match url {
-            Some(url) if !url.is_empty() => {
-                check(&url).await.map_err(|e| {
-                    ServiceError::NotAvailable(format!("DATABASE_URL={url} does not answer: {e}"))
-                })?;
-                Ok(Self {
-                    provision: Provision::External { url },
-                    home: None,
-                })
-            }
-            _ => match Self::start_private(run_dir).await {
-                #[cfg(feature = "containers")]
-                Err(ServiceError::NotAvailable(without_binaries)) => {
-                    let (handle, url) = super::containers::postgres().await.map_err(|e| {
-                        ServiceError::NotAvailable(format!("{without_binaries}; and {e}"))
-                    })?;
-                    Ok(Self {
-                        provision: Provision::Container {
-                            url,
-                            _handle: handle,
-                        },
-                        home: None,
-                    })
-                }
-                other => other,
-            },
-        }
+    pub async fn provide_from(url: Option<String>, run_dir: &Path) -> Result<Self, StageError> {
+        let mut home = None;
+        let server = Server::provide(&KIND, url, async {
+            let (server, data_home) = start_private(run_dir).await?;
+            home = Some(data_home);
+            Ok(server)
+        })
+        .await?;
+        Ok(Self { server, home })
     }
 
-    /// A private server on a free port, its data dir in memory when possible
-    /// (see [`data_parent`]), its log in `run_dir`, settings for throwaway
-    /// data (no fsync, no synchronous commit).
-    pub async fn start_private(run_dir: &Path) -> Result<Self, ServiceError> {
-        std::fs::create_dir_all(run_dir)?;
-        let bin = binaries()?;
-        let user = run_as()?;
-        let log = run_dir.join("postgres.log");
-        // initdb (first time), the sweep and the copy block, so they run on a
-        // blocking thread. The server itself must not be spawned there:
-        // blocking threads exit when idle, and the parent-death signal fires
-        // when the spawning thread exits. After the await this task is on a worker.
-        let prepared = {
-            let (bin_initdb, parent, log) = (bin.initdb.clone(), data_parent(run_dir), log.clone());
-            let run_dir = run_dir.to_owned();
-            tokio::task::spawn_blocking(move || -> Result<tempfile::TempDir, ServiceError> {
-                let template = template(&bin_initdb, user, &log)?;
-                std::fs::create_dir_all(&parent)?;
-                if user.is_some() && parent == run_dir {
-                    // The postgres user must be able to reach its data dir inside the run folder.
-                    std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o711))?;
-                }
-                sweep_abandoned(&parent);
-                let home = tempfile::Builder::new()
-                    .prefix(&owned_prefix(HOME_PREFIX))
-                    .tempdir_in(&parent)?;
-                give_to(home.path(), user)?;
-                let copied = Command::new("cp")
+    /// A private server on a free port (see [`start_private`]).
+    pub async fn start_private(run_dir: &Path) -> Result<Self, StageError> {
+        let (server, home) = start_private(run_dir).await?;
+        Ok(Self {
+            server,
+            home: Some(home),
+        })
+    }
+}
+
+/// A private server on a free port, its data dir in memory when possible
+/// (see [`data_parent`]), its log in `run_dir`, settings for throwaway data
+/// (no fsync).
+async fn start_private(run_dir: &Path) -> Result<(Server, tempfile::TempDir), StageError> {
+    std::fs::create_dir_all(run_dir)
+        .map_err(StageError::io(format!("creating {}", run_dir.display())))?;
+    let bin = binaries()?;
+    let user = run_as()?;
+    let log = run_dir.join("postgres.log");
+    // initdb (first time), the sweep and the copy block, so they run on a
+    // blocking thread. The server itself must not be spawned there:
+    // blocking threads exit when idle, and the parent-death signal fires
+    // when the spawning thread exits. After the await this task is on a worker.
+    let prepared = {
+        let (bin_initdb, parent, log) = (bin.initdb.clone(), data_parent(run_dir), log.clone());
+        let run_dir = run_dir.to_owned();
+        tokio::task::spawn_blocking(move || -> Result<tempfile::TempDir, StageError> {
+            let template = template(&bin_initdb, user, &log)?;
+            std::fs::create_dir_all(&parent)
+                .map_err(StageError::io(format!("creating {}", parent.display())))?;
+            if user.is_some() && parent == run_dir {
+                // The postgres user must be able to reach its data dir inside the run folder.
+                std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o711)).map_err(
+                    StageError::io(format!("opening {} to postgres", parent.display())),
+                )?;
+            }
+            sweep_abandoned(&parent);
+            let home = tempfile::Builder::new()
+                .prefix(&owned_prefix(HOME_PREFIX))
+                .tempdir_in(&parent)
+                .map_err(StageError::io(format!(
+                    "a data dir in {}",
+                    parent.display()
+                )))?;
+            give_to(home.path(), user)?;
+            run(
+                Command::new("cp")
                     .arg("-a")
                     .arg(&template)
-                    .arg(home.path().join("data"))
-                    .status()?;
-                if !copied.success() {
-                    return Err(ServiceError::Failed(format!(
-                        "copying the Postgres template failed ({copied})"
-                    )));
-                }
-                Ok(home)
-            })
-        };
-        let home = prepared
-            .await
-            .map_err(|e| ServiceError::Failed(format!("preparing Postgres: {e}")))??;
-        let data = home.path().join("data");
-        let port = free_port()?;
-        let mut spec = ChildSpec::new("postgres", bin.postgres, run_dir)
-            .arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string(), "-h", "127.0.0.1", "-k"])
-            .arg(home.path())
-            .args([
-                // In the data dir rather than /dev/shm/PostgreSQL.*, which a
-                // killed server would leave behind.
-                "-c",
-                "dynamic_shared_memory_type=mmap",
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-            ]);
-        if let Some((uid, gid)) = user {
-            spec = spec.user(uid, gid);
-        }
-        let server = Box::new(Supervised::spawn(spec)?);
-        let postgres = Self {
-            provision: Provision::Private {
-                url: private_url(port),
-                server,
-                port,
-            },
-            home: Some(home),
-        };
-        postgres.wait_ready().await?;
-        Ok(postgres)
+                    .arg(home.path().join("data")),
+                None,
+            )?;
+            Ok(home)
+        })
+    };
+    let home = prepared.await.map_err(|e| StageError::Io {
+        what: "preparing Postgres".into(),
+        source: std::io::Error::other(e),
+    })??;
+    let data = home.path().join("data");
+    let port = free_port().map_err(StageError::io("finding a free port"))?;
+    let mut spec = ChildSpec::new(KIND.name, bin.postgres, run_dir)
+        .arg("-D")
+        .arg(&data)
+        .args(["-p", &port.to_string(), "-h", "127.0.0.1", "-k"])
+        .arg(home.path())
+        .args([
+            // In the data dir rather than /dev/shm/PostgreSQL.*, which a
+            // killed server would leave behind.
+            "-c",
+            "dynamic_shared_memory_type=mmap",
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+        ]);
+    if let Some((uid, gid)) = user {
+        spec = spec.user(uid, gid);
     }
-
-    pub fn url(&self) -> String {
-        self.provision.url()
-    }
-
-    /// The server process, when the harness runs it.
-    pub fn process(&self) -> Option<&Supervised> {
-        self.provision.process()
-    }
-
-    async fn wait_ready(&self) -> Result<(), ServiceError> {
-        self.provision
-            .wait_ready("postgres", READY_TIMEOUT, |url| async move {
-                check(&url).await.is_ok()
-            })
-            .await
-    }
-
-    fn private(&mut self, action: &'static str) -> Result<&mut Supervised, ServiceError> {
-        self.provision.private("Postgres", action)
-    }
-
-    /// Fast shutdown (SIGINT) and a start on the same port and data: data survives.
-    pub async fn restart(&mut self) -> Result<(), ServiceError> {
-        let server = self.private("restarted")?;
-        server.stop(Signal::SIGINT, Duration::from_secs(10)).await?;
-        server.respawn()?;
-        self.wait_ready().await
-    }
-
-    /// Kills the server (SIGKILL to its process group) without starting it again.
-    pub async fn kill(&mut self) -> Result<(), ServiceError> {
-        self.private("killed")?.kill().await?;
-        Ok(())
-    }
+    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    // On failure the home goes, with the server's data, as this returns.
+    let server = Server::private(&KIND, Supervised::spawn(spec)?, url).await?;
+    Ok((server, home))
 }
 
 impl Drop for Postgres {
@@ -313,11 +314,14 @@ impl Drop for Postgres {
     /// behind, one per run, until the kernel refuses new segments. Blocks for
     /// the shutdown (tens of milliseconds; at most a few seconds).
     fn drop(&mut self) {
-        let (Some(home), Provision::Private { server, .. }) = (&self.home, &mut self.provision)
-        else {
+        let Some(home) = &self.home else {
             return;
         };
-        if server.has_exited() || server.signal(Signal::SIGINT).is_err() {
+        let exited = self.server.has_exited();
+        let Some(server) = self.server.process() else {
+            return;
+        };
+        if exited || server.signal(Signal::SIGINT).is_err() {
             // Killed earlier (a fault): no shutdown ran to remove the segment.
             remove_stale_segment(&home.path().join("data"));
             return;
@@ -359,7 +363,7 @@ pub fn data_parent(run_dir: &Path) -> PathBuf {
 
 /// Removes the data dirs (and segments) of harnesses that are gone; the
 /// parent-death signal took their servers along.
-fn sweep_abandoned(parent: &Path) {
+pub fn sweep_abandoned(parent: &Path) {
     for home in abandoned(parent, HOME_PREFIX) {
         remove_stale_segment(&home.join("data"));
         let _ = std::fs::remove_dir_all(home);
@@ -410,10 +414,6 @@ fn attached(shmid: &str) -> Option<u64> {
         let columns: Vec<&str> = line.split_whitespace().collect();
         (columns.get(1) == Some(&shmid)).then(|| columns.get(6)?.parse().ok())?
     })
-}
-
-fn private_url(port: u16) -> String {
-    format!("postgres://postgres@127.0.0.1:{port}/postgres")
 }
 
 async fn check(url: &str) -> Result<(), String> {

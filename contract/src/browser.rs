@@ -1,0 +1,457 @@
+//! A browser as the harness needs one: its own cookie jar, redirects followed
+//! (so a sign-in through the IdP completes with no form), over a connection
+//! pool shared by every browser.
+//!
+//! One pooled hyper client serves all browsers, and each browser keeps only
+//! its cookies: a reqwest client per browser costs about 144 KB and 2.5 times
+//! the CPU per request (measured on this project's machines), which 10,000
+//! simulated browsers cannot afford. Cookies follow RFC 6265, where a host's
+//! cookies do not depend on the port, so a session cookie set by one loopback
+//! instance is sent to the others, as a real browser does.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cookie_store::{CookieStore, RawCookie};
+use http_body_util::{BodyExt, Full};
+use hyper::header::{CONTENT_TYPE, COOKIE, HeaderMap, HeaderValue, LOCATION, SET_COOKIE};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use url::Url;
+
+use crate::reply::{
+    CartItem, CartReply, ErrorReply, HomeReply, INSTANCE_HEADER, LogoutReply, ProfileReply,
+    SESSION_VERSION_HEADER,
+};
+
+/// How many redirects one navigation follows (a sign-in takes three).
+const MAX_REDIRECTS: usize = 10;
+
+/// The connection pool every browser of a run shares (HTTP/1.1, keep-alive).
+#[derive(Clone)]
+pub struct HttpClient {
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Default for HttpClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HttpClient {
+    pub fn new() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Self { client }
+    }
+}
+
+/// Why a request got no answer. Whether the server acted on it matters to
+/// the checker: a refused connection means it never arrived; a timeout or a
+/// connection lost mid-request leaves it unknown.
+#[derive(Debug, thiserror::Error)]
+pub enum BrowserError {
+    #[error("{url}: not a URL this browser can fetch: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("{url}: cannot connect: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("{url}: no answer within {timeout:?}")]
+    Timeout { url: String, timeout: Duration },
+    #[error("{url}: the connection failed mid-request: {reason}")]
+    Transport { url: String, reason: String },
+    #[error("{url}: more than {MAX_REDIRECTS} redirects")]
+    TooManyRedirects { url: String },
+}
+
+impl BrowserError {
+    /// Whether the request may have been carried out although no answer came.
+    pub fn is_indeterminate(&self) -> bool {
+        matches!(
+            self,
+            BrowserError::Timeout { .. } | BrowserError::Transport { .. }
+        )
+    }
+}
+
+/// A response as the browser saw it, after any redirects.
+#[derive(Clone, Debug)]
+pub struct Page {
+    pub status: u16,
+    /// Where the browser ended up.
+    pub url: Url,
+    /// `x-instance`, when the app sent it.
+    pub instance: Option<String>,
+    /// `x-session-version`, when the app sent it.
+    pub session_version: Option<u64>,
+    /// `Location` of a redirect that was not followed.
+    pub location: Option<String>,
+    pub body: Bytes,
+}
+
+impl Page {
+    fn from_parts(url: Url, status: StatusCode, headers: &HeaderMap, body: Bytes) -> Self {
+        let text = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        Self {
+            status: status.as_u16(),
+            instance: text(INSTANCE_HEADER),
+            session_version: text(SESSION_VERSION_HEADER).and_then(|v| v.parse().ok()),
+            location: text(LOCATION.as_str()),
+            url,
+            body,
+        }
+    }
+
+    /// The body as JSON of type `T`.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(&self.body)
+    }
+
+    /// Reads the body as the contract says: `T` on a 2xx, the error body otherwise.
+    pub fn answer<T: DeserializeOwned>(self) -> Answer<T> {
+        let outcome = if (200..300).contains(&self.status) {
+            match self.json::<T>() {
+                Ok(reply) => Outcome::Reply(reply),
+                Err(e) => Outcome::Unreadable(format!("{e}: {}", snippet(&self.body))),
+            }
+        } else {
+            match self.json::<ErrorReply>() {
+                Ok(error) => Outcome::Error(error),
+                Err(_) => Outcome::Unreadable(format!(
+                    "status {} without an error body: {}",
+                    self.status,
+                    snippet(&self.body)
+                )),
+            }
+        };
+        Answer {
+            status: self.status,
+            instance: self.instance,
+            session_version: self.session_version,
+            outcome,
+        }
+    }
+}
+
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    match text.char_indices().nth(200) {
+        Some((end, _)) => format!("{}...", &text[..end]),
+        None => text.into_owned(),
+    }
+}
+
+/// A contract call's answer: the headers the checker reads and the typed body.
+#[derive(Clone, Debug)]
+pub struct Answer<T> {
+    pub status: u16,
+    pub instance: Option<String>,
+    pub session_version: Option<u64>,
+    pub outcome: Outcome<T>,
+}
+
+/// What the body of an answer held.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome<T> {
+    /// A 2xx with the reply the contract names.
+    Reply(T),
+    /// The contract's error body.
+    Error(ErrorReply),
+    /// Neither; why, with the start of the body.
+    Unreadable(String),
+}
+
+impl<T> Answer<T> {
+    pub fn reply(&self) -> Option<&T> {
+        match &self.outcome {
+            Outcome::Reply(reply) => Some(reply),
+            _ => None,
+        }
+    }
+
+    /// The reply, or what came instead (for tests: `answer.into_reply().expect(..)`).
+    pub fn into_reply(self) -> Result<T, String> {
+        match self.outcome {
+            Outcome::Reply(reply) => Ok(reply),
+            Outcome::Error(e) => Err(format!("{}: {} ({})", self.status, e.error, e.detail)),
+            Outcome::Unreadable(why) => Err(format!("{}: {why}", self.status)),
+        }
+    }
+
+    pub fn error(&self) -> Option<&ErrorReply> {
+        match &self.outcome {
+            Outcome::Error(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// One simulated browser. Clones share the cookie jar, as tabs of one browser
+/// do, so a test can send concurrent requests of one session.
+#[derive(Clone)]
+pub struct Browser {
+    http: HttpClient,
+    jar: Arc<Mutex<CookieStore>>,
+    timeout: Duration,
+}
+
+impl Browser {
+    /// A browser with an empty jar on the shared pool; each request may take `timeout`.
+    pub fn new(http: &HttpClient, timeout: Duration) -> Self {
+        Self {
+            http: http.clone(),
+            jar: Arc::new(Mutex::new(CookieStore::new())),
+            timeout,
+        }
+    }
+
+    /// The value of a cookie the jar would send to `url`.
+    pub fn cookie(&self, url: &str, name: &str) -> Option<String> {
+        let url = Url::parse(url).ok()?;
+        self.jar
+            .lock()
+            .get_request_values(&url)
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.to_owned())
+    }
+
+    /// Puts a cookie in the jar as if `url` had set it (`name=value; attributes`).
+    pub fn set_cookie(&self, url: &str, cookie: &str) -> Result<(), BrowserError> {
+        let url = parse_url(url)?;
+        let raw = RawCookie::parse(cookie.to_owned()).map_err(|e| BrowserError::BadUrl {
+            url: url.to_string(),
+            reason: format!("cookie {cookie:?}: {e}"),
+        })?;
+        self.jar
+            .lock()
+            .store_response_cookies(std::iter::once(raw), &url);
+        Ok(())
+    }
+
+    /// Forgets every cookie.
+    pub fn clear_cookies(&self) {
+        self.jar.lock().clear();
+    }
+
+    /// GET, following redirects.
+    pub async fn get(&self, url: &str) -> Result<Page, BrowserError> {
+        self.navigate(Method::GET, parse_url(url)?, None, true)
+            .await
+    }
+
+    /// GET without following a redirect (the `Location` is on the page).
+    pub async fn get_once(&self, url: &str) -> Result<Page, BrowserError> {
+        self.navigate(Method::GET, parse_url(url)?, None, false)
+            .await
+    }
+
+    /// POST a JSON body; a redirect in answer is not followed.
+    pub async fn post_json<T: Serialize>(&self, url: &str, body: &T) -> Result<Page, BrowserError> {
+        let url = parse_url(url)?;
+        let bytes = serde_json::to_vec(body).map_err(|e| BrowserError::BadUrl {
+            url: url.to_string(),
+            reason: format!("body: {e}"),
+        })?;
+        self.navigate(Method::POST, url, Some(Bytes::from(bytes)), false)
+            .await
+    }
+
+    /// Signs `user` in at the app at `base`: `/login?login_hint=USER`, through
+    /// the IdP and the callback, to the home page.
+    pub async fn sign_in(&self, base: &str, user: &str) -> Result<Answer<HomeReply>, BrowserError> {
+        let mut url = parse_url(&format!("{}/login", base.trim_end_matches('/')))?;
+        url.query_pairs_mut().append_pair("login_hint", user);
+        Ok(self.navigate(Method::GET, url, None, true).await?.answer())
+    }
+
+    pub async fn home(&self, base: &str) -> Result<Answer<HomeReply>, BrowserError> {
+        Ok(self.get(&join(base, "/")).await?.answer())
+    }
+
+    pub async fn profile(&self, base: &str) -> Result<Answer<ProfileReply>, BrowserError> {
+        Ok(self.get(&join(base, "/profile")).await?.answer())
+    }
+
+    /// `GET /data/{resource}`; `resource` is one path segment.
+    pub async fn data(
+        &self,
+        base: &str,
+        resource: &str,
+    ) -> Result<Answer<ProfileReply>, BrowserError> {
+        let mut url = parse_url(&join(base, "/data/"))?;
+        url.path_segments_mut()
+            .map_err(|()| BrowserError::BadUrl {
+                url: base.to_owned(),
+                reason: "cannot be a base".into(),
+            })?
+            .pop_if_empty()
+            .push(resource);
+        Ok(self.navigate(Method::GET, url, None, true).await?.answer())
+    }
+
+    pub async fn add_to_cart(
+        &self,
+        base: &str,
+        item: &str,
+    ) -> Result<Answer<CartReply>, BrowserError> {
+        let body = CartItem {
+            item: item.to_owned(),
+        };
+        Ok(self.post_json(&join(base, "/cart"), &body).await?.answer())
+    }
+
+    pub async fn cart(&self, base: &str) -> Result<Answer<CartReply>, BrowserError> {
+        Ok(self.get(&join(base, "/cart")).await?.answer())
+    }
+
+    /// `GET /logout`, following a redirect if the app answers with one.
+    pub async fn logout(&self, base: &str) -> Result<Answer<LogoutReply>, BrowserError> {
+        Ok(self.get(&join(base, "/logout")).await?.answer())
+    }
+
+    /// One request, then its redirects when `follow` (as GETs, RFC 9110 15.4).
+    async fn navigate(
+        &self,
+        mut method: Method,
+        mut url: Url,
+        mut body: Option<Bytes>,
+        follow: bool,
+    ) -> Result<Page, BrowserError> {
+        for _ in 0..=MAX_REDIRECTS {
+            let page = self.exchange(&method, &url, body.take()).await?;
+            let next = match (&page.location, (300..400).contains(&page.status) && follow) {
+                (Some(location), true) => url.join(location).map_err(|e| BrowserError::BadUrl {
+                    url: location.clone(),
+                    reason: e.to_string(),
+                })?,
+                _ => return Ok(page),
+            };
+            method = Method::GET;
+            url = next;
+        }
+        Err(BrowserError::TooManyRedirects {
+            url: url.to_string(),
+        })
+    }
+
+    /// One request and its whole response, cookies sent and kept, within the timeout.
+    async fn exchange(
+        &self,
+        method: &Method,
+        url: &Url,
+        body: Option<Bytes>,
+    ) -> Result<Page, BrowserError> {
+        let mut request = Request::builder().method(method.clone()).uri(url.as_str());
+        let cookies = {
+            let jar = self.jar.lock();
+            jar.get_request_values(url)
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        if !cookies.is_empty() {
+            request = request.header(COOKIE, cookies);
+        }
+        if body.is_some() {
+            request = request.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        let request = request
+            .body(Full::new(body.unwrap_or_default()))
+            .map_err(|e| BrowserError::BadUrl {
+                url: url.to_string(),
+                reason: e.to_string(),
+            })?;
+        let exchange = async {
+            let response = self.http.client.request(request).await.map_err(|e| {
+                let reason = error_chain(&e);
+                if e.is_connect() {
+                    BrowserError::Connect {
+                        url: url.to_string(),
+                        reason,
+                    }
+                } else {
+                    BrowserError::Transport {
+                        url: url.to_string(),
+                        reason,
+                    }
+                }
+            })?;
+            let (parts, body) = response.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map_err(|e| BrowserError::Transport {
+                    url: url.to_string(),
+                    reason: error_chain(&e),
+                })?
+                .to_bytes();
+            Ok::<_, BrowserError>((parts, body))
+        };
+        let (parts, body) = tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| BrowserError::Timeout {
+                url: url.to_string(),
+                timeout: self.timeout,
+            })??;
+        self.keep_cookies(url, &parts.headers);
+        Ok(Page::from_parts(
+            url.clone(),
+            parts.status,
+            &parts.headers,
+            body,
+        ))
+    }
+
+    fn keep_cookies(&self, url: &Url, headers: &HeaderMap) {
+        let set = headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|v| RawCookie::parse(v.to_owned()).ok());
+        self.jar.lock().store_response_cookies(set, url);
+    }
+}
+
+fn parse_url(url: &str) -> Result<Url, BrowserError> {
+    let parsed = Url::parse(url).map_err(|e| BrowserError::BadUrl {
+        url: url.to_owned(),
+        reason: e.to_string(),
+    })?;
+    if parsed.scheme() != "http" {
+        return Err(BrowserError::BadUrl {
+            url: url.to_owned(),
+            reason: "only http:// is spoken here".into(),
+        });
+    }
+    Ok(parsed)
+}
+
+fn join(base: &str, path: &str) -> String {
+    format!("{}{path}", base.trim_end_matches('/'))
+}
+
+/// An error and its sources, one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text += &format!(": {cause}");
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,437 @@
+//! The `[[faults]]` of a scenario file: which component to hurt, when and
+//! for how long, read with every mistake placed at the value that is wrong,
+//! and checked against the stack's topology before anything starts.
+//!
+//! ```toml
+//! [[faults]]
+//! at = "5s"                 # after the stack is ready
+//! action = "redis-pause"
+//! for = "2s"                # undone (resumed) after that long
+//!
+//! [[faults]]
+//! at = "10s"
+//! action = "network"        # through the proxy between instances and a store
+//! store = "redis"
+//! instances = [1]           # app-1 only; every instance when absent
+//! set = { latency = "50ms", jitter = "10ms" }
+//! ```
+
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::ops::Range;
+use std::time::Duration;
+
+use app::topology::Topology;
+use mock_idp::faults::FaultConfig;
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use super::source::{Position, ScenarioError, Source};
+use super::time::Offset;
+use crate::stage::network::NetworkFaults;
+use crate::stage::{InstanceId, StoreKind};
+
+/// One action on one component.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FaultAction {
+    /// SIGTERM, drain, start again on the same port.
+    InstanceRestart(InstanceId),
+    /// SIGKILL, start again on the same port.
+    InstanceCrash(InstanceId),
+    RedisRestart,
+    RedisFlush,
+    /// SIGSTOP; undone by `for` or `redis-resume`.
+    RedisPause,
+    RedisResume,
+    PostgresRestart,
+    /// The IdP's fault controls, as its `/admin/faults` takes them; undone by
+    /// `for` or `idp-clear`.
+    Idp(FaultConfig),
+    IdpClear,
+    /// Faults on the proxied paths to a store (every instance's when the
+    /// list is empty); undone by `for` or `network-clear`.
+    Network {
+        store: StoreKind,
+        instances: Vec<InstanceId>,
+        set: NetworkFaults,
+    },
+    NetworkClear {
+        store: StoreKind,
+        instances: Vec<InstanceId>,
+    },
+    /// Resets (TCP RST) the connections open on those paths.
+    NetworkReset {
+        store: StoreKind,
+        instances: Vec<InstanceId>,
+    },
+}
+
+impl FaultAction {
+    /// The action that undoes this one, for those a `for` can end.
+    pub fn undo(&self) -> Option<FaultAction> {
+        match self {
+            FaultAction::RedisPause => Some(FaultAction::RedisResume),
+            FaultAction::Idp(_) => Some(FaultAction::IdpClear),
+            FaultAction::Network {
+                store, instances, ..
+            } => Some(FaultAction::NetworkClear {
+                store: *store,
+                instances: instances.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// The instances the action names.
+    pub fn instances(&self) -> &[InstanceId] {
+        match self {
+            FaultAction::InstanceRestart(id) | FaultAction::InstanceCrash(id) => {
+                std::slice::from_ref(id)
+            }
+            FaultAction::Network { instances, .. }
+            | FaultAction::NetworkClear { instances, .. }
+            | FaultAction::NetworkReset { instances, .. } => instances,
+            _ => &[],
+        }
+    }
+
+    /// The store the action needs, if any.
+    pub fn store(&self) -> Option<StoreKind> {
+        match self {
+            FaultAction::RedisRestart
+            | FaultAction::RedisFlush
+            | FaultAction::RedisPause
+            | FaultAction::RedisResume => Some(StoreKind::Redis),
+            FaultAction::PostgresRestart => Some(StoreKind::Postgres),
+            FaultAction::Network { store, .. }
+            | FaultAction::NetworkClear { store, .. }
+            | FaultAction::NetworkReset { store, .. } => Some(*store),
+            _ => None,
+        }
+    }
+
+    pub fn uses_network_proxy(&self) -> bool {
+        matches!(
+            self,
+            FaultAction::Network { .. }
+                | FaultAction::NetworkClear { .. }
+                | FaultAction::NetworkReset { .. }
+        )
+    }
+}
+
+impl fmt::Display for FaultAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let paths = |instances: &[InstanceId]| match instances {
+            [] => "every instance".to_owned(),
+            some => some
+                .iter()
+                .map(InstanceId::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        };
+        match self {
+            FaultAction::InstanceRestart(id) => write!(f, "instance-restart {id}"),
+            FaultAction::InstanceCrash(id) => write!(f, "instance-crash {id}"),
+            FaultAction::RedisRestart => f.write_str("redis-restart"),
+            FaultAction::RedisFlush => f.write_str("redis-flush"),
+            FaultAction::RedisPause => f.write_str("redis-pause"),
+            FaultAction::RedisResume => f.write_str("redis-resume"),
+            FaultAction::PostgresRestart => f.write_str("postgres-restart"),
+            FaultAction::Idp(set) => write!(
+                f,
+                "idp {}",
+                serde_json::to_string(set).unwrap_or_else(|_| format!("{set:?}"))
+            ),
+            FaultAction::IdpClear => f.write_str("idp-clear"),
+            FaultAction::Network {
+                store,
+                instances,
+                set,
+            } => write!(f, "network {store} from {}: {set}", paths(instances)),
+            FaultAction::NetworkClear { store, instances } => {
+                write!(f, "network-clear {store} from {}", paths(instances))
+            }
+            FaultAction::NetworkReset { store, instances } => {
+                write!(f, "network-reset {store} from {}", paths(instances))
+            }
+        }
+    }
+}
+
+/// One entry of a schedule.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScheduledFault {
+    /// After the stack is ready.
+    pub at: Duration,
+    /// Undone after this long (only for actions that can be undone).
+    pub lasts: Option<Duration>,
+    pub action: FaultAction,
+    /// Where the entry starts, its action, and the instances it names, for
+    /// errors found later (against the topology).
+    pub origin: Position,
+    pub action_at: Position,
+    pub instances_at: Option<Position>,
+}
+
+/// The faults of a scenario file, in file order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FaultSchedule {
+    pub faults: Vec<ScheduledFault>,
+}
+
+impl FaultSchedule {
+    /// Whether the stack must route store traffic through the fault proxy.
+    pub fn needs_network_proxy(&self) -> bool {
+        self.faults.iter().any(|f| f.action.uses_network_proxy())
+    }
+
+    /// Refuses actions the stack will not have a target for.
+    pub fn check(&self, topology: &Topology, instances: NonZeroUsize) -> Result<(), ScenarioError> {
+        let needs = topology.needs();
+        for fault in &self.faults {
+            let refuse = |at: &Position, why: String| {
+                Err(ScenarioError::Invalid {
+                    at: at.clone(),
+                    message: format!("{}: {why}", fault.action),
+                })
+            };
+            if let Some(id) = fault
+                .action
+                .instances()
+                .iter()
+                .find(|id| !id.within(instances.get()))
+            {
+                let at = fault.instances_at.as_ref().unwrap_or(&fault.origin);
+                return refuse(
+                    at,
+                    format!("there is no {id}: the stack has {instances} instances"),
+                );
+            }
+            let present = match fault.action.store() {
+                Some(StoreKind::Redis) => needs.redis,
+                Some(StoreKind::Postgres) => needs.postgres,
+                None => true,
+            };
+            if !present {
+                return refuse(
+                    &fault.action_at,
+                    format!("topology {} runs without that store", topology.name),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Every step in time order, undo steps included.
+    pub fn steps(&self) -> Vec<(Duration, FaultAction)> {
+        let mut steps = Vec::new();
+        for fault in &self.faults {
+            steps.push((fault.at, fault.action.clone()));
+            if let (Some(lasts), Some(undo)) = (fault.lasts, fault.action.undo()) {
+                steps.push((fault.at + lasts, undo));
+            }
+        }
+        // Stable: steps due at the same time keep file order.
+        steps.sort_by_key(|(at, _)| *at);
+        steps
+    }
+}
+
+/// The action names a file may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum ActionName {
+    InstanceRestart,
+    InstanceCrash,
+    RedisRestart,
+    RedisFlush,
+    RedisPause,
+    RedisResume,
+    PostgresRestart,
+    Idp,
+    IdpClear,
+    Network,
+    NetworkClear,
+    NetworkReset,
+}
+
+/// A `[[faults]]` entry as written; every field keeps its place in the file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFault {
+    at: Option<Spanned<Offset>>,
+    #[serde(rename = "for")]
+    lasts: Option<Spanned<Offset>>,
+    action: Option<Spanned<ActionName>>,
+    instance: Option<Spanned<InstanceId>>,
+    instances: Option<Spanned<Vec<InstanceId>>>,
+    store: Option<Spanned<StoreKind>>,
+    set: Option<Spanned<toml::Value>>,
+}
+
+impl RawFault {
+    /// The entry as a fault; every mistake at its place in `source`.
+    pub fn resolve(
+        self,
+        entry: &Range<usize>,
+        index: usize,
+        source: &Source<'_>,
+    ) -> Result<ScheduledFault, ScenarioError> {
+        let error = |span: &Range<usize>, why: String| {
+            source.error(span, format!("faults[{index}]: {why}"))
+        };
+        let missing = |what: &str, example: &str| {
+            error(entry, format!("`{what}` is missing (e.g. {example})"))
+        };
+        let at = self.at.ok_or_else(|| missing("at", "at = \"5s\""))?;
+        let action = self
+            .action
+            .ok_or_else(|| missing("action", "action = \"redis-pause\""))?;
+        let name = *action.get_ref();
+        let unused = |field: &str, span: Option<Range<usize>>| match span {
+            Some(span) => Err(error(
+                &span,
+                format!("`{field}` does not apply to {}", kebab(name)),
+            )),
+            None => Ok(()),
+        };
+        // Which fields each action takes; any other present field is refused where it stands.
+        let takes_instance = matches!(
+            name,
+            ActionName::InstanceRestart | ActionName::InstanceCrash
+        );
+        let takes_store = matches!(
+            name,
+            ActionName::Network | ActionName::NetworkClear | ActionName::NetworkReset
+        );
+        let takes_set = matches!(name, ActionName::Network | ActionName::Idp);
+        if !takes_instance {
+            unused("instance", self.instance.as_ref().map(Spanned::span))?;
+        }
+        if !takes_store {
+            unused("store", self.store.as_ref().map(Spanned::span))?;
+            unused("instances", self.instances.as_ref().map(Spanned::span))?;
+        }
+        if !takes_set {
+            unused("set", self.set.as_ref().map(Spanned::span))?;
+        }
+        let instance = || {
+            self.instance
+                .as_ref()
+                .map(|i| *i.get_ref())
+                .ok_or_else(|| missing("instance", "instance = 1"))
+        };
+        let store = || {
+            self.store
+                .as_ref()
+                .map(|s| *s.get_ref())
+                .ok_or_else(|| missing("store", "store = \"redis\""))
+        };
+        let instances = self
+            .instances
+            .as_ref()
+            .map(|i| i.get_ref().clone())
+            .unwrap_or_default();
+        let set = || {
+            self.set
+                .clone()
+                .ok_or_else(|| missing("set", "set = { ... }"))
+        };
+        let fault_action = match name {
+            ActionName::InstanceRestart => FaultAction::InstanceRestart(instance()?),
+            ActionName::InstanceCrash => FaultAction::InstanceCrash(instance()?),
+            ActionName::RedisRestart => FaultAction::RedisRestart,
+            ActionName::RedisFlush => FaultAction::RedisFlush,
+            ActionName::RedisPause => FaultAction::RedisPause,
+            ActionName::RedisResume => FaultAction::RedisResume,
+            ActionName::PostgresRestart => FaultAction::PostgresRestart,
+            ActionName::IdpClear => FaultAction::IdpClear,
+            ActionName::Idp => {
+                let set = set()?;
+                let span = set.span();
+                let faults: FaultConfig = source
+                    .value(&span, set.into_inner())
+                    .map_err(|e| prefixed(e, index))?;
+                if !faults.any() {
+                    return Err(error(
+                        &span,
+                        "`set` names no fault; use idp-clear to clear".into(),
+                    ));
+                }
+                faults.validate().map_err(|why| error(&span, why))?;
+                FaultAction::Idp(faults)
+            }
+            ActionName::Network => {
+                let set = set()?;
+                let span = set.span();
+                let faults: NetworkFaults = source
+                    .value(&span, set.into_inner())
+                    .map_err(|e| prefixed(e, index))?;
+                if faults.is_clear() {
+                    return Err(error(
+                        &span,
+                        "`set` names no fault; use network-clear to clear".into(),
+                    ));
+                }
+                faults.check().map_err(|why| error(&span, why))?;
+                FaultAction::Network {
+                    store: store()?,
+                    instances,
+                    set: faults,
+                }
+            }
+            ActionName::NetworkClear => FaultAction::NetworkClear {
+                store: store()?,
+                instances,
+            },
+            ActionName::NetworkReset => FaultAction::NetworkReset {
+                store: store()?,
+                instances,
+            },
+        };
+        if let Some(lasts) = &self.lasts
+            && fault_action.undo().is_none()
+        {
+            return Err(error(
+                &lasts.span(),
+                format!(
+                    "`for` cannot undo {}; it applies to redis-pause, idp and network",
+                    kebab(name)
+                ),
+            ));
+        }
+        let instances_at = self
+            .instance
+            .as_ref()
+            .map(Spanned::span)
+            .or_else(|| self.instances.as_ref().map(Spanned::span))
+            .map(|span| source.position(span.start));
+        Ok(ScheduledFault {
+            at: at.get_ref().0,
+            lasts: self.lasts.map(|l| l.into_inner().0),
+            action: fault_action,
+            origin: source.position(entry.start),
+            action_at: source.position(action.span().start),
+            instances_at,
+        })
+    }
+}
+
+/// Puts `faults[index]: ` before an error's message.
+fn prefixed(error: ScenarioError, index: usize) -> ScenarioError {
+    match error {
+        ScenarioError::Invalid { at, message } => ScenarioError::Invalid {
+            at,
+            message: format!("faults[{index}]: {message}"),
+        },
+        other => other,
+    }
+}
+
+fn kebab(name: ActionName) -> String {
+    toml::Value::try_from(name)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{name:?}"))
+}

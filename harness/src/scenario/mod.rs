@@ -1,0 +1,295 @@
+//! Scenario files: what a run does, as written. Reading one is pure (no
+//! stack, no I/O beyond the file), and every mistake is reported at its
+//! `file:line:column` before anything starts.
+//!
+//! # Layout
+//! - [`source`]: reading the file safely, offsets to positions, the error type.
+//! - [`time`]: durations as written (`"5s"`), bounded.
+//! - [`faults`]: the `[[faults]]` schedule and its check against a topology.
+
+pub mod faults;
+pub mod source;
+pub mod time;
+
+use std::num::NonZeroUsize;
+use std::path::Path;
+
+use app::topology::Topology;
+use serde::Deserialize;
+use toml::Spanned;
+
+use self::faults::{FaultSchedule, RawFault};
+use self::source::Source;
+pub use self::source::{Position, ScenarioError};
+
+/// A scenario file, read and valid.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Scenario {
+    pub faults: FaultSchedule,
+}
+
+/// The file as written, every entry with its place.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    #[serde(default)]
+    faults: Vec<Spanned<RawFault>>,
+}
+
+impl Scenario {
+    pub fn from_file(path: &Path) -> Result<Self, ScenarioError> {
+        let text = source::read(path)?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Reads `text`; errors point at `name:line:column`.
+    pub fn parse(text: &str, name: &str) -> Result<Self, ScenarioError> {
+        let source = Source::new(text, name);
+        let raw: RawScenario =
+            toml::from_str(text).map_err(|e| source.toml_error(&e, 0, &(0..0)))?;
+        let faults = raw
+            .faults
+            .into_iter()
+            .enumerate()
+            .map(|(index, entry)| {
+                let span = entry.span();
+                entry.into_inner().resolve(&span, index, &source)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            faults: FaultSchedule { faults },
+        })
+    }
+
+    /// Refuses what the stack will not have (an instance beyond the count,
+    /// a store the topology runs without).
+    pub fn check(&self, topology: &Topology, instances: NonZeroUsize) -> Result<(), ScenarioError> {
+        self.faults.check(topology, instances)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stage::InstanceId;
+
+    const EXAMPLE: &str = r#"
+[[faults]]
+at = "1s"
+action = "redis-pause"
+for = "500ms"
+
+[[faults]]
+at = "0s"
+action = "network"
+store = "postgres"
+instances = [2]
+set = { latency = "50ms", bandwidth = 1000 }
+for = "3s"
+
+[[faults]]
+at = "2s"
+action = "idp"
+set = { outage = { endpoints = ["token"] } }
+
+[[faults]]
+at = "4s"
+action = "instance-crash"
+instance = 3
+"#;
+
+    fn error(text: &str) -> String {
+        Scenario::parse(text, "s.toml")
+            .expect_err("invalid")
+            .to_string()
+    }
+
+    fn three() -> NonZeroUsize {
+        NonZeroUsize::new(3).expect("3")
+    }
+
+    #[test]
+    fn a_schedule_parses_and_orders_its_steps_with_their_undos() {
+        let scenario = Scenario::parse(EXAMPLE, "s.toml").expect("parses");
+        let schedule = &scenario.faults;
+        assert_eq!(schedule.faults.len(), 4);
+        assert_eq!(schedule.faults[0].origin.to_string(), "s.toml:2:1");
+        assert_eq!(
+            schedule.faults[3].action,
+            faults::FaultAction::InstanceCrash(InstanceId::from_index(2))
+        );
+        assert!(schedule.needs_network_proxy());
+        let steps: Vec<String> = schedule
+            .steps()
+            .iter()
+            .map(|(at, action)| format!("{}ms {action}", at.as_millis()))
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                "0ms network postgres from app-2: latency 50ms, bandwidth 1000 B/s",
+                "1000ms redis-pause",
+                "1500ms redis-resume",
+                "2000ms idp {\"outage\":{\"endpoints\":[\"token\"]}}",
+                "3000ms network-clear postgres from app-2",
+                "4000ms instance-crash app-3",
+            ]
+        );
+    }
+
+    #[test]
+    fn errors_point_at_the_value_that_is_wrong() {
+        let unknown = error("[[faults]]\nat = \"1s\"\naction = \"redis-pase\"\n");
+        assert!(unknown.starts_with("s.toml:3:10: "), "{unknown}");
+        assert!(
+            unknown.contains("redis-pause"),
+            "lists the names: {unknown}"
+        );
+        let syntax = error("\n\n[[faults]]\nat = 1s\n");
+        assert!(syntax.starts_with("s.toml:4:"), "{syntax}");
+        let typo = error("[[fault]]\nat = \"1s\"\n");
+        assert!(
+            typo.starts_with("s.toml:1:") && typo.contains("fault"),
+            "{typo}"
+        );
+        let second = error(
+            "[[faults]]\nat = \"1s\"\naction = \"redis-flush\"\n\n[[faults]]\naction = \"redis-flush\"\n",
+        );
+        assert!(
+            second.starts_with("s.toml:5:1: faults[1]: `at` is missing"),
+            "{second}"
+        );
+        // A bad value deep in an entry is reported where it stands, not at `[[faults]]`.
+        let deep = error(
+            "[[faults]]\nat = \"1s\"\naction = \"network\"\nstore = \"redis\"\n\n\n\nset = { latency = \"50ms\", jitter = 5 }\n",
+        );
+        assert!(deep.starts_with("s.toml:8:36: "), "{deep}");
+        let idp = error(
+            "[[faults]]\nat = \"1s\"\naction = \"idp\"\nset = { errors = { rate = 2.0, status = 503 } }\n",
+        );
+        assert!(
+            idp.starts_with("s.toml:4:7: ") && idp.contains("rate"),
+            "{idp}"
+        );
+    }
+
+    #[test]
+    fn nonsense_is_refused_with_the_reason_at_its_place() {
+        // (entry after `[[faults]]\n`, where the error points, what it says)
+        let cases = [
+            ("at = \"soon\"\naction = \"redis-flush\"", "2:6", "\"soon\""),
+            ("at = 5\naction = \"redis-flush\"", "2:6", "duration string"),
+            (
+                "at = \"10000000000000000000s\"\naction = \"redis-flush\"",
+                "2:6",
+                "30 days",
+            ),
+            (
+                "at = \"1s\"\naction = \"redis-pause\"\nfor = \"18446744073709551615s\"",
+                "4:7",
+                "30 days",
+            ),
+            (
+                "at = \"1s\"\naction = \"redis-flush\"\nfor = \"1s\"",
+                "4:7",
+                "`for` cannot undo redis-flush",
+            ),
+            (
+                "at = \"1s\"\naction = \"instance-restart\"\ninstance = 0",
+                "4:12",
+                "numbered from 1",
+            ),
+            (
+                "at = \"1s\"\naction = \"instance-restart\"",
+                "1:1",
+                "`instance` is missing",
+            ),
+            (
+                "at = \"1s\"\naction = \"redis-flush\"\nstore = \"redis\"",
+                "4:9",
+                "`store` does not apply to redis-flush",
+            ),
+            (
+                "at = \"1s\"\naction = \"instance-crash\"\ninstance = 1\nsignal = 9",
+                "5:1",
+                "signal",
+            ),
+            (
+                "at = \"1s\"\naction = \"network\"\nstore = \"redis\"\nset = {}",
+                "5:7",
+                "names no fault",
+            ),
+            (
+                "at = \"1s\"\naction = \"network\"\nstore = \"mysql\"\nset = { blackhole = true }",
+                "4:9",
+                "mysql",
+            ),
+            (
+                "at = \"1s\"\naction = \"network\"\nstore = \"redis\"\nset = { latency = \"2h\" }",
+                "5:7",
+                "at most",
+            ),
+            (
+                "at = \"1s\"\naction = \"idp\"\nset = { outage = { endpoints = [\"tokne\"] } }",
+                "4:33",
+                "tokne",
+            ),
+            (
+                "at = \"1s\"\naction = \"idp\"\nset = {}",
+                "4:7",
+                "names no fault",
+            ),
+            (
+                "at = \"1s\"\naction = \"idp\"\nset = { errors = { rate = nan, status = 503 } }",
+                "4:7",
+                "rate",
+            ),
+            (
+                "at = \"1s\"\naction = \"idp\"\nset = { errors = { rate = 0.5, status = 200 } }",
+                "4:7",
+                "status",
+            ),
+        ];
+        for (entry, place, expected) in cases {
+            let message = error(&format!("[[faults]]\n{entry}\n"));
+            assert!(
+                message.starts_with(&format!("s.toml:{place}: ")),
+                "{entry:?} -> {message}"
+            );
+            assert!(message.contains(expected), "{entry:?} -> {message}");
+        }
+    }
+
+    #[test]
+    fn check_refuses_targets_the_topology_does_not_have() {
+        let scenario = Scenario::parse(EXAMPLE, "s.toml").expect("parses");
+        let option4 = Topology::named("option4").expect("preset");
+        scenario.check(&option4, three()).expect("all there");
+        let few = scenario
+            .check(&option4, NonZeroUsize::new(2).expect("2"))
+            .expect_err("no app-3")
+            .to_string();
+        assert!(
+            few.starts_with("s.toml:23:12:") && few.contains("no app-3"),
+            "{few}"
+        );
+        let no_redis = scenario
+            .check(&Topology::named("option2").expect("preset"), three())
+            .expect_err("no redis")
+            .to_string();
+        assert!(
+            no_redis.starts_with("s.toml:4:10:")
+                && no_redis.contains("redis-pause")
+                && no_redis.contains("option2"),
+            "{no_redis}"
+        );
+    }
+
+    #[test]
+    fn an_empty_file_is_an_empty_scenario() {
+        assert_eq!(
+            Scenario::parse("", "s.toml").expect("parses"),
+            Scenario::default()
+        );
+    }
+}
