@@ -112,6 +112,7 @@ impl InProcessStack {
                 encryption_secret: b"e2e secret".to_vec(),
                 encryption_key_id: "k1".into(),
                 previous_key_ids: Vec::new(),
+                breaker: Default::default(),
             },
             sessions: default_session_settings(),
             idp: IdpSettings {

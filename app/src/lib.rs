@@ -2,19 +2,28 @@
 //! store and token-cache placement form the topology being measured.
 //!
 //! # Layout
-//! - [`store`]: the one store trait and its backends (memory, SQLite,
-//!   Postgres, Redis) and wrappers (tiered, encrypted).
-//! - [`tokencache`]: MSAL's token-cache model and the cache-access hooks the
-//!   four placements are built on.
+//! A request goes down this list, never back up: `GET /profile` is
+//! [`web`] (find the session) -> [`tokencache::acquire`] (a cached token or
+//! one refresh) -> [`tokencache::placement`] (where the cache lives) ->
+//! [`store`] (Redis/Postgres/...), and [`idp_client`] for the refresh and the
+//! API call; the reply is a [`contract`] type.
+//! - [`web`]: the HTTP surface (DESIGN.md's observable contract), thin handlers.
+//! - [`tokencache`]: acquisition (acquire-silent, single-flight refresh) and
+//!   the four placements behind MSAL's cache-access hooks.
+//! - [`msal_model`]: MSAL's cache model (accounts, ID, access and refresh
+//!   tokens); plain data, which a session can hold (option3).
 //! - [`session`]: session ids, cookie, timeouts, versioned session records.
-//! - [`topology`]: the four options and custom combinations, built into stores.
+//! - [`topology`]: the four options and custom combinations, built into stores;
+//!   which servers a topology needs.
+//! - [`store`]: the one store trait, its backends (memory, SQLite, Postgres,
+//!   Redis) and wrappers (tiered, encrypted, the circuit breaker).
 //! - [`idp_client`]: discovery, code exchange, refresh, ID-token checks, the API.
-//! - [`web`]: the HTTP surface (the observable contract of DESIGN.md).
 //! - [`metrics`]: counters and gauges for `/metrics`.
 //! - [`Clock`] (from `service-kit`): the time timeouts and expiry read, movable in tests.
 
 pub mod idp_client;
 pub mod metrics;
+pub mod msal_model;
 pub mod session;
 pub mod store;
 pub mod tokencache;
@@ -95,14 +104,15 @@ pub fn build_with_clock(config: AppConfig, clock: Clock) -> Result<Arc<App>, Set
         config.web.instance_id.clone(),
         config.web.renewal_offset,
     );
-    Ok(Arc::new(App::new(
-        config.web,
+    Ok(Arc::new(App {
+        settings: config.web,
         sessions,
         tokens,
         idp,
         metrics,
-        built.encrypted,
-    )))
+        encrypted: built.encrypted,
+        breakers: built.breakers,
+    }))
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then drains in-flight requests.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use app::idp_client::IdpSettings;
 use app::session::SessionSettings;
+use app::store::breaker::BreakerSettings;
 use app::topology::{Backends, Topology};
 use app::web::WebSettings;
 use app::{AppConfig, build, run};
@@ -86,6 +87,11 @@ struct Args {
     idle_timeout_secs: u64,
     #[arg(long, default_value_t = 8 * 3600)]
     absolute_timeout_secs: u64,
+    /// Milliseconds a Redis or Postgres operation may take; past it the store
+    /// counts as down and requests fail fast to their fallback until a
+    /// background probe finds it back.
+    #[arg(long, default_value_t = 2000)]
+    store_timeout_ms: u64,
     /// Renew a cached access token this many seconds before it expires.
     #[arg(long, default_value_t = 300)]
     renewal_offset_secs: u64,
@@ -129,6 +135,10 @@ async fn main() -> anyhow::Result<()> {
             encryption_secret: args.encryption_secret.into_bytes(),
             encryption_key_id: args.encryption_key_id,
             previous_key_ids: args.previous_key_ids,
+            breaker: BreakerSettings {
+                timeout: Duration::from_millis(args.store_timeout_ms),
+                ..BreakerSettings::default()
+            },
         },
         sessions: SessionSettings {
             cookie_name: args.cookie_name,

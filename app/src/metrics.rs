@@ -2,10 +2,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use parking_lot::Mutex;
 
 use crate::store::StoreSize;
+use crate::store::breaker::Breaker;
 
 /// Counters kept by this instance.
 #[derive(Default)]
@@ -54,6 +57,7 @@ impl Metrics {
         stores: &[(&str, Option<StoreSize>)],
         token_cache_entries: Option<u64>,
         undecryptable: u64,
+        breakers: &[Arc<Breaker>],
     ) -> String {
         let mut out = String::new();
         let _ = writeln!(
@@ -114,6 +118,37 @@ impl Metrics {
                 out,
                 "app_store_entries{{instance=\"{instance}\",store=\"instance_token_cache\"}} {entries}"
             );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP app_store_down Whether the breaker holds a store as down (1) or up (0)."
+        );
+        let _ = writeln!(out, "# TYPE app_store_down gauge");
+        let _ = writeln!(out, "# TYPE app_store_outages_total counter");
+        let _ = writeln!(out, "# TYPE app_store_timeouts_total counter");
+        let _ = writeln!(out, "# TYPE app_store_fast_failures_total counter");
+        let _ = writeln!(out, "# TYPE app_store_cut_short_total counter");
+        for breaker in breakers {
+            let store = breaker.store_kind();
+            let stats = breaker.stats();
+            let labels = format!("instance=\"{instance}\",store=\"{store}\"");
+            let _ = writeln!(
+                out,
+                "app_store_down{{{labels}}} {}",
+                u8::from(breaker.is_open())
+            );
+            for (name, counter) in [
+                ("outages", &stats.outages),
+                ("timeouts", &stats.timeouts),
+                ("fast_failures", &stats.fast_failures),
+                ("cut_short", &stats.cut_short),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "app_store_{name}_total{{{labels}}} {}",
+                    counter.load(Ordering::Relaxed)
+                );
+            }
         }
         let _ = writeln!(
             out,

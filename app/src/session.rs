@@ -8,8 +8,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
+use crate::msal_model::TokenCache;
 use crate::store::{Attempts, Expect, Record, Store, StoreError};
-use crate::tokencache::model::TokenCache;
 use service_kit::Clock;
 
 /// Session ids carry 256 bits from the OS CSPRNG, base64url: always 43 characters.

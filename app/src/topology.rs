@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::session::Concurrency;
+use crate::store::breaker::{Breaker, BreakerSettings};
 use crate::store::encrypted::{EncryptedStore, Keyring};
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
@@ -166,6 +167,9 @@ pub struct Backends {
     pub encryption_key_id: String,
     /// Earlier key ids still accepted for decryption (key rotation).
     pub previous_key_ids: Vec<String>,
+    /// How long a Redis or Postgres operation may take before the store
+    /// counts as down, and how often a down store is probed.
+    pub breaker: BreakerSettings,
 }
 
 /// The stores and the token-cache placement a topology needs.
@@ -173,6 +177,8 @@ pub struct Built {
     pub sessions: Arc<dyn Store>,
     pub cache: Arc<dyn CacheAccess>,
     pub encrypted: Option<Arc<EncryptedStore>>,
+    /// The breakers in front of Redis and Postgres, for metrics.
+    pub breakers: Vec<Arc<Breaker>>,
 }
 
 impl Topology {
@@ -193,31 +199,35 @@ impl Topology {
                 backends.redis_ca_pem.clone(),
             )
         };
+        let postgres = |url: &str| PostgresStore::connect(url, &backends.namespace);
+        let sqlite = || SqliteStore::open(&backends.sqlite_path, &backends.namespace);
+        // Networked stores go behind a breaker, so an outage costs one timeout.
+        let mut breakers = Vec::new();
+        let mut guarded = |store: Arc<dyn Store>| -> Arc<dyn Store> {
+            let breaker = Breaker::new(store, backends.breaker);
+            breakers.push(breaker.clone());
+            Arc::new(breaker)
+        };
         let plain: Arc<dyn Store> = match self.session_backend {
             SessionBackend::Memory => Arc::new(MemoryStore::new()),
             SessionBackend::Persisted => match &backends.database_url {
-                Some(url) => Arc::new(PostgresStore::connect(url, &backends.namespace)?),
-                None => Arc::new(SqliteStore::open(
-                    &backends.sqlite_path,
-                    &backends.namespace,
-                )?),
+                Some(url) => guarded(Arc::new(postgres(url)?)),
+                None => Arc::new(sqlite()?),
             },
-            SessionBackend::Sqlite => Arc::new(SqliteStore::open(
-                &backends.sqlite_path,
-                &backends.namespace,
-            )?),
-            SessionBackend::Postgres => Arc::new(PostgresStore::connect(
-                &need(&backends.database_url, "a database URL")?,
-                &backends.namespace,
-            )?),
-            SessionBackend::Redis => Arc::new(redis()?),
-            SessionBackend::RedisPostgres => Arc::new(TieredStore::new(
-                Arc::new(redis()?),
-                Arc::new(PostgresStore::connect(
-                    &need(&backends.database_url, "a database URL")?,
-                    &backends.namespace,
-                )?),
-            )),
+            SessionBackend::Sqlite => Arc::new(sqlite()?),
+            SessionBackend::Postgres => guarded(Arc::new(postgres(&need(
+                &backends.database_url,
+                "a database URL",
+            )?)?)),
+            SessionBackend::Redis => guarded(Arc::new(redis()?)),
+            SessionBackend::RedisPostgres => {
+                let cache = guarded(Arc::new(redis()?));
+                let durable = guarded(Arc::new(postgres(&need(
+                    &backends.database_url,
+                    "a database URL",
+                )?)?));
+                Arc::new(TieredStore::new(cache, durable))
+            }
         };
         let (store, encrypted) = if self.encrypt {
             let mut keys = vec![(
@@ -250,6 +260,7 @@ impl Topology {
             sessions: store,
             cache,
             encrypted,
+            breakers,
         })
     }
 }

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::idp_client::{IdpCallError, IdpClient};
 use crate::metrics::Metrics;
 use crate::session::{LoadedSession, PendingLogin, SessionData, Sessions, SignedIn};
+use crate::store::breaker::Breaker;
 use crate::store::encrypted::EncryptedStore;
 use crate::store::{Record, StoreError};
 use crate::tokencache::acquire::{AcquireError, TokenAcquirer};
@@ -46,6 +47,8 @@ pub struct App {
     pub idp: Arc<IdpClient>,
     pub metrics: Arc<Metrics>,
     pub encrypted: Option<Arc<EncryptedStore>>,
+    /// The breakers in front of Redis and Postgres.
+    pub breakers: Vec<Arc<Breaker>>,
 }
 
 /// Why a request failed, and how that is answered.
@@ -119,24 +122,6 @@ impl Current {
 }
 
 impl App {
-    pub fn new(
-        settings: WebSettings,
-        sessions: Sessions,
-        tokens: TokenAcquirer,
-        idp: Arc<IdpClient>,
-        metrics: Arc<Metrics>,
-        encrypted: Option<Arc<EncryptedStore>>,
-    ) -> Self {
-        Self {
-            settings,
-            sessions,
-            tokens,
-            idp,
-            metrics,
-            encrypted,
-        }
-    }
-
     fn callback_url(&self) -> String {
         format!(
             "{}/auth/callback",
@@ -488,6 +473,7 @@ async fn metrics(State(app): Shared) -> Response {
         &[(store.kind().as_str(), size)],
         app.tokens.cache().resident_entries(),
         app.encrypted.as_ref().map_or(0, |e| e.undecryptable()),
+        &app.breakers,
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

@@ -70,6 +70,7 @@ async fn signed_in(timeout: Duration) -> Fixture {
             encryption_secret: Vec::new(),
             encryption_key_id: "k1".into(),
             previous_key_ids: Vec::new(),
+            breaker: Default::default(),
         },
         sessions: default_session_settings(),
         idp: IdpSettings {

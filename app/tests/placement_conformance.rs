@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use app::Clock;
 use app::default_session_settings;
+use app::msal_model::{Account, ScopeSet, TokenGrant};
 use app::session::{LoadedSession, SessionData, Sessions, SignedIn};
-use app::tokencache::model::{Account, ScopeSet, TokenGrant};
 use app::tokencache::placement::CacheAccess;
 use app::topology::{Backends, Topology};
 
@@ -31,6 +31,7 @@ fn fixture(option: &str) -> Fixture {
         encryption_secret: b"placement conformance".to_vec(),
         encryption_key_id: "k1".into(),
         previous_key_ids: Vec::new(),
+        breaker: Default::default(),
     };
     let built = topology
         .build(&backends, Duration::from_secs(3600))

@@ -8,8 +8,9 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::scenario::faults::{FaultAction, FaultSchedule};
+use crate::stage::StageError;
 use crate::stage::network::NetworkFaults;
-use crate::stage::{Stack, StageError};
+use crate::stage::stack::Stack;
 
 /// A step as it happened.
 #[derive(Clone, Debug, Serialize)]

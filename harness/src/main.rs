@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use harness::faults;
 use harness::run_folder::RunFolder;
 use harness::scenario::{Scenario, ScenarioError};
-use harness::stage::{Stack, StackSpec};
+use harness::stage::stack::{Stack, StackSpec};
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Measures session and token-cache topologies")]

@@ -169,3 +169,52 @@ fn children_live_as_long_as_the_harness_and_sigint_tears_them_down() {
     assert!(!home.exists(), "postgres data removed: {}", home.display());
     assert!(!segment_exists(&shmid), "segment {shmid} removed");
 }
+
+/// A SIGKILLed harness whose Postgres data lived inside its run folder (as
+/// when /dev/shm has no room): the sweep of dead run folders removes the
+/// killed server's System V segment before the folder, whose pid file names it.
+#[test]
+fn a_dead_run_folder_with_postgres_data_inside_is_swept_segment_first() {
+    let parent = tempfile::tempdir().expect("dir");
+    let dead_pid = {
+        let mut gone = Command::new("true").spawn().expect("spawn");
+        gone.wait().expect("reaped");
+        gone.id()
+    };
+    let run = parent.path().join(format!("harness-run-{dead_pid}-x"));
+    std::fs::create_dir_all(&run).expect("run folder");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let home = runtime.block_on(async {
+        // Data in the run folder, as data_parent chooses when memory is short.
+        let mut postgres = Postgres::start_private_in(&run, &run)
+            .await
+            .expect("private postgres");
+        postgres.kill().await.expect("kill");
+        // The harness that owned it is gone: none of its own cleanup runs.
+        std::mem::forget(postgres);
+        std::fs::read_dir(&run)
+            .expect("run folder")
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("harness-pg-"))
+            })
+            .expect("its data dir in the run folder")
+    });
+    let shmid = segment_of(&home.join("data"));
+    assert!(
+        segment_exists(&shmid),
+        "a killed postmaster leaves its segment"
+    );
+    let owned_by_the_dead = run.join(home.file_name().expect("name").to_string_lossy().replacen(
+        &std::process::id().to_string(),
+        &dead_pid.to_string(),
+        1,
+    ));
+    std::fs::rename(&home, &owned_by_the_dead).expect("rename");
+
+    harness::run_folder::sweep_abandoned(parent.path());
+    assert!(!run.exists(), "the dead run folder is gone");
+    assert!(!segment_exists(&shmid), "and its segment {shmid} with it");
+}

@@ -15,6 +15,59 @@ fn harness(args: &[&str]) -> Output {
         .expect("harness runs")
 }
 
+/// `harness up ...` running, with what it printed so far.
+struct Running {
+    child: std::process::Child,
+    lines: Vec<String>,
+}
+
+impl Running {
+    /// Starts `harness` with `args` (and `env`) and reads its output up to
+    /// and including the first line that starts with `until`.
+    fn start(args: &[&str], env: &[(&str, &std::path::Path)], until: &str) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_harness"));
+        command
+            .args(args)
+            .env_remove("REDIS_URL")
+            .env_remove("DATABASE_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("spawn");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.expect("line");
+            let last = line.starts_with(until);
+            lines.push(line);
+            if last {
+                break;
+            }
+        }
+        Self { child, lines }
+    }
+
+    /// The value printed after `label` (`redis`, `app-1`, ...).
+    fn printed(&self, label: &str) -> Option<String> {
+        self.lines
+            .iter()
+            .find_map(|l| l.strip_prefix(label))
+            .map(|rest| rest.trim().to_owned())
+    }
+
+    /// Ctrl-C, then whether it exited cleanly.
+    fn interrupt(mut self) -> bool {
+        kill(
+            Pid::from_raw(i32::try_from(self.child.id()).expect("pid")),
+            Signal::SIGINT,
+        )
+        .expect("SIGINT");
+        self.child.wait().expect("exits").success()
+    }
+}
+
 fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
     let path = dir.path().join(name);
     std::fs::write(&path, text).expect("write");
@@ -116,29 +169,12 @@ fn up_brings_a_custom_topology_up_with_exactly_its_stores() {
         refused.status.success(),
         "redis-only has Redis: {refused:?}"
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_harness"))
-        .args(["up", "--topology-file", &topology, "--instances", "1"])
-        .env_remove("REDIS_URL")
-        .env_remove("DATABASE_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = Vec::new();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.expect("line");
-        let ready = line.starts_with("ready");
-        lines.push(line);
-        if ready {
-            break;
-        }
-    }
-    let base = lines
-        .iter()
-        .find_map(|l| l.strip_prefix("app-1"))
-        .map(|url| url.trim().to_owned())
-        .expect("app-1's URL printed");
+    let up = Running::start(
+        &["up", "--topology-file", &topology, "--instances", "1"],
+        &[],
+        "ready",
+    );
+    let base = up.printed("app-1").expect("app-1's URL printed");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let profile = runtime.block_on(async {
         let browser = contract::Browser::new(
@@ -148,13 +184,8 @@ fn up_brings_a_custom_topology_up_with_exactly_its_stores() {
         browser.sign_in(&base, "alice").await.expect("sign in");
         browser.profile(&base).await.expect("profile")
     });
-    kill(
-        Pid::from_raw(i32::try_from(child.id()).expect("pid")),
-        Signal::SIGINT,
-    )
-    .expect("SIGINT");
-    assert!(child.wait().expect("exits").success());
-    let text = lines.join("\n");
+    let text = up.lines.join("\n");
+    assert!(up.interrupt(), "clean exit");
     assert!(text.contains("topology redis-only"), "{text}");
     assert!(text.contains("\nredis "), "Redis brought up: {text}");
     assert!(!text.contains("\npostgres "), "no Postgres: {text}");
@@ -169,8 +200,8 @@ fn up_with_faults_runs_the_schedule_then_waits_for_ctrl_c() {
         "restart.toml",
         "[[faults]]\nat = \"100ms\"\naction = \"instance-restart\"\ninstance = 1\n",
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_harness"))
-        .args([
+    let up = Running::start(
+        &[
             "up",
             "--topology",
             "option1",
@@ -178,29 +209,12 @@ fn up_with_faults_runs_the_schedule_then_waits_for_ctrl_c() {
             "1",
             "--faults",
             &faults,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = Vec::new();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.expect("line");
-        let done = line.starts_with("fault schedule done");
-        lines.push(line);
-        if done {
-            break;
-        }
-    }
-    kill(
-        Pid::from_raw(i32::try_from(child.id()).expect("pid")),
-        Signal::SIGINT,
-    )
-    .expect("SIGINT");
-    let status = child.wait().expect("exits");
-    let text = lines.join("\n");
-    assert!(status.success(), "{status}: {text}");
+        ],
+        &[],
+        "fault schedule done",
+    );
+    let text = up.lines.join("\n");
+    assert!(up.interrupt(), "clean exit: {text}");
     assert!(
         text.contains("instance-restart app-1: ok"),
         "the step ran: {text}"
@@ -215,33 +229,21 @@ fn up_with_faults_runs_the_schedule_then_waits_for_ctrl_c() {
 fn postgres_data_can_live_in_the_run_folder_instead_of_memory() {
     let dir = tempfile::tempdir().expect("dir");
     let run_dir = dir.path().join("run");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_harness"))
-        .args([
+    let run_arg = run_dir.display().to_string();
+    let up = Running::start(
+        &[
             "up",
             "--topology",
             "option2",
             "--instances",
             "1",
             "--run-dir",
-        ])
-        .arg(&run_dir)
-        .env("HARNESS_PG_DIR", &run_dir)
-        .env_remove("DATABASE_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut url = None;
-    for line in BufReader::new(stdout).lines() {
-        let line = line.expect("line");
-        if let Some(found) = line.strip_prefix("postgres  ") {
-            url = Some(found.trim().to_owned());
-        }
-        if line.starts_with("ready") {
-            break;
-        }
-    }
+            &run_arg,
+        ],
+        &[("HARNESS_PG_DIR", &run_dir)],
+        "ready",
+    );
+    let url = up.printed("postgres");
     let url = url.expect("a private postgres printed");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let data: String = runtime.block_on(async {
@@ -252,12 +254,7 @@ fn postgres_data_can_live_in_the_run_folder_instead_of_memory() {
             .await
             .expect("show")
     });
-    kill(
-        Pid::from_raw(i32::try_from(child.id()).expect("pid")),
-        Signal::SIGINT,
-    )
-    .expect("SIGINT");
-    assert!(child.wait().expect("exits").success());
+    assert!(up.interrupt(), "clean exit");
     assert!(
         std::path::Path::new(&data).starts_with(&run_dir),
         "{data} in {}",

@@ -63,8 +63,19 @@ async fn a_paused_redis_does_not_hold_option4_requests_past_the_timeout() {
     // Generous, and unrelated to the 2 s bound: without the bound they wait forever.
     let answered =
         tokio::time::timeout(std::time::Duration::from_secs(60), writes.join_all()).await;
+    let metrics = browsers[0]
+        .get(&format!("{base}/metrics"))
+        .await
+        .expect("metrics");
     stack.redis().expect("redis").resume().expect("resume");
     let answers = answered.expect("every write was answered while Redis stayed paused");
+    let metrics = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "app_store_outages_total{instance=\"app-1\",store=\"redis\"} 1"),
+        "one outage noticed, at the cost of one timeout: {metrics}"
+    );
     for answer in answers {
         let answer = answer.expect("an answer, not a dropped connection");
         assert!(

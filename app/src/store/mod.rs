@@ -5,6 +5,7 @@
 //! read" ([`Expect::Version`]) or blindly ([`Expect::Any`], last writer wins:
 //! what options 1 to 3 do, and why they lose updates).
 
+pub mod breaker;
 pub mod encrypted;
 pub mod memory;
 pub mod redis;
@@ -103,6 +104,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Live (unexpired) entries and their payload bytes.
     async fn size(&self) -> Result<StoreSize, StoreError>;
+
+    /// One cheap round trip that says whether the store answers.
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.load("probe:ping").await.map(drop)
+    }
 }
 
 /// How many times a compare-and-set write is tried before the caller gives up (503).

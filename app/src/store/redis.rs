@@ -207,6 +207,15 @@ impl Store for RedisStore {
         Ok(removed > 0)
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut connection)
+            .await
+            .map(drop)
+            .map_err(failed)
+    }
+
     /// Walks the prefix with SCAN (never KEYS, which blocks the server). SCAN
     /// may return a key twice while Redis resizes its table, so this is a
     /// close count, as metrics need, not an exact one.

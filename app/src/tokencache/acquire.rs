@@ -14,10 +14,10 @@ use std::time::Duration;
 use contract::TokenSource;
 use parking_lot::Mutex;
 
-use super::model::{Account, ScopeSet, TokenGrant};
 use super::placement::{CacheAccess, CacheSnapshot};
 use crate::idp_client::{IdpCallError, IdpClient, TokenResponse};
 use crate::metrics::Metrics;
+use crate::msal_model::{Account, ScopeSet, TokenGrant};
 use crate::session::{LoadedSession, Sessions, SignedIn};
 use crate::store::{Record, StoreError};
 

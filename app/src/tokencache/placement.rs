@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
-use super::model::TokenCache;
+use crate::msal_model::TokenCache;
 use crate::session::{LoadedSession, Sessions};
 use crate::store::{Attempts, Expect, Record, Store, StoreError};
 

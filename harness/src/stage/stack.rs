@@ -13,8 +13,8 @@ use super::network::NetworkFaults;
 use super::process::{ChildSpec, Supervised, free_port, poll_until};
 use super::services::postgres::Postgres;
 use super::services::redis::Redis;
-use super::store_links::{StoreKind, StoreLinks};
-use super::{InstanceId, StageError};
+use super::store_links::StoreLinks;
+use super::{InstanceId, StageError, StoreKind};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 

@@ -1,40 +1,10 @@
 //! Proxied paths from each app instance to each store, so a network fault can
 //! hit one instance's path or all of them.
 
-use std::fmt;
 use std::net::SocketAddr;
 
-use serde::{Deserialize, Serialize};
-
 use super::network::{Link, NetworkFaults};
-use super::{InstanceId, StageError};
-
-/// A store server an instance talks to over the network.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StoreKind {
-    Redis,
-    Postgres,
-}
-
-impl StoreKind {
-    /// The app's flag naming this store's URL.
-    pub fn url_flag(self) -> &'static str {
-        match self {
-            StoreKind::Redis => "--redis-url",
-            StoreKind::Postgres => "--database-url",
-        }
-    }
-}
-
-impl fmt::Display for StoreKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            StoreKind::Redis => "redis",
-            StoreKind::Postgres => "postgres",
-        })
-    }
-}
+use super::{InstanceId, StageError, StoreKind};
 
 /// One instance's path to one store.
 pub struct StoreLink {

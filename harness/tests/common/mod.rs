@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use app::topology::Topology;
 use contract::{Browser, HttpClient};
-use harness::stage::{InstanceId, Stack, StackSpec, StoreKind};
+use harness::stage::stack::{Stack, StackSpec};
+use harness::stage::{InstanceId, StoreKind};
 
 /// Brings up the preset `topology` with its stores, the IdP and `instances`
 /// app instances in `dir`, its store traffic through the fault proxy when `network_proxy`.
@@ -60,15 +61,28 @@ pub fn held(stack: &Stack, store: StoreKind, id: InstanceId) -> u64 {
         .sum()
 }
 
-/// The System V segment id a postmaster of `data` recorded on line 7 of its pid file.
+/// The System V segment id a postmaster of `data` recorded on line 7 of its
+/// pid file. The postmaster rewrites the file as it starts, so a read may
+/// catch it half written: read again until the line is there.
 pub fn segment_of(data: &std::path::Path) -> String {
-    let pid_file = std::fs::read_to_string(data.join("postmaster.pid")).expect("pid file");
-    pid_file
-        .lines()
-        .nth(6)
-        .and_then(|line| line.split_whitespace().nth(1))
-        .expect("shmem key and id on line 7")
-        .to_owned()
+    for _ in 0..500 {
+        let line = std::fs::read_to_string(data.join("postmaster.pid"))
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .nth(6)
+                    .and_then(|line| line.split_whitespace().nth(1))
+                    .map(str::to_owned)
+            });
+        if let Some(shmid) = line {
+            return shmid;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!(
+        "no shmem key and id on line 7 of {}/postmaster.pid",
+        data.display()
+    );
 }
 
 /// Whether a System V shared-memory segment with this id exists.

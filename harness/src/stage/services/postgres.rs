@@ -213,7 +213,7 @@ impl Postgres {
     pub async fn provide_from(url: Option<String>, run_dir: &Path) -> Result<Self, StageError> {
         let mut home = None;
         let server = Server::provide(&KIND, url, async {
-            let (server, data_home) = start_private(run_dir).await?;
+            let (server, data_home) = start_private(run_dir, &data_parent(run_dir)).await?;
             home = Some(data_home);
             Ok(server)
         })
@@ -221,9 +221,14 @@ impl Postgres {
         Ok(Self { server, home })
     }
 
-    /// A private server on a free port (see [`start_private`]).
+    /// A private server on a free port, its data dir where [`data_parent`] says.
     pub async fn start_private(run_dir: &Path) -> Result<Self, StageError> {
-        let (server, home) = start_private(run_dir).await?;
+        Self::start_private_in(run_dir, &data_parent(run_dir)).await
+    }
+
+    /// A private server whose data dir goes in `parent`.
+    pub async fn start_private_in(run_dir: &Path, parent: &Path) -> Result<Self, StageError> {
+        let (server, home) = start_private(run_dir, parent).await?;
         Ok(Self {
             server,
             home: Some(home),
@@ -231,10 +236,12 @@ impl Postgres {
     }
 }
 
-/// A private server on a free port, its data dir in memory when possible
-/// (see [`data_parent`]), its log in `run_dir`, settings for throwaway data
-/// (no fsync).
-async fn start_private(run_dir: &Path) -> Result<(Server, tempfile::TempDir), StageError> {
+/// A private server on a free port, its data dir in `parent`, its log in
+/// `run_dir`, settings for throwaway data (no fsync).
+async fn start_private(
+    run_dir: &Path,
+    parent: &Path,
+) -> Result<(Server, tempfile::TempDir), StageError> {
     std::fs::create_dir_all(run_dir)
         .map_err(StageError::io(format!("creating {}", run_dir.display())))?;
     let bin = binaries()?;
@@ -245,7 +252,7 @@ async fn start_private(run_dir: &Path) -> Result<(Server, tempfile::TempDir), St
     // blocking threads exit when idle, and the parent-death signal fires
     // when the spawning thread exits. After the await this task is on a worker.
     let prepared = {
-        let (bin_initdb, parent, log) = (bin.initdb.clone(), data_parent(run_dir), log.clone());
+        let (bin_initdb, parent, log) = (bin.initdb.clone(), parent.to_owned(), log.clone());
         let run_dir = run_dir.to_owned();
         tokio::task::spawn_blocking(move || -> Result<tempfile::TempDir, StageError> {
             let template = template(&bin_initdb, user, &log)?;

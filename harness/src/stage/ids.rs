@@ -1,5 +1,6 @@
-//! Instance ids: `app-1`, `app-2`, ... numbered from 1 in scenario files,
-//! logs, the `x-instance` header and the stack alike.
+//! What names the parts of a stack: instance ids (`app-1`, `app-2`, ...,
+//! numbered from 1 in scenario files, logs, the `x-instance` header and the
+//! stack alike) and the kinds of store server (`redis`, `postgres`).
 
 use std::fmt;
 use std::num::NonZeroUsize;
@@ -71,6 +72,33 @@ impl FromStr for InstanceId {
             .and_then(|n| n.parse::<u64>().ok())
             .ok_or_else(|| format!("{text:?} is not an instance id like app-1"))
             .and_then(Self::try_from)
+    }
+}
+
+/// A store server an instance talks to over the network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    Redis,
+    Postgres,
+}
+
+impl StoreKind {
+    /// The app's flag naming this store's URL.
+    pub fn url_flag(self) -> &'static str {
+        match self {
+            StoreKind::Redis => "--redis-url",
+            StoreKind::Postgres => "--database-url",
+        }
+    }
+}
+
+impl fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StoreKind::Redis => "redis",
+            StoreKind::Postgres => "postgres",
+        })
     }
 }
 

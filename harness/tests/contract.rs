@@ -1,0 +1,93 @@
+//! The reference app, run as the harness runs it (a child process), answers
+//! every endpoint of DESIGN.md's observable contract with the contract's
+//! types, and the headers the checker reads are on every response.
+
+use contract::{ErrorCode, TokenSource};
+
+mod common;
+use common::{browser, up};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_reply_of_the_reference_app_reads_as_the_contract_types() {
+    let dir = tempfile::tempdir().expect("dir");
+    let stack = up("option4", 1, &dir, false).await;
+    let base = stack.instances[0].url();
+    let user = browser();
+
+    let anonymous = user.profile(&base).await.expect("answers");
+    assert_eq!(anonymous.status, 401);
+    assert_eq!(anonymous.instance.as_deref(), Some("app-1"));
+    assert_eq!(
+        anonymous.error().map(|e| &e.error),
+        Some(&ErrorCode::NotSignedIn)
+    );
+
+    let home = user.sign_in(&base, "alice").await.expect("answers");
+    let version = home.session_version.expect("a session, versioned");
+    let home = home.into_reply().expect("home");
+    assert!(
+        home.signed_in && home.user.as_deref() == Some("alice"),
+        "{home:?}"
+    );
+
+    let profile = user.profile(&base).await.expect("answers");
+    assert_eq!(profile.instance.as_deref(), Some("app-1"));
+    assert!(profile.session_version.is_some_and(|v| v >= version));
+    let profile = profile.into_reply().expect("profile");
+    assert_eq!(profile.user, "alice");
+    assert_eq!(
+        profile.token_source,
+        TokenSource::Cache,
+        "the sign-in's token"
+    );
+    assert!(profile.api.sid.is_some() && !profile.api.jti.is_empty());
+    assert!(profile.api.exp > profile.api.iat);
+    assert_eq!(profile.resource, None);
+
+    let data = user
+        .data(&base, "reports")
+        .await
+        .expect("answers")
+        .into_reply()
+        .expect("data");
+    assert_eq!(data.resource.as_deref(), Some("reports"));
+    assert_eq!(data.token_source, TokenSource::Refresh, "another scope");
+    assert!(
+        data.scopes
+            .is_some_and(|s| s.starts_with("api://mock-api/"))
+    );
+
+    let added = user.add_to_cart(&base, "item-1").await.expect("answers");
+    let written = added.session_version.expect("versioned");
+    let added = added.into_reply().expect("cart");
+    assert_eq!(added.items, ["item-1"]);
+    assert_eq!(added.version, written, "body and header agree");
+    let cart = user
+        .cart(&base)
+        .await
+        .expect("answers")
+        .into_reply()
+        .expect("cart");
+    assert_eq!(cart.items, ["item-1"]);
+
+    let empty = user.add_to_cart(&base, "").await.expect("answers");
+    assert_eq!(empty.status, 400);
+    assert_eq!(
+        empty.error().map(|e| &e.error),
+        Some(&ErrorCode::BadRequest)
+    );
+
+    let out = user
+        .logout(&base)
+        .await
+        .expect("answers")
+        .into_reply()
+        .expect("logout");
+    assert!(out.signed_out && out.idp_session_ended, "{out:?}");
+    let after = user.cart(&base).await.expect("answers");
+    assert_eq!(after.status, 401);
+    assert_eq!(
+        after.error().map(|e| &e.error),
+        Some(&ErrorCode::NotSignedIn)
+    );
+}
