@@ -325,6 +325,9 @@ impl Browser {
     }
 
     /// One request, then its redirects when `follow` (as GETs, RFC 9110 15.4).
+    /// A GET whose connection fails mid-request is sent once more, as
+    /// browsers do for idempotent requests on a kept-alive connection; a POST
+    /// never is, so its outcome stays the server's to tell.
     async fn navigate(
         &self,
         mut method: Method,
@@ -333,7 +336,16 @@ impl Browser {
         follow: bool,
     ) -> Result<Page, BrowserError> {
         for _ in 0..=MAX_REDIRECTS {
-            let page = self.exchange(&method, &url, body.take()).await?;
+            let page = match self.exchange(&method, &url, body.clone()).await {
+                // A kept-alive connection the server closed as the request
+                // went out (a restarted instance): browsers send an idempotent
+                // request again, once, on a new connection.
+                Err(BrowserError::Transport { .. }) if method == Method::GET => {
+                    self.exchange(&method, &url, None).await?
+                }
+                other => other?,
+            };
+            body = None;
             let next = match (&page.location, (300..400).contains(&page.status) && follow) {
                 (Some(location), true) => url.join(location).map_err(|e| BrowserError::BadUrl {
                     url: location.clone(),

@@ -13,7 +13,7 @@ pub const INSTANCE_HEADER: &str = "x-instance";
 pub const SESSION_VERSION_HEADER: &str = "x-session-version";
 
 /// Where the access token behind an API call came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TokenSource {
     /// A cached access token, no call to the IdP.

@@ -1,56 +1,34 @@
 //! Runs a scenario's fault schedule against a stack: each step at its time,
-//! undo steps included, every step kept on a timeline with its outcome.
-
-use std::fmt;
+//! undo steps included, every step kept on the run's record with its outcome.
 
 use mock_idp::faults::FaultConfig;
-use serde::Serialize;
 use tokio::time::Instant;
 
+use crate::history::FaultStep;
 use crate::scenario::faults::{FaultAction, FaultSchedule};
 use crate::stage::StageError;
 use crate::stage::network::NetworkFaults;
 use crate::stage::stack::Stack;
 
-/// A step as it happened.
-#[derive(Clone, Debug, Serialize)]
-pub struct TimelineEvent {
-    /// Since the schedule started.
-    pub at_ms: f64,
-    pub took_ms: f64,
-    pub action: String,
-    /// Why the step failed; absent when it worked.
-    pub error: Option<String>,
-}
-
-impl fmt::Display for TimelineEvent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "+{:.3}s {}", self.at_ms / 1e3, self.action)?;
-        match &self.error {
-            None => write!(f, ": ok in {:.0} ms", self.took_ms),
-            Some(error) => write!(f, ": FAILED: {error}"),
-        }
-    }
-}
-
-/// Runs `schedule` against `stack` from now; a step that fails is kept on
-/// the timeline with its error and the rest still run.
+/// Runs `schedule` against `stack`, its times counted from `start` (the
+/// run's start); a step that fails is kept with its error and the rest still run.
 pub async fn run(
     schedule: &FaultSchedule,
     stack: &mut Stack,
-    mut on_step: impl FnMut(&TimelineEvent),
-) -> Vec<TimelineEvent> {
-    let start = Instant::now();
+    start: Instant,
+    mut on_step: impl FnMut(&FaultStep),
+) -> Vec<FaultStep> {
     let mut timeline = Vec::new();
-    for (due, action) in schedule.steps() {
-        tokio::time::sleep_until(start + due).await;
+    for step in schedule.steps() {
+        tokio::time::sleep_until(start + step.at).await;
         let at = start.elapsed();
-        let outcome = apply(stack, &action).await;
+        let outcome = apply(stack, &step.action).await;
         let done = start.elapsed();
-        let event = TimelineEvent {
-            at_ms: at.as_secs_f64() * 1e3,
-            took_ms: (done - at).as_secs_f64() * 1e3,
-            action: action.to_string(),
+        let event = FaultStep {
+            at: at.as_micros() as u64,
+            took: (done - at).as_micros() as u64,
+            action: step.action.to_string(),
+            ends: step.ends,
             error: outcome.err().map(|e| e.to_string()),
         };
         on_step(&event);

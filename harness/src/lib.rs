@@ -11,7 +11,9 @@
 //!
 //! Not built yet: load, the checker, results and reports.
 
+pub mod check;
 pub mod faults;
+pub mod history;
 pub mod run_folder;
 pub mod scenario;
 pub mod stage;

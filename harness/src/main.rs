@@ -191,9 +191,14 @@ async fn up(
         if scenario.faults.faults.is_empty() {
             return std::future::pending().await;
         }
-        let timeline = faults::run(&scenario.faults, &mut stack, |step| {
-            println!("fault {step}");
-        })
+        let timeline = faults::run(
+            &scenario.faults,
+            &mut stack,
+            tokio::time::Instant::now(),
+            |step| {
+                println!("fault {step}");
+            },
+        )
         .await;
         let failed = timeline.iter().filter(|s| s.error.is_some()).count();
         println!(

@@ -56,11 +56,16 @@ for = "2s"
     };
     let mut started = Some(started);
     let (timeline, during) = tokio::join!(
-        faults::run(&scenario.faults, &mut stack, |event| {
-            if event.action.starts_with("network") {
-                let _ = started.take().map(|s| s.send(()));
+        faults::run(
+            &scenario.faults,
+            &mut stack,
+            tokio::time::Instant::now(),
+            |event| {
+                if event.action.starts_with("network") {
+                    let _ = started.take().map(|s| s.send(()));
+                }
             }
-        }),
+        ),
         probe
     );
 
@@ -77,7 +82,7 @@ for = "2s"
     );
     assert!(timeline.iter().all(|e| e.error.is_none()), "{timeline:?}");
     assert!(
-        timeline[2].at_ms >= 2000.0,
+        timeline[2].at >= 2_000_000,
         "undone after its 2 s: {timeline:?}"
     );
     let held_during = held(&stack, StoreKind::Redis, app_1);
@@ -110,9 +115,12 @@ async fn a_failing_step_is_kept_on_the_timeline_and_the_rest_still_run() {
     let mut stack = up("option1", 1, &dir, false).await;
     let pid = stack.instances[0].process.pid();
     let mut seen = Vec::new();
-    let timeline = faults::run(&scenario.faults, &mut stack, |step| {
-        seen.push(step.to_string())
-    })
+    let timeline = faults::run(
+        &scenario.faults,
+        &mut stack,
+        tokio::time::Instant::now(),
+        |step| seen.push(step.to_string()),
+    )
     .await;
     assert_eq!(timeline.len(), 2);
     assert!(

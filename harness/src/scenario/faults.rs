@@ -174,6 +174,14 @@ pub struct ScheduledFault {
     pub instances_at: Option<Position>,
 }
 
+/// One step of a schedule: when, what, and which earlier step it undoes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Step {
+    pub at: Duration,
+    pub action: FaultAction,
+    pub ends: Option<usize>,
+}
+
 /// The faults of a scenario file, in file order.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FaultSchedule {
@@ -223,18 +231,46 @@ impl FaultSchedule {
         Ok(())
     }
 
-    /// Every step in time order, undo steps included.
-    pub fn steps(&self) -> Vec<(Duration, FaultAction)> {
+    /// Every step in time order, undo steps included; an undo step names
+    /// the position (in this list) of the step it ends.
+    pub fn steps(&self) -> Vec<Step> {
         let mut steps = Vec::new();
         for fault in &self.faults {
-            steps.push((fault.at, fault.action.clone()));
+            let start = steps.len();
+            steps.push(Step {
+                at: fault.at,
+                action: fault.action.clone(),
+                ends: None,
+            });
             if let (Some(lasts), Some(undo)) = (fault.lasts, fault.action.undo()) {
-                steps.push((fault.at + lasts, undo));
+                steps.push(Step {
+                    at: fault.at + lasts,
+                    action: undo,
+                    ends: Some(start),
+                });
             }
         }
         // Stable: steps due at the same time keep file order.
-        steps.sort_by_key(|(at, _)| *at);
-        steps
+        let mut order: Vec<usize> = (0..steps.len()).collect();
+        order.sort_by_key(|&i| steps[i].at);
+        let position: Vec<usize> = {
+            let mut position = vec![0; steps.len()];
+            for (new, &old) in order.iter().enumerate() {
+                position[old] = new;
+            }
+            position
+        };
+        order
+            .into_iter()
+            .map(|old| {
+                let step = &steps[old];
+                Step {
+                    at: step.at,
+                    action: step.action.clone(),
+                    ends: step.ends.map(|e| position[e]),
+                }
+            })
+            .collect()
     }
 }
 

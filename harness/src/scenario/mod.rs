@@ -5,11 +5,27 @@
 //! # Layout
 //! - [`source`]: reading the file safely, offsets to positions, the error type.
 //! - [`time`]: durations as written (`"5s"`), bounded.
+//! - [`workload`]: browsers, load shape, think time, the mix, hopping, IdP settings.
 //! - [`faults`]: the `[[faults]]` schedule and its check against a topology.
+//!
+//! A file, every key optional:
+//!
+//! ```toml
+//! # What this scenario is for.
+//! topology = "option4"     # a preset, or a table as `--topology-file` takes
+//! instances = 2
+//! seed = 7                 # the same file makes the same choices
+//! [browsers]               # see `workload`
+//! [load]
+//! [mix]
+//! [idp]
+//! [[faults]]               # see `faults`
+//! ```
 
 pub mod faults;
 pub mod source;
 pub mod time;
+pub mod workload;
 
 use std::num::NonZeroUsize;
 use std::path::Path;
@@ -21,17 +37,40 @@ use toml::Spanned;
 use self::faults::{FaultSchedule, RawFault};
 use self::source::Source;
 pub use self::source::{Position, ScenarioError};
+use self::workload::{RawBrowsers, RawIdp, RawLoad, RawMix, RawWorkload, Workload};
 
 /// A scenario file, read and valid.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Scenario {
+    /// The topology the file names, if it names one.
+    pub topology: Option<Topology>,
+    /// The instances the file asks for, if it says.
+    pub instances: Option<NonZeroUsize>,
+    /// Seeds every browser's choices, so a file makes the same choices each run.
+    pub seed: u64,
+    pub workload: Workload,
     pub faults: FaultSchedule,
+}
+
+/// `topology = "option4"` or a custom combination's table.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawTopology {
+    Preset(String),
+    Custom(Topology),
 }
 
 /// The file as written, every entry with its place.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawScenario {
+    topology: Option<Spanned<RawTopology>>,
+    instances: Option<Spanned<usize>>,
+    seed: Option<u64>,
+    browsers: Option<Spanned<RawBrowsers>>,
+    load: Option<Spanned<RawLoad>>,
+    mix: Option<Spanned<RawMix>>,
+    idp: Option<Spanned<RawIdp>>,
     #[serde(default)]
     faults: Vec<Spanned<RawFault>>,
 }
@@ -47,6 +86,32 @@ impl Scenario {
         let source = Source::new(text, name);
         let raw: RawScenario =
             toml::from_str(text).map_err(|e| source.toml_error(&e, 0, &(0..0)))?;
+        let topology = match raw.topology {
+            None => None,
+            Some(topology) => {
+                let span = topology.span();
+                Some(match topology.into_inner() {
+                    RawTopology::Preset(name) => {
+                        Topology::named(&name).map_err(|e| source.error(&span, e.to_string()))?
+                    }
+                    RawTopology::Custom(custom) => custom,
+                })
+            }
+        };
+        let instances = match raw.instances {
+            None => None,
+            Some(count) => Some(
+                NonZeroUsize::new(*count.get_ref())
+                    .ok_or_else(|| source.error(&count.span(), "`instances` must be at least 1"))?,
+            ),
+        };
+        let workload = RawWorkload {
+            browsers: raw.browsers,
+            load: raw.load,
+            mix: raw.mix,
+            idp: raw.idp,
+        }
+        .resolve(&source)?;
         let faults = raw
             .faults
             .into_iter()
@@ -56,9 +121,17 @@ impl Scenario {
                 entry.into_inner().resolve(&span, index, &source)
             })
             .collect::<Result<_, _>>()?;
-        Ok(Self {
+        let scenario = Self {
+            topology,
+            instances,
+            seed: raw.seed.unwrap_or(0),
+            workload,
             faults: FaultSchedule { faults },
-        })
+        };
+        if let (Some(topology), Some(instances)) = (&scenario.topology, scenario.instances) {
+            scenario.check(topology, instances)?;
+        }
+        Ok(scenario)
     }
 
     /// Refuses what the stack will not have (an instance beyond the count,
@@ -122,7 +195,7 @@ instance = 3
         let steps: Vec<String> = schedule
             .steps()
             .iter()
-            .map(|(at, action)| format!("{}ms {action}", at.as_millis()))
+            .map(|step| format!("{}ms {}", step.at.as_millis(), step.action))
             .collect();
         assert_eq!(
             steps,
@@ -135,6 +208,8 @@ instance = 3
                 "4000ms instance-crash app-3",
             ]
         );
+        let ends: Vec<Option<usize>> = schedule.steps().iter().map(|s| s.ends).collect();
+        assert_eq!(ends, [None, None, Some(1), None, Some(0), None]);
     }
 
     #[test]

@@ -1,0 +1,162 @@
+//! The checker: a run's history in, anomalies out, each with the events that
+//! prove it. Pure: no I/O, no clock, no stack; what the stores held after
+//! the run comes in as data too.
+//!
+//! # Layout
+//! One file per family of DESIGN.md's anomaly table:
+//! - [`sessions`] finds session-loss.
+//! - [`cart`] finds lost-update and stale-read.
+//! - [`tokens`] finds cross-session-token, cross-user-token, token-after-logout.
+//! - [`idp_calls`] finds extra-idp-calls and the minimum token calls a run needs.
+//! - [`orphans`] judges what stores kept of browsers that logged out.
+//! - [`windows`] puts anomalies in the fault window they fell in.
+//!
+//! Timeouts, lost connections and 5xx answers are indeterminate: a write
+//! with such an outcome may or may not have happened, and neither is an anomaly.
+
+pub mod cart;
+pub mod idp_calls;
+pub mod orphans;
+pub mod sessions;
+pub mod tokens;
+pub mod windows;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::history::{BrowserId, Event, History, Micros};
+
+/// The anomaly families of DESIGN.md.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    SessionLoss,
+    LostUpdate,
+    StaleRead,
+    CrossSessionToken,
+    CrossUserToken,
+    TokenAfterLogout,
+    ExtraIdpCalls,
+    Orphan,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 8] = [
+        Kind::SessionLoss,
+        Kind::LostUpdate,
+        Kind::StaleRead,
+        Kind::CrossSessionToken,
+        Kind::CrossUserToken,
+        Kind::TokenAfterLogout,
+        Kind::ExtraIdpCalls,
+        Kind::Orphan,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::SessionLoss => "session-loss",
+            Kind::LostUpdate => "lost-update",
+            Kind::StaleRead => "stale-read",
+            Kind::CrossSessionToken => "cross-session-token",
+            Kind::CrossUserToken => "cross-user-token",
+            Kind::TokenAfterLogout => "token-after-logout",
+            Kind::ExtraIdpCalls => "extra-idp-calls",
+            Kind::Orphan => "orphan",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One anomaly and the events that prove it (indexes into the history).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Anomaly {
+    pub kind: Kind,
+    pub browser: BrowserId,
+    /// When it was seen: the completion of the event that shows it.
+    pub at: Micros,
+    /// What happened, in a sentence.
+    pub summary: String,
+    /// A finer label where the report needs one (session-loss: `hop` when the
+    /// answer came from another instance than the session's last good one).
+    pub facet: Option<String>,
+    pub evidence: Vec<usize>,
+}
+
+/// What the checker needs to know besides the history.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The app's session idle timeout: a gap this long is an expiry, not a loss.
+    pub idle_timeout: Duration,
+    /// Tokens are renewed this long before they expire.
+    pub renewal_offset: Duration,
+    /// When the run started (Unix milliseconds), to compare token expiries with.
+    pub started_unix_ms: u64,
+    /// Each user's `sub`, as the IdP issues it.
+    pub subjects: HashMap<String, String>,
+}
+
+/// Everything the checker found, and what it could not check.
+#[derive(Clone, Debug, Default)]
+pub struct Findings {
+    pub anomalies: BTreeMap<Kind, Vec<Anomaly>>,
+    /// Checks that could not be made, and why.
+    pub unchecked: Vec<(Kind, String)>,
+}
+
+impl Findings {
+    pub fn count(&self, kind: Kind) -> usize {
+        self.anomalies.get(&kind).map_or(0, Vec::len)
+    }
+
+    fn add(&mut self, anomalies: Vec<Anomaly>) {
+        for anomaly in anomalies {
+            self.anomalies
+                .entry(anomaly.kind)
+                .or_default()
+                .push(anomaly);
+        }
+    }
+}
+
+/// Runs every history check; orphans come from [`orphans::check`], which
+/// needs what the stores held after the run.
+pub fn check(history: &History, settings: &Settings) -> Findings {
+    let mut findings = Findings::default();
+    let by_browser = history.by_browser();
+    findings.add(sessions::check(history, &by_browser, settings));
+    findings.add(cart::check(history, &by_browser));
+    findings.add(tokens::check(history, &by_browser, settings));
+    findings.add(idp_calls::check(history, &by_browser, settings));
+    if !history
+        .events
+        .iter()
+        .any(|e| e.outcome.session_version().is_some())
+    {
+        findings.unchecked.push((
+            Kind::StaleRead,
+            "the app sends no x-session-version: version regressions cannot be seen (missing cart items still are)".into(),
+        ));
+    }
+    findings
+}
+
+/// The event at `index`; indexes come from the history itself.
+fn at(history: &History, index: usize) -> &Event {
+    &history.events[index]
+}
+
+/// Whole seconds of a run offset, for messages.
+fn secs(micros: Micros) -> String {
+    format!("{:.3}s", micros as f64 / 1e6)
+}

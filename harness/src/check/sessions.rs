@@ -1,0 +1,113 @@
+//! session-loss: a signed-in browser is treated as signed out (401) with no
+//! logout or expiry before it.
+
+use super::{Anomaly, Kind, Settings, at, secs};
+use crate::history::{Event, History, Micros, Observed, Request};
+
+/// Whether a browser is signed in, as far as its own requests tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SignedIn {
+    Yes,
+    No,
+    /// After a sign-in or logout whose outcome is unknown.
+    Unknown,
+}
+
+pub fn check(history: &History, by_browser: &[Vec<usize>], settings: &Settings) -> Vec<Anomaly> {
+    // A session may expire as early as 3/4 of the idle timeout after the last
+    // request that saw it (the app refreshes its idle clock at most every quarter).
+    let expiry = settings.idle_timeout.as_micros() as Micros * 3 / 4;
+    let mut found = Vec::new();
+    for events in by_browser {
+        let mut state = SignedIn::No;
+        let mut signed_in_by: Option<usize> = None;
+        let mut last_good: Option<usize> = None;
+        for &index in events {
+            let event = at(history, index);
+            match &event.request {
+                Request::SignIn => {
+                    state = match (&event.outcome.observed(), event.outcome.ok()) {
+                        (Some(Observed::SignedIn { .. }), true) => SignedIn::Yes,
+                        _ if event.outcome.indeterminate() => SignedIn::Unknown,
+                        // /login replaced the old session cookie with a pre-login one.
+                        _ => SignedIn::No,
+                    };
+                    signed_in_by = Some(index);
+                    last_good = (state == SignedIn::Yes).then_some(index);
+                }
+                Request::Logout => {
+                    state = if event.outcome.ok() {
+                        SignedIn::No
+                    } else {
+                        SignedIn::Unknown
+                    };
+                }
+                Request::Health => {}
+                Request::Profile
+                | Request::Data { .. }
+                | Request::CartWrite { .. }
+                | Request::CartRead => {
+                    if event.outcome.ok() {
+                        state = SignedIn::Yes;
+                        last_good = Some(index);
+                    } else if event.outcome.status() == Some(401) {
+                        let idle_since = last_good.map(|i| at(history, i).completed);
+                        let expired =
+                            idle_since.is_some_and(|t| event.invoked.saturating_sub(t) > expiry);
+                        if state == SignedIn::Yes && !expired {
+                            found.push(loss(history, event, index, signed_in_by, last_good));
+                        }
+                        state = SignedIn::No;
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+fn loss(
+    history: &History,
+    event: &Event,
+    index: usize,
+    signed_in_by: Option<usize>,
+    last_good: Option<usize>,
+) -> Anomaly {
+    let now_by = answered_by(event);
+    let last_instance = last_good.and_then(|i| answered_by(at(history, i)));
+    let hop = match (&last_instance, &now_by) {
+        (Some(before), Some(now)) => before != now,
+        _ => false,
+    };
+    let mut evidence: Vec<usize> = signed_in_by.into_iter().chain(last_good).collect();
+    evidence.dedup();
+    evidence.push(index);
+    let code = event.outcome.error().unwrap_or("401");
+    Anomaly {
+        kind: Kind::SessionLoss,
+        browser: event.browser,
+        at: event.completed,
+        summary: format!(
+            "{} signed in and never logged out, got {code} from {} at {}{}",
+            event.browser,
+            now_by.as_deref().unwrap_or(&event.sent_to),
+            secs(event.completed),
+            match (&last_instance, hop) {
+                (Some(before), true) => format!(" (its last good answer came from {before})"),
+                _ => String::new(),
+            }
+        ),
+        facet: Some(if hop { "hop" } else { "same-instance" }.into()),
+        evidence,
+    }
+}
+
+/// The instance that answered, by `x-instance`, else where it was sent.
+fn answered_by(event: &Event) -> Option<String> {
+    match &event.outcome {
+        crate::history::Outcome::Answered { instance, .. } => {
+            Some(instance.clone().unwrap_or_else(|| event.sent_to.clone()))
+        }
+        crate::history::Outcome::NoAnswer { .. } => None,
+    }
+}
