@@ -404,17 +404,13 @@ impl Minter<'_> {
         claims: &AccessClaims,
         scopes: &Scopes,
     ) -> Result<Map<String, Value>, OAuthError> {
-        let config = &self.idp.inner.config;
         let lifetime = claims.exp - claims.iat;
         let mut body = Map::new();
         body.insert("token_type".into(), Value::from("Bearer"));
         body.insert("access_token".into(), Value::from(self.sign(claims)?));
         body.insert("expires_in".into(), Value::from(lifetime));
         body.insert("ext_expires_in".into(), Value::from(lifetime));
-        body.insert(
-            "scope".into(),
-            Value::from(scopes.response_value(&config.api_audience)),
-        );
+        body.insert("scope".into(), Value::from(scopes.response_value()));
         Ok(body)
     }
 
