@@ -8,7 +8,7 @@
 //! # Layout
 //! - [`config`]: clients, users, lifetimes and policies (TOML, with defaults).
 //! - [`server`]: the router, the HTTP and HTTPS listeners, the issuer per listener.
-//! - [`endpoints`]: one module per endpoint.
+//! - [`endpoints`]: one module per endpoint; [`endpoints::entra`] serves them in Entra ID's URL shapes.
 //! - [`grants`]: codes, refresh-token families, IdP sessions (in memory).
 //! - [`tokens`], [`keys`]: token claims, signing and verification.
 //! - [`scope`], [`users`]: scope parsing, the user directory.

@@ -19,6 +19,8 @@ pub enum ErrorCode {
     LoginRequired,
     InvalidToken,
     InsufficientScope,
+    /// Entra ID's answer for a tenant it does not know.
+    InvalidTenant,
     ServerError,
 }
 
@@ -36,6 +38,7 @@ impl ErrorCode {
             ErrorCode::LoginRequired => "login_required",
             ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::InsufficientScope => "insufficient_scope",
+            ErrorCode::InvalidTenant => "invalid_tenant",
             ErrorCode::ServerError => "server_error",
         }
     }

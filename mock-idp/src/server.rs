@@ -13,7 +13,7 @@ use axum::{Extension, Router, middleware};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::endpoints::{admin, api, authorize, discovery, logout, token, userinfo};
+use crate::endpoints::{admin, api, authorize, discovery, entra, logout, token, userinfo};
 use crate::faults::{Endpoint, FaultScope, apply_faults};
 use crate::tls::TlsMaterial;
 use crate::{Idp, StartError};
@@ -49,9 +49,53 @@ impl<S: Send + Sync> FromRequestParts<S> for Issuer {
     }
 }
 
+/// Whether `iss` is an issuer of the listener a request reached, given that
+/// request's own issuer `base`: the same scheme and port under any host name
+/// (`localhost` and `127.0.0.1` reach one listener), with no path or the tenant
+/// path `/{tenant id}/v2.0`. So the HTTPS listener's API refuses the HTTP
+/// listener's tokens, as a resource server set up for one authority refuses
+/// another's.
+pub fn serves_issuer(base: &str, tenant_id: &str, iss: &str) -> bool {
+    let (Some(ours), Some(theirs)) = (split_origin(base), split_origin(iss)) else {
+        return false;
+    };
+    let tenant_path = || {
+        theirs
+            .2
+            .strip_prefix('/')
+            .and_then(|p| p.strip_suffix("/v2.0"))
+            == Some(tenant_id)
+    };
+    ours.0 == theirs.0 && ours.1 == theirs.1 && (theirs.2.is_empty() || tenant_path())
+}
+
+/// `scheme://host[:port][/path]` as (scheme, port, path); `None` when malformed.
+fn split_origin(url: &str) -> Option<(&str, u16, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let default_port = match scheme {
+        "http" => 80,
+        "https" => 443,
+        _ => return None,
+    };
+    let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+    let host_end = if authority.starts_with('[') {
+        authority.find(']')? + 1
+    } else {
+        authority.find(':').unwrap_or(authority.len())
+    };
+    if host_end == 0 {
+        return None;
+    }
+    let port = match &authority[host_end..] {
+        "" => default_port,
+        port => port.strip_prefix(':')?.parse().ok()?,
+    };
+    Some((scheme, port, path))
+}
+
 impl Idp {
-    /// Every endpoint, each behind the fault layer for its name. The admin,
-    /// stats and metrics endpoints are never faulted.
+    /// Every endpoint, each behind the fault layer for its name, behind the
+    /// endpoints are never faulted.
     pub fn router(&self) -> Router {
         let faulted = |endpoint: Endpoint, route: MethodRouter<Idp>| {
             route.route_layer(middleware::from_fn_with_state(
@@ -94,6 +138,33 @@ impl Idp {
                 ),
             )
             .route("/api/me", faulted(Endpoint::Api, get(api::me)))
+            // Entra ID's shapes of the same endpoints, under a tenant segment.
+            .route(
+                "/{tenant}/v2.0/.well-known/openid-configuration",
+                faulted(Endpoint::Discovery, get(entra::openid_configuration)),
+            )
+            .route(
+                "/{tenant}/discovery/v2.0/keys",
+                faulted(Endpoint::Jwks, get(entra::jwks)),
+            )
+            .route(
+                "/{tenant}/oauth2/v2.0/authorize",
+                faulted(
+                    Endpoint::Authorize,
+                    get(entra::authorize_get).post(entra::authorize_post),
+                ),
+            )
+            .route(
+                "/{tenant}/oauth2/v2.0/token",
+                faulted(Endpoint::Token, axum::routing::post(entra::token)),
+            )
+            .route(
+                "/{tenant}/oauth2/v2.0/logout",
+                faulted(
+                    Endpoint::Logout,
+                    get(entra::logout_get).post(entra::logout_post),
+                ),
+            )
             .route("/stats", get(admin::stats))
             .route("/metrics", get(admin::metrics))
             .route("/healthz", get(admin::healthz))
@@ -234,5 +305,36 @@ impl IdpServer {
     pub async fn run_until(self, signal: impl Future<Output = ()>) -> std::io::Result<()> {
         signal.await;
         self.stop().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listener_serves_its_own_issuers_under_any_host_name() {
+        let tid = "t-1";
+        let base = "https://localhost:9443";
+        for iss in [
+            "https://localhost:9443",
+            "https://127.0.0.1:9443",
+            "https://127.0.0.1:9443/t-1/v2.0",
+        ] {
+            assert!(serves_issuer(base, tid, iss), "{iss}");
+        }
+        for iss in [
+            "http://127.0.0.1:9443",
+            "https://127.0.0.1:9400",
+            "https://127.0.0.1",
+            "https://127.0.0.1:9443/",
+            "https://127.0.0.1:9443/other/v2.0",
+            "https://127.0.0.1:9443/t-1",
+            "https://:9443",
+            "127.0.0.1:9443",
+        ] {
+            assert!(!serves_issuer(base, tid, iss), "{iss}");
+        }
+        assert!(serves_issuer("http://[::1]", tid, "http://localhost:80"));
     }
 }

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod api;
 pub mod authorize;
 pub mod discovery;
+pub mod entra;
 pub mod logout;
 pub mod token;
 pub mod userinfo;
