@@ -8,13 +8,16 @@ use std::time::Duration;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{MethodRouter, get};
 use axum::{Extension, Router, middleware};
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::endpoints::{admin, api, authorize, discovery, entra, logout, token, userinfo};
 use crate::faults::{Endpoint, FaultScope, apply_faults};
+use crate::limits::{ConnectionCap, Limits, read_body};
 use crate::tls::TlsMaterial;
 use crate::{Idp, StartError};
 
@@ -95,6 +98,7 @@ fn split_origin(url: &str) -> Option<(&str, u16, &str)> {
 
 impl Idp {
     /// Every endpoint, each behind the fault layer for its name, behind the
+    /// body limits of [`crate::limits`]. The admin, stats and metrics
     /// endpoints are never faulted.
     pub fn router(&self) -> Router {
         let faulted = |endpoint: Endpoint, route: MethodRouter<Idp>| {
@@ -174,6 +178,10 @@ impl Idp {
                     .put(crate::faults::put_faults)
                     .delete(crate::faults::clear_faults),
             )
+            // Bodies are read (or refused, as OAuth errors) before any route;
+            // the limit is then enforced there, not by axum's extractors.
+            .layer(middleware::from_fn_with_state(self.clone(), read_body))
+            .layer(DefaultBodyLimit::disable())
             .with_state(self.clone())
     }
 }
@@ -225,24 +233,55 @@ pub struct IdpServer {
 /// How long in-flight requests get to finish after shutdown is asked for.
 const DRAIN: Duration = Duration::from_secs(5);
 
+fn bind(addr: SocketAddr) -> std::io::Result<(std::net::TcpListener, SocketAddr)> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
+}
+
+/// Applies the header timeout. hyper times each request's headers (from the
+/// end of the previous response on a kept-alive connection); the first
+/// request's timeout also covers the bytes hyper reads to tell HTTP/1 from
+/// HTTP/2, which its own timer does not.
+fn with_limits<A>(
+    mut server: axum_server::Server<SocketAddr, A>,
+    limits: &Limits,
+) -> axum_server::Server<SocketAddr, A> {
+    let timeout = limits.header_read_timeout();
+    server.http_builder().http1().header_read_timeout(timeout);
+    server.first_request_timeout(timeout)
+}
+
+/// A handle that drains the listener once `shutdown` says so.
+fn stop_on(shutdown: &watch::Sender<bool>) -> axum_server::Handle<SocketAddr> {
+    let handle = axum_server::Handle::new();
+    let mut stop = shutdown.subscribe();
+    let draining = handle.clone();
+    tokio::spawn(async move {
+        let _ = stop.wait_for(|s| *s).await;
+        draining.graceful_shutdown(Some(DRAIN));
+    });
+    handle
+}
+
 impl IdpServer {
     /// Binds the listeners and starts serving in the background.
     pub async fn start(idp: Idp, options: ServerOptions) -> Result<Self, StartError> {
         let (shutdown, _) = watch::channel(false);
+        let limits = idp.config().limits.clone();
         let mut tasks = Vec::new();
         let mut http_addr = None;
         if let Some(addr) = options.http {
-            let listener = tokio::net::TcpListener::bind(addr).await?;
-            http_addr = Some(listener.local_addr()?);
-            let app = idp.router().layer(Extension(Scheme("http")));
-            let mut stop = shutdown.subscribe();
-            tasks.push(tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    })
-                    .await
-            }));
+            let (listener, local) = bind(addr)?;
+            http_addr = Some(local);
+            let server = with_limits(axum_server::from_tcp(listener)?, &limits);
+            let handle = stop_on(&shutdown);
+            let app = ConnectionCap::new(
+                idp.router().layer(Extension(Scheme("http"))),
+                limits.max_connections,
+            );
+            tasks.push(tokio::spawn(server.handle(handle).serve(app)));
         }
         let mut https_addr = None;
         let mut ca_file = None;
@@ -256,20 +295,21 @@ impl IdpServer {
             {
                 ca_file = Some(path.clone());
             }
-            let listener = std::net::TcpListener::bind(addr)?;
-            listener.set_nonblocking(true)?;
-            https_addr = Some(listener.local_addr()?);
-            let config = axum_server::tls_rustls::RustlsConfig::from_config(tls.server_config()?);
-            let handle = axum_server::Handle::new();
-            let server =
-                axum_server::tls_rustls::from_tcp_rustls(listener, config)?.handle(handle.clone());
-            let app = idp.router().layer(Extension(Scheme("https")));
-            let mut stop = shutdown.subscribe();
-            tokio::spawn(async move {
-                let _ = stop.wait_for(|s| *s).await;
-                handle.graceful_shutdown(Some(DRAIN));
-            });
-            tasks.push(tokio::spawn(server.serve(app.into_make_service())));
+            let (listener, local) = bind(addr)?;
+            https_addr = Some(local);
+            let config = RustlsConfig::from_config(tls.server_config()?);
+            let mut acceptor = RustlsAcceptor::new(config);
+            if let Some(timeout) = limits.header_read_timeout() {
+                // The handshake comes before the first request's timer starts.
+                acceptor = acceptor.handshake_timeout(timeout);
+            }
+            let server = with_limits(axum_server::from_tcp(listener)?, &limits).acceptor(acceptor);
+            let handle = stop_on(&shutdown);
+            let app = ConnectionCap::new(
+                idp.router().layer(Extension(Scheme("https"))),
+                limits.max_connections,
+            );
+            tasks.push(tokio::spawn(server.handle(handle).serve(app)));
         }
         Ok(Self {
             idp,
