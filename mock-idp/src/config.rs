@@ -320,7 +320,10 @@ mod tests {
         .expect("parses");
         config.validate().expect("valid");
         assert_eq!(config.limits.header_read_timeout_secs, 5);
-        assert_eq!(config.limits.body_read_timeout_secs, 30, "the rest keep defaults");
+        assert_eq!(
+            config.limits.body_read_timeout_secs, 30,
+            "the rest keep defaults"
+        );
         for bad in [
             "[limits]\nmax_connections = 0",
             "[limits]\nmax_body_bytes = 0",

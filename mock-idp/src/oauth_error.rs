@@ -120,7 +120,11 @@ impl OAuthError {
 
     /// An error with a status of its own, for what happens before any endpoint
     /// runs (a body too large or too slow).
-    pub fn with_status(status: StatusCode, code: ErrorCode, description: impl Into<String>) -> Self {
+    pub fn with_status(
+        status: StatusCode,
+        code: ErrorCode,
+        description: impl Into<String>,
+    ) -> Self {
         Self {
             code: Some(code),
             description: description.into(),

@@ -5,10 +5,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use axum::extract::DefaultBodyLimit;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use axum::extract::DefaultBodyLimit;
 use axum::routing::{MethodRouter, get};
 use axum::{Extension, Router, middleware};
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};

@@ -33,10 +33,17 @@ async fn discovery_answers_for_each_tenant_segment_as_entra_id_does() {
         .into_iter()
         .chain([(upper.as_str(), tid.as_str(), tid.as_str())]);
     for (asked, issuer_tenant, endpoint_tenant) in cases {
-        let (status, doc) =
-            get_json(&t, &format!("/{asked}/v2.0/.well-known/openid-configuration")).await;
+        let (status, doc) = get_json(
+            &t,
+            &format!("/{asked}/v2.0/.well-known/openid-configuration"),
+        )
+        .await;
         assert_eq!(status, 200, "{asked}: {doc}");
-        assert_eq!(doc["issuer"], format!("{base}/{issuer_tenant}/v2.0"), "{asked}");
+        assert_eq!(
+            doc["issuer"],
+            format!("{base}/{issuer_tenant}/v2.0"),
+            "{asked}"
+        );
         let oauth2 = format!("{base}/{endpoint_tenant}/oauth2/v2.0");
         assert_eq!(doc["authorization_endpoint"], format!("{oauth2}/authorize"));
         assert_eq!(doc["token_endpoint"], format!("{oauth2}/token"));
@@ -119,7 +126,10 @@ async fn a_sign_in_through_the_common_endpoints_gets_tenant_issued_tokens() {
     let decode = |b64: &str| -> Value {
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(b64).expect("base64url")).expect("json")
     };
-    for info in [decode(field(&tokens, "client_info")), decode(&param("client_info"))] {
+    for info in [
+        decode(field(&tokens, "client_info")),
+        decode(&param("client_info")),
+    ] {
         assert_eq!(info["uid"], id["oid"], "{info}");
         assert_eq!(info["utid"], id["tid"], "{info}");
     }

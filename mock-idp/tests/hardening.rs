@@ -125,18 +125,12 @@ async fn a_body_that_never_comes_gets_408_as_an_oauth_error() {
     let answer = read_to_close(&mut slow).await;
     let held = started.elapsed();
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    assert!(
-        answer.contains(r#""error":"invalid_request""#),
-        "{answer}"
-    );
+    assert!(answer.contains(r#""error":"invalid_request""#), "{answer}");
     assert!(
         (Duration::from_secs(7)..Duration::from_secs(8)).contains(&held),
         "answered at the 7 s body timeout, not after {held:?}"
     );
-    assert_eq!(
-        t.idp().stats().refused_requests.get(&["body_timeout"]),
-        1
-    );
+    assert_eq!(t.idp().stats().refused_requests.get(&["body_timeout"]), 1);
     assert_eq!(healthz(&t).await, 200, "still serving");
     t.stop().await;
 }
@@ -179,13 +173,13 @@ async fn a_body_over_the_limit_gets_413_as_an_oauth_error() {
     let _ = chunked.write_all(&request).await;
     let answer = read_to_close(&mut chunked).await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
-    assert!(answer.contains("content-type: application/json"), "{answer}");
+    assert!(
+        answer.contains("content-type: application/json"),
+        "{answer}"
+    );
     assert!(answer.contains(r#""error":"invalid_request""#), "{answer}");
 
-    assert_eq!(
-        t.idp().stats().refused_requests.get(&["body_too_large"]),
-        2
-    );
+    assert_eq!(t.idp().stats().refused_requests.get(&["body_too_large"]), 2);
     // A body under the limit is untouched.
     let response = t
         .token(&[("grant_type", "client_credentials"), ("scope", "api.read")])

@@ -165,8 +165,8 @@ fn sign_in(idp: &Idp, headers: &HeaderMap, params: &Params) -> Result<Response, 
     );
     drop(grants);
     // Entra ID adds `client_info` when asked (MSAL asks, for request routing).
-    let client_info = (params.get("client_info") == Some("1"))
-        .then(|| client_info(&user_oid, &config.tenant_id));
+    let client_info =
+        (params.get("client_info") == Some("1")).then(|| client_info(&user_oid, &config.tenant_id));
     let mut answer = vec![("code", code.as_str()), ("session_state", sid.as_str())];
     if let Some(info) = &client_info {
         answer.push(("client_info", info));

@@ -53,9 +53,7 @@ impl FromRequestParts<Idp> for Tenant {
         let (segment, discovery_issuer) = match lower.as_str() {
             "common" | "organizations" => (lower, format!("{base}/{{tenantid}}/v2.0")),
             "consumers" => (lower, token_issuer.clone()),
-            _ if asked.eq_ignore_ascii_case(tenant_id) => {
-                (tenant_id.clone(), token_issuer.clone())
-            }
+            _ if asked.eq_ignore_ascii_case(tenant_id) => (tenant_id.clone(), token_issuer.clone()),
             _ => {
                 return Err(OAuthError::no_redirect(
                     ErrorCode::InvalidTenant,

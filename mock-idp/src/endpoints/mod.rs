@@ -109,10 +109,7 @@ fn split_loopback(uri: &str) -> Option<(&str, &str)> {
     let after_host = &after_scheme[host.len()..];
     let rest = match after_host.strip_prefix(':') {
         Some(port_and_rest) => {
-            let digits = port_and_rest
-                .bytes()
-                .take_while(u8::is_ascii_digit)
-                .count();
+            let digits = port_and_rest.bytes().take_while(u8::is_ascii_digit).count();
             port_and_rest[..digits].parse::<u16>().ok()?;
             &port_and_rest[digits..]
         }
@@ -158,7 +155,10 @@ mod tests {
             "http://127.0.0.1:8080/cb",
             "http://127.0.0.1:9/cb"
         ));
-        assert!(!redirect_uri_matches(reg, "http://127.0.0.1:/auth/callback"));
+        assert!(!redirect_uri_matches(
+            reg,
+            "http://127.0.0.1:/auth/callback"
+        ));
         assert!(!redirect_uri_matches(
             reg,
             "http://127.0.0.1:99999/auth/callback"
