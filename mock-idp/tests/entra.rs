@@ -170,3 +170,39 @@ async fn a_sign_in_through_the_common_endpoints_gets_tenant_issued_tokens() {
     assert_eq!(unknown.status(), 400);
     t.stop().await;
 }
+
+#[tokio::test]
+async fn a_logout_with_only_a_redirect_uri_is_checked_against_the_browsers_session() {
+    let t = TestIdp::start(IdpConfig::default()).await;
+    // MSAL Node's samples sign out with `{authority}/oauth2/v2.0/logout?post_logout_redirect_uri=...`
+    // and nothing else; the browser's IdP session says which client it was.
+    let tokens = t.sign_in("alice").await;
+    let logout = |uri: &str| {
+        let mut url = url::Url::parse(&t.url("/common/oauth2/v2.0/logout")).expect("url");
+        url.query_pairs_mut()
+            .append_pair("post_logout_redirect_uri", uri);
+        url.to_string()
+    };
+    let evil = t
+        .browser
+        .get_once(&logout("http://evil.example/"))
+        .await
+        .expect("answer");
+    assert_eq!(evil.status, 400, "an unregistered URI is still refused");
+    let page = t
+        .browser
+        .get_once(&logout("http://127.0.0.1:3000/"))
+        .await
+        .expect("answer");
+    assert_eq!(page.status, 302);
+    assert_eq!(page.location.as_deref(), Some("http://127.0.0.1:3000/"));
+    let refresh = t.refresh(field(&tokens, "refresh_token")).await;
+    assert_eq!(refresh.status(), 400, "the session ended with its tokens");
+    // Without a session, nothing vouches for the URI.
+    let stranger = common::browser()
+        .get_once(&logout("http://127.0.0.1:3000/"))
+        .await
+        .expect("answer");
+    assert_eq!(stranger.status, 400);
+    t.stop().await;
+}

@@ -282,7 +282,8 @@ pub fn redirect_with(to: &str, params: &[(&str, &str)], state: Option<&str>) -> 
         return OAuthError::no_redirect(ErrorCode::InvalidRequest, "redirect URI is not a URL")
             .into_response();
     };
-    {
+    // Only when there is something to add: otherwise `url` would gain a bare `?`.
+    if !params.is_empty() || state.is_some() {
         let mut query = url.query_pairs_mut();
         for (k, v) in params {
             query.append_pair(k, v);
