@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::faults::FaultConfig;
+use crate::limits::Limits;
 
 /// Everything that shapes the IdP's behaviour. `IdpConfig::default()` is a
 /// working provider: one confidential client, a few users, and automatic
@@ -44,6 +45,8 @@ pub struct IdpConfig {
     pub users: Vec<UserConfig>,
     /// Faults active from the start; the admin endpoint changes them at run time.
     pub faults: FaultConfig,
+    /// Header and body read timeouts, body size and connection caps.
+    pub limits: Limits,
 }
 
 /// Refresh-token reuse policy.
@@ -182,6 +185,7 @@ impl Default for IdpConfig {
                 })
                 .to_vec(),
             faults: FaultConfig::default(),
+            limits: Limits::default(),
         }
     }
 }
@@ -219,6 +223,21 @@ impl IdpConfig {
     /// Checks what serde cannot: references between fields and ranges.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
+        // The tenant id is a path segment of Entra-shaped URLs and of the tenant issuer.
+        let segment_ok = !self.tenant_id.is_empty()
+            && self
+                .tenant_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+            && !["common", "organizations", "consumers"]
+                .contains(&self.tenant_id.to_ascii_lowercase().as_str());
+        if !segment_ok {
+            return invalid(format!(
+                "tenant_id {:?} must be letters, digits, '-', '.' or '_', and not common, \
+                 organizations or consumers",
+                self.tenant_id
+            ));
+        }
         if self.access_token_lifetime_secs == 0 || self.refresh_token_lifetime_secs == 0 {
             return invalid("token lifetimes must be at least one second".into());
         }
@@ -262,6 +281,7 @@ impl IdpConfig {
                 ));
             }
         }
+        self.limits.validate().map_err(ConfigError::Invalid)?;
         self.faults.validate().map_err(ConfigError::Invalid)
     }
 }
@@ -290,6 +310,30 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("idp.toml"), "{text}");
         assert!(text.contains("line 2, column 30"), "{text}");
+    }
+
+    #[test]
+    fn limits_and_tenant_id_are_checked() {
+        let config: IdpConfig = toml::from_str(
+            "tenant_id = \"contoso-1\"\n[limits]\nheader_read_timeout_secs = 5\nmax_connections = 8\n",
+        )
+        .expect("parses");
+        config.validate().expect("valid");
+        assert_eq!(config.limits.header_read_timeout_secs, 5);
+        assert_eq!(
+            config.limits.body_read_timeout_secs, 30,
+            "the rest keep defaults"
+        );
+        for bad in [
+            "[limits]\nmax_connections = 0",
+            "[limits]\nmax_body_bytes = 0",
+            "tenant_id = \"a/b\"",
+            "tenant_id = \"Common\"",
+            "tenant_id = \"\"",
+        ] {
+            let config: IdpConfig = toml::from_str(bad).expect("parses");
+            assert!(config.validate().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -88,6 +88,9 @@ pub type CodeRefusal = &'static str;
 pub struct IdpSession {
     pub user: Arc<User>,
     pub ended: bool,
+    /// Clients that redeemed a code of this session, so a logout that names
+    /// no client (as MSAL samples send it) can still check its redirect URI.
+    pub clients: Vec<String>,
 }
 
 /// How many inserts pass between sweeps of expired entries, so memory stays
@@ -146,6 +149,11 @@ impl Grants {
     pub fn start_family(&mut self, code: &str, code_expiry: u64, family: Family) -> u64 {
         self.next_family += 1;
         let id = self.next_family;
+        if let Some(session) = self.sessions.get_mut(&family.sid)
+            && !session.clients.contains(&family.client_id)
+        {
+            session.clients.push(family.client_id.clone());
+        }
         self.families.insert(id, family);
         self.redeemed_codes
             .insert(code.to_owned(), (id, code_expiry));
@@ -211,7 +219,14 @@ impl Grants {
     }
 
     pub fn start_session(&mut self, sid: String, user: Arc<User>) {
-        self.sessions.insert(sid, IdpSession { user, ended: false });
+        self.sessions.insert(
+            sid,
+            IdpSession {
+                user,
+                ended: false,
+                clients: Vec::new(),
+            },
+        );
     }
 
     /// Ends an IdP session and revokes every refresh-token family of it.

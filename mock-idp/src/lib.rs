@@ -8,11 +8,12 @@
 //! # Layout
 //! - [`config`]: clients, users, lifetimes and policies (TOML, with defaults).
 //! - [`server`]: the router, the HTTP and HTTPS listeners, the issuer per listener.
-//! - [`endpoints`]: one module per endpoint.
+//! - [`endpoints`]: one module per endpoint; [`endpoints::entra`] serves them in Entra ID's URL shapes.
 //! - [`grants`]: codes, refresh-token families, IdP sessions (in memory).
 //! - [`tokens`], [`keys`]: token claims, signing and verification.
 //! - [`scope`], [`users`]: scope parsing, the user directory.
 //! - [`faults`], [`stats`]: fault injection and counters.
+//! - [`limits`]: header and body read timeouts, body size and connection caps.
 //! - [`tls`]: the generated CA and server certificate.
 //! - [`oauth_error`]: RFC 6749/6750 errors; [`Clock`] (from `service-kit`): time, movable in tests.
 
@@ -21,6 +22,7 @@ pub mod endpoints;
 pub mod faults;
 pub mod grants;
 pub mod keys;
+pub mod limits;
 pub mod oauth_error;
 pub mod scope;
 pub mod server;

@@ -45,6 +45,20 @@ struct Args {
     /// Refresh-token lifetime in seconds (overrides the config file).
     #[arg(long)]
     refresh_token_lifetime: Option<u64>,
+    /// Tenant id in tokens and in Entra-shaped paths (`/{tenant}/oauth2/v2.0/...`);
+    /// set it to your app's own so its authority needs only a new host.
+    #[arg(long)]
+    tenant_id: Option<String>,
+    /// Seconds a client has to send a request's headers; also how long an
+    /// idle keep-alive connection stays open (0: no limit).
+    #[arg(long, value_name = "SECS")]
+    header_read_timeout: Option<u64>,
+    /// Seconds a client has to send a request's body (0: no limit).
+    #[arg(long, value_name = "SECS")]
+    body_read_timeout: Option<u64>,
+    /// Connections each listener serves at once; more wait to be accepted.
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
     /// Refresh-token reuse policy (overrides the config file).
     #[arg(long, value_parser = parse_policy)]
     refresh_reuse: Option<ReusePolicy>,
@@ -87,6 +101,18 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(policy) = args.refresh_reuse {
         config.refresh_reuse = policy;
+    }
+    if let Some(tenant_id) = args.tenant_id {
+        config.tenant_id = tenant_id;
+    }
+    if let Some(secs) = args.header_read_timeout {
+        config.limits.header_read_timeout_secs = secs;
+    }
+    if let Some(secs) = args.body_read_timeout {
+        config.limits.body_read_timeout_secs = secs;
+    }
+    if let Some(n) = args.max_connections {
+        config.limits.max_connections = n;
     }
     apply_client_and_user_flags(&mut config, &args.clients, &args.users);
     if args.no_auto_users {

@@ -19,6 +19,8 @@ pub enum ErrorCode {
     LoginRequired,
     InvalidToken,
     InsufficientScope,
+    /// Entra ID's answer for a tenant it does not know.
+    InvalidTenant,
     ServerError,
 }
 
@@ -36,6 +38,7 @@ impl ErrorCode {
             ErrorCode::LoginRequired => "login_required",
             ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::InsufficientScope => "insufficient_scope",
+            ErrorCode::InvalidTenant => "invalid_tenant",
             ErrorCode::ServerError => "server_error",
         }
     }
@@ -111,6 +114,21 @@ impl OAuthError {
             code: Some(code),
             description: description.into(),
             status: StatusCode::BAD_REQUEST,
+            challenge: None,
+        }
+    }
+
+    /// An error with a status of its own, for what happens before any endpoint
+    /// runs (a body too large or too slow).
+    pub fn with_status(
+        status: StatusCode,
+        code: ErrorCode,
+        description: impl Into<String>,
+    ) -> Self {
+        Self {
+            code: Some(code),
+            description: description.into(),
+            status,
             challenge: None,
         }
     }

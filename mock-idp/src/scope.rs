@@ -7,11 +7,17 @@ use crate::config::{ClientConfig, IdpConfig};
 /// The OpenID Connect scopes this provider understands.
 pub const OIDC_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
 
-/// A granted set of scopes, split into OIDC scopes and API scopes (short form).
+/// A granted set of scopes, split into OIDC scopes and API scopes (short form),
+/// remembering the form in which the client wrote each API scope.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Scopes {
     pub oidc: BTreeSet<String>,
     pub api: BTreeSet<String>,
+    /// API scopes as the client wrote them (`api.read` or `api://mock-api/api.read`;
+    /// `.default` expanded in its own form). The token response answers in these
+    /// forms because MSAL caches an access token under the response's scopes and
+    /// looks it up under the scopes the app asks for, as Entra ID lets it.
+    asked: BTreeSet<String>,
 }
 
 impl Scopes {
@@ -31,18 +37,27 @@ impl Scopes {
                 scopes.oidc.insert(item.to_owned());
                 continue;
             }
-            let short = item.strip_prefix(&prefix).unwrap_or(item);
+            let (short, form) = match item.strip_prefix(&prefix) {
+                Some(short) => (short, prefix.as_str()),
+                None => (item, ""),
+            };
             if short == ".default" {
-                scopes
-                    .api
-                    .extend(allowed_api_scopes(config, client).map(str::to_owned));
+                for scope in allowed_api_scopes(config, client) {
+                    scopes.insert_api(scope, form);
+                }
             } else if allowed_api_scopes(config, client).any(|s| s == short) {
-                scopes.api.insert(short.to_owned());
+                scopes.insert_api(short, form);
             } else {
                 return Err(item.to_owned());
             }
         }
         Ok(scopes)
+    }
+
+    /// Grants the API scope `short`, written with `form` before it (`""` or the audience and `/`).
+    fn insert_api(&mut self, short: &str, form: &str) {
+        self.api.insert(short.to_owned());
+        self.asked.insert(format!("{form}{short}"));
     }
 
     pub fn is_empty(&self) -> bool {
@@ -53,12 +68,13 @@ impl Scopes {
         self.oidc.contains(oidc_scope)
     }
 
-    /// The `scope` value of a token response: API scopes in full form, then OIDC scopes.
-    pub fn response_value(&self, api_audience: &str) -> String {
-        self.api
+    /// The `scope` value of a token response: API scopes in the form the client
+    /// asked for them, then OIDC scopes.
+    pub fn response_value(&self) -> String {
+        self.asked
             .iter()
-            .map(|s| format!("{api_audience}/{s}"))
-            .chain(self.oidc.iter().cloned())
+            .chain(&self.oidc)
+            .map(String::as_str)
             .collect::<Vec<_>>()
             .join(" ")
     }
@@ -109,6 +125,35 @@ mod tests {
         assert_eq!(
             Scopes::parse("openid admin.all", &config, client),
             Err("admin.all".into())
+        );
+    }
+
+    #[test]
+    fn the_response_answers_each_api_scope_in_the_form_it_was_asked() {
+        let config = IdpConfig::default();
+        let client = &config.clients[0];
+        let answer = |asked: &str| {
+            Scopes::parse(asked, &config, client)
+                .expect("valid scopes")
+                .response_value()
+        };
+        assert_eq!(
+            answer("api.read openid offline_access"),
+            "api.read offline_access openid"
+        );
+        assert_eq!(
+            answer("openid api://mock-api/api.read"),
+            "api://mock-api/api.read openid"
+        );
+        assert_eq!(
+            answer("data.read api://mock-api/api.write"),
+            "api://mock-api/api.write data.read",
+            "per scope, not per request"
+        );
+        assert_eq!(
+            answer("api://mock-api/.default"),
+            "api://mock-api/api.read api://mock-api/api.write \
+             api://mock-api/data.read api://mock-api/data.write"
         );
     }
 }

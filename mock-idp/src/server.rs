@@ -5,16 +5,19 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use axum::extract::DefaultBodyLimit;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::routing::{MethodRouter, get};
 use axum::{Extension, Router, middleware};
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::endpoints::{admin, api, authorize, discovery, logout, token, userinfo};
+use crate::endpoints::{admin, api, authorize, discovery, entra, logout, token, userinfo};
 use crate::faults::{Endpoint, FaultScope, apply_faults};
+use crate::limits::{ConnectionCap, Limits, read_body};
 use crate::tls::TlsMaterial;
 use crate::{Idp, StartError};
 
@@ -49,9 +52,54 @@ impl<S: Send + Sync> FromRequestParts<S> for Issuer {
     }
 }
 
+/// Whether `iss` is an issuer of the listener a request reached, given that
+/// request's own issuer `base`: the same scheme and port under any host name
+/// (`localhost` and `127.0.0.1` reach one listener), with no path or the tenant
+/// path `/{tenant id}/v2.0`. So the HTTPS listener's API refuses the HTTP
+/// listener's tokens, as a resource server set up for one authority refuses
+/// another's.
+pub fn serves_issuer(base: &str, tenant_id: &str, iss: &str) -> bool {
+    let (Some(ours), Some(theirs)) = (split_origin(base), split_origin(iss)) else {
+        return false;
+    };
+    let tenant_path = || {
+        theirs
+            .2
+            .strip_prefix('/')
+            .and_then(|p| p.strip_suffix("/v2.0"))
+            == Some(tenant_id)
+    };
+    ours.0 == theirs.0 && ours.1 == theirs.1 && (theirs.2.is_empty() || tenant_path())
+}
+
+/// `scheme://host[:port][/path]` as (scheme, port, path); `None` when malformed.
+fn split_origin(url: &str) -> Option<(&str, u16, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let default_port = match scheme {
+        "http" => 80,
+        "https" => 443,
+        _ => return None,
+    };
+    let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+    let host_end = if authority.starts_with('[') {
+        authority.find(']')? + 1
+    } else {
+        authority.find(':').unwrap_or(authority.len())
+    };
+    if host_end == 0 {
+        return None;
+    }
+    let port = match &authority[host_end..] {
+        "" => default_port,
+        port => port.strip_prefix(':')?.parse().ok()?,
+    };
+    Some((scheme, port, path))
+}
+
 impl Idp {
-    /// Every endpoint, each behind the fault layer for its name. The admin,
-    /// stats and metrics endpoints are never faulted.
+    /// Every endpoint, each behind the fault layer for its name, behind the
+    /// body limits of [`crate::limits`]. The admin, stats and metrics
+    /// endpoints are never faulted.
     pub fn router(&self) -> Router {
         let faulted = |endpoint: Endpoint, route: MethodRouter<Idp>| {
             route.route_layer(middleware::from_fn_with_state(
@@ -94,6 +142,33 @@ impl Idp {
                 ),
             )
             .route("/api/me", faulted(Endpoint::Api, get(api::me)))
+            // Entra ID's shapes of the same endpoints, under a tenant segment.
+            .route(
+                "/{tenant}/v2.0/.well-known/openid-configuration",
+                faulted(Endpoint::Discovery, get(entra::openid_configuration)),
+            )
+            .route(
+                "/{tenant}/discovery/v2.0/keys",
+                faulted(Endpoint::Jwks, get(entra::jwks)),
+            )
+            .route(
+                "/{tenant}/oauth2/v2.0/authorize",
+                faulted(
+                    Endpoint::Authorize,
+                    get(entra::authorize_get).post(entra::authorize_post),
+                ),
+            )
+            .route(
+                "/{tenant}/oauth2/v2.0/token",
+                faulted(Endpoint::Token, axum::routing::post(entra::token)),
+            )
+            .route(
+                "/{tenant}/oauth2/v2.0/logout",
+                faulted(
+                    Endpoint::Logout,
+                    get(entra::logout_get).post(entra::logout_post),
+                ),
+            )
             .route("/stats", get(admin::stats))
             .route("/metrics", get(admin::metrics))
             .route("/healthz", get(admin::healthz))
@@ -103,6 +178,10 @@ impl Idp {
                     .put(crate::faults::put_faults)
                     .delete(crate::faults::clear_faults),
             )
+            // Bodies are read (or refused, as OAuth errors) before any route;
+            // the limit is then enforced there, not by axum's extractors.
+            .layer(middleware::from_fn_with_state(self.clone(), read_body))
+            .layer(DefaultBodyLimit::disable())
             .with_state(self.clone())
     }
 }
@@ -154,24 +233,55 @@ pub struct IdpServer {
 /// How long in-flight requests get to finish after shutdown is asked for.
 const DRAIN: Duration = Duration::from_secs(5);
 
+fn bind(addr: SocketAddr) -> std::io::Result<(std::net::TcpListener, SocketAddr)> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
+}
+
+/// Applies the header timeout. hyper times each request's headers (from the
+/// end of the previous response on a kept-alive connection); the first
+/// request's timeout also covers the bytes hyper reads to tell HTTP/1 from
+/// HTTP/2, which its own timer does not.
+fn with_limits<A>(
+    mut server: axum_server::Server<SocketAddr, A>,
+    limits: &Limits,
+) -> axum_server::Server<SocketAddr, A> {
+    let timeout = limits.header_read_timeout();
+    server.http_builder().http1().header_read_timeout(timeout);
+    server.first_request_timeout(timeout)
+}
+
+/// A handle that drains the listener once `shutdown` says so.
+fn stop_on(shutdown: &watch::Sender<bool>) -> axum_server::Handle<SocketAddr> {
+    let handle = axum_server::Handle::new();
+    let mut stop = shutdown.subscribe();
+    let draining = handle.clone();
+    tokio::spawn(async move {
+        let _ = stop.wait_for(|s| *s).await;
+        draining.graceful_shutdown(Some(DRAIN));
+    });
+    handle
+}
+
 impl IdpServer {
     /// Binds the listeners and starts serving in the background.
     pub async fn start(idp: Idp, options: ServerOptions) -> Result<Self, StartError> {
         let (shutdown, _) = watch::channel(false);
+        let limits = idp.config().limits.clone();
         let mut tasks = Vec::new();
         let mut http_addr = None;
         if let Some(addr) = options.http {
-            let listener = tokio::net::TcpListener::bind(addr).await?;
-            http_addr = Some(listener.local_addr()?);
-            let app = idp.router().layer(Extension(Scheme("http")));
-            let mut stop = shutdown.subscribe();
-            tasks.push(tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    })
-                    .await
-            }));
+            let (listener, local) = bind(addr)?;
+            http_addr = Some(local);
+            let server = with_limits(axum_server::from_tcp(listener)?, &limits);
+            let handle = stop_on(&shutdown);
+            let app = ConnectionCap::new(
+                idp.router().layer(Extension(Scheme("http"))),
+                limits.max_connections,
+            );
+            tasks.push(tokio::spawn(server.handle(handle).serve(app)));
         }
         let mut https_addr = None;
         let mut ca_file = None;
@@ -185,20 +295,21 @@ impl IdpServer {
             {
                 ca_file = Some(path.clone());
             }
-            let listener = std::net::TcpListener::bind(addr)?;
-            listener.set_nonblocking(true)?;
-            https_addr = Some(listener.local_addr()?);
-            let config = axum_server::tls_rustls::RustlsConfig::from_config(tls.server_config()?);
-            let handle = axum_server::Handle::new();
-            let server =
-                axum_server::tls_rustls::from_tcp_rustls(listener, config)?.handle(handle.clone());
-            let app = idp.router().layer(Extension(Scheme("https")));
-            let mut stop = shutdown.subscribe();
-            tokio::spawn(async move {
-                let _ = stop.wait_for(|s| *s).await;
-                handle.graceful_shutdown(Some(DRAIN));
-            });
-            tasks.push(tokio::spawn(server.serve(app.into_make_service())));
+            let (listener, local) = bind(addr)?;
+            https_addr = Some(local);
+            let config = RustlsConfig::from_config(tls.server_config()?);
+            let mut acceptor = RustlsAcceptor::new(config);
+            if let Some(timeout) = limits.header_read_timeout() {
+                // The handshake comes before the first request's timer starts.
+                acceptor = acceptor.handshake_timeout(timeout);
+            }
+            let server = with_limits(axum_server::from_tcp(listener)?, &limits).acceptor(acceptor);
+            let handle = stop_on(&shutdown);
+            let app = ConnectionCap::new(
+                idp.router().layer(Extension(Scheme("https"))),
+                limits.max_connections,
+            );
+            tasks.push(tokio::spawn(server.handle(handle).serve(app)));
         }
         Ok(Self {
             idp,
@@ -234,5 +345,36 @@ impl IdpServer {
     pub async fn run_until(self, signal: impl Future<Output = ()>) -> std::io::Result<()> {
         signal.await;
         self.stop().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listener_serves_its_own_issuers_under_any_host_name() {
+        let tid = "t-1";
+        let base = "https://localhost:9443";
+        for iss in [
+            "https://localhost:9443",
+            "https://127.0.0.1:9443",
+            "https://127.0.0.1:9443/t-1/v2.0",
+        ] {
+            assert!(serves_issuer(base, tid, iss), "{iss}");
+        }
+        for iss in [
+            "http://127.0.0.1:9443",
+            "https://127.0.0.1:9400",
+            "https://127.0.0.1",
+            "https://127.0.0.1:9443/",
+            "https://127.0.0.1:9443/other/v2.0",
+            "https://127.0.0.1:9443/t-1",
+            "https://:9443",
+            "127.0.0.1:9443",
+        ] {
+            assert!(!serves_issuer(base, tid, iss), "{iss}");
+        }
+        assert!(serves_issuer("http://[::1]", tid, "http://localhost:80"));
     }
 }

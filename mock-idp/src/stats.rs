@@ -96,6 +96,7 @@ pub struct Stats {
     pub logout_calls: CounterFamily,
     pub ended_session_tokens: CounterFamily,
     pub faults_injected: CounterFamily,
+    pub refused_requests: CounterFamily,
 }
 
 impl Default for Stats {
@@ -141,12 +142,17 @@ impl Default for Stats {
                 "Requests changed by an injected fault, by fault and endpoint.",
                 &["fault", "endpoint"],
             ),
+            refused_requests: CounterFamily::new(
+                "mock_idp_refused_requests_total",
+                "Requests refused by a limit before any endpoint saw them, by reason.",
+                &["reason"],
+            ),
         }
     }
 }
 
 impl Stats {
-    fn families(&self) -> [(&'static str, &CounterFamily); 8] {
+    fn families(&self) -> [(&'static str, &CounterFamily); 9] {
         [
             ("authorize_calls", &self.authorize_calls),
             ("token_calls", &self.token_calls),
@@ -156,6 +162,7 @@ impl Stats {
             ("logout_calls", &self.logout_calls),
             ("ended_session_tokens", &self.ended_session_tokens),
             ("faults_injected", &self.faults_injected),
+            ("refused_requests", &self.refused_requests),
         ]
     }
 

@@ -1,5 +1,7 @@
 //! Claims of ID and access tokens, how they are minted, and how access tokens are verified.
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +54,13 @@ pub struct IdClaims {
     pub preferred_username: String,
     pub email: String,
     pub ver: String,
+}
+
+/// The `client_info` MSAL asks for (`client_info=1`): base64url of
+/// `{"uid": oid, "utid": tid}`, from which it makes the account's home id.
+pub fn client_info(oid: &str, tenant_id: &str) -> String {
+    let json = serde_json::json!({ "uid": oid, "utid": tenant_id });
+    URL_SAFE_NO_PAD.encode(json.to_string())
 }
 
 /// Verifies signature, algorithm and key id; time and audience are checked by

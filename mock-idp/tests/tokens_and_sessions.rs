@@ -363,3 +363,36 @@ async fn the_api_rejects_expired_wrong_audience_wrong_scope_tampered_and_unsigne
     assert_eq!(stats.api_calls.get(&["insufficient_scope"]), 2);
     t.stop().await;
 }
+
+#[tokio::test]
+async fn scopes_are_answered_in_the_form_the_client_asked_for_them() {
+    let t = TestIdp::start(IdpConfig::default()).await;
+    let short = t
+        .sign_in_with(&browser(), "alice", "openid offline_access api.read")
+        .await;
+    assert_eq!(short["scope"], "api.read offline_access openid");
+    // A refresh without `scope` gets the grant's own form back.
+    let again = json_of(t.refresh(field(&short, "refresh_token")).await).await;
+    assert_eq!(again["scope"], "api.read offline_access openid");
+    // A refresh that asks in full form (for one scope of two) is answered so.
+    let mixed = json_of(
+        t.token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", field(&again, "refresh_token")),
+            ("scope", "api://mock-api/api.read data.read openid"),
+        ])
+        .await,
+    )
+    .await;
+    assert_eq!(mixed["scope"], "api://mock-api/api.read data.read openid");
+    assert_eq!(
+        claims_of(field(&mixed, "access_token"))["scp"],
+        "api.read data.read",
+        "the token itself names its scopes in short form, as Entra ID's do"
+    );
+    let full = t
+        .sign_in_with(&browser(), "bob", "openid api://mock-api/api.write")
+        .await;
+    assert_eq!(full["scope"], "api://mock-api/api.write openid");
+    t.stop().await;
+}

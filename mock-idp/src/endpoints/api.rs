@@ -12,11 +12,12 @@ use super::bearer_token;
 use crate::Idp;
 use crate::config::EndedSessionPolicy;
 use crate::oauth_error::{ErrorCode, OAuthError};
+use crate::server::{Issuer, serves_issuer};
 use crate::tokens::AccessClaims;
 
 /// `GET /api/me`
-pub async fn me(State(idp): State<Idp>, headers: HeaderMap) -> Response {
-    let result = authorize_call(&idp, &headers);
+pub async fn me(State(idp): State<Idp>, Issuer(listener): Issuer, headers: HeaderMap) -> Response {
+    let result = authorize_call(&idp, &listener, &headers);
     idp.stats()
         .api_calls
         .inc(&[result.as_ref().map_or_else(OAuthError::label, |_| "ok")]);
@@ -37,9 +38,13 @@ pub async fn me(State(idp): State<Idp>, headers: HeaderMap) -> Response {
     }
 }
 
-fn authorize_call(idp: &Idp, headers: &HeaderMap) -> Result<Arc<AccessClaims>, OAuthError> {
+fn authorize_call(
+    idp: &Idp,
+    listener: &str,
+    headers: &HeaderMap,
+) -> Result<Arc<AccessClaims>, OAuthError> {
     let token = bearer_token(headers)?;
-    let claims = verified_live_token(idp, token)?;
+    let claims = verified_live_token(idp, listener, token)?;
     let api_scopes = &idp.config().api_scopes;
     let delegated = claims
         .scp
@@ -58,8 +63,14 @@ fn authorize_call(idp: &Idp, headers: &HeaderMap) -> Result<Arc<AccessClaims>, O
     Ok(claims)
 }
 
-/// Verifies an access token and applies the ended-session policy; shared with UserInfo.
-pub fn verified_live_token(idp: &Idp, token: &str) -> Result<Arc<AccessClaims>, OAuthError> {
+/// Verifies an access token presented at the listener whose issuer is
+/// `listener` (its issuer must be one of that listener's) and applies the
+/// ended-session policy; shared with UserInfo.
+pub fn verified_live_token(
+    idp: &Idp,
+    listener: &str,
+    token: &str,
+) -> Result<Arc<AccessClaims>, OAuthError> {
     let inner = &idp.inner;
     let claims = inner.verified.verify(
         &inner.keys,
@@ -67,6 +78,12 @@ pub fn verified_live_token(idp: &Idp, token: &str) -> Result<Arc<AccessClaims>, 
         &inner.config.api_audience,
         inner.clock.now(),
     )?;
+    if !serves_issuer(listener, &inner.config.tenant_id, &claims.iss) {
+        return Err(OAuthError::bearer(
+            ErrorCode::InvalidToken,
+            "token was issued through another listener of this provider",
+        ));
+    }
     if let Some(sid) = &claims.sid {
         let ended = inner.grants.lock().session(sid).is_some_and(|s| s.ended);
         if ended {

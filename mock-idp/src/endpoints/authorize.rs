@@ -13,6 +13,7 @@ use crate::config::{ClientConfig, GrantType};
 use crate::grants::{AuthCode, random_token};
 use crate::oauth_error::{ErrorCode, OAuthError};
 use crate::scope::Scopes;
+use crate::tokens::client_info;
 use crate::users::User;
 
 /// The IdP's own browser-session cookie, so a second sign-in from the same
@@ -146,6 +147,7 @@ fn sign_in(idp: &Idp, headers: &HeaderMap, params: &Params) -> Result<Response, 
             sid
         }
     };
+    let user_oid = user.oid.clone();
     grants.insert_code(
         code.clone(),
         AuthCode {
@@ -162,11 +164,14 @@ fn sign_in(idp: &Idp, headers: &HeaderMap, params: &Params) -> Result<Response, 
         now,
     );
     drop(grants);
-    let mut response = redirect_with(
-        redirect_uri,
-        &[("code", &code), ("session_state", &sid)],
-        state.as_deref(),
-    );
+    // Entra ID adds `client_info` when asked (MSAL asks, for request routing).
+    let client_info =
+        (params.get("client_info") == Some("1")).then(|| client_info(&user_oid, &config.tenant_id));
+    let mut answer = vec![("code", code.as_str()), ("session_state", sid.as_str())];
+    if let Some(info) = &client_info {
+        answer.push(("client_info", info));
+    }
+    let mut response = redirect_with(redirect_uri, &answer, state.as_deref());
     if let Ok(cookie) = HeaderValue::from_str(&format!(
         "{SESSION_COOKIE}={sid}; Path=/; HttpOnly; SameSite=Lax"
     )) {
@@ -277,7 +282,8 @@ pub fn redirect_with(to: &str, params: &[(&str, &str)], state: Option<&str>) -> 
         return OAuthError::no_redirect(ErrorCode::InvalidRequest, "redirect URI is not a URL")
             .into_response();
     };
-    {
+    // Only when there is something to add: otherwise `url` would gain a bare `?`.
+    if !params.is_empty() || state.is_some() {
         let mut query = url.query_pairs_mut();
         for (k, v) in params {
             query.append_pair(k, v);

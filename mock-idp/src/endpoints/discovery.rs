@@ -8,8 +8,35 @@ use crate::Idp;
 use crate::scope::OIDC_SCOPES;
 use crate::server::Issuer;
 
+/// What a discovery document names: the issuer and where each endpoint is.
+pub struct Endpoints {
+    pub issuer: String,
+    pub authorize: String,
+    pub token: String,
+    pub jwks: String,
+    pub logout: String,
+    pub userinfo: String,
+}
+
 /// `GET /.well-known/openid-configuration`
 pub async fn openid_configuration(State(idp): State<Idp>, Issuer(issuer): Issuer) -> Json<Value> {
+    let mut doc = document(
+        &idp,
+        Endpoints {
+            authorize: format!("{issuer}/authorize"),
+            token: format!("{issuer}/token"),
+            jwks: format!("{issuer}/jwks"),
+            logout: format!("{issuer}/logout"),
+            userinfo: format!("{issuer}/userinfo"),
+            issuer,
+        },
+    );
+    doc["tenant_id"] = Value::from(idp.config().tenant_id.as_str());
+    Json(doc)
+}
+
+/// A discovery document for these endpoints.
+pub fn document(idp: &Idp, endpoints: Endpoints) -> Value {
     let config = idp.config();
     let scopes: Vec<String> = OIDC_SCOPES
         .iter()
@@ -21,13 +48,13 @@ pub async fn openid_configuration(State(idp): State<Idp>, Issuer(issuer): Issuer
                 .map(|s| format!("{}/{s}", config.api_audience)),
         )
         .collect();
-    Json(json!({
-        "issuer": issuer,
-        "authorization_endpoint": format!("{issuer}/authorize"),
-        "token_endpoint": format!("{issuer}/token"),
-        "userinfo_endpoint": format!("{issuer}/userinfo"),
-        "jwks_uri": format!("{issuer}/jwks"),
-        "end_session_endpoint": format!("{issuer}/logout"),
+    json!({
+        "issuer": endpoints.issuer,
+        "authorization_endpoint": endpoints.authorize,
+        "token_endpoint": endpoints.token,
+        "userinfo_endpoint": endpoints.userinfo,
+        "jwks_uri": endpoints.jwks,
+        "end_session_endpoint": endpoints.logout,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
@@ -40,8 +67,7 @@ pub async fn openid_configuration(State(idp): State<Idp>, Issuer(issuer): Issuer
             "sub", "oid", "tid", "sid", "iss", "aud", "exp", "iat", "nbf", "nonce",
             "auth_time", "name", "preferred_username", "email"
         ],
-        "tenant_id": config.tenant_id,
-    }))
+    })
 }
 
 /// `GET /jwks`

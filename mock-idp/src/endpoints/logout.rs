@@ -65,20 +65,37 @@ fn end_session(
         (None, Some(h)) => Some(h.aud.clone()),
         (None, None) => None,
     };
+    let cookie_sid = session_cookie(headers);
     let redirect = match params.get("post_logout_redirect_uri") {
         None => None,
         Some(uri) => {
-            let client = client_id
-                .as_deref()
-                .and_then(|id| idp.config().clients.iter().find(|c| c.client_id == id))
-                .ok_or_else(|| {
-                    bad("post_logout_redirect_uri needs a known client_id or id_token_hint")
-                })?;
-            if !client
-                .post_logout_redirect_uris
+            // The client named, or else (as MSAL's samples log out, with no
+            // hint) the clients that signed in under the browser's IdP session.
+            let candidates = match &client_id {
+                Some(id) => vec![id.clone()],
+                None => cookie_sid
+                    .and_then(|sid| {
+                        idp.inner
+                            .grants
+                            .lock()
+                            .session(sid)
+                            .map(|s| s.clients.clone())
+                    })
+                    .unwrap_or_default(),
+            };
+            if candidates.is_empty() {
+                return Err(bad(
+                    "post_logout_redirect_uri needs a known client_id, an id_token_hint or an IdP session",
+                ));
+            }
+            let registered = idp
+                .config()
+                .clients
                 .iter()
-                .any(|r| redirect_uri_matches(r, uri))
-            {
+                .filter(|c| candidates.contains(&c.client_id))
+                .flat_map(|c| &c.post_logout_redirect_uris)
+                .any(|r| redirect_uri_matches(r, uri));
+            if !registered {
                 return Err(bad(
                     "post_logout_redirect_uri is not registered for this client",
                 ));
@@ -88,7 +105,7 @@ fn end_session(
     };
     let sid = hint
         .map(|h| h.sid)
-        .or_else(|| session_cookie(headers).map(str::to_owned));
+        .or_else(|| cookie_sid.map(str::to_owned));
     let ended = sid
         .as_deref()
         .is_some_and(|sid| idp.inner.grants.lock().end_session(sid));

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod api;
 pub mod authorize;
 pub mod discovery;
+pub mod entra;
 pub mod logout;
 pub mod token;
 pub mod userinfo;
@@ -84,25 +85,41 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, OAuthError> {
     Ok(token)
 }
 
-/// Whether a requested redirect URI matches a registered one. Loopback HTTP
-/// URIs match on scheme, host and path with any port (RFC 8252 section 7.3);
-/// others must be equal. A fragment never matches.
+/// Whether a requested redirect URI matches a registered one: simple string
+/// comparison (RFC 6749 section 3.1.2.3), except that a loopback HTTP URI may
+/// name any port (RFC 8252 section 7.3). The raw text is compared, never a
+/// parsed URL, because parsing forgives what must not match (it drops tabs,
+/// CR and LF, and normalizes case and dots).
 pub fn redirect_uri_matches(registered: &str, requested: &str) -> bool {
     if registered == requested {
         return true;
     }
-    let (Ok(reg), Ok(req)) = (url::Url::parse(registered), url::Url::parse(requested)) else {
-        return false;
+    match (split_loopback(registered), split_loopback(requested)) {
+        (Some(reg), Some(req)) => reg == req,
+        _ => false,
+    }
+}
+
+/// `http://` + loopback host + optional `:port` + rest: (host, rest), the port left out.
+fn split_loopback(uri: &str) -> Option<(&str, &str)> {
+    let after_scheme = uri.strip_prefix("http://")?;
+    let host = ["127.0.0.1", "localhost", "[::1]"]
+        .into_iter()
+        .find(|h| after_scheme.starts_with(h))?;
+    let after_host = &after_scheme[host.len()..];
+    let rest = match after_host.strip_prefix(':') {
+        Some(port_and_rest) => {
+            let digits = port_and_rest.bytes().take_while(u8::is_ascii_digit).count();
+            port_and_rest[..digits].parse::<u16>().ok()?;
+            &port_and_rest[digits..]
+        }
+        None => after_host,
     };
-    let loopback = |u: &url::Url| {
-        u.scheme() == "http" && matches!(u.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"))
-    };
-    loopback(&reg)
-        && req.fragment().is_none()
-        && reg.scheme() == req.scheme()
-        && reg.host_str() == req.host_str()
-        && reg.path() == req.path()
-        && reg.query() == req.query()
+    // The host must end where the authority does (not `localhost.evil.example`).
+    if !(rest.is_empty() || rest.starts_with(['/', '?'])) {
+        return None;
+    }
+    Some((host, rest))
 }
 
 #[cfg(test)]
@@ -133,6 +150,41 @@ mod tests {
         assert!(!redirect_uri_matches(
             "https://app.example/cb",
             "https://app.example:444/cb"
+        ));
+        assert!(redirect_uri_matches(
+            "http://127.0.0.1:8080/cb",
+            "http://127.0.0.1:9/cb"
+        ));
+        assert!(!redirect_uri_matches(
+            reg,
+            "http://127.0.0.1:/auth/callback"
+        ));
+        assert!(!redirect_uri_matches(
+            reg,
+            "http://127.0.0.1:99999/auth/callback"
+        ));
+        assert!(!redirect_uri_matches(
+            "http://localhost/cb",
+            "http://localhost.evil.example/cb"
+        ));
+    }
+
+    #[test]
+    fn redirect_uris_compare_as_raw_text() {
+        let reg = "http://127.0.0.1/auth/callback";
+        for sneaky in [
+            "http://127.0.0.1:5555/auth/call\r\nback",
+            "http://127.0.0.1:5555/auth/callback\n",
+            "http://127.0.0.1:5555/auth/\tcallback",
+            "http://127.0.0.1:5555/auth/./callback",
+            "http://127.0.0.1:5555/AUTH/callback",
+            "HTTP://127.0.0.1:5555/auth/callback",
+        ] {
+            assert!(!redirect_uri_matches(reg, sneaky), "{sneaky:?}");
+        }
+        assert!(!redirect_uri_matches(
+            "https://app.example/cb",
+            "https://app.example/c\r\nb"
         ));
     }
 

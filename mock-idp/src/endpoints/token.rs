@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -18,7 +18,7 @@ use crate::grants::{Family, RefreshRefusal};
 use crate::oauth_error::{ErrorCode, OAuthError};
 use crate::scope::Scopes;
 use crate::server::Issuer;
-use crate::tokens::{AccessClaims, IdClaims};
+use crate::tokens::{AccessClaims, IdClaims, client_info};
 
 /// `POST /token`
 pub async fn token(
@@ -27,7 +27,12 @@ pub async fn token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let params = Params::parse(&body);
+    respond(&idp, &issuer, &headers, &body)
+}
+
+/// Answers a token request; tokens name `issuer` as theirs.
+pub fn respond(idp: &Idp, issuer: &str, headers: &HeaderMap, body: &[u8]) -> Response {
+    let params = Params::parse(body);
     let grant_label = match &params {
         Ok(p) => match p.get("grant_type") {
             Some(g) if GrantType::parse(g).is_some() => g.to_owned(),
@@ -37,7 +42,7 @@ pub async fn token(
         Err(_) => "unparsed".to_owned(),
     };
     let result = match params {
-        Ok(params) => handle(&idp, &issuer, &headers, &params),
+        Ok(params) => handle(idp, issuer, headers, &params),
         Err(name) => Err(OAuthError::token(
             ErrorCode::InvalidRequest,
             format!("parameter {name} is repeated"),
@@ -391,10 +396,9 @@ impl Minter<'_> {
         if let Some(refresh) = refresh {
             body.insert("refresh_token".into(), Value::from(refresh));
         }
-        let client_info = json!({ "uid": user.oid, "utid": config.tenant_id });
         body.insert(
             "client_info".into(),
-            Value::from(URL_SAFE_NO_PAD.encode(client_info.to_string())),
+            Value::from(client_info(&user.oid, &config.tenant_id)),
         );
         Ok(Value::Object(body))
     }
@@ -404,17 +408,13 @@ impl Minter<'_> {
         claims: &AccessClaims,
         scopes: &Scopes,
     ) -> Result<Map<String, Value>, OAuthError> {
-        let config = &self.idp.inner.config;
         let lifetime = claims.exp - claims.iat;
         let mut body = Map::new();
         body.insert("token_type".into(), Value::from("Bearer"));
         body.insert("access_token".into(), Value::from(self.sign(claims)?));
         body.insert("expires_in".into(), Value::from(lifetime));
         body.insert("ext_expires_in".into(), Value::from(lifetime));
-        body.insert(
-            "scope".into(),
-            Value::from(scopes.response_value(&config.api_audience)),
-        );
+        body.insert("scope".into(), Value::from(scopes.response_value()));
         Ok(body)
     }
 

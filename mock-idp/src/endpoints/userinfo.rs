@@ -10,11 +10,16 @@ use super::api::verified_live_token;
 use super::bearer_token;
 use crate::Idp;
 use crate::oauth_error::{ErrorCode, OAuthError};
+use crate::server::Issuer;
 
 /// `GET` or `POST /userinfo`
-pub async fn userinfo(State(idp): State<Idp>, headers: HeaderMap) -> Response {
+pub async fn userinfo(
+    State(idp): State<Idp>,
+    Issuer(listener): Issuer,
+    headers: HeaderMap,
+) -> Response {
     let result = bearer_token(&headers).and_then(|token| {
-        let claims = verified_live_token(&idp, token)?;
+        let claims = verified_live_token(&idp, &listener, token)?;
         let (Some(oid), Some(sid)) = (claims.oid.clone(), claims.sid.clone()) else {
             return Err(OAuthError::bearer(
                 ErrorCode::InvalidToken,
