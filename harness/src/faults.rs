@@ -41,7 +41,14 @@ pub async fn run(
 pub async fn apply(stack: &mut Stack, action: &FaultAction) -> Result<(), StageError> {
     match action {
         FaultAction::InstanceRestart(id) => stack.restart_instance(*id).await,
-        FaultAction::InstanceCrash(id) => stack.crash_instance(*id).await,
+        FaultAction::InstanceCrash { id, stay_down } => {
+            stack.kill_instance(*id).await?;
+            if *stay_down {
+                return Ok(());
+            }
+            stack.start_instance(*id).await
+        }
+        FaultAction::InstanceStart(id) => stack.start_instance(*id).await,
         FaultAction::RedisRestart => stack.redis()?.restart().await,
         FaultAction::RedisFlush => stack.redis()?.flush().await,
         FaultAction::RedisPause => stack.redis()?.pause(),

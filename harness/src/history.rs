@@ -405,8 +405,9 @@ impl Collector {
         self.history.events.is_empty()
     }
 
-    pub fn events(&self) -> &[Event] {
-        &self.history.events
+    /// What has been taken in so far.
+    pub fn history(&self) -> &History {
+        &self.history
     }
 
     /// Everything recorded, once every recorder is gone or the caller stops waiting.

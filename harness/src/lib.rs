@@ -11,9 +11,15 @@
 //!
 //! Not built yet: load, the checker, results and reports.
 
+pub mod bench;
 pub mod check;
 pub mod faults;
 pub mod history;
+pub mod load;
+pub mod progress;
+pub mod results;
+pub mod run;
 pub mod run_folder;
+pub mod sample;
 pub mod scenario;
 pub mod stage;

@@ -1,6 +1,7 @@
-//! `harness`: the command line. `harness up` brings a topology up by hand
-//! (optionally hurting it on a scenario's fault schedule) and `harness check`
-//! reads a scenario file and says what it would do.
+//! `harness`: the command line, one library call per subcommand. `bench`
+//! runs a scenario on topologies and writes results; `check` reads a
+//! scenario file and says what it would do; `up` brings a topology up by
+//! hand; `merge` combines results files; `schema` prints their JSON Schema.
 
 use std::io::Write;
 use std::num::NonZeroUsize;
@@ -12,9 +13,13 @@ use anyhow::Context;
 use app::topology::{Topology, TopologyError};
 use clap::{Args, Parser, Subcommand};
 use harness::faults;
+use harness::results::{self, Results};
 use harness::run_folder::RunFolder;
 use harness::scenario::{Scenario, ScenarioError};
 use harness::stage::stack::{Stack, StackSpec};
+
+/// The scenario `bench` runs when none is given.
+const SMOKE: &str = include_str!("../../scenarios/smoke.toml");
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Measures session and token-cache topologies")]
@@ -26,29 +31,79 @@ struct Cli {
 /// Which topology, and how many instances of it.
 #[derive(Args, Debug)]
 struct Deployment {
-    /// option1 | option2 | option3 | option4.
-    #[arg(long, default_value = "option4", conflicts_with = "topology_file")]
-    topology: String,
+    /// option1 | option2 | option3 | option4 (default: the scenario's, else option4).
+    #[arg(long, conflicts_with = "topology_file")]
+    topology: Option<String>,
     /// A custom topology (TOML: name, session_backend, token_cache, encrypt,
     /// concurrency); the harness brings up exactly the stores it needs.
     #[arg(long, value_name = "FILE")]
     topology_file: Option<PathBuf>,
-    /// App instances (at least 1).
-    #[arg(long, default_value = "3")]
-    instances: NonZeroUsize,
+    /// App instances, at least 1 (default: the scenario's, else 3).
+    #[arg(long)]
+    instances: Option<NonZeroUsize>,
 }
 
 impl Deployment {
-    fn topology(&self) -> anyhow::Result<Topology> {
-        Ok(match &self.topology_file {
-            Some(path) => Topology::from_file(path)?,
-            None => Topology::named(&self.topology)?,
-        })
+    /// The topology asked for, else the scenario's, else option4.
+    fn topology(&self, scenario: &Scenario) -> anyhow::Result<Topology> {
+        Ok(
+            match (&self.topology_file, &self.topology, &scenario.topology) {
+                (Some(path), _, _) => Topology::from_file(path)?,
+                (None, Some(name), _) => Topology::named(name)?,
+                (None, None, Some(topology)) => topology.clone(),
+                (None, None, None) => Topology::named("option4")?,
+            },
+        )
+    }
+
+    fn instances(&self, scenario: &Scenario) -> NonZeroUsize {
+        self.instances
+            .or(scenario.instances)
+            .unwrap_or(NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN))
     }
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run a scenario on one topology or on all four in turn: bring the stack
+    /// up, drive the browsers with the scenario's faults, check the history,
+    /// write one results file per topology, print a summary table.
+    Bench {
+        /// option1 | option2 | option3 | option4 | all (default: the
+        /// scenario's topology, else option4).
+        option: Option<String>,
+        /// A custom topology instead of an option (TOML, as the app reads it).
+        #[arg(long, value_name = "FILE", conflicts_with = "option")]
+        topology_file: Option<PathBuf>,
+        /// The scenario (default: the built-in smoke scenario, scenarios/smoke.toml).
+        #[arg(long, value_name = "FILE")]
+        scenario: Option<PathBuf>,
+        /// App instances (default: the scenario's, else 2).
+        #[arg(long)]
+        instances: Option<NonZeroUsize>,
+        /// Where results files go.
+        #[arg(long, default_value = "reports")]
+        out: PathBuf,
+        /// Names this machine's runs in the results (merges keep sources apart).
+        #[arg(long)]
+        source: Option<String>,
+        /// Run folder (logs, data); a temporary one when absent.
+        #[arg(long)]
+        run_dir: Option<PathBuf>,
+        /// Keep the run folder afterwards.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Combine results files made on several machines into one: histograms
+    /// added and percentiles recomputed, counts summed, timelines kept per source.
+    Merge {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Print the JSON Schema of results files (as reports/schema.json holds it).
+    Schema,
     /// Bring up the stores, the mock IdP and app instances; print the URLs;
     /// tear everything down on Ctrl-C or SIGTERM.
     Up {
@@ -89,24 +144,115 @@ async fn main() -> ExitCode {
 
 async fn execute(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Bench {
+            option,
+            topology_file,
+            scenario,
+            instances,
+            out,
+            source,
+            run_dir,
+            keep,
+        } => {
+            let (scenario, file) = match scenario {
+                Some(path) => (Scenario::from_file(&path)?, Some(path)),
+                None => (
+                    Scenario::parse(SMOKE, "scenarios/smoke.toml (built in)")?,
+                    None,
+                ),
+            };
+            let topologies = match (&option, &topology_file) {
+                (_, Some(path)) => vec![Topology::from_file(path)?],
+                (Some(all), None) if all == "all" => Topology::PRESETS
+                    .iter()
+                    .map(|name| Topology::named(name))
+                    .collect::<Result<_, _>>()?,
+                (Some(name), None) => vec![Topology::named(name)?],
+                (None, None) => vec![match &scenario.topology {
+                    Some(topology) => topology.clone(),
+                    None => Topology::named("option4")?,
+                }],
+            };
+            let instances = instances
+                .or(scenario.instances)
+                .unwrap_or(NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN));
+            for topology in &topologies {
+                scenario.check(topology, instances)?;
+            }
+            let outcome = harness::bench::bench(harness::bench::Bench {
+                scenario,
+                scenario_file: file,
+                topologies,
+                instances,
+                out,
+                source: source.unwrap_or_else(|| harness::run::host_facts().hostname),
+                run_dir,
+                keep,
+            })
+            .await?;
+            print!("{}", harness::bench::summary_table(&outcome.results));
+            for path in &outcome.written {
+                println!("results: {}", path.display());
+            }
+            if let Some(why) = outcome.stopped_because {
+                anyhow::bail!("the run was cut short ({why}); the results written cover what ran");
+            }
+            Ok(())
+        }
+        Command::Merge { files, output } => {
+            let runs = files
+                .iter()
+                .map(|f| Results::read(f))
+                .collect::<Result<Vec<_>, _>>()?;
+            let merged = results::merge(runs)?;
+            merged.write(&output)?;
+            println!("{} runs merged into {}", files.len(), output.display());
+            Ok(())
+        }
+        Command::Schema => {
+            print!("{}", results::schema());
+            Ok(())
+        }
         Command::Up {
             deployment,
             run_dir,
             keep,
             faults,
         } => {
-            let topology = deployment.topology()?;
             let scenario = match faults {
                 Some(file) => Scenario::from_file(&file)?,
                 None => Scenario::default(),
             };
-            scenario.check(&topology, deployment.instances)?;
-            up(topology, deployment.instances, run_dir, keep, scenario).await
+            let topology = deployment.topology(&scenario)?;
+            let instances = deployment.instances(&scenario);
+            scenario.check(&topology, instances)?;
+            up(topology, instances, run_dir, keep, scenario).await
         }
         Command::Check { file, deployment } => {
-            let topology = deployment.topology()?;
             let scenario = Scenario::from_file(&file)?;
-            scenario.check(&topology, deployment.instances)?;
+            let topology = deployment.topology(&scenario)?;
+            let instances = deployment.instances(&scenario);
+            scenario.check(&topology, instances)?;
+            let workload = &scenario.workload;
+            println!(
+                "{} people x {} browsers, {:?} in all (stages {}), think time {:?}, hopping {:?}, seed {}",
+                workload.people,
+                workload.browsers_per_person,
+                workload.duration(),
+                workload.test_plan(),
+                workload.think_time,
+                workload.hopping,
+                scenario.seed
+            );
+            println!(
+                "mix: {}",
+                workload
+                    .mix
+                    .iter()
+                    .map(|(action, weight)| format!("{action} {weight}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
             for fault in &scenario.faults.faults {
                 let lasts = fault
                     .lasts
@@ -122,7 +268,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                 file.display(),
                 scenario.faults.faults.len(),
                 topology.name,
-                deployment.instances
+                instances
             );
             Ok(())
         }
@@ -146,6 +292,7 @@ async fn up(
         instances,
         run_dir: folder.path().to_owned(),
         network_proxy: scenario.faults.needs_network_proxy(),
+        idp: scenario.workload.idp.clone(),
     };
     let mut stack = tokio::select! {
         stack = Stack::up(&spec) => stack?,

@@ -9,12 +9,14 @@ pub mod clock;
 
 pub use clock::Clock;
 
-/// Installs the tracing subscriber: `RUST_LOG` (default `info`), on stderr so
-/// stdout stays for what a binary announces (URLs, tables).
+/// Installs the tracing subscriber: `RUST_LOG` (default `info`, with
+/// sqlx's per-statement notices at `warn`), on stderr so stdout stays for
+/// what a binary announces (URLs, tables).
 pub fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -30,11 +30,12 @@ struct Cached {
 struct Cache(Vec<Cached>);
 
 impl Cache {
-    /// The cached token that serves `scopes` at `when`, if any.
-    fn serving(&self, scopes: &BTreeSet<String>, when: f64) -> Option<&Cached> {
+    /// The cached token that serves `scopes` at `when` with `margin` seconds
+    /// to spare (negative: one that ran out at most that long ago), if any.
+    fn serving(&self, scopes: &BTreeSet<String>, when: f64, margin: f64) -> Option<&Cached> {
         self.0
             .iter()
-            .find(|c| scopes.is_subset(&c.scopes) && c.until > when + SLACK_SECS)
+            .find(|c| scopes.is_subset(&c.scopes) && c.until > when + margin)
     }
 
     /// Stores a token as a refresh does: overlapping ones go.
@@ -80,8 +81,9 @@ pub fn check(history: &History, by_browser: &[Vec<usize>], settings: &Settings) 
             }
             let scopes = scope_set(observed);
             let when = unix(settings, event.invoked);
+            // Extra only when the cached token was clearly still good.
             if *source == TokenSource::Refresh
-                && let Some(good) = cache.serving(&scopes, when)
+                && let Some(good) = cache.serving(&scopes, when, SLACK_SECS)
             {
                 found.push(extra(history, event, index, good, when));
             }
@@ -150,7 +152,8 @@ pub fn minimum_token_calls(
                 (_, Some(observed @ Observed::Token { .. })) if event.outcome.ok() => {
                     let scopes = scope_set(observed);
                     let when = unix(settings, event.invoked);
-                    if cache.serving(&scopes, when).is_none() {
+                    // Needed only when the ideal token had clearly run out.
+                    if cache.serving(&scopes, when, -SLACK_SECS).is_none() {
                         calls += 1;
                         cache.store(Cached {
                             scopes,

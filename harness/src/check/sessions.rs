@@ -97,7 +97,19 @@ fn loss(
                 _ => String::new(),
             }
         ),
-        facet: Some(if hop { "hop" } else { "same-instance" }.into()),
+        // Signed out, on another instance than the session's last good
+        // answer, or on the same one; or the session is there but the app
+        // lost its tokens and wants a new sign-in.
+        facet: Some(
+            if code == "signin_required" {
+                "tokens-lost"
+            } else if hop {
+                "hop"
+            } else {
+                "same-instance"
+            }
+            .into(),
+        ),
         evidence,
     }
 }

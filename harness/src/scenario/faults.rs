@@ -36,8 +36,14 @@ use crate::stage::{InstanceId, StoreKind};
 pub enum FaultAction {
     /// SIGTERM, drain, start again on the same port.
     InstanceRestart(InstanceId),
-    /// SIGKILL, start again on the same port.
-    InstanceCrash(InstanceId),
+    /// SIGKILL, start again on the same port at once, or, with a `for`,
+    /// only after that long (the instance is down meanwhile).
+    InstanceCrash {
+        id: InstanceId,
+        stay_down: bool,
+    },
+    /// Starts an instance a crash left down (the undo of a crash's `for`).
+    InstanceStart(InstanceId),
     RedisRestart,
     RedisFlush,
     /// SIGSTOP; undone by `for` or `redis-resume`.
@@ -71,6 +77,10 @@ impl FaultAction {
     pub fn undo(&self) -> Option<FaultAction> {
         match self {
             FaultAction::RedisPause => Some(FaultAction::RedisResume),
+            FaultAction::InstanceCrash {
+                id,
+                stay_down: true,
+            } => Some(FaultAction::InstanceStart(*id)),
             FaultAction::Idp(_) => Some(FaultAction::IdpClear),
             FaultAction::Network {
                 store, instances, ..
@@ -85,9 +95,9 @@ impl FaultAction {
     /// The instances the action names.
     pub fn instances(&self) -> &[InstanceId] {
         match self {
-            FaultAction::InstanceRestart(id) | FaultAction::InstanceCrash(id) => {
-                std::slice::from_ref(id)
-            }
+            FaultAction::InstanceRestart(id)
+            | FaultAction::InstanceCrash { id, .. }
+            | FaultAction::InstanceStart(id) => std::slice::from_ref(id),
             FaultAction::Network { instances, .. }
             | FaultAction::NetworkClear { instances, .. }
             | FaultAction::NetworkReset { instances, .. } => instances,
@@ -132,7 +142,14 @@ impl fmt::Display for FaultAction {
         };
         match self {
             FaultAction::InstanceRestart(id) => write!(f, "instance-restart {id}"),
-            FaultAction::InstanceCrash(id) => write!(f, "instance-crash {id}"),
+            FaultAction::InstanceCrash { id, stay_down } => {
+                write!(f, "instance-crash {id}")?;
+                if *stay_down {
+                    f.write_str(" (down until started)")?;
+                }
+                Ok(())
+            }
+            FaultAction::InstanceStart(id) => write!(f, "instance-start {id}"),
             FaultAction::RedisRestart => f.write_str("redis-restart"),
             FaultAction::RedisFlush => f.write_str("redis-flush"),
             FaultAction::RedisPause => f.write_str("redis-pause"),
@@ -167,11 +184,26 @@ pub struct ScheduledFault {
     /// Undone after this long (only for actions that can be undone).
     pub lasts: Option<Duration>,
     pub action: FaultAction,
+    /// Skipped, rather than refused, on a topology without its target
+    /// (a Redis fault in a scenario that also runs on option2).
+    pub optional: bool,
     /// Where the entry starts, its action, and the instances it names, for
     /// errors found later (against the topology).
     pub origin: Position,
     pub action_at: Position,
     pub instances_at: Option<Position>,
+}
+
+impl ScheduledFault {
+    /// Whether the topology has the store this fault hurts.
+    pub fn fits(&self, topology: &Topology) -> bool {
+        let needs = topology.needs();
+        match self.action.store() {
+            Some(StoreKind::Redis) => needs.redis,
+            Some(StoreKind::Postgres) => needs.postgres,
+            None => true,
+        }
+    }
 }
 
 /// One step of a schedule: when, what, and which earlier step it undoes.
@@ -196,39 +228,63 @@ impl FaultSchedule {
 
     /// Refuses actions the stack will not have a target for.
     pub fn check(&self, topology: &Topology, instances: NonZeroUsize) -> Result<(), ScenarioError> {
-        let needs = topology.needs();
+        self.check_instances(instances)?;
+        self.check_stores(topology)
+    }
+
+    /// Refuses an instance beyond the stack's count.
+    pub fn check_instances(&self, instances: NonZeroUsize) -> Result<(), ScenarioError> {
         for fault in &self.faults {
-            let refuse = |at: &Position, why: String| {
-                Err(ScenarioError::Invalid {
-                    at: at.clone(),
-                    message: format!("{}: {why}", fault.action),
-                })
-            };
             if let Some(id) = fault
                 .action
                 .instances()
                 .iter()
                 .find(|id| !id.within(instances.get()))
             {
-                let at = fault.instances_at.as_ref().unwrap_or(&fault.origin);
-                return refuse(
-                    at,
-                    format!("there is no {id}: the stack has {instances} instances"),
-                );
-            }
-            let present = match fault.action.store() {
-                Some(StoreKind::Redis) => needs.redis,
-                Some(StoreKind::Postgres) => needs.postgres,
-                None => true,
-            };
-            if !present {
-                return refuse(
-                    &fault.action_at,
-                    format!("topology {} runs without that store", topology.name),
-                );
+                return Err(ScenarioError::Invalid {
+                    at: fault
+                        .instances_at
+                        .clone()
+                        .unwrap_or_else(|| fault.origin.clone()),
+                    message: format!(
+                        "{}: there is no {id}: the stack has {instances} instances",
+                        fault.action
+                    ),
+                });
             }
         }
         Ok(())
+    }
+
+    /// Refuses a fault on a store the topology runs without, unless it is optional.
+    pub fn check_stores(&self, topology: &Topology) -> Result<(), ScenarioError> {
+        match self
+            .faults
+            .iter()
+            .find(|f| !f.fits(topology) && !f.optional)
+        {
+            Some(fault) => Err(ScenarioError::Invalid {
+                at: fault.action_at.clone(),
+                message: format!(
+                    "{}: topology {} runs without that store (`optional = true` skips it there)",
+                    fault.action, topology.name
+                ),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The faults that fit `topology`: optional ones whose store it runs
+    /// without are left out.
+    pub fn for_topology(&self, topology: &Topology) -> FaultSchedule {
+        FaultSchedule {
+            faults: self
+                .faults
+                .iter()
+                .filter(|f| f.fits(topology))
+                .cloned()
+                .collect(),
+        }
     }
 
     /// Every step in time order, undo steps included; an undo step names
@@ -302,6 +358,8 @@ pub struct RawFault {
     action: Option<Spanned<ActionName>>,
     instance: Option<Spanned<InstanceId>>,
     instances: Option<Spanned<Vec<InstanceId>>>,
+    #[serde(default)]
+    optional: bool,
     store: Option<Spanned<StoreKind>>,
     set: Option<Spanned<toml::Value>>,
 }
@@ -376,7 +434,10 @@ impl RawFault {
         };
         let fault_action = match name {
             ActionName::InstanceRestart => FaultAction::InstanceRestart(instance()?),
-            ActionName::InstanceCrash => FaultAction::InstanceCrash(instance()?),
+            ActionName::InstanceCrash => FaultAction::InstanceCrash {
+                id: instance()?,
+                stay_down: self.lasts.is_some(),
+            },
             ActionName::RedisRestart => FaultAction::RedisRestart,
             ActionName::RedisFlush => FaultAction::RedisFlush,
             ActionName::RedisPause => FaultAction::RedisPause,
@@ -432,7 +493,7 @@ impl RawFault {
             return Err(error(
                 &lasts.span(),
                 format!(
-                    "`for` cannot undo {}; it applies to redis-pause, idp and network",
+                    "`for` cannot undo {}; it applies to instance-crash, redis-pause, idp and network",
                     kebab(name)
                 ),
             ));
@@ -447,6 +508,7 @@ impl RawFault {
             at: at.get_ref().0,
             lasts: self.lasts.map(|l| l.into_inner().0),
             action: fault_action,
+            optional: self.optional,
             origin: source.position(entry.start),
             action_at: source.position(action.span().start),
             instances_at,

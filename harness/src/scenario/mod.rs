@@ -52,19 +52,12 @@ pub struct Scenario {
     pub faults: FaultSchedule,
 }
 
-/// `topology = "option4"` or a custom combination's table.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RawTopology {
-    Preset(String),
-    Custom(Topology),
-}
-
 /// The file as written, every entry with its place.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawScenario {
-    topology: Option<Spanned<RawTopology>>,
+    /// `"option4"`, or a custom combination's table.
+    topology: Option<Spanned<toml::Value>>,
     instances: Option<Spanned<usize>>,
     seed: Option<u64>,
     browsers: Option<Spanned<RawBrowsers>>,
@@ -91,10 +84,10 @@ impl Scenario {
             Some(topology) => {
                 let span = topology.span();
                 Some(match topology.into_inner() {
-                    RawTopology::Preset(name) => {
+                    toml::Value::String(name) => {
                         Topology::named(&name).map_err(|e| source.error(&span, e.to_string()))?
                     }
-                    RawTopology::Custom(custom) => custom,
+                    custom => source.value::<Topology>(&span, custom)?,
                 })
             }
         };
@@ -128,8 +121,11 @@ impl Scenario {
             workload,
             faults: FaultSchedule { faults },
         };
-        if let (Some(topology), Some(instances)) = (&scenario.topology, scenario.instances) {
-            scenario.check(topology, instances)?;
+        if let Some(instances) = scenario.instances {
+            scenario.faults.check_instances(instances)?;
+        }
+        if let Some(topology) = &scenario.topology {
+            scenario.faults.check_stores(topology)?;
         }
         Ok(scenario)
     }
@@ -189,7 +185,10 @@ instance = 3
         assert_eq!(schedule.faults[0].origin.to_string(), "s.toml:2:1");
         assert_eq!(
             schedule.faults[3].action,
-            faults::FaultAction::InstanceCrash(InstanceId::from_index(2))
+            faults::FaultAction::InstanceCrash {
+                id: InstanceId::from_index(2),
+                stay_down: false
+            }
         );
         assert!(schedule.needs_network_proxy());
         let steps: Vec<String> = schedule

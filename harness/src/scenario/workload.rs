@@ -27,6 +27,8 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use mock_idp::config::ReusePolicy;
+
+use crate::stage::stack::IdpOptions;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
@@ -175,17 +177,6 @@ impl fmt::Display for Action {
     }
 }
 
-/// The IdP's token settings for the run.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IdpSettings {
-    #[serde(with = "humantime_serde")]
-    pub access_token_lifetime: Duration,
-    #[serde(with = "humantime_serde")]
-    pub refresh_token_lifetime: Duration,
-    /// `allow` (as Entra ID) or `revoke-family` (a reused refresh token revokes its family).
-    pub refresh_reuse: ReusePolicy,
-}
-
 /// The whole workload, resolved.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Workload {
@@ -198,7 +189,7 @@ pub struct Workload {
     pub request_timeout: Duration,
     /// Relative weights, in [`Action::ALL`] order, zero where absent.
     pub mix: Vec<(Action, u32)>,
-    pub idp: IdpSettings,
+    pub idp: IdpOptions,
     /// How long after the load ends stores are checked for what logged-out
     /// browsers left behind.
     #[serde(with = "humantime_serde")]
@@ -223,11 +214,7 @@ impl Default for Workload {
                 (Action::CartWrite, 20),
                 (Action::CartRead, 20),
             ],
-            idp: IdpSettings {
-                access_token_lifetime: Duration::from_secs(60),
-                refresh_token_lifetime: Duration::from_secs(3600),
-                refresh_reuse: ReusePolicy::Allow,
-            },
+            idp: IdpOptions::default(),
             orphan_grace: Duration::from_secs(2),
         }
     }
@@ -244,11 +231,12 @@ impl Workload {
         self.stages.iter().map(|s| s.over).sum()
     }
 
-    /// Goose's test plan: `browsers,seconds;...`.
+    /// Goose's test plan: `browsers,seconds;...` (goose counts whole
+    /// seconds: a stage's time is rounded up).
     pub fn test_plan(&self) -> String {
         self.stages
             .iter()
-            .map(|s| format!("{},{}ms", s.browsers, s.over.as_millis()))
+            .map(|s| format!("{},{}", s.browsers, s.over.as_millis().div_ceil(1000)))
             .collect::<Vec<_>>()
             .join(";")
     }

@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use app::topology::Topology;
+use mock_idp::config::ReusePolicy;
 use mock_idp::faults::FaultConfig;
 use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
 
 use super::network::NetworkFaults;
 use super::process::{ChildSpec, Supervised, free_port, poll_until};
@@ -45,6 +47,39 @@ fn executable(name: &str) -> Result<PathBuf, StageError> {
     }
 }
 
+/// The IdP's token settings for a run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct IdpOptions {
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub access_token_lifetime: Duration,
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub refresh_token_lifetime: Duration,
+    /// `allow` (as Entra ID) or `revoke-family` (a reused refresh token revokes its family).
+    #[schemars(with = "String")]
+    pub refresh_reuse: ReusePolicy,
+}
+
+impl Default for IdpOptions {
+    fn default() -> Self {
+        Self {
+            access_token_lifetime: Duration::from_secs(3600),
+            refresh_token_lifetime: Duration::from_secs(24 * 3600),
+            refresh_reuse: ReusePolicy::Allow,
+        }
+    }
+}
+
+impl IdpOptions {
+    /// When the app renews a cached token: 300 s before expiry (MSAL's
+    /// default), or at half the lifetime of shorter-lived tokens, so short
+    /// test lifetimes still leave most of each token's life to the cache.
+    pub fn renewal_offset(&self) -> Duration {
+        Duration::from_secs(300).min(self.access_token_lifetime / 2)
+    }
+}
+
 /// What to bring up.
 #[derive(Clone, Debug)]
 pub struct StackSpec {
@@ -54,6 +89,7 @@ pub struct StackSpec {
     /// Route each instance's store connections through its own fault proxy,
     /// so network faults can be injected (costs one loopback hop per request).
     pub network_proxy: bool,
+    pub idp: IdpOptions,
 }
 
 /// One app instance.
@@ -80,6 +116,10 @@ pub struct Stack {
     /// The proxied store paths; empty without `network_proxy`.
     pub links: StoreLinks,
     pub run_dir: PathBuf,
+    /// Keeps this run's keys and rows apart on shared Redis and Postgres servers.
+    pub namespace: String,
+    /// The secret every instance derives its at-rest keys from (one per run).
+    pub encryption_secret: String,
     http: reqwest::Client,
 }
 
@@ -106,9 +146,21 @@ impl Stack {
         let (redis, postgres) = (redis?, postgres?);
 
         let idp_port = free_port().map_err(StageError::io("finding a free port"))?;
+        let reuse = match spec.idp.refresh_reuse {
+            ReusePolicy::Allow => "allow",
+            ReusePolicy::RevokeFamily => "revoke-family",
+        };
         let idp = Supervised::spawn(
             ChildSpec::new("mock-idp", executable("mock-idp")?, run_dir)
                 .args(["--http", &format!("127.0.0.1:{idp_port}"), "--no-https"])
+                .args([
+                    "--access-token-lifetime",
+                    &spec.idp.access_token_lifetime.as_secs().to_string(),
+                    "--refresh-token-lifetime",
+                    &spec.idp.refresh_token_lifetime.as_secs().to_string(),
+                    "--refresh-reuse",
+                    reuse,
+                ])
                 .env("RUST_LOG", "warn"),
         )?;
         // Every instance reads the topology from one file, so a custom
@@ -124,6 +176,10 @@ impl Stack {
                 .map(|d| d.as_millis())
                 .unwrap_or_default()
         );
+        let encryption_secret = {
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+        };
         let app = executable("app")?;
         let mut instances = Vec::new();
         let mut links = StoreLinks::default();
@@ -145,8 +201,14 @@ impl Stack {
                     "--namespace",
                     &namespace,
                 ])
+                .args([
+                    "--renewal-offset-secs",
+                    &spec.idp.renewal_offset().as_secs().to_string(),
+                ])
                 .arg("--sqlite-path")
                 .arg(run_dir.join("app-store.db"))
+                // In the environment, not the arguments `ps` shows.
+                .env("APP_ENCRYPTION_SECRET", &encryption_secret)
                 .env("RUST_LOG", "warn");
             for (store, url) in [
                 (StoreKind::Redis, redis.as_ref().map(|r| r.url())),
@@ -173,6 +235,8 @@ impl Stack {
             instances,
             links,
             run_dir: run_dir.clone(),
+            namespace,
+            encryption_secret,
             http: reqwest::Client::new(),
         };
         stack.wait_http_ready().await?;
@@ -253,9 +317,19 @@ impl Stack {
 
     /// Crash of an instance (SIGKILL), started again on the same port.
     pub async fn crash_instance(&mut self, id: InstanceId) -> Result<(), StageError> {
-        let process = &mut self.instance_mut(id)?.process;
-        process.kill().await?;
-        process.respawn()?;
+        self.kill_instance(id).await?;
+        self.start_instance(id).await
+    }
+
+    /// Kills an instance (SIGKILL) and leaves it down.
+    pub async fn kill_instance(&mut self, id: InstanceId) -> Result<(), StageError> {
+        self.instance_mut(id)?.process.kill().await?;
+        Ok(())
+    }
+
+    /// Starts a killed instance again on its port.
+    pub async fn start_instance(&mut self, id: InstanceId) -> Result<(), StageError> {
+        self.instance_mut(id)?.process.respawn()?;
         self.wait_http_ready().await
     }
 

@@ -24,6 +24,7 @@ pub async fn up(
         instances: NonZeroUsize::new(instances).expect("at least one"),
         run_dir: dir.path().to_owned(),
         network_proxy,
+        idp: Default::default(),
     })
     .await
     .expect("stack up (app and mock-idp built beside the test: cargo nextest run --workspace)")
@@ -92,4 +93,27 @@ pub fn segment_exists(shmid: &str) -> bool {
         .lines()
         .skip(1)
         .any(|line| line.split_whitespace().nth(1) == Some(shmid))
+}
+
+/// Checks a results file against `reports/schema.json`; panics with every violation.
+pub fn assert_valid_results(path: &std::path::Path) {
+    let schema_path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../reports/schema.json");
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&schema_path).expect("reports/schema.json"))
+            .expect("schema is JSON");
+    let instance: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("results file"))
+            .expect("results are JSON");
+    let validator = jsonschema::validator_for(&schema).expect("a valid schema");
+    let errors: Vec<String> = validator
+        .iter_errors(&instance)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{}: {}",
+        path.display(),
+        errors.join("\n")
+    );
 }

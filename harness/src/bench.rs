@@ -1,0 +1,186 @@
+//! `harness bench`: one scenario on one or more topologies in turn, a
+//! results file each, and the summary table of them.
+
+use std::fmt::Write;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+
+use app::topology::Topology;
+
+use crate::check::Kind;
+use crate::results::{Results, ResultsError};
+use crate::run::{self, RunError, RunPlan};
+use crate::scenario::Scenario;
+
+/// What to bench.
+pub struct Bench {
+    pub scenario: Scenario,
+    pub scenario_file: Option<PathBuf>,
+    pub topologies: Vec<Topology>,
+    pub instances: NonZeroUsize,
+    /// Where results files go.
+    pub out: PathBuf,
+    pub source: String,
+    pub run_dir: Option<PathBuf>,
+    pub keep: bool,
+}
+
+/// What a bench wrote.
+pub struct Benched {
+    pub results: Vec<Results>,
+    pub written: Vec<PathBuf>,
+    /// Why it ended before every topology ran, if it did.
+    pub stopped_because: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error(transparent)]
+    Results(#[from] ResultsError),
+    #[error("cannot handle signals: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Runs the scenario on each topology in turn; an interrupted run is
+/// written (marked incomplete) and ends the bench.
+pub async fn bench(bench: Bench) -> Result<Benched, BenchError> {
+    let stop = service_kit::shutdown_signal().map_err(BenchError::Signals)?;
+    tokio::pin!(stop);
+    let stem = bench
+        .scenario_file
+        .as_ref()
+        .and_then(|f| f.file_stem())
+        .map_or_else(|| "smoke".to_owned(), |s| s.to_string_lossy().into_owned());
+    let mut done = Benched {
+        results: Vec::new(),
+        written: Vec::new(),
+        stopped_because: None,
+    };
+    for topology in &bench.topologies {
+        let plan = RunPlan {
+            scenario: bench.scenario.clone(),
+            scenario_file: bench.scenario_file.clone(),
+            topology: topology.clone(),
+            instances: bench.instances,
+            run_dir: bench.run_dir.clone(),
+            keep: bench.keep,
+            source: bench.source.clone(),
+        };
+        let outcome = match run::run(&plan, &mut stop).await {
+            Ok(outcome) => outcome,
+            Err(RunError::InterruptedEarly) => {
+                done.stopped_because = Some("interrupted before the load started".into());
+                break;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let stamp = outcome
+            .results
+            .sources
+            .first()
+            .map(|s| s.started_at.replace([':', '-'], ""))
+            .unwrap_or_default();
+        let path = bench
+            .out
+            .join(format!("{stem}-{}-{stamp}.json", topology.name));
+        outcome.results.write(&path)?;
+        if let Some(folder) = outcome.folder {
+            eprintln!("run folder kept: {}", folder.display());
+        }
+        let stopped = outcome.results.stopped_because.clone();
+        done.results.push(outcome.results);
+        done.written.push(path);
+        if stopped.is_some() {
+            done.stopped_because = stopped;
+            break;
+        }
+    }
+    Ok(done)
+}
+
+/// One line per run: requests, latency, errors, each anomaly family, IdP
+/// calls against the minimum, orphans, memory.
+pub fn summary_table(runs: &[Results]) -> String {
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "{:<10} {:>8} {:>8} {:>8} {:>8} {:>6}",
+        "topology", "requests", "p50 ms", "p99 ms", "p99.9 ms", "errors"
+    );
+    for kind in Kind::ALL {
+        let _ = write!(out, " {:>5}", short(kind));
+    }
+    let _ = writeln!(out, " {:>7} {:>9} {:>11}", "idp x", "peak rss", "B/session");
+    for run in runs {
+        let (requests, errors, all) = match run.overall() {
+            Ok(overall) => overall,
+            Err(_) => (0, 0, crate::load::latency::histogram()),
+        };
+        let ms = |q: f64| all.value_at_quantile(q) as f64 / 1e3;
+        let _ = write!(
+            out,
+            "{:<10} {:>8} {:>8.2} {:>8.2} {:>8.2} {:>6}",
+            run.topology.name,
+            requests,
+            ms(0.5),
+            ms(0.99),
+            ms(0.999),
+            errors
+        );
+        for kind in Kind::ALL {
+            let _ = write!(out, " {:>5}", run.anomaly(kind));
+        }
+        let _ = writeln!(
+            out,
+            " {:>7.2} {:>8.1}M {:>11}",
+            run.idp.ratio,
+            run.leaks.peak_rss_bytes as f64 / 1048576.0,
+            run.leaks
+                .store_bytes_per_session
+                .map_or_else(|| "-".to_owned(), |b| format!("{b:.0}"))
+        );
+    }
+    let _ = writeln!(
+        out,
+        "anomalies: {}",
+        Kind::ALL
+            .iter()
+            .map(|k| format!("{} = {k}", short(*k)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for run in runs {
+        if !run.complete {
+            let _ = writeln!(
+                out,
+                "{}: INCOMPLETE ({})",
+                run.topology.name,
+                run.stopped_because.as_deref().unwrap_or("cut short")
+            );
+        }
+        for unchecked in &run.unchecked {
+            let _ = writeln!(
+                out,
+                "{}: {} not checked: {}",
+                run.topology.name, unchecked.kind, unchecked.reason
+            );
+        }
+    }
+    out
+}
+
+/// Column heads of the anomaly families.
+fn short(kind: Kind) -> &'static str {
+    match kind {
+        Kind::SessionLoss => "loss",
+        Kind::LostUpdate => "lost",
+        Kind::StaleRead => "stale",
+        Kind::CrossSessionToken => "xsess",
+        Kind::CrossUserToken => "xuser",
+        Kind::TokenAfterLogout => "aftlo",
+        Kind::ExtraIdpCalls => "xidp",
+        Kind::Orphan => "orph",
+    }
+}

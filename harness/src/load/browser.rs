@@ -1,0 +1,390 @@
+//! One simulated browser: a person's cookie jar, its choices (drawn from its
+//! own seeded generator, so a scenario file makes the same choices every
+//! run), and its requests, each timed and written to the history.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use contract::{Answer, Browser, BrowserError, Outcome as Body};
+use rand::Rng;
+use rand::SeedableRng;
+use rand::distr::Distribution;
+use rand::distr::weighted::WeightedIndex;
+use rand::rngs::StdRng;
+use tokio::time::Instant;
+
+use super::hopping::Hop;
+use super::latency::Latencies;
+use crate::history::{
+    BrowserId, BrowserInfo, Event, NoAnswer, Observed, Outcome, Recorder, Request,
+};
+use crate::scenario::workload::{Action, Workload, person_name};
+
+/// Resources `/data/{resource}` is asked for; the app spreads them over
+/// scope sets, each another token per session.
+const RESOURCES: [&str; 6] = [
+    "reports", "orders", "invoices", "photos", "messages", "calendar",
+];
+
+/// An app instance the browsers can reach.
+#[derive(Clone, Debug)]
+pub struct InstanceUrl {
+    /// `app-1`, as the stack names it.
+    pub id: String,
+    pub base: String,
+}
+
+/// What every browser of a run shares.
+pub struct Shared {
+    pub instances: Vec<InstanceUrl>,
+    /// The IdP's base URL (its session cookie tells a browser's IdP session).
+    pub idp_base: String,
+    /// The app's session cookie (`app_session` for the reference app).
+    pub session_cookie: String,
+    pub http: contract::HttpClient,
+    pub recorder: Recorder,
+    pub latencies: Arc<Latencies>,
+    pub workload: Workload,
+    pub seed: u64,
+    /// The run's start: every time in the history counts from it.
+    pub start: Instant,
+    mix: WeightedIndex<u32>,
+    actions: Vec<Action>,
+}
+
+impl Shared {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        instances: Vec<InstanceUrl>,
+        idp_base: String,
+        session_cookie: String,
+        recorder: Recorder,
+        latencies: Arc<Latencies>,
+        workload: Workload,
+        seed: u64,
+        start: Instant,
+    ) -> Result<Self, String> {
+        let actions: Vec<Action> = workload.mix.iter().map(|(a, _)| *a).collect();
+        let mix = WeightedIndex::new(workload.mix.iter().map(|(_, w)| *w))
+            .map_err(|e| format!("the mix has no weight: {e}"))?;
+        Ok(Self {
+            instances,
+            idp_base,
+            session_cookie,
+            http: contract::HttpClient::new(),
+            recorder,
+            latencies,
+            workload,
+            seed,
+            start,
+            mix,
+            actions,
+        })
+    }
+
+    fn elapsed(&self) -> u64 {
+        self.start.elapsed().as_micros() as u64
+    }
+}
+
+/// A browser as the driver runs it.
+#[derive(Clone)]
+pub struct SimBrowser {
+    pub id: BrowserId,
+    person: usize,
+    user: String,
+    browser: Browser,
+    rng: StdRng,
+    hop: Hop,
+    /// Which of its person's browsers it is (goose user number), for seeds.
+    slot: usize,
+    generation: u64,
+    next_item: u32,
+    /// Whether the next action must be a sign-in first.
+    signed_out: bool,
+}
+
+impl SimBrowser {
+    /// Browser number `slot` of the run: person `slot / per_person`.
+    pub fn new(shared: &Shared, slot: usize) -> Self {
+        let person = slot / shared.workload.browsers_per_person.get();
+        let user = person_name(person);
+        let id = shared.recorder.browser(BrowserInfo {
+            person: person as u32,
+            user: user.clone(),
+        });
+        Self {
+            id,
+            person,
+            user,
+            browser: Browser::new(&shared.http, shared.workload.request_timeout),
+            rng: StdRng::seed_from_u64(seed_of(shared.seed, slot, 0)),
+            hop: Hop::new(shared.workload.hopping, shared.instances.len(), slot),
+            slot,
+            generation: 0,
+            next_item: 0,
+            signed_out: true,
+        }
+    }
+
+    /// One step: sign in if signed out, else an action drawn from the mix;
+    /// then the think time.
+    pub async fn step(&mut self, shared: &Shared) {
+        if self.signed_out {
+            self.sign_in(shared).await;
+        } else {
+            let action = shared.actions[shared.mix.sample(&mut self.rng)];
+            self.act(shared, action).await;
+        }
+        let pause = shared.workload.think_time.draw(self.rng.random::<f64>());
+        tokio::time::sleep(pause).await;
+    }
+
+    pub async fn sign_in(&mut self, shared: &Shared) {
+        let outcome = self.send(shared, Request::SignIn).await;
+        self.signed_out = !outcome.ok();
+    }
+
+    async fn act(&mut self, shared: &Shared, action: Action) {
+        match action {
+            Action::Profile => {
+                self.send(shared, Request::Profile).await;
+            }
+            Action::Data => {
+                let resource = RESOURCES[self.rng.random_range(0..RESOURCES.len())].to_owned();
+                self.send(shared, Request::Data { resource }).await;
+            }
+            Action::CartWrite => {
+                let item = self.item();
+                self.send(shared, Request::CartWrite { item }).await;
+            }
+            Action::CartRead => {
+                self.send(shared, Request::CartRead).await;
+            }
+            Action::Burst => self.burst(shared).await,
+            Action::Idle => {
+                let idle = shared.workload.idp.access_token_lifetime + Duration::from_secs(1);
+                tokio::time::sleep(idle).await;
+            }
+            Action::Relogin => {
+                self.send(shared, Request::Logout).await;
+                self.sign_in(shared).await;
+            }
+            Action::SignIn => self.sign_in(shared).await,
+            Action::NewBrowser => {
+                self.generation += 1;
+                self.browser = Browser::new(&shared.http, shared.workload.request_timeout);
+                self.id = shared.recorder.browser(BrowserInfo {
+                    person: self.person as u32,
+                    user: self.user.clone(),
+                });
+                self.rng = StdRng::seed_from_u64(seed_of(shared.seed, self.slot, self.generation));
+                self.next_item = 0;
+                self.sign_in(shared).await;
+            }
+            Action::Health => {
+                self.send(shared, Request::Health).await;
+            }
+        }
+    }
+
+    /// Two cart writes and a data call at once, as a page loading in parallel.
+    async fn burst(&mut self, shared: &Shared) {
+        let resource = RESOURCES[self.rng.random_range(0..RESOURCES.len())].to_owned();
+        let requests = [
+            Request::CartWrite { item: self.item() },
+            Request::CartWrite { item: self.item() },
+            Request::Data { resource },
+        ];
+        let targets: Vec<usize> = requests
+            .iter()
+            .map(|_| self.hop.next(&mut self.rng))
+            .collect();
+        let sent = requests.into_iter().zip(targets).map(|(request, target)| {
+            exchange(shared, &self.browser, self.id, &self.user, target, request)
+        });
+        let outcomes = futures::future::join_all(sent).await;
+        self.after(outcomes.iter().map(|(t, o)| (*t, o)));
+    }
+
+    fn item(&mut self) -> u32 {
+        self.next_item += 1;
+        self.next_item
+    }
+
+    async fn send(&mut self, shared: &Shared, request: Request) -> Outcome {
+        let target = self.hop.next(&mut self.rng);
+        let (target, outcome) =
+            exchange(shared, &self.browser, self.id, &self.user, target, request).await;
+        self.after(std::iter::once((target, &outcome)));
+        outcome
+    }
+
+    /// What the answers mean for the browser: signed out, or an instance down.
+    fn after<'o>(&mut self, outcomes: impl Iterator<Item = (usize, &'o Outcome)>) {
+        for (target, outcome) in outcomes {
+            if outcome.status() == Some(401) {
+                self.signed_out = true;
+            }
+            let down = matches!(
+                outcome,
+                Outcome::NoAnswer {
+                    cause: NoAnswer::Refused,
+                    ..
+                }
+            ) || matches!(outcome.status(), Some(502..=504));
+            if down {
+                self.hop.failed(target);
+            }
+        }
+    }
+}
+
+/// A seed per browser and generation, from the scenario's seed.
+fn seed_of(seed: u64, slot: usize, generation: u64) -> u64 {
+    // SplitMix64 of the three, so neighbouring browsers differ in every bit.
+    let mut x = seed ^ (slot as u64).rotate_left(32) ^ generation.rotate_left(48);
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// Sends one request to instance `target`, times it, records it.
+async fn exchange(
+    shared: &Shared,
+    browser: &Browser,
+    id: BrowserId,
+    user: &str,
+    target: usize,
+    request: Request,
+) -> (usize, Outcome) {
+    let instance = &shared.instances[target];
+    let base = instance.base.as_str();
+    let invoked = shared.elapsed();
+    let outcome = match &request {
+        Request::SignIn => {
+            let answer = browser.sign_in(base, user).await;
+            answered(answer, |home| {
+                if !home.signed_in {
+                    return Observed::Nothing;
+                }
+                Observed::SignedIn {
+                    user: home.user.clone(),
+                    session: browser.cookie(base, &shared.session_cookie),
+                    idp_sid: browser.cookie(
+                        &shared.idp_base,
+                        mock_idp::endpoints::authorize::SESSION_COOKIE,
+                    ),
+                }
+            })
+        }
+        Request::Profile => answered(browser.profile(base).await, token),
+        Request::Data { resource } => answered(browser.data(base, resource).await, token),
+        Request::CartWrite { item } => {
+            let own = format!("{id}-");
+            let answer = browser.add_to_cart(base, &format!("{own}{item}")).await;
+            answered(answer, |cart| items(cart, &own))
+        }
+        Request::CartRead => {
+            let own = format!("{id}-");
+            answered(browser.cart(base).await, |cart| items(cart, &own))
+        }
+        Request::Logout => answered(browser.logout(base).await, |out| Observed::LoggedOut {
+            idp_session_ended: out.idp_session_ended,
+        }),
+        Request::Health => match browser.get(&format!("{base}/healthz")).await {
+            Ok(page) => Outcome::Answered {
+                status: page.status,
+                instance: page.instance,
+                session_version: page.session_version,
+                error: None,
+                observed: Observed::Nothing,
+            },
+            Err(e) => no_answer(&e),
+        },
+    };
+    let completed = shared.elapsed();
+    shared.latencies.record(
+        request.kind(),
+        &instance.id,
+        invoked,
+        completed - invoked,
+        &outcome,
+    );
+    shared.recorder.record(Event {
+        browser: id,
+        request,
+        sent_to: instance.id.clone(),
+        invoked,
+        completed,
+        outcome: outcome.clone(),
+    });
+    (target, outcome)
+}
+
+/// An answer as the history keeps it: the headers, the error code, and
+/// what `observe` makes of a contract reply.
+fn answered<T>(
+    answer: Result<Answer<T>, BrowserError>,
+    observe: impl FnOnce(&T) -> Observed,
+) -> Outcome {
+    match answer {
+        Err(e) => no_answer(&e),
+        Ok(answer) => {
+            let (error, observed) = match &answer.outcome {
+                Body::Reply(reply) => (None, observe(reply)),
+                Body::Error(e) => (Some(e.error.to_string()), Observed::Nothing),
+                Body::Unreadable(_) => (None, Observed::Nothing),
+            };
+            Outcome::Answered {
+                status: answer.status,
+                instance: answer.instance,
+                session_version: answer.session_version,
+                error,
+                observed,
+            }
+        }
+    }
+}
+
+fn no_answer(error: &BrowserError) -> Outcome {
+    let cause = match error {
+        BrowserError::Connect { .. } => NoAnswer::Refused,
+        BrowserError::Timeout { .. } => NoAnswer::Timeout,
+        _ => NoAnswer::Lost,
+    };
+    Outcome::NoAnswer {
+        cause,
+        detail: error.to_string(),
+    }
+}
+
+fn token(reply: &contract::ProfileReply) -> Observed {
+    Observed::Token {
+        user: reply.user.clone(),
+        source: reply.token_source,
+        sub: reply.api.sub.clone(),
+        sid: reply.api.sid.clone(),
+        jti: reply.api.jti.clone(),
+        scopes: reply.scopes.clone(),
+        exp: reply.api.exp,
+    }
+}
+
+/// This browser's item numbers in the cart, and how many are not its own.
+fn items(cart: &contract::CartReply, own: &str) -> Observed {
+    let mut items = Vec::with_capacity(cart.items.len());
+    let mut foreign = 0;
+    for item in &cart.items {
+        match item.strip_prefix(own).and_then(|n| n.parse().ok()) {
+            Some(n) => items.push(n),
+            None => foreign += 1,
+        }
+    }
+    Observed::Cart {
+        version: cart.version,
+        items,
+        foreign,
+    }
+}

@@ -1,0 +1,439 @@
+//! The results document: one JSON file per run, described by
+//! `reports/schema.json` (derived from these types), and the merge of
+//! several runs' files into one.
+//!
+//! Latencies are serialized HDR histograms (HdrHistogram's V2 deflate
+//! format, base64), so runs made on several load machines merge exactly:
+//! histograms add, percentiles are recomputed, counts sum, and each source's
+//! timelines (samples, latency per second, fault steps) stay apart.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::check::Kind;
+use crate::history::{Event, FaultStep};
+use crate::sample::Sample;
+use crate::scenario::workload::Workload;
+
+/// Bumped when the document's shape changes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Why a results file could not be read, written or merged.
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a results file: {source}")]
+    Json {
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error("a histogram does not decode: {0}")]
+    Histogram(String),
+    #[error("nothing to merge")]
+    Empty,
+}
+
+/// One run's results (or several, merged).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Results {
+    pub schema_version: u32,
+    /// False when the run was interrupted: the figures cover what ran.
+    pub complete: bool,
+    /// Why it ended early, when it did.
+    pub stopped_because: Option<String>,
+    pub harness: HarnessInfo,
+    /// Where the run (or each merged run) happened.
+    pub sources: Vec<Source>,
+    pub scenario: ScenarioInfo,
+    pub topology: TopologyInfo,
+    /// Per request type and instance.
+    pub requests: Vec<RequestSeries>,
+    /// Every anomaly family, found or not.
+    pub anomalies: Vec<AnomalyReport>,
+    /// Checks that could not be made, and why.
+    pub unchecked: Vec<Unchecked>,
+    pub idp: IdpCalls,
+    pub leaks: Leaks,
+    /// Per source: what happened when.
+    pub timelines: Vec<Timeline>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct HarnessInfo {
+    pub version: String,
+    /// `git describe` of the harness's checkout when it was built, if known.
+    pub git_revision: Option<String>,
+}
+
+/// One machine's run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Source {
+    pub name: String,
+    pub host: HostFacts,
+    /// RFC 3339.
+    pub started_at: String,
+    pub started_unix_ms: u64,
+    pub duration_secs: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct HostFacts {
+    pub hostname: String,
+    pub os: String,
+    pub kernel: Option<String>,
+    pub cpus: usize,
+    pub memory_bytes: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ScenarioInfo {
+    /// The file, when the run came from one.
+    pub file: Option<String>,
+    pub seed: u64,
+    pub instances: usize,
+    pub workload: WorkloadInfo,
+    /// The `[[faults]]` entries, as the harness read them.
+    pub faults: Vec<String>,
+}
+
+/// The resolved workload, as JSON.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct WorkloadInfo(#[schemars(with = "serde_json::Value")] pub serde_json::Value);
+
+impl WorkloadInfo {
+    pub fn of(workload: &Workload) -> Self {
+        Self(serde_json::to_value(workload).unwrap_or_default())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TopologyInfo {
+    pub name: String,
+    pub session_backend: String,
+    pub token_cache: String,
+    pub encrypt: bool,
+    pub concurrency: String,
+}
+
+/// Percentiles in microseconds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Percentiles {
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+    pub mean: f64,
+}
+
+impl Percentiles {
+    pub fn of(histogram: &Histogram<u64>) -> Self {
+        Self {
+            p50: histogram.value_at_quantile(0.5),
+            p90: histogram.value_at_quantile(0.9),
+            p99: histogram.value_at_quantile(0.99),
+            p999: histogram.value_at_quantile(0.999),
+            max: histogram.max(),
+            mean: histogram.mean(),
+        }
+    }
+}
+
+/// Requests of one type to one instance.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RequestSeries {
+    pub kind: String,
+    pub instance: String,
+    pub count: u64,
+    pub ok: u64,
+    pub client_errors: u64,
+    pub server_errors: u64,
+    /// No connection: the request never arrived.
+    pub refused: u64,
+    pub timeouts: u64,
+    /// The connection failed mid-request.
+    pub lost: u64,
+    /// Corrected for coordinated omission (see `histogram`).
+    pub latency: Percentiles,
+    /// As measured.
+    pub raw_latency: Percentiles,
+    /// The corrected histogram, HdrHistogram V2 deflate, base64; microseconds.
+    pub histogram: String,
+    pub raw_histogram: String,
+}
+
+/// One anomaly family.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AnomalyReport {
+    pub kind: Kind,
+    pub count: u64,
+    /// Counts by facet (session-loss: `hop` or `same-instance`; orphan: `session` or `blob`).
+    pub facets: BTreeMap<String, u64>,
+    /// Counts by the fault window they fell in; `none` outside every window.
+    pub by_window: BTreeMap<String, u64>,
+    /// Up to five, with the events that prove each.
+    pub examples: Vec<Example>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Example {
+    pub summary: String,
+    pub source: String,
+    pub fault_window: Option<String>,
+    pub events: Vec<Event>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Unchecked {
+    pub kind: Kind,
+    pub reason: String,
+}
+
+/// Token-endpoint calls against the fewest the run needed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct IdpCalls {
+    /// Counted by the IdP (`/stats`): code exchanges and refreshes that succeeded.
+    pub token_calls: u64,
+    pub code_exchanges: u64,
+    pub refreshes: u64,
+    /// Failed token calls, by the IdP's count.
+    pub failed_token_calls: u64,
+    /// One code exchange per sign-in and one refresh per token lifetime used.
+    pub minimum: u64,
+    /// `token_calls / minimum`.
+    pub ratio: f64,
+    /// Sessions the run signed in.
+    pub sessions: u64,
+    /// Refresh tokens presented again after rotation (a strict IdP revokes the family).
+    pub refresh_reuse: u64,
+}
+
+/// What the stores and instances grew to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Leaks {
+    /// Sessions signed in when the load ended.
+    pub live_sessions_at_end: u64,
+    /// Store bytes at the last sample, per live session (None without live sessions).
+    pub store_bytes_per_session: Option<f64>,
+    /// Store bytes at the last sample minus the first.
+    pub store_growth_bytes: i64,
+    pub peak_rss_bytes: u64,
+    /// Instance RSS at the last sample minus the first.
+    pub rss_growth_bytes: i64,
+    /// In-process token-cache entries at the end (option1), summed over instances.
+    pub token_cache_entries_at_end: Option<u64>,
+}
+
+/// One source's timelines.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Timeline {
+    pub source: String,
+    pub faults: Vec<FaultStep>,
+    pub samples: Vec<Sample>,
+    /// Every second of the run: requests, errors and latency.
+    pub seconds: Vec<SecondStats>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SecondStats {
+    pub second: u64,
+    pub requests: u64,
+    pub errors: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+}
+
+/// A histogram as the document holds it.
+pub fn encode(histogram: &Histogram<u64>) -> String {
+    let mut bytes = Vec::new();
+    match V2DeflateSerializer::new().serialize(histogram, &mut bytes) {
+        Ok(_) => STANDARD.encode(bytes),
+        Err(_) => String::new(),
+    }
+}
+
+pub fn decode(text: &str) -> Result<Histogram<u64>, ResultsError> {
+    let bytes = STANDARD
+        .decode(text)
+        .map_err(|e| ResultsError::Histogram(e.to_string()))?;
+    Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .map_err(|e| ResultsError::Histogram(format!("{e:?}")))
+}
+
+impl Results {
+    pub fn read(path: &Path) -> Result<Self, ResultsError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ResultsError::Io {
+            path: shown.clone(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|source| ResultsError::Json {
+            path: shown,
+            source,
+        })
+    }
+
+    pub fn write(&self, path: &Path) -> Result<(), ResultsError> {
+        let shown = path.display().to_string();
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| ResultsError::Io {
+                path: parent.display().to_string(),
+                source,
+            })?;
+        }
+        let text = serde_json::to_string_pretty(self).map_err(|source| ResultsError::Json {
+            path: shown.clone(),
+            source,
+        })?;
+        std::fs::write(path, text).map_err(|source| ResultsError::Io {
+            path: shown,
+            source,
+        })
+    }
+
+    pub fn anomaly(&self, kind: Kind) -> u64 {
+        self.anomalies
+            .iter()
+            .find(|a| a.kind == kind)
+            .map_or(0, |a| a.count)
+    }
+
+    /// All requests of every type and instance together.
+    pub fn overall(&self) -> Result<(u64, u64, Histogram<u64>), ResultsError> {
+        let mut all = crate::load::latency::histogram();
+        let (mut count, mut errors) = (0, 0);
+        for series in &self.requests {
+            all.add(decode(&series.histogram)?)
+                .map_err(|e| ResultsError::Histogram(format!("{e:?}")))?;
+            count += series.count;
+            errors += series.server_errors + series.refused + series.timeouts + series.lost;
+        }
+        Ok((count, errors, all))
+    }
+}
+
+/// The JSON Schema of the document, as committed in `reports/schema.json`.
+pub fn schema() -> String {
+    let schema = schemars::schema_for!(Results);
+    serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
+}
+
+/// Several runs as one: histograms added and percentiles recomputed,
+/// counts summed, examples pooled (five per family), timelines kept per source.
+pub fn merge(runs: Vec<Results>) -> Result<Results, ResultsError> {
+    let mut runs = runs.into_iter();
+    let mut merged = runs.next().ok_or(ResultsError::Empty)?;
+    for run in runs {
+        merged.complete &= run.complete;
+        if merged.stopped_because.is_none() {
+            merged.stopped_because = run.stopped_because;
+        }
+        merged.sources.extend(run.sources);
+        merged.timelines.extend(run.timelines);
+        merged.unchecked.extend(run.unchecked);
+        merged.unchecked.dedup();
+        for series in run.requests {
+            match merged
+                .requests
+                .iter_mut()
+                .find(|s| s.kind == series.kind && s.instance == series.instance)
+            {
+                Some(into) => add_series(into, &series)?,
+                None => merged.requests.push(series),
+            }
+        }
+        for report in run.anomalies {
+            match merged.anomalies.iter_mut().find(|a| a.kind == report.kind) {
+                Some(into) => {
+                    into.count += report.count;
+                    for (facet, n) in report.facets {
+                        *into.facets.entry(facet).or_insert(0) += n;
+                    }
+                    for (window, n) in report.by_window {
+                        *into.by_window.entry(window).or_insert(0) += n;
+                    }
+                    into.examples.extend(report.examples);
+                    into.examples.truncate(5);
+                }
+                None => merged.anomalies.push(report),
+            }
+        }
+        let idp = &mut merged.idp;
+        idp.token_calls += run.idp.token_calls;
+        idp.code_exchanges += run.idp.code_exchanges;
+        idp.refreshes += run.idp.refreshes;
+        idp.failed_token_calls += run.idp.failed_token_calls;
+        idp.minimum += run.idp.minimum;
+        idp.sessions += run.idp.sessions;
+        idp.refresh_reuse += run.idp.refresh_reuse;
+        idp.ratio = ratio(idp.token_calls, idp.minimum);
+        let leaks = &mut merged.leaks;
+        leaks.live_sessions_at_end += run.leaks.live_sessions_at_end;
+        leaks.store_growth_bytes += run.leaks.store_growth_bytes;
+        leaks.rss_growth_bytes += run.leaks.rss_growth_bytes;
+        leaks.peak_rss_bytes = leaks.peak_rss_bytes.max(run.leaks.peak_rss_bytes);
+        leaks.store_bytes_per_session = match (
+            leaks.store_bytes_per_session,
+            run.leaks.store_bytes_per_session,
+        ) {
+            (Some(a), Some(b)) => Some((a + b) / 2.0),
+            (a, b) => a.or(b),
+        };
+        leaks.token_cache_entries_at_end = match (
+            leaks.token_cache_entries_at_end,
+            run.leaks.token_cache_entries_at_end,
+        ) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+    }
+    merged
+        .requests
+        .sort_by(|a, b| (&a.kind, &a.instance).cmp(&(&b.kind, &b.instance)));
+    Ok(merged)
+}
+
+fn add_series(into: &mut RequestSeries, from: &RequestSeries) -> Result<(), ResultsError> {
+    let add = |a: &str, b: &str| -> Result<(String, Percentiles), ResultsError> {
+        let mut sum = decode(a)?;
+        sum.add(decode(b)?)
+            .map_err(|e| ResultsError::Histogram(format!("{e:?}")))?;
+        Ok((encode(&sum), Percentiles::of(&sum)))
+    };
+    let (histogram, latency) = add(&into.histogram, &from.histogram)?;
+    let (raw_histogram, raw_latency) = add(&into.raw_histogram, &from.raw_histogram)?;
+    into.histogram = histogram;
+    into.latency = latency;
+    into.raw_histogram = raw_histogram;
+    into.raw_latency = raw_latency;
+    into.count += from.count;
+    into.ok += from.ok;
+    into.client_errors += from.client_errors;
+    into.server_errors += from.server_errors;
+    into.refused += from.refused;
+    into.timeouts += from.timeouts;
+    into.lost += from.lost;
+    Ok(())
+}
+
+/// Calls over the minimum; 1.0 when nothing was needed.
+pub fn ratio(calls: u64, minimum: u64) -> f64 {
+    if minimum == 0 {
+        if calls == 0 { 1.0 } else { calls as f64 }
+    } else {
+        calls as f64 / minimum as f64
+    }
+}

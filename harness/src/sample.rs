@@ -1,0 +1,399 @@
+//! What the stage holds, over time and at the end: every second each
+//! instance's RSS and store figures from its `/metrics`, Redis's memory and
+//! keys per prefix, Postgres's rows and table size; after the run, what the
+//! stores still hold of browsers that logged out.
+//!
+//! Stores are looked into through the app's own store layer (the same
+//! topology, namespace and key), so encrypted records read as the app reads
+//! them and key names are the app's.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use app::msal_model::TokenCache;
+use app::store::Store;
+use app::topology::{Backends, SessionBackend, TokenPlacement, Topology};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use crate::check::orphans::{EndedSession, LeftoverSession, Leftovers};
+use crate::history::Micros;
+use crate::load::browser::InstanceUrl;
+
+/// One instance at one moment, from its `/metrics`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct InstanceSample {
+    pub id: String,
+    pub rss_bytes: Option<u64>,
+    /// Entries and bytes of its session store, as it sees it.
+    pub store_entries: Option<u64>,
+    pub store_bytes: Option<u64>,
+    /// Entries of an in-process token cache (option1).
+    pub token_cache_entries: Option<u64>,
+}
+
+/// Redis at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RedisSample {
+    pub used_memory: u64,
+    /// This run's keys by the prefix after the namespace (`sess`, `tc`, ...).
+    pub keys: BTreeMap<String, u64>,
+}
+
+/// Postgres at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PostgresSample {
+    /// This run's live rows by key prefix, and their payload bytes.
+    pub rows: BTreeMap<String, u64>,
+    pub payload_bytes: u64,
+    /// The whole table on disk, indexes included (every namespace).
+    pub table_bytes: u64,
+}
+
+/// The stage at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Sample {
+    /// Since the run started.
+    pub at: Micros,
+    pub instances: Vec<InstanceSample>,
+    pub redis: Option<RedisSample>,
+    pub postgres: Option<PostgresSample>,
+}
+
+impl Sample {
+    /// Bytes the stores hold for this run: Redis memory when there is a
+    /// Redis, else Postgres payload, else what the instances say.
+    pub fn store_bytes(&self) -> u64 {
+        if let Some(redis) = &self.redis {
+            return redis.used_memory;
+        }
+        if let Some(postgres) = &self.postgres {
+            return postgres.payload_bytes;
+        }
+        self.instances.iter().filter_map(|i| i.store_bytes).sum()
+    }
+
+    pub fn rss_bytes(&self) -> u64 {
+        self.instances.iter().filter_map(|i| i.rss_bytes).sum()
+    }
+}
+
+/// Where the stage's parts are, for looking.
+#[derive(Clone, Debug)]
+pub struct Place {
+    pub instances: Vec<InstanceUrl>,
+    pub redis_url: Option<String>,
+    pub database_url: Option<String>,
+    pub namespace: String,
+    pub topology: Topology,
+    pub encryption_secret: Vec<u8>,
+    pub sqlite_path: PathBuf,
+}
+
+/// Takes samples of one stage.
+pub struct Sampler {
+    place: Place,
+    http: reqwest::Client,
+    redis: Option<redis::aio::ConnectionManager>,
+    postgres: Option<sqlx::PgPool>,
+}
+
+impl Sampler {
+    /// Connections are made as needed; a store that is down gives no sample.
+    pub fn new(place: Place) -> Self {
+        let redis = place
+            .redis_url
+            .as_deref()
+            .and_then(|url| redis::Client::open(url).ok())
+            .and_then(|client| {
+                redis::aio::ConnectionManager::new_lazy_with_config(
+                    client,
+                    redis::aio::ConnectionManagerConfig::new()
+                        .set_response_timeout(Some(Duration::from_secs(2)))
+                        .set_connection_timeout(Some(Duration::from_secs(2))),
+                )
+                .ok()
+            });
+        let postgres = place.database_url.as_deref().and_then(|url| {
+            sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(2))
+                .connect_lazy(url)
+                .ok()
+        });
+        Self {
+            place,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .build()
+                .unwrap_or_default(),
+            redis,
+            postgres,
+        }
+    }
+
+    /// One sample, `at` micros into the run.
+    pub async fn sample(&mut self, at: Micros) -> Sample {
+        let mut instances = Vec::with_capacity(self.place.instances.len());
+        for instance in &self.place.instances {
+            instances.push(self.instance(instance).await);
+        }
+        let redis = self.redis_sample().await;
+        let postgres = self.postgres_sample().await;
+        Sample {
+            at,
+            instances,
+            redis,
+            postgres,
+        }
+    }
+
+    async fn instance(&self, instance: &InstanceUrl) -> InstanceSample {
+        let text = match self
+            .http
+            .get(format!("{}/metrics", instance.base))
+            .send()
+            .await
+        {
+            Ok(response) if response.status().is_success() => {
+                response.text().await.unwrap_or_default()
+            }
+            _ => String::new(),
+        };
+        let metrics = parse_metrics(&text);
+        let find = |name: &str, filter: &dyn Fn(&BTreeMap<String, String>) -> bool| {
+            metrics
+                .iter()
+                .filter(|(n, labels, _)| n == name && filter(labels))
+                .map(|(_, _, v)| *v as u64)
+                .reduce(|a, b| a + b)
+        };
+        let not_cache = |l: &BTreeMap<String, String>| {
+            l.get("store").is_some_and(|s| s != "instance_token_cache")
+        };
+        InstanceSample {
+            id: instance.id.clone(),
+            rss_bytes: find("app_process_resident_memory_bytes", &|_| true),
+            store_entries: find("app_store_entries", &not_cache),
+            store_bytes: find("app_store_bytes", &not_cache),
+            token_cache_entries: find("app_store_entries", &|l| {
+                l.get("store").is_some_and(|s| s == "instance_token_cache")
+            }),
+        }
+    }
+
+    async fn redis_sample(&mut self) -> Option<RedisSample> {
+        let connection = self.redis.as_mut()?;
+        let info: String = redis::cmd("INFO")
+            .arg("memory")
+            .query_async(connection)
+            .await
+            .ok()?;
+        let used_memory = info
+            .lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        let pattern = format!("{}:*", self.place.namespace);
+        let mut keys = BTreeMap::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(connection)
+                .await
+                .ok()?;
+            for key in batch {
+                *keys
+                    .entry(prefix_of(&key, &self.place.namespace))
+                    .or_insert(0) += 1;
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        Some(RedisSample { used_memory, keys })
+    }
+
+    async fn postgres_sample(&self) -> Option<PostgresSample> {
+        let pool = self.postgres.as_ref()?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let rows = sqlx::query(
+            "SELECT split_part(key, ':', 1) AS prefix, count(*) AS rows,
+                    COALESCE(SUM(LENGTH(data)), 0)::BIGINT AS bytes
+             FROM kv_store WHERE ns = $1 AND (expires_at IS NULL OR expires_at > $2)
+             GROUP BY 1",
+        )
+        .bind(&self.place.namespace)
+        .bind(now)
+        .fetch_all(pool)
+        .await
+        .ok()?;
+        let mut sample = PostgresSample::default();
+        for row in rows {
+            let prefix: String = row.try_get("prefix").ok()?;
+            let count: i64 = row.try_get("rows").ok()?;
+            let bytes: i64 = row.try_get("bytes").ok()?;
+            sample.rows.insert(prefix, count as u64);
+            sample.payload_bytes += bytes as u64;
+        }
+        sample.table_bytes =
+            sqlx::query_scalar::<_, i64>("SELECT pg_total_relation_size('kv_store')")
+                .fetch_one(pool)
+                .await
+                .map_or(0, |b| b as u64);
+        Some(sample)
+    }
+
+    /// What the stores still hold of the sessions browsers logged out of, and
+    /// of users with no browser signed in (in an app-wide token blob).
+    pub async fn leftovers(
+        &self,
+        ended: &[EndedSession],
+        signed_in_at_end: &HashSet<String>,
+        subjects: &HashMap<String, String>,
+    ) -> Leftovers {
+        let topology = &self.place.topology;
+        if topology.session_backend == SessionBackend::Memory {
+            return Leftovers {
+                unchecked: Some(
+                    "sessions live in each instance's memory, which the harness cannot look into"
+                        .into(),
+                ),
+                ..Leftovers::default()
+            };
+        }
+        let backends = Backends {
+            redis_url: self.place.redis_url.clone(),
+            redis_ca_pem: None,
+            database_url: self.place.database_url.clone(),
+            sqlite_path: self.place.sqlite_path.clone(),
+            namespace: self.place.namespace.clone(),
+            encryption_secret: self.place.encryption_secret.clone(),
+            encryption_key_id: "k1".into(),
+            previous_key_ids: Vec::new(),
+            breaker: Default::default(),
+        };
+        let store: Arc<dyn Store> = match topology.build(&backends, Duration::from_secs(60)) {
+            Ok(built) => built.sessions,
+            Err(e) => {
+                return Leftovers {
+                    unchecked: Some(format!("cannot open the stores: {e}")),
+                    ..Leftovers::default()
+                };
+            }
+        };
+        let mut leftovers = Leftovers::default();
+        for session in ended {
+            let keys = [
+                app::session::session_key(&session.session),
+                app::tokencache::placement::partition_key(&session.session),
+            ];
+            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+            match store.load_many(&refs).await {
+                Ok(found) => {
+                    let record = found.first().is_some_and(Option::is_some);
+                    let partition = topology.token_cache == TokenPlacement::Partitioned
+                        && found.get(1).is_some_and(Option::is_some);
+                    if record || partition {
+                        leftovers.sessions.push(LeftoverSession {
+                            session: session.session.clone(),
+                            session_record: record,
+                            token_partition: partition,
+                        });
+                    }
+                }
+                Err(e) => {
+                    leftovers.unchecked = Some(format!("the stores did not answer: {e}"));
+                    return leftovers;
+                }
+            }
+        }
+        if topology.token_cache == TokenPlacement::SharedBlob {
+            let users_by_oid: HashMap<&str, &str> = subjects
+                .iter()
+                .map(|(user, oid)| (oid.as_str(), user.as_str()))
+                .collect();
+            if let Ok(Some(record)) = store
+                .load(app::tokencache::placement::SHARED_BLOB_KEY)
+                .await
+                && let Ok(cache) = TokenCache::from_bytes(&record.data)
+            {
+                for token in cache.refresh_tokens.values() {
+                    let uid = token.home_account_id.split('.').next().unwrap_or_default();
+                    if let Some(user) = users_by_oid.get(uid)
+                        && !signed_in_at_end.contains(*user)
+                    {
+                        *leftovers.blob_tokens.entry((*user).to_owned()).or_insert(0) += 1;
+                    }
+                }
+            }
+        }
+        leftovers
+    }
+}
+
+/// The key prefix after the namespace: `run1:sess:abc` -> `sess`.
+fn prefix_of(key: &str, namespace: &str) -> String {
+    key.strip_prefix(namespace)
+        .and_then(|rest| rest.strip_prefix(':'))
+        .and_then(|rest| rest.split(':').next())
+        .unwrap_or("other")
+        .to_owned()
+}
+
+/// Prometheus text: (name, labels, value) per sample line.
+fn parse_metrics(text: &str) -> Vec<(String, BTreeMap<String, String>, f64)> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let value: f64 = value.trim().parse().ok()?;
+            let (name, labels) = match series.split_once('{') {
+                Some((name, rest)) => (name, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let labels = labels
+                .split(',')
+                .filter_map(|pair| {
+                    let (key, value) = pair.split_once('=')?;
+                    Some((key.to_owned(), value.trim_matches('"').to_owned()))
+                })
+                .collect();
+            Some((name.to_owned(), labels, value))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_and_key_prefixes_read_as_the_app_writes_them() {
+        let text = "# TYPE x gauge\napp_store_entries{instance=\"app-1\",store=\"redis+postgres\"} 12\n\
+                    app_store_entries{instance=\"app-1\",store=\"instance_token_cache\"} 5\n\
+                    app_process_resident_memory_bytes{instance=\"app-1\"} 1048576\n";
+        let parsed = parse_metrics(text);
+        assert_eq!(parsed.len(), 3);
+        assert_eq!(parsed[0].0, "app_store_entries");
+        assert_eq!(
+            parsed[0].1.get("store").map(String::as_str),
+            Some("redis+postgres")
+        );
+        assert_eq!(parsed[2].2, 1_048_576.0);
+        assert_eq!(prefix_of("run7:sess:abc", "run7"), "sess");
+        assert_eq!(prefix_of("run7:lease:tc:abc", "run7"), "lease");
+    }
+}

@@ -1,0 +1,205 @@
+//! `harness bench` end to end on real services: the driver, the checker and
+//! the results file, as a user runs them. Every results file written here
+//! is validated against `reports/schema.json`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use harness::check::Kind;
+use harness::results::{self, Results};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+mod common;
+use common::assert_valid_results;
+
+/// A short run: two instances, an instance restart at 3 s, and `extra` faults.
+fn scenario(dir: &Path, name: &str, extra: &str) -> PathBuf {
+    let text = format!(
+        r#"# A short run for the tests.
+instances = 2
+seed = 9
+
+[browsers]
+people = 4
+per_person = 2
+
+[load]
+duration = "6s"
+ramp_up = "1s"
+think_time = {{ min = "20ms", max = "60ms" }}
+
+[mix]
+profile = 30
+data = 10
+cart_write = 30
+cart_read = 25
+relogin = 2
+
+[idp]
+access_token_lifetime = "4s"
+
+[[faults]]
+at = "3s"
+action = "instance-restart"
+instance = 1
+{extra}"#
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).expect("write");
+    path
+}
+
+fn bench(option: &str, scenario: &Path, out: &Path) -> (std::process::Output, Vec<PathBuf>) {
+    let output = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(["bench", option, "--scenario"])
+        .arg(scenario)
+        .arg("--out")
+        .arg(out)
+        .env_remove("REDIS_URL")
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("harness runs");
+    let files = std::fs::read_dir(out)
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    (output, files)
+}
+
+#[test]
+fn option1_loses_sessions_at_an_instance_restart() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = scenario(dir.path(), "restart", "");
+    let out = dir.path().join("out");
+    let (output, files) = bench("option1", &file, &out);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(files.len(), 1, "one results file: {files:?}");
+    assert_valid_results(&files[0]);
+    let results = Results::read(&files[0]).expect("reads");
+    assert!(results.complete);
+    assert_eq!(results.topology.name, "option1");
+    let losses = results
+        .anomalies
+        .iter()
+        .find(|a| a.kind == Kind::SessionLoss)
+        .expect("reported");
+    assert!(losses.count > 0, "{stdout}");
+    // Each example shows the events that prove it: the sign-in, and the 401.
+    let example = &losses.examples[0];
+    assert!(example.events.len() >= 2, "{example:?}");
+    assert!(
+        example
+            .events
+            .last()
+            .is_some_and(|e| e.outcome.status() == Some(401))
+    );
+    assert!(
+        stdout.contains("option1") && stdout.contains("loss"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn option4_shows_no_anomaly_through_an_instance_restart_and_a_redis_restart() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = scenario(
+        dir.path(),
+        "storm",
+        "\n[[faults]]\nat = \"4s\"\naction = \"redis-restart\"\n",
+    );
+    let out = dir.path().join("out");
+    let (output, files) = bench("option4", &file, &out);
+    assert!(output.status.success(), "{output:?}");
+    assert_valid_results(&files[0]);
+    let results = Results::read(&files[0]).expect("reads");
+    for kind in Kind::ALL {
+        assert_eq!(
+            results.anomaly(kind),
+            0,
+            "{kind}: {:?}",
+            results.anomalies.iter().find(|a| a.kind == kind)
+        );
+    }
+    let steps: Vec<&str> = results.timelines[0]
+        .faults
+        .iter()
+        .map(|s| s.action.as_str())
+        .collect();
+    assert_eq!(steps, ["instance-restart app-1", "redis-restart"]);
+    assert!(results.idp.minimum > 0 && results.idp.token_calls > 0);
+    let (requests, _, _) = results.overall().expect("histograms decode");
+    assert!(requests > 100, "{requests} requests");
+
+    // Merging a run with itself doubles every count and every histogram.
+    let merged = results::merge(vec![results.clone(), results.clone()]).expect("merges");
+    let merged_path = out.join("merged.json");
+    merged.write(&merged_path).expect("writes");
+    assert_valid_results(&merged_path);
+    let (merged_requests, _, histogram) = merged.overall().expect("decodes");
+    assert_eq!(merged_requests, 2 * requests);
+    assert_eq!(
+        histogram.len(),
+        2 * results.overall().expect("decodes").2.len()
+    );
+    assert_eq!(merged.idp.token_calls, 2 * results.idp.token_calls);
+    assert_eq!(merged.timelines.len(), 2, "timelines kept apart per source");
+    for (one, two) in results.requests.iter().zip(&merged.requests) {
+        assert_eq!(
+            (two.kind.as_str(), two.count),
+            (one.kind.as_str(), 2 * one.count)
+        );
+    }
+}
+
+#[test]
+fn ctrl_c_mid_run_still_writes_the_results_marked_incomplete() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = scenario(dir.path(), "long", "");
+    let text = std::fs::read_to_string(&file)
+        .expect("read")
+        .replace("duration = \"6s\"", "duration = \"60s\"");
+    std::fs::write(&file, text).expect("write");
+    let out = dir.path().join("out");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(["bench", "option2", "--scenario"])
+        .arg(&file)
+        .arg("--out")
+        .arg(&out)
+        .env_remove("REDIS_URL")
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Wait for the fault at 3 s: the load is well under way. The rest of
+    // stderr is read on, as a terminal would.
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    for line in lines.by_ref() {
+        if line.expect("line").contains("fault +") {
+            break;
+        }
+    }
+    let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).expect("SIGINT");
+    let status = child.wait().expect("exits");
+    let said = drain.join().expect("stderr").join("\n");
+    assert!(!status.success(), "an interrupted bench says so: {status}");
+    assert!(said.contains("cut short"), "{said}");
+    let files: Vec<PathBuf> = std::fs::read_dir(&out)
+        .expect("results folder")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_valid_results(&files[0]);
+    let results = Results::read(&files[0]).expect("reads");
+    assert!(!results.complete);
+    assert!(results.stopped_because.is_some());
+    assert!(results.sources[0].duration_secs < 30.0);
+    assert!(
+        results.overall().expect("decodes").0 > 0,
+        "what ran is kept"
+    );
+}
