@@ -81,8 +81,8 @@ enum Command {
         /// App instances (default: the scenario's, else 2).
         #[arg(long)]
         instances: Option<NonZeroUsize>,
-        /// Where results files go.
-        #[arg(long, default_value = "reports")]
+        /// Where results files go (reports/runs is git-ignored).
+        #[arg(long, default_value = "reports/runs")]
         out: PathBuf,
         /// Names this machine's runs in the results (merges keep sources apart).
         #[arg(long)]
