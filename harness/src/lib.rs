@@ -3,13 +3,21 @@
 //!
 //! # Layout
 //! Dependencies point down this list only.
+//! - [`bench`]: one scenario on one or more topologies; the summary table.
+//! - [`run`]: one run: stage up -> faults, load and sampler side by side ->
+//!   check -> the results document.
+//! - [`progress`]: the live progress bar.
+//! - [`results`]: the results document, its schema, the merge of several.
+//! - [`sample`]: RSS, `/metrics`, store sizes over time; what stores keep.
+//! - [`load`]: the goose driver and the simulated browsers.
+//! - [`check`]: history -> anomalies, one file per family (pure).
+//! - [`history`]: invoke/complete events and fault steps: what the driver
+//!   writes and the checker reads.
+//! - [`faults`]: runs a scenario's fault schedule against a stack.
 //! - [`scenario`]: scenario files as a model (pure: read, validate, no stack).
-//! - [`faults`]: runs a scenario's fault schedule against a stack; the timeline.
+//! - [`run_folder`]: where a run's logs go, and the sweep of dead runs' leftovers.
 //! - [`stage`]: supervised children, Redis and Postgres, the fault proxy, the
 //!   stack of one topology up and ready.
-//! - [`run_folder`]: where a run's logs go, and the sweep of dead runs' leftovers.
-//!
-//! Not built yet: load, the checker, results and reports.
 
 pub mod bench;
 pub mod check;

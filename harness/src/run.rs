@@ -61,7 +61,7 @@ pub enum RunError {
     Setup(String),
 }
 
-/// A run's results, and whether it was cut short.
+/// A run's results (marked incomplete when it was cut short) and the kept run folder.
 pub struct Outcome {
     pub results: Results,
     pub folder: Option<PathBuf>,
@@ -91,14 +91,7 @@ pub async fn run(
     if load::stopped_early() {
         return Err(RunError::InterruptedEarly);
     }
-    let instances: Vec<InstanceUrl> = stack
-        .instances
-        .iter()
-        .map(|i| InstanceUrl {
-            id: i.id.to_string(),
-            base: i.url(),
-        })
-        .collect();
+    let instances = instance_urls(&stack);
     let place = Place {
         instances: instances.clone(),
         redis_url: stack.redis.as_ref().map(|r| r.url()),
@@ -280,6 +273,18 @@ pub async fn run(
         results,
         folder: kept,
     })
+}
+
+/// Where the browsers reach a stack's instances.
+pub fn instance_urls(stack: &Stack) -> Vec<InstanceUrl> {
+    stack
+        .instances
+        .iter()
+        .map(|i| InstanceUrl {
+            id: i.id.to_string(),
+            base: i.url(),
+        })
+        .collect()
 }
 
 /// The IdP's own counters: token calls by grant and outcome, reuse.
