@@ -12,11 +12,7 @@ function read(env = process.env) {
     throw new Error(`OPTION must be one of ${OPTIONS.join(", ")}, not ${option}`);
   }
   const port = int(env.PORT, 8080, "PORT");
-  const authority = (env.IDP_AUTHORITY || "").replace(/\/+$/, "");
-  if (!/^https:\/\/[^/]+\/[^/]+$/.test(authority)) {
-    // MSAL Node in its default (Entra ID) mode wants https://host[:port]/<tenant>.
-    throw new Error(`IDP_AUTHORITY must look like https://127.0.0.1:9443/<tenant>, not "${authority}"`);
-  }
+  const authority = entraAuthority(env.IDP_AUTHORITY || "", env.IDP_TENANT || "organizations");
   const idpOrigin = new URL(authority).origin;
   const settings = {
     option,
@@ -50,6 +46,27 @@ function read(env = process.env) {
     throw new Error(`NAMESPACE may hold letters, digits, '_', '.', '-' only, not "${settings.namespace}"`);
   }
   return settings;
+}
+
+/**
+ * MSAL Node in its default (Entra ID) mode wants `https://host[:port]/<tenant>`.
+ * Also taken, so a harness can hand over whichever URL it has: the tenant
+ * issuer `https://host:port/<tenant>/v2.0` (the `/v2.0` is dropped) and the
+ * plain issuer `https://host:port` (IDP_TENANT is appended, by default
+ * `organizations`, which the mock IdP serves like any tenant).
+ */
+function entraAuthority(raw, tenant) {
+  let url;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new Error(`IDP_AUTHORITY must be a URL like https://127.0.0.1:9443/<tenant>, not "${raw}"`);
+  }
+  if (url.protocol !== "https:") throw new Error(`IDP_AUTHORITY must be https (MSAL refuses others), not "${raw}"`);
+  const path = url.pathname.replace(/\/+$/, "").replace(/\/v2\.0$/, "");
+  const segments = path.split("/").filter(Boolean);
+  if (segments.length > 1) throw new Error(`IDP_AUTHORITY must name one tenant, not "${raw}"`);
+  return `${url.origin}/${segments[0] || tenant}`;
 }
 
 function int(value, fallback, name) {
