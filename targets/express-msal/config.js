@@ -76,4 +76,4 @@ function int(value, fallback, name) {
   return n;
 }
 
-module.exports = { read, OPTIONS };
+module.exports = { read, entraAuthority, OPTIONS };
