@@ -102,7 +102,10 @@ function errorHandler(log) {
   // eslint-disable-next-line no-unused-vars
   return (err, req, res, next) => {
     const [status, code, detail] = classify(err);
-    if (status >= 500) log.warn(`${req.method} ${req.path}: ${status} ${code}: ${detail}`);
+    if (status >= 500) {
+      log.warn(`${req.method} ${req.path}: ${status} ${code}: ${detail}`);
+      log.debug(String((err && err.stack) || err));
+    }
     if (res.headersSent) return res.end();
     res.status(status).json({ error: code, detail });
   };

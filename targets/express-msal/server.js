@@ -209,7 +209,12 @@ async function main() {
   const log = logger(settings.logLevel);
   const { app, option } = createApp(settings, log);
   await option.start();
-  const server = app.listen(settings.port, settings.host, () => {
+  const server = app.listen(settings.port, settings.host, (err) => {
+    // Express 5 hands a failed listen (port taken) to this callback.
+    if (err) {
+      log.error(`cannot listen on ${settings.host}:${settings.port}: ${err.message}`);
+      process.exit(1);
+    }
     log.info(`${settings.instanceId}: ${settings.option} on http://${settings.host}:${settings.port}`);
   });
   // Keep-alive longer than the harness's pooled connections expect to idle.

@@ -168,9 +168,10 @@ class BlobStore {
 /**
  * Option4's ICacheClient (MSAL's get/set interface) over Redis with Postgres
  * behind it, every record sealed with AES-256-GCM (crypto.js):
- * - set: Postgres first (the record of truth), then Redis, both with the
- *   session's TTL. A Redis failure after Postgres took the write is logged
- *   and tolerated (reads fall back to Postgres while Redis is down).
+ * - set: Postgres and Redis, both with the session's TTL; the write counts
+ *   when either store took it (so an outage of one store does not lose the
+ *   refresh token the IdP just rotated), and the other keeps an older copy
+ *   until the next write.
  * - get: Redis; on a miss, or while Redis fails, Postgres, and a Postgres
  *   hit is copied back into Redis (read-through after a flush or restart).
  * There is no compare-and-set: MSAL's DistributedCachePlugin reads in
@@ -226,20 +227,22 @@ class PartitionStore {
 
   async set(key, value) {
     const sealed = this.sealer.seal(value, key);
-    try {
-      await this.pool.query(
+    const [pg, redis] = await Promise.allSettled([
+      this.pool.query(
         `INSERT INTO ${KV_TABLE} (ns, key, data, expires_at) VALUES ($1, $2, $3, now() + make_interval(secs => $4))
          ON CONFLICT (ns, key) DO UPDATE SET data = EXCLUDED.data, expires_at = EXCLUDED.expires_at, updated_at = now()`,
         [this.namespace, key, sealed, this.ttlSecs],
-      );
-    } catch (e) {
-      throw new StoreError("postgres", e);
+      ),
+      this.redis.set(this.redisKey(key), sealed, { expiration: { type: "EX", value: this.ttlSecs } }),
+    ]);
+    // By the time MSAL writes, the IdP has already rotated the refresh token:
+    // one store that took the write keeps the new one, so that counts as
+    // written; the other store holds an older copy until the next write.
+    if (pg.status === "rejected" && redis.status === "rejected") {
+      throw new StoreError("redis+postgres", pg.reason);
     }
-    try {
-      await this.redis.set(this.redisKey(key), sealed, { expiration: { type: "EX", value: this.ttlSecs } });
-    } catch (e) {
-      this.log.debug(`partition write reached postgres only: ${e.message}`);
-    }
+    if (pg.status === "rejected") this.log.debug(`partition write reached redis only: ${pg.reason.message}`);
+    if (redis.status === "rejected") this.log.debug(`partition write reached postgres only: ${redis.reason.message}`);
     return value;
   }
 
