@@ -120,15 +120,18 @@ function build(settings, idp, log) {
   // One client application for the process (options 1 and 2), made on first use.
   const perProcess = (makePlugin) => {
     let client = null;
-    return async () => {
+    let made = null; // the client once made, for /metrics (which must not wait on the IdP)
+    const get = async () => {
       if (!client) {
-        client = msalConfig(makePlugin && makePlugin()).then((c) => new msal.ConfidentialClientApplication(c));
+        client = msalConfig(makePlugin && makePlugin()).then((c) => (made = new msal.ConfidentialClientApplication(c)));
         client.catch(() => {
           client = null;
         });
       }
       return client;
     };
+    get.made = () => made;
+    return get;
   };
 
   const noop = async () => {};
@@ -154,7 +157,8 @@ function build(settings, idp, log) {
         },
         async sizes() {
           const sessions = Object.keys(store.sessions || {}).length;
-          const kv = (await client()).getTokenCache().getKVStore();
+          const made = client.made();
+          const kv = made ? made.getTokenCache().getKVStore() : {};
           // Credentials (access, refresh, ID tokens) and accounts, as the
           // reference app counts its instance-wide cache.
           const tokens = Object.values(kv).filter((v) => v && (v.credentialType || v.authorityType)).length;

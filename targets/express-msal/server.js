@@ -219,6 +219,7 @@ async function main() {
   });
   // Keep-alive longer than the harness's pooled connections expect to idle.
   server.keepAliveTimeout = 65000;
+  server.headersTimeout = 66000; // must outlast keepAliveTimeout
   const stop = () => {
     log.info("stopping");
     server.close(() => option.close().finally(() => process.exit(0)));
