@@ -80,6 +80,10 @@ function classify(err) {
     // Entra ID and the mock IdP send with 503 and 429; an empty code is
     // MSAL's own throttling (it remembers a 429/5xx for Retry-After, or 60 s).
     const code = err.errorCode || "";
+    // invalid_grant: the refresh token was revoked, reused or expired. MSAL
+    // raises InteractionRequiredAuthError for it only when the IdP adds a
+    // suberror (as Entra ID does); the mock IdP sends none, so it arrives here.
+    if (code === "invalid_grant") return [401, "signin_required", `token endpoint: invalid_grant ${err.errorMessage || ""}`.trim()];
     if (code === "" || code === "temporarily_unavailable" || /throttl/i.test(err.errorMessage || "")) {
       return [503, "idp_unavailable", `token endpoint: ${code || "throttled by MSAL"} ${err.errorMessage || ""}`.trim()];
     }

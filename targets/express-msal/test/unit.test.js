@@ -66,6 +66,7 @@ test("errors map onto the contract's codes", () => {
   assert.equal(code(new contract.IdpCallError("bad_answer", "x")), "502 idp_error");
   assert.equal(code(new msal.InteractionRequiredAuthError("invalid_grant")), "401 signin_required");
   assert.equal(code(new msal.InteractionRequiredAuthError("no_tokens_found")), "401 signin_required");
+  assert.equal(code(new msal.ServerError("invalid_grant", "")), "401 signin_required");
   assert.equal(code(new msal.ServerError("temporarily_unavailable", "")), "503 idp_unavailable");
   assert.equal(code(new msal.ServerError("", "")), "503 idp_unavailable"); // MSAL's own throttling
   assert.equal(code(new msal.ServerError("server_error", "")), "502 idp_error");
