@@ -46,7 +46,7 @@ class CountingHttpClient {
       response = await fetch(url, init);
     } catch (e) {
       this.metrics.idpCall(call, "unavailable");
-      throw new Error(`${method} ${url}: ${e.name === "TimeoutError" ? "timed out" : e.message}`);
+      throw new Error(`${method} ${url}: ${why(e)}`);
     }
     let body;
     try {
@@ -62,6 +62,13 @@ class CountingHttpClient {
     });
     return { headers, body, status: response.status };
   }
+}
+
+/** Why a fetch failed: undici says "fetch failed" and keeps the reason in `cause`. */
+function why(e) {
+  if (e.name === "TimeoutError") return "timed out";
+  const cause = e.cause && (e.cause.code || e.cause.message);
+  return cause ? `${e.message}: ${cause}` : e.message;
 }
 
 function callName(url, fallback) {
@@ -116,7 +123,7 @@ class Idp {
       });
     } catch (e) {
       this.metrics.idpCall("api", "unavailable");
-      throw new IdpCallError("unavailable", `API: ${e.message}`);
+      throw new IdpCallError("unavailable", `API: ${why(e)}`);
     }
     const text = await response.text();
     let body = null;
@@ -164,7 +171,7 @@ class Idp {
       response = await fetch(url, { signal: AbortSignal.timeout(this.settings.idpTimeoutMs) });
     } catch (e) {
       this.metrics.idpCall(call, "unavailable");
-      throw new IdpCallError("unavailable", `${call}: ${e.message}`);
+      throw new IdpCallError("unavailable", `${call}: ${why(e)}`);
     }
     this.metrics.idpCall(call, outcomeOf(response.status, null));
     if (response.status === 429 || response.status === 503) throw new IdpCallError("unavailable", `${call}: ${response.status}`);
