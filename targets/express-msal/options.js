@@ -98,13 +98,15 @@ class SessionPartitionManager {
 function build(settings, idp, log) {
   // Every client is handed the discovery document fetched once (idp.js), so
   // building a client per request costs no IdP call.
+  let metadata = null;
+  const authorityMetadata = async () => (metadata ??= JSON.stringify(await idp.discovery()));
   const msalConfig = async (cachePlugin) => ({
     auth: {
       clientId: settings.clientId,
       clientSecret: settings.clientSecret,
       authority: settings.authority,
       knownAuthorities: [settings.knownAuthority],
-      authorityMetadata: JSON.stringify(await idp.discovery()),
+      authorityMetadata: await authorityMetadata(),
     },
     cache: cachePlugin ? { cachePlugin } : {},
     system: {
