@@ -69,7 +69,7 @@ async fn driver(base: &str, idp: &str, connections: u64, secs: u64) -> (f64, f64
     )
     .expect("scenario");
     let (recorder, collector) = history::channel();
-    let latencies = Arc::new(Latencies::new(0));
+    let latencies = Arc::new(Latencies::new(0, vec!["app-1".into()]));
     let shared = Arc::new(
         Shared::new(
             vec![InstanceUrl {
@@ -100,7 +100,10 @@ async fn driver(base: &str, idp: &str, connections: u64, secs: u64) -> (f64, f64
     drain.abort();
     let cpu = cpu_seconds() - cpu_before;
     let after = latencies.snapshot();
-    let count = |snapshot: &std::collections::BTreeMap<(String, String), harness::load::latency::Series>| {
+    let count = |snapshot: &std::collections::BTreeMap<
+        (String, String),
+        harness::load::latency::Series,
+    >| {
         snapshot
             .iter()
             .filter(|((kind, _), _)| kind == "health")
@@ -148,7 +151,8 @@ async fn main() {
         })
         .await
         .expect("wrk");
-        let (by_driver, cpu_per_10k, p99) = driver(&base, &stack.idp_url(), connections, secs).await;
+        let (by_driver, cpu_per_10k, p99) =
+            driver(&base, &stack.idp_url(), connections, secs).await;
         println!(
             "round {round}: wrk {by_wrk:>8.0} req/s   driver {by_driver:>8.0} req/s ({:.2} of wrk), {cpu_per_10k:.3} CPU s per 10,000 requests, p99 {:.2} ms",
             by_driver / by_wrk,

@@ -71,7 +71,10 @@ async fn main() {
         )
         .expect("scenario");
         let (recorder, mut collector) = history::channel();
-        let latencies = Arc::new(Latencies::new(think * 1_000_000));
+        let latencies = Arc::new(Latencies::new(
+            think * 1_000_000,
+            instances.iter().map(|i| i.id.clone()).collect(),
+        ));
         let shared = Arc::new(
             Shared::new(
                 instances.clone(),

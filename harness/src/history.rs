@@ -55,17 +55,33 @@ pub enum Request {
 }
 
 impl Request {
+    /// Every request type, as latencies are kept under them.
+    pub const KINDS: [&'static str; 7] = [
+        "sign_in",
+        "profile",
+        "data",
+        "cart_write",
+        "cart_read",
+        "logout",
+        "health",
+    ];
+
+    /// Its position in [`Request::KINDS`].
+    pub fn kind_index(&self) -> usize {
+        match self {
+            Request::SignIn => 0,
+            Request::Profile => 1,
+            Request::Data { .. } => 2,
+            Request::CartWrite { .. } => 3,
+            Request::CartRead => 4,
+            Request::Logout => 5,
+            Request::Health => 6,
+        }
+    }
+
     /// The request type latencies are kept under.
     pub fn kind(&self) -> &'static str {
-        match self {
-            Request::SignIn => "sign_in",
-            Request::Profile => "profile",
-            Request::Data { .. } => "data",
-            Request::CartWrite { .. } => "cart_write",
-            Request::CartRead => "cart_read",
-            Request::Logout => "logout",
-            Request::Health => "health",
-        }
+        Self::KINDS[self.kind_index()]
     }
 
     /// Whether it changes state at the server (its outcome may be unknown).

@@ -107,7 +107,10 @@ pub async fn run(
     let started_unix_ms = unix_ms();
     let (recorder, collector) = history::channel();
     let collector = Arc::new(Mutex::new(collector));
-    let latencies = Arc::new(Latencies::new(workload.think_time.mean().as_micros() as u64));
+    let latencies = Arc::new(Latencies::new(
+        workload.think_time.mean().as_micros() as u64,
+        instances.iter().map(|i| i.id.clone()).collect(),
+    ));
     let shared = Arc::new(
         Shared::new(
             instances,

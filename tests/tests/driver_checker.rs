@@ -142,7 +142,7 @@ profile = 1
             stack.idp.http_url().expect("idp url"),
             "app_session".into(),
             recorder,
-            Arc::new(Latencies::new(25_000)),
+            Arc::new(Latencies::new(25_000, vec!["app-1".into()])),
             scenario.workload.clone(),
             scenario.seed,
             start,

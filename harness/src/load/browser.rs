@@ -137,7 +137,13 @@ impl SimBrowser {
             self.act(shared, action).await;
         }
         let pause = shared.workload.think_time.draw(self.rng.random::<f64>());
-        tokio::time::sleep(pause).await;
+        if pause.is_zero() {
+            // tokio's timers tick in milliseconds: a zero sleep would still
+            // wait for the next tick. Give way to the other browsers instead.
+            tokio::task::yield_now().await;
+        } else {
+            tokio::time::sleep(pause).await;
+        }
     }
 
     pub async fn sign_in(&mut self, shared: &Shared) {
@@ -306,8 +312,8 @@ async fn exchange(
     };
     let completed = shared.elapsed();
     shared.latencies.record(
-        request.kind(),
-        &instance.id,
+        request.kind_index(),
+        target,
         invoked,
         completed - invoked,
         &outcome,

@@ -9,12 +9,12 @@
 //! meanwhile, and those phantom requests would each have waited too.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::OnceLock;
 
 use hdrhistogram::Histogram;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 
-use crate::history::{NoAnswer, Outcome};
+use crate::history::{NoAnswer, Outcome, Request};
 
 /// The longest latency a histogram holds (longer ones are clamped to it).
 pub const MAX_MICROS: u64 = 120_000_000;
@@ -83,41 +83,42 @@ pub struct Second {
     pub errors: u64,
 }
 
-/// A request type and the instance it was sent to.
-type SeriesKey = (&'static str, String);
-
-/// Every request's latency and end, shared by all browsers.
+/// Every request's latency and end, shared by all browsers: a series per
+/// instance and request type, made on first use, found by index (no lookup
+/// by name, no allocation, on a request's path).
 pub struct Latencies {
     /// The interval the correction assumes between a browser's requests.
     expected_interval: u64,
-    series: RwLock<BTreeMap<SeriesKey, Arc<Mutex<Series>>>>,
+    instances: Vec<String>,
+    series: Vec<[OnceLock<Mutex<Series>>; KINDS]>,
     seconds: Mutex<Vec<Second>>,
 }
 
+/// How many request types there are.
+const KINDS: usize = Request::KINDS.len();
+
 impl Latencies {
-    /// `expected_interval_micros`: the scenario's mean think time (0: no correction).
-    pub fn new(expected_interval_micros: u64) -> Self {
+    /// `expected_interval_micros`: the scenario's mean think time (0: no
+    /// correction); `instances`: the ids requests are sent to, in order.
+    pub fn new(expected_interval_micros: u64, instances: Vec<String>) -> Self {
         Self {
             expected_interval: expected_interval_micros,
-            series: RwLock::default(),
+            series: instances
+                .iter()
+                .map(|_| std::array::from_fn(|_| OnceLock::new()))
+                .collect(),
+            instances,
             seconds: Mutex::default(),
         }
     }
 
-    /// Records one request of `kind` sent to `instance`, invoked `at` micros
-    /// into the run and taking `micros`.
-    pub fn record(
-        &self,
-        kind: &'static str,
-        instance: &str,
-        at: u64,
-        micros: u64,
-        outcome: &Outcome,
-    ) {
+    /// Records one request of `kind` (an index into [`Request::KINDS`]) sent
+    /// to instance `instance` (an index), invoked `at` micros into the run
+    /// and taking `micros`.
+    pub fn record(&self, kind: usize, instance: usize, at: u64, micros: u64, outcome: &Outcome) {
         let value = micros.clamp(1, MAX_MICROS);
-        let series = self.series_of(kind, instance);
-        {
-            let mut series = series.lock();
+        if let Some(slot) = self.series.get(instance).and_then(|kinds| kinds.get(kind)) {
+            let mut series = slot.get_or_init(Mutex::default).lock();
             series.count(outcome);
             let _ = series.raw.record(value);
             let _ = if self.expected_interval > 0 {
@@ -143,24 +144,27 @@ impl Latencies {
         }
     }
 
-    fn series_of(&self, kind: &'static str, instance: &str) -> Arc<Mutex<Series>> {
-        if let Some(series) = self.series.read().get(&(kind, instance.to_owned())) {
-            return series.clone();
-        }
+    /// Every series used, in order.
+    fn used(&self) -> impl Iterator<Item = (&'static str, &str, &Mutex<Series>)> {
         self.series
-            .write()
-            .entry((kind, instance.to_owned()))
-            .or_default()
-            .clone()
+            .iter()
+            .zip(&self.instances)
+            .flat_map(|(kinds, instance)| {
+                kinds.iter().enumerate().filter_map(move |(kind, slot)| {
+                    slot.get()
+                        .map(|series| (Request::KINDS[kind], instance.as_str(), series))
+                })
+            })
     }
 
     /// A copy of every series, by (request type, instance).
     pub fn snapshot(&self) -> BTreeMap<(String, String), Series> {
-        self.series
-            .read()
-            .iter()
-            .map(|((kind, instance), series)| {
-                ((kind.to_string(), instance.clone()), series.lock().clone())
+        self.used()
+            .map(|(kind, instance, series)| {
+                (
+                    (kind.to_owned(), instance.to_owned()),
+                    series.lock().clone(),
+                )
             })
             .collect()
     }
@@ -174,7 +178,7 @@ impl Latencies {
     pub fn totals(&self) -> (u64, u64, u64) {
         let mut all = histogram();
         let mut errors = 0;
-        for series in self.series.read().values() {
+        for (_, _, series) in self.used() {
             let series = series.lock();
             let _ = all.add(&series.raw);
             errors += series.errors();

@@ -7,6 +7,7 @@
 //! - [`time`]: durations as written (`"5s"`), bounded.
 //! - [`workload`]: browsers, load shape, think time, the mix, hopping, IdP settings.
 //! - [`faults`]: the `[[faults]]` schedule and its check against a topology.
+//! - [`target`]: target files: apps the harness did not build.
 //!
 //! A file, every key optional:
 //!
@@ -24,6 +25,7 @@
 
 pub mod faults;
 pub mod source;
+pub mod target;
 pub mod time;
 pub mod workload;
 

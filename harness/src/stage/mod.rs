@@ -10,6 +10,7 @@
 //! - [`store_links`]: each instance's proxied paths to the stores.
 //! - [`ids`]: instance ids (`app-1`, numbered from 1 everywhere) and store kinds.
 //! - [`error`]: what can go wrong on the stage.
+//! - [`target`]: the app under test: the reference app, a launched one, or remote instances.
 //! - [`stack`]: all of it for one topology, up and ready.
 
 pub mod error;
@@ -19,6 +20,7 @@ pub mod process;
 pub mod services;
 pub mod stack;
 pub mod store_links;
+pub mod target;
 
 pub use error::StageError;
 pub use ids::{InstanceId, StoreKind};

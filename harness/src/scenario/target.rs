@@ -1,0 +1,353 @@
+//! Target files (`targets/NAME.toml`): an app the harness did not build,
+//! speaking DESIGN.md's observable contract. Either how to start it (a
+//! command, its folder and environment, with placeholders the harness fills
+//! per instance), or the base URLs of instances running elsewhere. Read with
+//! every mistake at its `file:line:column`, as scenario files are.
+//!
+//! ```toml
+//! name = "express-msal-option4"
+//! command = ["node", "server.js"]
+//! workdir = "."                  # relative to this file
+//! install = ["npm", "ci"]        # run once before the first instance starts
+//! ready = "/healthz"
+//! stores = ["redis", "postgres"]
+//! renewal_offset = "300s"        # how early the app renews a token (MSAL: 300 s)
+//! [env]
+//! PORT = "{port}"
+//! REDIS_URL = "{redis_url}"
+//! ```
+//!
+//! or, for instances already running (signing in with a mock IdP):
+//!
+//! ```toml
+//! name = "staging"
+//! instances = ["http://10.0.0.5:8080", "http://10.0.0.6:8080"]
+//! idp = "http://10.0.0.9:9400"
+//! ```
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::Path;
+
+use app::topology::StoreNeeds;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::source::{self, ScenarioError, Source};
+use super::time::Offset;
+use crate::stage::StoreKind;
+use crate::stage::target::{AppUnderTest, ContractSettings, LaunchSpec, PLACEHOLDERS, RemoteSpec};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    name: Option<Spanned<String>>,
+    command: Option<Spanned<Vec<Spanned<String>>>>,
+    workdir: Option<Spanned<String>>,
+    install: Option<Spanned<Vec<String>>>,
+    ready: Option<Spanned<String>>,
+    #[serde(default)]
+    stores: Vec<StoreKind>,
+    #[serde(default)]
+    env: BTreeMap<String, Spanned<String>>,
+    instances: Option<Spanned<Vec<Spanned<String>>>>,
+    idp: Option<Spanned<String>>,
+    session_cookie: Option<String>,
+    renewal_offset: Option<Offset>,
+    idle_timeout: Option<Offset>,
+}
+
+/// Reads a target file.
+pub fn from_file(path: &Path) -> Result<AppUnderTest, ScenarioError> {
+    let text = source::read(path)?;
+    let folder = path.parent().unwrap_or(Path::new("."));
+    parse(&text, &path.display().to_string(), folder)
+}
+
+/// Reads `text` as the target file `name` in `folder`.
+pub fn parse(text: &str, name: &str, folder: &Path) -> Result<AppUnderTest, ScenarioError> {
+    let source = Source::new(text, name);
+    let raw: RawTarget = toml::from_str(text).map_err(|e| source.toml_error(&e, 0, &(0..0)))?;
+    let whole = 0..0;
+    let name = raw
+        .name
+        .as_ref()
+        .map(|n| n.get_ref().trim().to_owned())
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| source.error(&whole, "`name` is missing (e.g. name = \"my-app\")"))?;
+    let contract = ContractSettings {
+        session_cookie: raw
+            .session_cookie
+            .clone()
+            .unwrap_or_else(|| ContractSettings::default().session_cookie),
+        renewal_offset: raw
+            .renewal_offset
+            .map_or(ContractSettings::default().renewal_offset, |o| o.0),
+        idle_timeout: raw
+            .idle_timeout
+            .map_or(ContractSettings::default().idle_timeout, |o| o.0),
+    };
+    match (raw.command, raw.instances) {
+        (Some(_), Some(instances)) => Err(source.error(
+            &instances.span(),
+            "give either `command` (the harness starts the app) or `instances` (it runs elsewhere), not both",
+        )),
+        (None, None) => Err(source.error(
+            &whole,
+            "say how to reach the app: `command = [...]` to start it, or `instances = [\"http://...\"]`",
+        )),
+        (None, Some(instances)) => {
+            for key in [("workdir", raw.workdir.as_ref().map(Spanned::span)), ("ready", raw.ready.as_ref().map(Spanned::span))] {
+                if let (name, Some(span)) = key {
+                    return Err(source.error(&span, format!("`{name}` goes with `command`")));
+                }
+            }
+            let urls = instances
+                .get_ref()
+                .iter()
+                .map(|url| http_url(url, &source))
+                .collect::<Result<Vec<_>, _>>()?;
+            if urls.is_empty() {
+                return Err(source.error(&instances.span(), "`instances` names no instance"));
+            }
+            let idp = raw.idp.ok_or_else(|| {
+                source.error(
+                    &instances.span(),
+                    "`idp` is missing: the mock IdP these instances sign in with (e.g. idp = \"http://10.0.0.9:9400\")",
+                )
+            })?;
+            Ok(AppUnderTest::Remote(RemoteSpec {
+                name,
+                instances: urls,
+                idp: http_url(&idp, &source)?,
+                contract,
+            }))
+        }
+        (Some(command), None) => {
+            if let Some(idp) = &raw.idp {
+                return Err(source.error(
+                    &idp.span(),
+                    "`idp` goes with `instances`; the harness starts its own IdP for a command",
+                ));
+            }
+            let words: Vec<String> = command
+                .get_ref()
+                .iter()
+                .map(|word| placeholders_known(word, &source).map(|()| word.get_ref().clone()))
+                .collect::<Result<_, _>>()?;
+            if words.is_empty() {
+                return Err(source.error(&command.span(), "`command` is empty"));
+            }
+            for value in raw.env.values() {
+                placeholders_known(value, &source)?;
+            }
+            let workdir = match &raw.workdir {
+                Some(dir) => {
+                    let resolved = folder.join(dir.get_ref());
+                    if !resolved.is_dir() {
+                        return Err(source.error(
+                            &dir.span(),
+                            format!("`workdir` {} is not a folder", resolved.display()),
+                        ));
+                    }
+                    resolved
+                }
+                None => folder.to_owned(),
+            };
+            let ready = raw
+                .ready
+                .map(|r| {
+                    if r.get_ref().starts_with('/') {
+                        Ok(r.into_inner())
+                    } else {
+                        Err(source.error(&r.span(), "`ready` is a path, starting with /"))
+                    }
+                })
+                .transpose()?
+                .unwrap_or_else(|| "/healthz".into());
+            let install = raw
+                .install
+                .map(|i| {
+                    if i.get_ref().is_empty() {
+                        Err(source.error(&i.span(), "`install` is empty"))
+                    } else {
+                        Ok(i.into_inner())
+                    }
+                })
+                .transpose()?;
+            Ok(AppUnderTest::Launched(LaunchSpec {
+                name,
+                command: words,
+                workdir,
+                install,
+                ready,
+                stores: StoreNeeds {
+                    redis: raw.stores.contains(&StoreKind::Redis),
+                    postgres: raw.stores.contains(&StoreKind::Postgres),
+                },
+                env: raw
+                    .env
+                    .into_iter()
+                    .map(|(k, v)| (k, v.into_inner()))
+                    .collect(),
+                contract,
+            }))
+        }
+    }
+}
+
+/// Refuses a placeholder the harness does not fill, where it stands.
+fn placeholders_known(value: &Spanned<String>, source: &Source<'_>) -> Result<(), ScenarioError> {
+    let text = value.get_ref();
+    let mut rest = text.as_str();
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('}') else { break };
+        let name = &after[..close];
+        if !PLACEHOLDERS.contains(&name) {
+            return Err(source.error(
+                &value.span(),
+                format!(
+                    "unknown placeholder {{{name}}}; the harness fills {}",
+                    PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(", ")
+                ),
+            ));
+        }
+        rest = &after[close + 1..];
+    }
+    Ok(())
+}
+
+fn http_url(value: &Spanned<String>, source: &Source<'_>) -> Result<String, ScenarioError> {
+    let span: Range<usize> = value.span();
+    match url::Url::parse(value.get_ref()) {
+        Ok(url) if url.scheme() == "http" && url.host().is_some() => {
+            Ok(value.get_ref().trim_end_matches('/').to_owned())
+        }
+        Ok(_) => Err(source.error(
+            &span,
+            "an http:// URL, please (the harness speaks plain HTTP to apps)",
+        )),
+        Err(e) => Err(source.error(&span, format!("not a URL: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(text: &str) -> String {
+        parse(text, "t.toml", Path::new("."))
+            .expect_err("invalid")
+            .to_string()
+    }
+
+    #[test]
+    fn a_launched_target_reads_with_defaults() {
+        let target = parse(
+            "name = \"x\"\ncommand = [\"node\", \"server.js\"]\nstores = [\"redis\"]\n[env]\nPORT = \"{port}\"\n",
+            "t.toml",
+            Path::new("."),
+        )
+        .expect("valid");
+        let AppUnderTest::Launched(spec) = target else {
+            panic!("launched");
+        };
+        assert_eq!(spec.command, ["node", "server.js"]);
+        assert_eq!(spec.ready, "/healthz");
+        assert!(spec.stores.redis && !spec.stores.postgres);
+        assert_eq!(spec.env["PORT"], "{port}");
+        assert_eq!(spec.contract, ContractSettings::default());
+    }
+
+    #[test]
+    fn mistakes_in_target_files_are_refused_at_their_place() {
+        let cases = [
+            ("command = [\"x\"]\n", "t.toml:1:1", "`name` is missing"),
+            ("name = \"x\"\n", "t.toml:1:1", "say how to reach the app"),
+            (
+                "name = \"x\"\ncommand = []\n",
+                "t.toml:2:11",
+                "`command` is empty",
+            ),
+            (
+                "name = \"x\"\ncommand = [\"a\"]\ninstances = [\"http://h\"]\n",
+                "t.toml:3:13",
+                "not both",
+            ),
+            (
+                "name = \"x\"\ncommand = [\"a\", \"{prot}\"]\n",
+                "t.toml:2:17",
+                "unknown placeholder {prot}",
+            ),
+            (
+                "name = \"x\"\ncommand = [\"a\"]\n[env]\nP = \"{port\"\nQ = \"{nope}\"\n",
+                "t.toml:5:5",
+                "{nope}",
+            ),
+            (
+                "name = \"x\"\ncommand = [\"a\"]\nworkdir = \"no/such/folder\"\n",
+                "t.toml:3:11",
+                "is not a folder",
+            ),
+            (
+                "name = \"x\"\ncommand = [\"a\"]\nready = \"healthz\"\n",
+                "t.toml:3:9",
+                "starting with /",
+            ),
+            (
+                "name = \"x\"\ncommand = [\"a\"]\nstores = [\"mysql\"]\n",
+                "t.toml:3:11",
+                "mysql",
+            ),
+            (
+                "name = \"x\"\ncommand = [\"a\"]\ncolour = \"blue\"\n",
+                "t.toml:3:1",
+                "unknown field `colour`",
+            ),
+            (
+                "name = \"x\"\ninstances = [\"http://h:1\"]\n",
+                "t.toml:2:13",
+                "`idp` is missing",
+            ),
+            (
+                "name = \"x\"\ninstances = [\"ftp://h\"]\nidp = \"http://i\"\n",
+                "t.toml:2:14",
+                "http://",
+            ),
+            (
+                "name = \"x\"\ninstances = []\nidp = \"http://i\"\n",
+                "t.toml:2:13",
+                "names no instance",
+            ),
+            (
+                "name = \"x\"\ninstances = [\"http://h\"]\nidp = \"http://i\"\nready = \"/x\"\n",
+                "t.toml:4:9",
+                "goes with `command`",
+            ),
+            (
+                "name = \"x\"\ncommand = [\"a\"]\nrenewal_offset = \"soon\"\n",
+                "t.toml:3:18",
+                "is not a duration",
+            ),
+        ];
+        for (text, place, reason) in cases {
+            let message = error(text);
+            assert!(
+                message.starts_with(place) && message.contains(reason),
+                "{text:?}: wanted {place} ... {reason:?}, got {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_shipped_express_targets_read() {
+        let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../targets/express-msal");
+        for option in 1..=4 {
+            let path = folder.join(format!("option{option}.toml"));
+            let target = from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(target.name(), format!("express-msal-option{option}"));
+            assert!(matches!(target, AppUnderTest::Launched(_)));
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! The app under test: the reference app in one of its topologies, an app
+//! the harness starts from a target file's command, or instances already
+//! running elsewhere that it only drives.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use app::topology::{StoreNeeds, Topology};
+
+use super::StageError;
+
+/// How to start one instance of an app the harness did not build.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LaunchSpec {
+    pub name: String,
+    /// The program and its arguments, placeholders allowed.
+    pub command: Vec<String>,
+    /// Where it runs (resolved against the target file's folder).
+    pub workdir: PathBuf,
+    /// Run once, in `workdir`, before the first instance starts (`npm ci`).
+    pub install: Option<Vec<String>>,
+    /// The path that answers 2xx once an instance is ready.
+    pub ready: String,
+    pub stores: StoreNeeds,
+    /// Environment of each instance; values may hold placeholders.
+    pub env: BTreeMap<String, String>,
+    pub contract: ContractSettings,
+}
+
+/// Instances running elsewhere: the harness drives and checks them only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteSpec {
+    pub name: String,
+    /// Base URLs, one per instance (`app-1` is the first).
+    pub instances: Vec<String>,
+    /// The mock IdP those instances sign in with (the harness reads its
+    /// counters and sets its faults).
+    pub idp: String,
+    pub contract: ContractSettings,
+}
+
+/// What the harness must know of an app it did not build.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContractSettings {
+    /// The session cookie's name.
+    pub session_cookie: String,
+    /// How long before expiry the app renews a cached token (MSAL's own
+    /// default is 300 s, fixed in MSAL Node).
+    pub renewal_offset: Duration,
+    /// The session idle timeout (a gap this long is an expiry, not a loss).
+    pub idle_timeout: Duration,
+}
+
+impl Default for ContractSettings {
+    fn default() -> Self {
+        Self {
+            session_cookie: "app_session".into(),
+            renewal_offset: Duration::from_secs(300),
+            idle_timeout: Duration::from_secs(1800),
+        }
+    }
+}
+
+/// The app a run measures.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AppUnderTest {
+    Reference(Topology),
+    Launched(LaunchSpec),
+    Remote(RemoteSpec),
+}
+
+impl AppUnderTest {
+    /// The name results and reports give it.
+    pub fn name(&self) -> &str {
+        match self {
+            AppUnderTest::Reference(topology) => &topology.name,
+            AppUnderTest::Launched(spec) => &spec.name,
+            AppUnderTest::Remote(spec) => &spec.name,
+        }
+    }
+
+    /// The servers the harness must provide.
+    pub fn needs(&self) -> StoreNeeds {
+        match self {
+            AppUnderTest::Reference(topology) => topology.needs(),
+            AppUnderTest::Launched(spec) => spec.stores,
+            AppUnderTest::Remote(_) => StoreNeeds::default(),
+        }
+    }
+
+    /// The reference app's topology, when it is the reference app.
+    pub fn topology(&self) -> Option<&Topology> {
+        match self {
+            AppUnderTest::Reference(topology) => Some(topology),
+            _ => None,
+        }
+    }
+}
+
+/// The names a target file's command and environment may use, `{name}`.
+pub const PLACEHOLDERS: [&str; 14] = [
+    "port",
+    "instance",
+    "redis_url",
+    "database_url",
+    "idp_issuer",
+    "idp_issuer_https",
+    "idp_api",
+    "idp_api_https",
+    "idp_ca_file",
+    "client_id",
+    "client_secret",
+    "namespace",
+    "encryption_secret",
+    "run_dir",
+];
+
+/// Fills `{name}` placeholders from `values`; a name without a value (a
+/// store the stack runs without) is an error that names it.
+pub fn fill(template: &str, values: &BTreeMap<&str, String>) -> Result<String, StageError> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('}') else {
+            out.push_str(&rest[open..]);
+            return Ok(out);
+        };
+        let name = &after[..close];
+        match values.get(name) {
+            Some(value) => out.push_str(value),
+            None => {
+                return Err(StageError::NotAvailable(format!(
+                    "the target asks for {{{name}}}, which this stack has no value for"
+                )));
+            }
+        }
+        rest = &after[close + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_filled_and_a_missing_one_is_named() {
+        let values = BTreeMap::from([
+            ("port", "8081".to_owned()),
+            ("instance", "app-2".to_owned()),
+        ]);
+        assert_eq!(
+            fill("http://127.0.0.1:{port}/{instance}", &values).expect("fills"),
+            "http://127.0.0.1:8081/app-2"
+        );
+        assert_eq!(
+            fill("no placeholders", &values).expect("fills"),
+            "no placeholders"
+        );
+        let missing = fill("{redis_url}", &values).expect_err("no Redis here");
+        assert!(missing.to_string().contains("{redis_url}"), "{missing}");
+    }
+}
