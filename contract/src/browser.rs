@@ -17,6 +17,7 @@ use cookie_store::{CookieStore, RawCookie};
 use http_body_util::{BodyExt, Full};
 use hyper::header::{CONTENT_TYPE, COOKIE, HeaderMap, HeaderValue, LOCATION, SET_COOKIE};
 use hyper::{Method, Request, StatusCode};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -34,9 +35,12 @@ use crate::reply::{
 const MAX_REDIRECTS: usize = 10;
 
 /// The connection pool every browser of a run shares (HTTP/1.1, keep-alive).
+/// It speaks HTTPS to servers whose certificate chains to a CA it was given
+/// (the mock IdP's own, for apps that sign in over HTTPS as MSAL requires)
+/// and plain HTTP to the rest.
 #[derive(Clone)]
 pub struct HttpClient {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl Default for HttpClient {
@@ -45,11 +49,60 @@ impl Default for HttpClient {
     }
 }
 
+/// Why a CA file could not be trusted.
+#[derive(Debug, thiserror::Error)]
+#[error("trusting the CA in {path}: {reason}")]
+pub struct TrustError {
+    pub path: String,
+    pub reason: String,
+}
+
 impl HttpClient {
+    /// Plain HTTP, and HTTPS to no one (no CA is trusted).
     pub fn new() -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        Self::with_roots(rustls::RootCertStore::empty())
+    }
+
+    /// Also HTTPS to servers whose chain ends at a certificate in `ca_file` (PEM).
+    pub fn trusting(ca_file: &std::path::Path) -> Result<Self, TrustError> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let failed = |reason: String| TrustError {
+            path: ca_file.display().to_string(),
+            reason,
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(ca_file).map_err(|e| failed(e.to_string()))? {
+            let cert = cert.map_err(|e| failed(e.to_string()))?;
+            roots.add(cert).map_err(|e| failed(e.to_string()))?;
+        }
+        if roots.is_empty() {
+            return Err(failed("no certificate in it".into()));
+        }
+        Ok(Self::with_roots(roots))
+    }
+
+    fn with_roots(roots: rustls::RootCertStore) -> Self {
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_secs(5)));
+        // `https://` URLs must reach the TLS layer, which the HTTP
+        // connector refuses by default.
+        http.enforce_http(false);
+        // The provider is named, not taken from the process default, so a
+        // program that links two providers does not panic here.
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("aws-lc-rs supports the default TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);

@@ -20,6 +20,7 @@ use harness::load::latency::Latencies;
 use harness::run_folder::RunFolder;
 use harness::scenario::Scenario;
 use harness::stage::stack::{Stack, StackSpec};
+use harness::stage::target::AppUnderTest;
 use nix::sys::resource::{UsageWho, getrusage};
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -130,7 +131,7 @@ async fn main() {
     let connections = env_or("BENCH_CONNECTIONS", 16);
     let folder = RunFolder::new(None).expect("run folder");
     let stack = Stack::up(&StackSpec {
-        topology: Topology::named("option1").expect("preset"),
+        app: AppUnderTest::Reference(Topology::named("option1").expect("preset")),
         instances: NonZeroUsize::MIN,
         run_dir: folder.path().to_owned(),
         network_proxy: false,

@@ -19,6 +19,7 @@ use harness::load::latency::Latencies;
 use harness::run_folder::RunFolder;
 use harness::scenario::Scenario;
 use harness::stage::stack::{Stack, StackSpec};
+use harness::stage::target::AppUnderTest;
 
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
@@ -48,7 +49,7 @@ async fn main() {
         .collect();
     let folder = RunFolder::new(None).expect("run folder");
     let stack = Stack::up(&StackSpec {
-        topology: Topology::named("option1").expect("preset"),
+        app: AppUnderTest::Reference(Topology::named("option1").expect("preset")),
         instances: NonZeroUsize::new(2).expect("2"),
         run_dir: folder.path().to_owned(),
         network_proxy: false,

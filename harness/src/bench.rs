@@ -1,22 +1,22 @@
-//! `harness bench`: one scenario on one or more topologies in turn, a
-//! results file each, and the summary table of them.
+//! `harness bench`: one scenario on one or more apps (the reference app's
+//! topologies, or a target) in turn, a results file each, and the summary
+//! table of them.
 
 use std::fmt::Write;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
-use app::topology::Topology;
-
 use crate::check::Kind;
 use crate::results::{Results, ResultsError};
 use crate::run::{self, RunError, RunPlan};
 use crate::scenario::Scenario;
+use crate::stage::target::AppUnderTest;
 
 /// What to bench.
 pub struct Bench {
     pub scenario: Scenario,
     pub scenario_file: Option<PathBuf>,
-    pub topologies: Vec<Topology>,
+    pub apps: Vec<AppUnderTest>,
     pub instances: NonZeroUsize,
     /// Where results files go.
     pub out: PathBuf,
@@ -43,7 +43,7 @@ pub enum BenchError {
     Signals(std::io::Error),
 }
 
-/// Runs the scenario on each topology in turn; an interrupted run is
+/// Runs the scenario on each app in turn; an interrupted run is
 /// written (marked incomplete) and ends the bench.
 pub async fn bench(bench: Bench) -> Result<Benched, BenchError> {
     let stop = service_kit::shutdown_signal().map_err(BenchError::Signals)?;
@@ -58,11 +58,11 @@ pub async fn bench(bench: Bench) -> Result<Benched, BenchError> {
         written: Vec::new(),
         stopped_because: None,
     };
-    for topology in &bench.topologies {
+    for app in &bench.apps {
         let plan = RunPlan {
             scenario: bench.scenario.clone(),
             scenario_file: bench.scenario_file.clone(),
-            topology: topology.clone(),
+            app: app.clone(),
             instances: bench.instances,
             run_dir: bench.run_dir.clone(),
             keep: bench.keep,
@@ -84,7 +84,7 @@ pub async fn bench(bench: Bench) -> Result<Benched, BenchError> {
             .unwrap_or_default();
         let path = bench
             .out
-            .join(format!("{stem}-{}-{stamp}.json", topology.name));
+            .join(format!("{stem}-{}-{stamp}.json", app.name()));
         outcome.results.write(&path)?;
         if let Some(folder) = outcome.folder {
             eprintln!("run folder kept: {}", folder.display());

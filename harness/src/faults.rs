@@ -1,6 +1,8 @@
 //! Runs a scenario's fault schedule against a stack: each step at its time,
 //! undo steps included, every step kept on the run's record with its outcome.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use mock_idp::faults::FaultConfig;
 use tokio::time::Instant;
 
@@ -16,13 +18,28 @@ pub async fn run(
     schedule: &FaultSchedule,
     stack: &mut Stack,
     start: Instant,
+    on_step: impl FnMut(&FaultStep),
+) -> Vec<FaultStep> {
+    run_watched(schedule, stack, start, &AtomicBool::new(false), on_step).await
+}
+
+/// [`run`], with `applying` true while a step is being applied, so a run
+/// whose load ends mid-step (an instance slow to stop) can let that step
+/// finish and keep it in the timeline instead of dropping it unrecorded.
+pub async fn run_watched(
+    schedule: &FaultSchedule,
+    stack: &mut Stack,
+    start: Instant,
+    applying: &AtomicBool,
     mut on_step: impl FnMut(&FaultStep),
 ) -> Vec<FaultStep> {
     let mut timeline = Vec::new();
     for step in schedule.steps() {
         tokio::time::sleep_until(start + step.at).await;
         let at = start.elapsed();
+        applying.store(true, Ordering::SeqCst);
         let outcome = apply(stack, &step.action).await;
+        applying.store(false, Ordering::SeqCst);
         let done = start.elapsed();
         let event = FaultStep {
             at: at.as_micros() as u64,

@@ -15,8 +15,10 @@ use clap::{Args, Parser, Subcommand};
 use harness::faults;
 use harness::results::{self, Results};
 use harness::run_folder::RunFolder;
+use harness::scenario::target;
 use harness::scenario::{Scenario, ScenarioError};
 use harness::stage::stack::{Stack, StackSpec};
+use harness::stage::target::AppUnderTest;
 
 /// The scenario `bench` runs when none is given.
 const SMOKE: &str = include_str!("../../scenarios/smoke.toml");
@@ -28,12 +30,16 @@ struct Cli {
     command: Command,
 }
 
-/// Which topology, and how many instances of it.
+/// Which app (a topology of the reference app, or a target), and how many instances.
 #[derive(Args, Debug)]
 struct Deployment {
     /// option1 | option2 | option3 | option4 (default: the scenario's, else option4).
-    #[arg(long, conflicts_with = "topology_file")]
+    #[arg(long, conflicts_with_all = ["topology_file", "target"])]
     topology: Option<String>,
+    /// An app the harness did not build (targets/NAME.toml): the command
+    /// that starts one instance, or URLs of instances running elsewhere.
+    #[arg(long, value_name = "FILE", conflicts_with = "topology_file")]
+    target: Option<PathBuf>,
     /// A custom topology (TOML: name, session_backend, token_cache, encrypt,
     /// concurrency); the harness brings up exactly the stores it needs.
     #[arg(long, value_name = "FILE")]
@@ -56,10 +62,27 @@ impl Deployment {
         )
     }
 
-    fn instances(&self, scenario: &Scenario) -> NonZeroUsize {
-        self.instances
+    /// The target asked for, else the reference app in [`Self::topology`].
+    fn app(&self, scenario: &Scenario) -> anyhow::Result<AppUnderTest> {
+        match &self.target {
+            Some(path) => Ok(target::from_file(path)?),
+            None => Ok(AppUnderTest::Reference(self.topology(scenario)?)),
+        }
+    }
+
+    fn instances(&self, scenario: &Scenario, app: &AppUnderTest) -> NonZeroUsize {
+        instance_count(app)
+            .or(self.instances)
             .or(scenario.instances)
             .unwrap_or(NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN))
+    }
+}
+
+/// A remote target has as many instances as it names.
+fn instance_count(app: &AppUnderTest) -> Option<NonZeroUsize> {
+    match app {
+        AppUnderTest::Remote(remote) => NonZeroUsize::new(remote.instances.len()),
+        _ => None,
     }
 }
 
@@ -75,6 +98,10 @@ enum Command {
         /// A custom topology instead of an option (TOML, as the app reads it).
         #[arg(long, value_name = "FILE", conflicts_with = "option")]
         topology_file: Option<PathBuf>,
+        /// An app the harness did not build instead of an option
+        /// (targets/NAME.toml: a command to start, or URLs of running instances).
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["option", "topology_file"])]
+        target: Option<PathBuf>,
         /// The scenario (default: the built-in smoke scenario, scenarios/smoke.toml).
         #[arg(long, value_name = "FILE")]
         scenario: Option<PathBuf>,
@@ -147,6 +174,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
         Command::Bench {
             option,
             topology_file,
+            target,
             scenario,
             instances,
             out,
@@ -162,6 +190,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                 ),
             };
             let topologies = match (&option, &topology_file) {
+                _ if target.is_some() => Vec::new(),
                 (_, Some(path)) => vec![Topology::from_file(path)?],
                 (Some(all), None) if all == "all" => Topology::PRESETS
                     .iter()
@@ -173,16 +202,26 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                     None => Topology::named("option4")?,
                 }],
             };
-            let instances = instances
+            let apps: Vec<AppUnderTest> = match &target {
+                Some(path) => vec![target::from_file(path)?],
+                None => topologies
+                    .into_iter()
+                    .map(AppUnderTest::Reference)
+                    .collect(),
+            };
+            let instances = apps
+                .first()
+                .and_then(instance_count)
+                .or(instances)
                 .or(scenario.instances)
                 .unwrap_or(NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN));
-            for topology in &topologies {
-                scenario.check(topology, instances)?;
+            for app in &apps {
+                scenario.check(app, instances)?;
             }
             let outcome = harness::bench::bench(harness::bench::Bench {
                 scenario,
                 scenario_file: file,
-                topologies,
+                apps,
                 instances,
                 out,
                 source: source.unwrap_or_else(|| harness::run::host_facts().hostname),
@@ -223,16 +262,16 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                 Some(file) => Scenario::from_file(&file)?,
                 None => Scenario::default(),
             };
-            let topology = deployment.topology(&scenario)?;
-            let instances = deployment.instances(&scenario);
-            scenario.check(&topology, instances)?;
-            up(topology, instances, run_dir, keep, scenario).await
+            let app = deployment.app(&scenario)?;
+            let instances = deployment.instances(&scenario, &app);
+            scenario.check(&app, instances)?;
+            up(app, instances, run_dir, keep, scenario).await
         }
         Command::Check { file, deployment } => {
             let scenario = Scenario::from_file(&file)?;
-            let topology = deployment.topology(&scenario)?;
-            let instances = deployment.instances(&scenario);
-            scenario.check(&topology, instances)?;
+            let app = deployment.app(&scenario)?;
+            let instances = deployment.instances(&scenario, &app);
+            scenario.check(&app, instances)?;
             let workload = &scenario.workload;
             println!(
                 "{} people x {} browsers, {:?} in all (stages {}), think time {:?}, hopping {:?}, seed {}",
@@ -267,7 +306,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                 "{}: {} faults, fine for {} with {} instances",
                 file.display(),
                 scenario.faults.faults.len(),
-                topology.name,
+                app.name(),
                 instances
             );
             Ok(())
@@ -276,7 +315,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
 }
 
 async fn up(
-    topology: Topology,
+    app: AppUnderTest,
     instances: NonZeroUsize,
     run_dir: Option<PathBuf>,
     keep: bool,
@@ -288,7 +327,7 @@ async fn up(
     let folder = RunFolder::new(run_dir)?;
     let started = Instant::now();
     let spec = StackSpec {
-        topology,
+        app,
         instances,
         run_dir: folder.path().to_owned(),
         network_proxy: scenario.faults.needs_network_proxy(),
@@ -301,12 +340,21 @@ async fn up(
     let elapsed = started.elapsed();
     let mut out = String::new();
     out += &format!(
-        "topology {} with {} instances up in {} ms\n",
-        spec.topology.name,
+        "{} {} with {} instances up in {} ms\n",
+        match spec.app {
+            AppUnderTest::Reference(_) => "topology",
+            _ => "target",
+        },
+        spec.app.name(),
         instances,
         elapsed.as_millis()
     );
     out += &format!("idp       {}\n", stack.idp_url());
+    if let Some(listeners) = &stack.idp_listeners
+        && let (Some(https), Some(ca)) = (listeners.https_url(), listeners.ca_file())
+    {
+        out += &format!("idp https {https} (CA {})\n", ca.display());
+    }
     for instance in &stack.instances {
         out += &format!("{:<9} {}\n", instance.id, instance.url());
     }

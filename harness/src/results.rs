@@ -117,13 +117,32 @@ impl WorkloadInfo {
     }
 }
 
+/// What was measured: the reference app in a topology (all fields), or an
+/// app the harness did not build (`app` says which; the topology fields
+/// are empty, its storage being its own).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TopologyInfo {
     pub name: String,
+    /// Absent in files written before targets existed: the reference app.
+    #[serde(default)]
+    pub app: AppKind,
     pub session_backend: String,
     pub token_cache: String,
     pub encrypt: bool,
     pub concurrency: String,
+}
+
+/// Which kind of app a run measured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum AppKind {
+    /// This project's app, in the topology named.
+    #[default]
+    Reference,
+    /// An app the harness started from a target file's command.
+    Launched,
+    /// Instances running elsewhere, given as URLs: driven and checked only.
+    Remote,
 }
 
 /// Percentiles in microseconds.

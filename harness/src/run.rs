@@ -1,4 +1,5 @@
-//! One run: a scenario on a topology -> the stage up -> faults, load and
+//! One run: a scenario on an app (the reference app in a topology, or a
+//! target) -> the stage up -> faults, load and
 //! sampler side by side -> a grace period -> the check -> the results
 //! document. An interrupted run (Ctrl-C, SIGTERM) stops the load, checks and
 //! writes what it measured, marked incomplete, and tears the stage down.
@@ -7,9 +8,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use app::topology::Topology;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
@@ -23,16 +24,21 @@ use crate::load::latency::Latencies;
 use crate::load::{self, LoadError};
 use crate::progress::{Figures, Progress};
 use crate::results::{
-    self, AnomalyReport, Example, HarnessInfo, HostFacts, IdpCalls, Leaks, Percentiles,
+    self, AnomalyReport, AppKind, Example, HarnessInfo, HostFacts, IdpCalls, Leaks, Percentiles,
     RequestSeries, Results, ScenarioInfo, SecondStats, Source, Timeline, TopologyInfo, Unchecked,
     WorkloadInfo,
 };
 use crate::run_folder::RunFolder;
 use crate::sample::{Place, Sample, Sampler};
 use crate::scenario::Scenario;
+use crate::scenario::workload::Workload;
 use crate::scenario::workload::person_name;
 use crate::stage::StageError;
 use crate::stage::stack::{Stack, StackSpec};
+use crate::stage::target::{AppUnderTest, ContractSettings};
+
+/// How long a fault step in progress when the load ends may take to finish.
+const STEP_FINISH_WAIT: Duration = Duration::from_secs(60);
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -40,7 +46,8 @@ pub struct RunPlan {
     pub scenario: Scenario,
     /// The file the scenario came from, for the results.
     pub scenario_file: Option<PathBuf>,
-    pub topology: Topology,
+    pub app: AppUnderTest,
+    /// Instances to start (a remote target has as many as it names).
     pub instances: NonZeroUsize,
     pub run_dir: Option<PathBuf>,
     pub keep: bool,
@@ -73,10 +80,10 @@ pub async fn run(
     stop: &mut (impl Future<Output = ()> + Unpin),
 ) -> Result<Outcome, RunError> {
     let workload = &plan.scenario.workload;
-    let schedule = plan.scenario.faults.for_topology(&plan.topology);
+    let schedule = plan.scenario.faults.for_app(&plan.app);
     let folder = RunFolder::new(plan.run_dir.clone())?;
     let spec = StackSpec {
-        topology: plan.topology.clone(),
+        app: plan.app.clone(),
         instances: plan.instances,
         run_dir: folder.path().to_owned(),
         network_proxy: schedule.needs_network_proxy(),
@@ -92,12 +99,14 @@ pub async fn run(
         return Err(RunError::InterruptedEarly);
     }
     let instances = instance_urls(&stack);
+    let contract = contract_settings(plan, workload);
     let place = Place {
         instances: instances.clone(),
         redis_url: stack.redis.as_ref().map(|r| r.url()),
         database_url: stack.postgres.as_ref().map(|p| p.url()),
         namespace: stack.namespace.clone(),
-        topology: plan.topology.clone(),
+        topology: plan.app.topology().cloned(),
+        pids: stack.instance_pids(),
         encryption_secret: stack.encryption_secret.clone().into_bytes(),
         sqlite_path: folder.path().join("app-store.db"),
     };
@@ -111,22 +120,27 @@ pub async fn run(
         workload.think_time.mean().as_micros() as u64,
         instances.iter().map(|i| i.id.clone()).collect(),
     ));
-    let shared = Arc::new(
-        Shared::new(
-            instances,
-            idp_url.clone(),
-            "app_session".into(),
-            recorder,
-            latencies.clone(),
-            workload.clone(),
-            plan.scenario.seed,
-            start,
-        )
-        .map_err(RunError::Setup)?,
-    );
+    let mut shared = Shared::new(
+        instances,
+        stack.idp_browser_url(),
+        contract.session_cookie.clone(),
+        recorder,
+        latencies.clone(),
+        workload.clone(),
+        plan.scenario.seed,
+        start,
+    )
+    .map_err(RunError::Setup)?;
+    // A launched app signs in over HTTPS (MSAL insists), so the browsers
+    // trust the IdP's own CA.
+    if let Some(ca) = stack.idp_listeners.as_ref().and_then(|l| l.ca_file()) {
+        shared.http =
+            contract::HttpClient::trusting(ca).map_err(|e| RunError::Setup(e.to_string()))?;
+    }
+    let shared = Arc::new(shared);
     let settings = Settings {
-        idle_timeout: Duration::from_secs(1800),
-        renewal_offset: workload.idp.renewal_offset(),
+        idle_timeout: contract.idle_timeout,
+        renewal_offset: contract.renewal_offset,
         started_unix_ms,
         subjects: subjects(workload.people.get()),
     };
@@ -146,13 +160,14 @@ pub async fn run(
         })
     };
 
-    let mut progress = Progress::new(&plan.topology.name, workload.duration());
+    let mut progress = Progress::new(plan.app.name(), workload.duration());
     let steps = Arc::new(Mutex::new(Vec::<FaultStep>::new()));
+    let applying = AtomicBool::new(false);
     let mut stopped_because = None;
     {
         let print = progress.printer();
         let kept = steps.clone();
-        let fault_run = faults::run(&schedule, &mut stack, start, move |step| {
+        let fault_run = faults::run_watched(&schedule, &mut stack, start, &applying, move |step| {
             print(&format!("fault {step}"));
             kept.lock().push(step.clone());
         });
@@ -205,6 +220,21 @@ pub async fn run(
                     });
                 }
             }
+        }
+        // A step still being applied when the load ended (an instance slow
+        // to stop or start) finishes and is recorded: the timeline must say
+        // what the browsers went through. Bounded, so a stuck step cannot
+        // hold the run.
+        if !faults_over && applying.load(Ordering::SeqCst) {
+            let _ = tokio::time::timeout(STEP_FINISH_WAIT, async {
+                while applying.load(Ordering::SeqCst) {
+                    tokio::select! {
+                        _ = &mut fault_run => break,
+                        () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    }
+                }
+            })
+            .await;
         }
     }
     progress.finish();
@@ -276,6 +306,19 @@ pub async fn run(
         results,
         folder: kept,
     })
+}
+
+/// What the checker must know of the app: a target's file says it; the
+/// reference app renews as its flags say (see `IdpOptions::renewal_offset`).
+fn contract_settings(plan: &RunPlan, workload: &Workload) -> ContractSettings {
+    match plan.app.contract() {
+        Some(settings) => settings.clone(),
+        None => ContractSettings {
+            session_cookie: "app_session".into(),
+            renewal_offset: workload.idp.renewal_offset(),
+            idle_timeout: Duration::from_secs(1800),
+        },
+    }
 }
 
 /// Where the browsers reach a stack's instances.
@@ -423,7 +466,6 @@ fn assemble(a: Assembly<'_>) -> Results {
         })
         .collect();
     let leaks = leaks(&a.samples, a.live_sessions);
-    let topology = &plan.topology;
     Results {
         schema_version: results::SCHEMA_VERSION,
         complete: a.stopped_because.is_none(),
@@ -454,22 +496,16 @@ fn assemble(a: Assembly<'_>) -> Results {
                         Some(lasts) => format!("at {:?} for {lasts:?}", f.at),
                         None => format!("at {:?}", f.at),
                     };
-                    let skipped = if f.fits(&plan.topology) {
+                    let skipped = if f.fits(&plan.app) {
                         ""
                     } else {
-                        " (skipped: the topology runs without its store)"
+                        " (skipped: the app runs without its store)"
                     };
                     format!("{when}: {}{skipped}", f.action)
                 })
                 .collect(),
         },
-        topology: TopologyInfo {
-            name: topology.name.clone(),
-            session_backend: serde_name(&topology.session_backend),
-            token_cache: serde_name(&topology.token_cache),
-            encrypt: topology.encrypt,
-            concurrency: serde_name(&topology.concurrency),
-        },
+        topology: topology_info(&plan.app),
         requests,
         anomalies,
         unchecked,
@@ -490,6 +526,32 @@ fn assemble(a: Assembly<'_>) -> Results {
             samples: a.samples,
             seconds,
         }],
+    }
+}
+
+/// What the results say of the app: the reference app's topology in full;
+/// for a target its name and kind, the rest being its own (empty here).
+fn topology_info(app: &AppUnderTest) -> TopologyInfo {
+    match app {
+        AppUnderTest::Reference(topology) => TopologyInfo {
+            name: topology.name.clone(),
+            app: AppKind::Reference,
+            session_backend: serde_name(&topology.session_backend),
+            token_cache: serde_name(&topology.token_cache),
+            encrypt: topology.encrypt,
+            concurrency: serde_name(&topology.concurrency),
+        },
+        AppUnderTest::Launched(_) | AppUnderTest::Remote(_) => TopologyInfo {
+            name: app.name().to_owned(),
+            app: match app {
+                AppUnderTest::Launched(_) => AppKind::Launched,
+                _ => AppKind::Remote,
+            },
+            session_backend: String::new(),
+            token_cache: String::new(),
+            encrypt: false,
+            concurrency: String::new(),
+        },
     }
 }
 

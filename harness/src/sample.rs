@@ -22,6 +22,20 @@ use sqlx::Row;
 use crate::check::orphans::{EndedSession, LeftoverSession, Leftovers};
 use crate::history::Micros;
 use crate::load::browser::InstanceUrl;
+use crate::stage::stack::InstancePids;
+
+/// A process's resident memory in bytes, from `/proc/PID/status`.
+fn process_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
 
 /// One instance at one moment, from its `/metrics`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -88,7 +102,11 @@ pub struct Place {
     pub redis_url: Option<String>,
     pub database_url: Option<String>,
     pub namespace: String,
-    pub topology: Topology,
+    /// The reference app's topology; none for an app the harness did not
+    /// build, whose store layout it cannot read.
+    pub topology: Option<Topology>,
+    /// Each instance's pid, when it runs here, for its memory.
+    pub pids: InstancePids,
     pub encryption_secret: Vec<u8>,
     pub sqlite_path: PathBuf,
 }
@@ -138,8 +156,14 @@ impl Sampler {
     /// One sample, `at` micros into the run.
     pub async fn sample(&mut self, at: Micros) -> Sample {
         let mut instances = Vec::with_capacity(self.place.instances.len());
-        for instance in &self.place.instances {
-            instances.push(self.instance(instance).await);
+        for (index, instance) in self.place.instances.iter().enumerate() {
+            let mut sample = self.instance(instance).await;
+            // An app without `/metrics` (or without this figure in it): its
+            // process's resident memory, when it runs on this machine.
+            if sample.rss_bytes.is_none() {
+                sample.rss_bytes = self.place.pids.get(index).and_then(process_rss);
+            }
+            instances.push(sample);
         }
         let redis = self.redis_sample().await;
         let postgres = self.postgres_sample().await;
@@ -264,7 +288,15 @@ impl Sampler {
         signed_in_at_end: &HashSet<String>,
         subjects: &HashMap<String, String>,
     ) -> Leftovers {
-        let topology = &self.place.topology;
+        let Some(topology) = &self.place.topology else {
+            return Leftovers {
+                unchecked: Some(
+                    "the app under test is not the reference app: its store layout is its own, so what stays stored after a logout cannot be read (store growth is still sampled)"
+                        .into(),
+                ),
+                ..Leftovers::default()
+            };
+        };
         if topology.session_backend == SessionBackend::Memory {
             return Leftovers {
                 unchecked: Some(

@@ -113,7 +113,11 @@ async fn a_failing_step_is_kept_on_the_timeline_and_the_rest_still_run() {
     );
     let dir = tempfile::tempdir().expect("dir");
     let mut stack = up("option1", 1, &dir, false).await;
-    let pid = stack.instances[0].process.pid();
+    let pid = stack.instances[0]
+        .process
+        .as_ref()
+        .expect("started here")
+        .pid();
     let mut seen = Vec::new();
     let timeline = faults::run(
         &scenario.faults,
@@ -131,7 +135,15 @@ async fn a_failing_step_is_kept_on_the_timeline_and_the_rest_still_run() {
         "{timeline:?}"
     );
     assert!(timeline[1].error.is_none(), "{timeline:?}");
-    assert_ne!(stack.instances[0].process.pid(), pid, "restarted");
+    assert_ne!(
+        stack.instances[0]
+            .process
+            .as_ref()
+            .expect("started here")
+            .pid(),
+        pid,
+        "restarted"
+    );
     assert!(seen[0].contains("redis-flush: FAILED"), "{seen:?}");
     assert!(seen[1].contains("instance-restart app-1: ok"), "{seen:?}");
 }

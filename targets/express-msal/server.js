@@ -56,6 +56,13 @@ function createApp(settings, log) {
   app.disable("x-powered-by");
   app.set("etag", false);
   app.use(contract.headers(settings.instanceId));
+  // While stopping, every answer closes its connection: a client that keeps
+  // its connection busy would otherwise hold the drain until the 5 s cut-off.
+  app.locals.draining = false;
+  app.use((req, res, next) => {
+    if (req.app.locals.draining) res.set("Connection", "close");
+    next();
+  });
 
   // Not behind the session: the harness polls these while stores may be down.
   app.get("/healthz", (req, res) => res.type("text/plain").send("ok"));
@@ -222,6 +229,7 @@ async function main() {
   server.headersTimeout = 66000; // must outlast keepAliveTimeout
   const stop = () => {
     log.info("stopping");
+    app.locals.draining = true;
     server.close(() => option.close().finally(() => process.exit(0)));
     server.closeIdleConnections();
     setTimeout(() => process.exit(0), 5000).unref();

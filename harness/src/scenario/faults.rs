@@ -21,7 +21,6 @@ use std::num::NonZeroUsize;
 use std::ops::Range;
 use std::time::Duration;
 
-use app::topology::Topology;
 use mock_idp::faults::FaultConfig;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
@@ -29,6 +28,7 @@ use toml::Spanned;
 use super::source::{Position, ScenarioError, Source};
 use super::time::Offset;
 use crate::stage::network::NetworkFaults;
+use crate::stage::target::Deployment;
 use crate::stage::{InstanceId, StoreKind};
 
 /// One action on one component.
@@ -103,6 +103,16 @@ impl FaultAction {
             | FaultAction::NetworkReset { instances, .. } => instances,
             _ => &[],
         }
+    }
+
+    /// Whether the action signals an instance's process (restart, crash, kill, start).
+    pub fn is_process_fault(&self) -> bool {
+        matches!(
+            self,
+            FaultAction::InstanceRestart(_)
+                | FaultAction::InstanceCrash { .. }
+                | FaultAction::InstanceStart(_)
+        )
     }
 
     /// The store the action needs, if any.
@@ -195,9 +205,9 @@ pub struct ScheduledFault {
 }
 
 impl ScheduledFault {
-    /// Whether the topology has the store this fault hurts.
-    pub fn fits(&self, topology: &Topology) -> bool {
-        let needs = topology.needs();
+    /// Whether the app runs with the store this fault hurts.
+    pub fn fits(&self, app: &impl Deployment) -> bool {
+        let needs = app.needs();
         match self.action.store() {
             Some(StoreKind::Redis) => needs.redis,
             Some(StoreKind::Postgres) => needs.postgres,
@@ -227,9 +237,32 @@ impl FaultSchedule {
     }
 
     /// Refuses actions the stack will not have a target for.
-    pub fn check(&self, topology: &Topology, instances: NonZeroUsize) -> Result<(), ScenarioError> {
+    pub fn check(
+        &self,
+        app: &impl Deployment,
+        instances: NonZeroUsize,
+    ) -> Result<(), ScenarioError> {
         self.check_instances(instances)?;
-        self.check_stores(topology)
+        self.check_ours(app)?;
+        self.check_stores(app)
+    }
+
+    /// Refuses restarting or killing instances the harness did not start.
+    pub fn check_ours(&self, app: &impl Deployment) -> Result<(), ScenarioError> {
+        if app.instances_are_ours() {
+            return Ok(());
+        }
+        match self.faults.iter().find(|f| f.action.is_process_fault()) {
+            Some(fault) => Err(ScenarioError::Invalid {
+                at: fault.action_at.clone(),
+                message: format!(
+                    "{}: target {} runs its instances elsewhere (given as URLs), so the harness cannot restart or kill them; store, network and IdP faults still apply",
+                    fault.action,
+                    app.name()
+                ),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Refuses an instance beyond the stack's count.
@@ -256,32 +289,29 @@ impl FaultSchedule {
         Ok(())
     }
 
-    /// Refuses a fault on a store the topology runs without, unless it is optional.
-    pub fn check_stores(&self, topology: &Topology) -> Result<(), ScenarioError> {
-        match self
-            .faults
-            .iter()
-            .find(|f| !f.fits(topology) && !f.optional)
-        {
+    /// Refuses a fault on a store the app runs without, unless it is optional.
+    pub fn check_stores(&self, app: &impl Deployment) -> Result<(), ScenarioError> {
+        match self.faults.iter().find(|f| !f.fits(app) && !f.optional) {
             Some(fault) => Err(ScenarioError::Invalid {
                 at: fault.action_at.clone(),
                 message: format!(
-                    "{}: topology {} runs without that store (`optional = true` skips it there)",
-                    fault.action, topology.name
+                    "{}: {} runs without that store (`optional = true` skips it there)",
+                    fault.action,
+                    app.name()
                 ),
             }),
             None => Ok(()),
         }
     }
 
-    /// The faults that fit `topology`: optional ones whose store it runs
+    /// The faults that fit `app`: optional ones whose store it runs
     /// without are left out.
-    pub fn for_topology(&self, topology: &Topology) -> FaultSchedule {
+    pub fn for_app(&self, app: &impl Deployment) -> FaultSchedule {
         FaultSchedule {
             faults: self
                 .faults
                 .iter()
-                .filter(|f| f.fits(topology))
+                .filter(|f| f.fits(app))
                 .cloned()
                 .collect(),
         }

@@ -133,9 +133,14 @@ impl Scenario {
     }
 
     /// Refuses what the stack will not have (an instance beyond the count,
-    /// a store the topology runs without).
-    pub fn check(&self, topology: &Topology, instances: NonZeroUsize) -> Result<(), ScenarioError> {
-        self.faults.check(topology, instances)
+    /// a store the app runs without, an instance fault on instances the
+    /// harness did not start).
+    pub fn check(
+        &self,
+        app: &impl crate::stage::target::Deployment,
+        instances: NonZeroUsize,
+    ) -> Result<(), ScenarioError> {
+        self.faults.check(app, instances)
     }
 }
 

@@ -44,6 +44,14 @@ pub enum StageError {
     NoSuchInstance { id: InstanceId, instances: usize },
     #[error("this stack runs without {0}")]
     NoStore(StoreKind),
+    /// The target's instances run elsewhere: the harness cannot restart or kill them.
+    #[error(
+        "{action} needs instances the harness started; target {target} runs its instances elsewhere (given as URLs), so only store and IdP faults apply"
+    )]
+    NotOurs {
+        action: &'static str,
+        target: String,
+    },
     #[error("network faults need the stack brought up with its network proxy")]
     NoProxy,
     #[error("cannot proxy {store} for network faults: {reason}")]

@@ -10,11 +10,13 @@
 //! - [`store_links`]: each instance's proxied paths to the stores.
 //! - [`ids`]: instance ids (`app-1`, numbered from 1 everywhere) and store kinds.
 //! - [`error`]: what can go wrong on the stage.
+//! - [`launch`]: how one instance starts (the reference app, or a target's command).
 //! - [`target`]: the app under test: the reference app, a launched one, or remote instances.
 //! - [`stack`]: all of it for one topology, up and ready.
 
 pub mod error;
 pub mod ids;
+pub mod launch;
 pub mod network;
 pub mod process;
 pub mod services;

@@ -53,6 +53,8 @@ pub struct ChildSpec {
     pub log: PathBuf,
     /// Run as this uid and gid (Postgres refuses root).
     pub user: Option<(u32, u32)>,
+    /// The working directory (the harness's own when absent).
+    pub dir: Option<PathBuf>,
 }
 
 impl ChildSpec {
@@ -64,6 +66,7 @@ impl ChildSpec {
             env: Vec::new(),
             log: log_dir.join(format!("{name}.log")),
             user: None,
+            dir: None,
         }
     }
 
@@ -84,6 +87,11 @@ impl ChildSpec {
 
     pub fn user(mut self, uid: u32, gid: u32) -> Self {
         self.user = Some((uid, gid));
+        self
+    }
+
+    pub fn dir(mut self, dir: &Path) -> Self {
+        self.dir = Some(dir.to_owned());
         self
     }
 }
@@ -122,6 +130,9 @@ impl Supervised {
             .kill_on_drop(true);
         if let Some((uid, gid)) = spec.user {
             command.uid(uid).gid(gid);
+        }
+        if let Some(dir) = &spec.dir {
+            command.current_dir(dir);
         }
         set_parent_death_signal(&mut command);
         let child = command.spawn().map_err(|source| ProcessError::Spawn {

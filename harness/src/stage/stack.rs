@@ -1,21 +1,26 @@
 //! A running deployment: the stores a topology needs, the mock IdP and N app
 //! instances as child processes on free ports, each checked ready, logs in the run folder.
 
+use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use app::topology::Topology;
 use mock_idp::config::ReusePolicy;
 use mock_idp::faults::FaultConfig;
 use nix::sys::signal::Signal;
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use super::launch::{self, IdpListeners, RunValues};
 use super::network::NetworkFaults;
 use super::process::{ChildSpec, Supervised, free_port, poll_until};
 use super::services::postgres::Postgres;
 use super::services::redis::Redis;
 use super::store_links::StoreLinks;
+use super::target::AppUnderTest;
 use super::{InstanceId, StageError, StoreKind};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -35,7 +40,7 @@ pub fn bin_dir() -> PathBuf {
     }
 }
 
-fn executable(name: &str) -> Result<PathBuf, StageError> {
+pub(super) fn executable(name: &str) -> Result<PathBuf, StageError> {
     let path = bin_dir().join(name);
     if path.is_file() {
         Ok(path)
@@ -83,7 +88,9 @@ impl IdpOptions {
 /// What to bring up.
 #[derive(Clone, Debug)]
 pub struct StackSpec {
-    pub topology: Topology,
+    /// The reference app in a topology, a target the harness starts, or
+    /// instances running elsewhere (then `instances` is their number).
+    pub app: AppUnderTest,
     pub instances: NonZeroUsize,
     pub run_dir: PathBuf,
     /// Route each instance's store connections through its own fault proxy,
@@ -92,26 +99,65 @@ pub struct StackSpec {
     pub idp: IdpOptions,
 }
 
+impl StackSpec {
+    /// The reference app in `topology`, with defaults for the rest.
+    pub fn reference(topology: Topology, instances: NonZeroUsize, run_dir: &Path) -> Self {
+        Self {
+            app: AppUnderTest::Reference(topology),
+            instances,
+            run_dir: run_dir.to_owned(),
+            network_proxy: false,
+            idp: IdpOptions::default(),
+        }
+    }
+}
+
 /// One app instance.
 pub struct Instance {
     pub id: InstanceId,
-    pub port: u16,
-    pub process: Supervised,
+    /// `http://host:port`, no trailing slash.
+    pub base: String,
+    /// The child, when the harness started it; none for a remote instance.
+    pub process: Option<Supervised>,
 }
 
 impl Instance {
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.base.clone()
+    }
+}
+
+/// Each instance's current pid, shared with the sampler, which reads an
+/// app's memory from `/proc` when the app does not report it (a restart
+/// changes the pid, so the stack keeps this up to date).
+#[derive(Clone, Debug, Default)]
+pub struct InstancePids(Arc<Mutex<Vec<Option<u32>>>>);
+
+impl InstancePids {
+    /// The pid of the instance at `index` (0 is `app-1`), if it runs here.
+    pub fn get(&self, index: usize) -> Option<u32> {
+        self.0.lock().get(index).copied().flatten()
+    }
+
+    fn set(&self, index: usize, pid: Option<u32>) {
+        let mut pids = self.0.lock();
+        if pids.len() <= index {
+            pids.resize(index + 1, None);
+        }
+        pids[index] = pid;
     }
 }
 
 /// Everything a run needs, up and ready.
 pub struct Stack {
-    pub topology: Topology,
+    pub app: AppUnderTest,
     pub redis: Option<Redis>,
     pub postgres: Option<Postgres>,
-    pub idp: Supervised,
-    pub idp_port: u16,
+    /// The mock IdP, when the harness runs it (a remote target brings its own).
+    pub idp: Option<Supervised>,
+    idp_base: String,
+    /// Its HTTPS listener and CA file, when a launched target needs HTTPS.
+    pub idp_listeners: Option<IdpListeners>,
     pub instances: Vec<Instance>,
     /// The proxied store paths; empty without `network_proxy`.
     pub links: StoreLinks,
@@ -120,6 +166,9 @@ pub struct Stack {
     pub namespace: String,
     /// The secret every instance derives its at-rest keys from (one per run).
     pub encryption_secret: String,
+    /// The path that answers 2xx once an instance is ready.
+    ready_path: String,
+    pids: InstancePids,
     http: reqwest::Client,
 }
 
@@ -128,8 +177,14 @@ impl Stack {
         let run_dir = &spec.run_dir;
         std::fs::create_dir_all(run_dir)
             .map_err(StageError::io(format!("creating {}", run_dir.display())))?;
-        let needs = spec.topology.needs();
-        let (redis, postgres) = tokio::join!(
+        let needs = spec.app.needs();
+        let install = async {
+            match &spec.app {
+                AppUnderTest::Launched(launch) => launch::install(launch, run_dir).await,
+                _ => Ok(()),
+            }
+        };
+        let (redis, postgres, installed) = tokio::join!(
             async {
                 match needs.redis {
                     true => Redis::provide(run_dir).await.map(Some),
@@ -141,34 +196,37 @@ impl Stack {
                     true => Postgres::provide(run_dir).await.map(Some),
                     false => Ok(None),
                 }
-            }
+            },
+            install
         );
         let (redis, postgres) = (redis?, postgres?);
+        installed?;
 
-        let idp_port = free_port().map_err(StageError::io("finding a free port"))?;
-        let reuse = match spec.idp.refresh_reuse {
-            ReusePolicy::Allow => "allow",
-            ReusePolicy::RevokeFamily => "revoke-family",
+        let (idp, idp_listeners) = match &spec.app {
+            AppUnderTest::Remote(_) => (None, None),
+            app => {
+                let https = matches!(app, AppUnderTest::Launched(_));
+                let (process, listeners) = start_idp(&spec.idp, run_dir, https)?;
+                (Some(process), Some(listeners))
+            }
         };
-        let idp = Supervised::spawn(
-            ChildSpec::new("mock-idp", executable("mock-idp")?, run_dir)
-                .args(["--http", &format!("127.0.0.1:{idp_port}"), "--no-https"])
-                .args([
-                    "--access-token-lifetime",
-                    &spec.idp.access_token_lifetime.as_secs().to_string(),
-                    "--refresh-token-lifetime",
-                    &spec.idp.refresh_token_lifetime.as_secs().to_string(),
-                    "--refresh-reuse",
-                    reuse,
-                ])
-                .env("RUST_LOG", "warn"),
-        )?;
-        // Every instance reads the topology from one file, so a custom
-        // combination reaches them exactly as given.
-        let topology_file = run_dir.join("topology.toml");
-        std::fs::write(&topology_file, spec.topology.to_toml()).map_err(StageError::io(
-            format!("writing {}", topology_file.display()),
-        ))?;
+        let idp_base = match (&spec.app, &idp_listeners) {
+            (AppUnderTest::Remote(remote), _) => remote.idp.trim_end_matches('/').to_owned(),
+            (_, Some(listeners)) => listeners.http_url(),
+            (_, None) => unreachable!("the harness starts an IdP for every app it starts"),
+        };
+        // A launched app reads the IdP's CA file when it starts (Node reads
+        // NODE_EXTRA_CA_CERTS once), so the IdP must have written it first.
+        if let (Some(process), Some(ca)) =
+            (&idp, idp_listeners.as_ref().and_then(IdpListeners::ca_file))
+            && !poll_until(READY_TIMEOUT, || async { ca.is_file() }).await
+        {
+            return Err(StageError::NotReady {
+                service: format!("{} (its CA file {})", process.name(), ca.display()),
+                seconds: READY_TIMEOUT.as_secs(),
+                log: process.log().to_owned(),
+            });
+        }
         let namespace = format!(
             "run{}",
             std::time::SystemTime::now()
@@ -180,63 +238,96 @@ impl Stack {
             use base64::Engine;
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
         };
-        let app = executable("app")?;
-        let mut instances = Vec::new();
         let mut links = StoreLinks::default();
-        for id in InstanceId::all(spec.instances.get()) {
-            let name = id.to_string();
-            let port = free_port().map_err(StageError::io("finding a free port"))?;
-            let mut child = ChildSpec::new(&name, &app, run_dir)
-                .args([
-                    "--listen",
-                    &format!("127.0.0.1:{port}"),
-                    "--instance-id",
-                    &name,
-                ])
-                .arg("--topology-file")
-                .arg(&topology_file)
-                .args([
-                    "--authority",
-                    &format!("http://127.0.0.1:{idp_port}"),
-                    "--namespace",
-                    &namespace,
-                ])
-                .args([
-                    "--renewal-offset-secs",
-                    &spec.idp.renewal_offset().as_secs().to_string(),
-                ])
-                .arg("--sqlite-path")
-                .arg(run_dir.join("app-store.db"))
-                // In the environment, not the arguments `ps` shows.
-                .env("APP_ENCRYPTION_SECRET", &encryption_secret)
-                .env("RUST_LOG", "warn");
-            for (store, url) in [
-                (StoreKind::Redis, redis.as_ref().map(|r| r.url())),
-                (StoreKind::Postgres, postgres.as_ref().map(|p| p.url())),
-            ] {
-                let Some(mut url) = url else { continue };
-                if spec.network_proxy {
-                    url = links.route(id, store, &url).await?;
+        let mut instances = Vec::new();
+        match (&spec.app, &idp_listeners) {
+            (AppUnderTest::Remote(remote), _) => {
+                for (id, base) in InstanceId::all(remote.instances.len()).zip(&remote.instances) {
+                    instances.push(Instance {
+                        id,
+                        base: base.trim_end_matches('/').to_owned(),
+                        process: None,
+                    });
                 }
-                child = child.args([store.url_flag(), &url]);
             }
-            instances.push(Instance {
-                id,
-                port,
-                process: Supervised::spawn(child)?,
-            });
+            (app, Some(listeners)) => {
+                // Every reference instance reads the topology from one file,
+                // so a custom combination reaches them exactly as given.
+                let topology_file = run_dir.join("topology.toml");
+                if let AppUnderTest::Reference(topology) = app {
+                    std::fs::write(&topology_file, topology.to_toml()).map_err(StageError::io(
+                        format!("writing {}", topology_file.display()),
+                    ))?;
+                }
+                let values = RunValues {
+                    run_dir,
+                    namespace: &namespace,
+                    encryption_secret: &encryption_secret,
+                    idp: listeners,
+                };
+                for id in InstanceId::all(spec.instances.get()) {
+                    let port = free_port().map_err(StageError::io("finding a free port"))?;
+                    let mut stores = BTreeMap::new();
+                    for (store, url) in [
+                        (StoreKind::Redis, redis.as_ref().map(|r| r.url())),
+                        (StoreKind::Postgres, postgres.as_ref().map(|p| p.url())),
+                    ] {
+                        let Some(mut url) = url else { continue };
+                        if spec.network_proxy {
+                            url = links.route(id, store, &url).await?;
+                        }
+                        stores.insert(store, url);
+                    }
+                    let child = match app {
+                        AppUnderTest::Reference(_) => {
+                            let mut child = launch::reference_instance(
+                                id,
+                                port,
+                                &topology_file,
+                                &spec.idp,
+                                &values,
+                            )?;
+                            for (store, url) in &stores {
+                                child = launch::with_store(child, *store, url);
+                            }
+                            child
+                        }
+                        AppUnderTest::Launched(target) => {
+                            launch::target_instance(target, id, port, &stores, &values)?
+                        }
+                        AppUnderTest::Remote(_) => unreachable!("matched above"),
+                    };
+                    instances.push(Instance {
+                        id,
+                        base: format!("http://127.0.0.1:{port}"),
+                        process: Some(Supervised::spawn(child)?),
+                    });
+                }
+            }
+            (_, None) => unreachable!("the harness starts an IdP for every app it starts"),
+        }
+        let ready_path = match &spec.app {
+            AppUnderTest::Launched(target) => target.ready.clone(),
+            _ => "/healthz".to_owned(),
+        };
+        let pids = InstancePids::default();
+        for (index, instance) in instances.iter().enumerate() {
+            pids.set(index, instance.process.as_ref().map(Supervised::pid));
         }
         let stack = Self {
-            topology: spec.topology.clone(),
+            pids,
+            app: spec.app.clone(),
             redis,
             postgres,
             idp,
-            idp_port,
+            idp_base,
+            idp_listeners,
             instances,
             links,
             run_dir: run_dir.clone(),
             namespace,
             encryption_secret,
+            ready_path,
             http: reqwest::Client::new(),
         };
         stack.wait_http_ready().await?;
@@ -244,10 +335,15 @@ impl Stack {
     }
 
     async fn wait_http_ready(&self) -> Result<(), StageError> {
-        let targets = std::iter::once((self.idp_port, &self.idp))
-            .chain(self.instances.iter().map(|i| (i.port, &i.process)));
-        for (port, process) in targets {
-            let url = format!("http://127.0.0.1:{port}/healthz");
+        let idp = self
+            .idp
+            .as_ref()
+            .map(|process| (format!("{}/healthz", self.idp_base), Some(process)));
+        let instances = self
+            .instances
+            .iter()
+            .map(|i| (format!("{}{}", i.base, self.ready_path), i.process.as_ref()));
+        for (url, process) in idp.into_iter().chain(instances) {
             let healthy = poll_until(READY_TIMEOUT, || async {
                 self.http
                     .get(&url)
@@ -257,19 +353,36 @@ impl Stack {
                     .is_ok_and(|r| r.status().is_success())
             })
             .await;
-            if !healthy {
-                return Err(StageError::NotReady {
+            if healthy {
+                continue;
+            }
+            return Err(match process {
+                Some(process) => StageError::NotReady {
                     service: process.name().to_owned(),
                     seconds: READY_TIMEOUT.as_secs(),
                     log: process.log().to_owned(),
-                });
-            }
+                },
+                None => StageError::Request {
+                    what: format!("GET {url}"),
+                    reason: format!("no 2xx within {} s", READY_TIMEOUT.as_secs()),
+                },
+            });
         }
         Ok(())
     }
 
+    /// The mock IdP's HTTP base URL (the harness's own or a remote target's).
     pub fn idp_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.idp_port)
+        self.idp_base.clone()
+    }
+
+    /// The IdP as browsers reach it: over HTTPS when it has that listener
+    /// (a launched app sends its browsers there), else over HTTP.
+    pub fn idp_browser_url(&self) -> String {
+        self.idp_listeners
+            .as_ref()
+            .and_then(IdpListeners::https_url)
+            .unwrap_or_else(|| self.idp_base.clone())
     }
 
     /// The instance with this id.
@@ -282,21 +395,35 @@ impl Stack {
             })
     }
 
-    fn instance_mut(&mut self, id: InstanceId) -> Result<&mut Instance, StageError> {
+    /// The child behind an instance; a remote instance has none, so faults
+    /// on it are refused with the reason.
+    fn instance_process(
+        &mut self,
+        id: InstanceId,
+        action: &'static str,
+    ) -> Result<&mut Supervised, StageError> {
         let instances = self.instances.len();
+        let target = self.app.name().to_owned();
         self.instances
             .get_mut(id.index())
-            .ok_or(StageError::NoSuchInstance { id, instances })
+            .ok_or(StageError::NoSuchInstance { id, instances })?
+            .process
+            .as_mut()
+            .ok_or(StageError::NotOurs { action, target })
+    }
+
+    /// The instances' pids as they change, for the sampler.
+    pub fn instance_pids(&self) -> InstancePids {
+        self.pids.clone()
     }
 
     /// Every child's name and pid, the private servers included.
     pub fn processes(&self) -> Vec<(&str, u32)> {
-        let mut out = vec![(self.idp.name(), self.idp.pid())];
-        out.extend(
-            self.instances
-                .iter()
-                .map(|i| (i.process.name(), i.process.pid())),
-        );
+        let children = self
+            .idp
+            .iter()
+            .chain(self.instances.iter().filter_map(|i| i.process.as_ref()));
+        let mut out: Vec<_> = children.map(|p| (p.name(), p.pid())).collect();
         let servers = [
             self.redis.as_ref().and_then(|r| r.process()),
             self.postgres.as_ref().and_then(|p| p.process()),
@@ -307,11 +434,13 @@ impl Stack {
 
     /// Graceful restart of an instance (SIGTERM, drain), on the same port.
     pub async fn restart_instance(&mut self, id: InstanceId) -> Result<(), StageError> {
-        let process = &mut self.instance_mut(id)?.process;
+        let process = self.instance_process(id, "an instance restart")?;
         process
             .stop(Signal::SIGTERM, Duration::from_secs(10))
             .await?;
         process.respawn()?;
+        let pid = process.pid();
+        self.pids.set(id.index(), Some(pid));
         self.wait_http_ready().await
     }
 
@@ -323,13 +452,19 @@ impl Stack {
 
     /// Kills an instance (SIGKILL) and leaves it down.
     pub async fn kill_instance(&mut self, id: InstanceId) -> Result<(), StageError> {
-        self.instance_mut(id)?.process.kill().await?;
+        self.instance_process(id, "killing an instance")?
+            .kill()
+            .await?;
+        self.pids.set(id.index(), None);
         Ok(())
     }
 
     /// Starts a killed instance again on its port.
     pub async fn start_instance(&mut self, id: InstanceId) -> Result<(), StageError> {
-        self.instance_mut(id)?.process.respawn()?;
+        let process = self.instance_process(id, "starting an instance")?;
+        process.respawn()?;
+        let pid = process.pid();
+        self.pids.set(id.index(), Some(pid));
         self.wait_http_ready().await
     }
 
@@ -387,4 +522,42 @@ impl Stack {
     ) -> Result<usize, StageError> {
         self.links.reset(store, instances)
     }
+}
+
+/// Starts the mock IdP on free ports: HTTP always, HTTPS too (its CA
+/// written to `idp-ca.pem` in the run folder) when `https`.
+fn start_idp(
+    options: &IdpOptions,
+    run_dir: &Path,
+    https: bool,
+) -> Result<(Supervised, IdpListeners), StageError> {
+    let http_port = free_port().map_err(StageError::io("finding a free port"))?;
+    let reuse = match options.refresh_reuse {
+        ReusePolicy::Allow => "allow",
+        ReusePolicy::RevokeFamily => "revoke-family",
+    };
+    let mut child = ChildSpec::new("mock-idp", executable("mock-idp")?, run_dir)
+        .args(["--http", &format!("127.0.0.1:{http_port}")])
+        .args([
+            "--access-token-lifetime",
+            &options.access_token_lifetime.as_secs().to_string(),
+            "--refresh-token-lifetime",
+            &options.refresh_token_lifetime.as_secs().to_string(),
+            "--refresh-reuse",
+            reuse,
+        ])
+        .env("RUST_LOG", "warn");
+    let https = if https {
+        let port = free_port().map_err(StageError::io("finding a free port"))?;
+        let ca = run_dir.join("idp-ca.pem");
+        child = child
+            .args(["--https", &format!("127.0.0.1:{port}")])
+            .arg("--ca-file")
+            .arg(&ca);
+        Some((port, ca))
+    } else {
+        child = child.arg("--no-https");
+        None
+    };
+    Ok((Supervised::spawn(child)?, IdpListeners { http_port, https }))
 }

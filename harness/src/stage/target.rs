@@ -89,12 +89,59 @@ impl AppUnderTest {
         }
     }
 
+    /// The contract settings of an app the harness did not build; the
+    /// reference app's follow from the run's IdP settings.
+    pub fn contract(&self) -> Option<&ContractSettings> {
+        match self {
+            AppUnderTest::Reference(_) => None,
+            AppUnderTest::Launched(spec) => Some(&spec.contract),
+            AppUnderTest::Remote(spec) => Some(&spec.contract),
+        }
+    }
+
     /// The reference app's topology, when it is the reference app.
     pub fn topology(&self) -> Option<&Topology> {
         match self {
             AppUnderTest::Reference(topology) => Some(topology),
             _ => None,
         }
+    }
+}
+
+/// What a fault schedule is checked against before anything starts: the
+/// stores an app runs with, and whether the harness starts its instances
+/// (only then can it restart or kill them).
+pub trait Deployment {
+    fn name(&self) -> &str;
+    fn needs(&self) -> StoreNeeds;
+    fn instances_are_ours(&self) -> bool;
+}
+
+impl Deployment for Topology {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn needs(&self) -> StoreNeeds {
+        Topology::needs(self)
+    }
+
+    fn instances_are_ours(&self) -> bool {
+        true
+    }
+}
+
+impl Deployment for AppUnderTest {
+    fn name(&self) -> &str {
+        AppUnderTest::name(self)
+    }
+
+    fn needs(&self) -> StoreNeeds {
+        AppUnderTest::needs(self)
+    }
+
+    fn instances_are_ours(&self) -> bool {
+        !matches!(self, AppUnderTest::Remote(_))
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use app::topology::Topology;
 use contract::{Browser, HttpClient};
 use harness::stage::stack::{Stack, StackSpec};
+use harness::stage::target::AppUnderTest;
 use harness::stage::{InstanceId, StoreKind};
 
 /// Brings up the preset `topology` with its stores, the IdP and `instances`
@@ -20,7 +21,7 @@ pub async fn up(
     network_proxy: bool,
 ) -> Stack {
     Stack::up(&StackSpec {
-        topology: Topology::named(topology).expect("preset"),
+        app: AppUnderTest::Reference(Topology::named(topology).expect("preset")),
         instances: NonZeroUsize::new(instances).expect("at least one"),
         run_dir: dir.path().to_owned(),
         network_proxy,
