@@ -36,8 +36,10 @@ use std::time::Duration;
 use crate::idp_client::{IdpClient, IdpSettings};
 use crate::metrics::Metrics;
 use crate::session::{SessionSettings, Sessions};
+use crate::store::keys::StoreKeys;
 use crate::tokencache::acquire::TokenAcquirer;
-use crate::topology::{Backends, Topology};
+use crate::tokencache::placement::partition_key;
+use crate::topology::{Backends, TokenPlacement, Topology};
 use crate::web::{App, WebSettings};
 pub use service_kit::Clock;
 
@@ -91,12 +93,21 @@ pub fn build_with_clock(config: AppConfig, clock: Clock) -> Result<Arc<App>, Set
         .build(&config.backends, config.sessions.absolute_timeout)?;
     let metrics = Arc::new(Metrics::default());
     let idp = Arc::new(IdpClient::new(config.idp, metrics.clone())?);
-    let sessions = Sessions::new(
+    let keys = StoreKeys::derive(
+        &config.backends.encryption_secret,
+        &config.backends.encryption_key_id,
+        &config.backends.previous_key_ids,
+    );
+    let mut sessions = Sessions::new(
         built.sessions,
         config.sessions,
         config.topology.concurrency,
         clock,
-    );
+    )
+    .with_keys(keys);
+    if config.topology.token_cache == TokenPlacement::Partitioned {
+        sessions = sessions.with_companion(partition_key);
+    }
     let tokens = TokenAcquirer::new(
         built.cache,
         idp.clone(),

@@ -194,6 +194,14 @@ impl Store for Arc<Breaker> {
             .await
     }
 
+    async fn versions(&self, keys: &[&str]) -> Result<Vec<Option<u64>>, StoreError> {
+        self.guard(self.inner.versions(keys)).await
+    }
+
+    async fn expire(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        self.guard(self.inner.expire(key, ttl)).await
+    }
+
     async fn delete(&self, key: &str) -> Result<bool, StoreError> {
         self.guard(self.inner.delete(key)).await
     }

@@ -77,6 +77,10 @@ const SAVE_VERSION: &str = "UPDATE kv_store SET version = version + 1, data = $3
 const SAVE_IF_NEWER: &str = "INSERT INTO kv_store (ns, key, version, data, expires_at) VALUES ($1, $2, $3, $4, $5)
     ON CONFLICT (ns, key) DO UPDATE SET version = excluded.version, data = excluded.data, expires_at = excluded.expires_at
     WHERE kv_store.version < excluded.version OR (kv_store.expires_at IS NOT NULL AND kv_store.expires_at <= $6)";
+const VERSION: &str = "SELECT version FROM kv_store
+    WHERE ns = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > $3)";
+const EXPIRE: &str = "UPDATE kv_store SET expires_at = $3
+    WHERE ns = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > $4)";
 const DELETE: &str = "DELETE FROM kv_store WHERE ns = $1 AND key = $2
     RETURNING (expires_at IS NULL OR expires_at > $3) AS live";
 const SIZE: &str =
@@ -239,6 +243,41 @@ macro_rules! sql_store {
                     .await
                     .map_err(unavailable)?;
                 self.note_write(now).await?;
+                Ok(result.rows_affected() > 0)
+            }
+
+            /// Versions only, one small query per key on one connection.
+            async fn versions(&self, keys: &[&str]) -> Result<Vec<Option<u64>>, StoreError> {
+                let now = unix_millis();
+                let mut connection = self.ready().await?.acquire().await.map_err(unavailable)?;
+                let mut out = Vec::with_capacity(keys.len());
+                for key in keys {
+                    let row = sqlx::query(VERSION)
+                        .bind(&self.ns)
+                        .bind(*key)
+                        .bind(now)
+                        .fetch_optional(&mut *connection)
+                        .await
+                        .map_err(unavailable)?;
+                    out.push(
+                        row.map(|r| r.try_get::<i64, _>("version").map(|v| v as u64))
+                            .transpose()
+                            .map_err(unavailable)?,
+                    );
+                }
+                Ok(out)
+            }
+
+            async fn expire(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+                let now = unix_millis();
+                let result = sqlx::query(EXPIRE)
+                    .bind(&self.ns)
+                    .bind(key)
+                    .bind(expiry(Some(ttl), now))
+                    .bind(now)
+                    .execute(self.ready().await?)
+                    .await
+                    .map_err(unavailable)?;
                 Ok(result.rows_affected() > 0)
             }
 
