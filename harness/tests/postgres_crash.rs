@@ -177,7 +177,7 @@ async fn a_scheduled_postgres_crash_refuses_writes_keeps_reads_and_loses_nothing
         if after.status != 503 {
             break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
         after = user.add_to_cart(&base, "after").await.expect("answers");
     }
     assert_eq!(after.status, 200, "writes work again");
