@@ -12,11 +12,13 @@
 //!   the four placements behind MSAL's cache-access hooks.
 //! - [`msal_model`]: MSAL's cache model (accounts, ID, access and refresh
 //!   tokens); plain data, which a session can hold (option3).
-//! - [`session`]: session ids, cookie, timeouts, versioned session records.
+//! - [`session`]: session ids, cookie, timeouts, versioned session records
+//!   (stored under a keyed hash of the id), the signed sign-in cookie.
 //! - [`topology`]: the four options and custom combinations, built into stores;
 //!   which servers a topology needs.
 //! - [`store`]: the one store trait, its backends (memory, SQLite, Postgres,
-//!   Redis) and wrappers (tiered, encrypted, the circuit breaker).
+//!   Redis), wrappers (tiered, encrypted, the circuit breaker) and the
+//!   HMAC store keys.
 //! - [`idp_client`]: discovery, code exchange, refresh, ID-token checks, the API.
 //! - [`metrics`]: counters and gauges for `/metrics`.
 //! - [`Clock`] (from `service-kit`): the time timeouts and expiry read, movable in tests.

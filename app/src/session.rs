@@ -1,4 +1,10 @@
 //! Server-side sessions: unguessable ids, the cookie, idle and absolute timeouts, versioned records.
+//!
+//! A session is stored under `sess:{HMAC of its id}` ([`crate::store::keys`]),
+//! never the id, with a TTL of the idle timeout cut to what is left of the
+//! absolute one; records that live as long as the session (option4's token
+//! partition) get their TTL renewed with it. A sign-in in progress is not a
+//! record but a signed cookie that lives ten minutes.
 
 use std::sync::Arc;
 use std::time::Duration;
