@@ -77,8 +77,8 @@ const SAVE_VERSION: &str = "UPDATE kv_store SET version = version + 1, data = $3
 const SAVE_IF_NEWER: &str = "INSERT INTO kv_store (ns, key, version, data, expires_at) VALUES ($1, $2, $3, $4, $5)
     ON CONFLICT (ns, key) DO UPDATE SET version = excluded.version, data = excluded.data, expires_at = excluded.expires_at
     WHERE kv_store.version < excluded.version OR (kv_store.expires_at IS NOT NULL AND kv_store.expires_at <= $6)";
-const VERSION: &str = "SELECT version FROM kv_store
-    WHERE ns = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > $3)";
+const VERSIONS: &str = "SELECT key, version FROM kv_store
+    WHERE ns = $1 AND (expires_at IS NULL OR expires_at > $2)";
 const EXPIRE: &str = "UPDATE kv_store SET expires_at = $3
     WHERE ns = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > $4)";
 const DELETE: &str = "DELETE FROM kv_store WHERE ns = $1 AND key = $2
@@ -246,26 +246,34 @@ macro_rules! sql_store {
                 Ok(result.rows_affected() > 0)
             }
 
-            /// Versions only, one small query per key on one connection.
+            /// Versions only, every key in one query (no data read).
             async fn versions(&self, keys: &[&str]) -> Result<Vec<Option<u64>>, StoreError> {
-                let now = unix_millis();
-                let mut connection = self.ready().await?.acquire().await.map_err(unavailable)?;
-                let mut out = Vec::with_capacity(keys.len());
-                for key in keys {
-                    let row = sqlx::query(VERSION)
-                        .bind(&self.ns)
-                        .bind(*key)
-                        .bind(now)
-                        .fetch_optional(&mut *connection)
-                        .await
-                        .map_err(unavailable)?;
-                    out.push(
-                        row.map(|r| r.try_get::<i64, _>("version").map(|v| v as u64))
-                            .transpose()
-                            .map_err(unavailable)?,
-                    );
+                if keys.is_empty() {
+                    return Ok(Vec::new());
                 }
-                Ok(out)
+                // Only placeholders are spliced in; the keys are bound.
+                let placeholders = (0..keys.len())
+                    .map(|i| format!("${}", i + 3))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = format!("{VERSIONS} AND key IN ({placeholders})");
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(&self.ns)
+                    .bind(unix_millis());
+                for key in keys {
+                    query = query.bind(*key);
+                }
+                let rows = query
+                    .fetch_all(self.ready().await?)
+                    .await
+                    .map_err(unavailable)?;
+                let mut found = std::collections::HashMap::with_capacity(rows.len());
+                for row in rows {
+                    let key: String = row.try_get("key").map_err(unavailable)?;
+                    let version: i64 = row.try_get("version").map_err(unavailable)?;
+                    found.insert(key, version as u64);
+                }
+                Ok(keys.iter().map(|k| found.get(*k).copied()).collect())
             }
 
             async fn expire(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
