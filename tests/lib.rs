@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use app::idp_client::IdpSettings;
+use app::session::SessionSettings;
 use app::topology::{Backends, Topology};
 use app::web::WebSettings;
 use app::{AppConfig, default_session_settings};
@@ -55,6 +56,8 @@ pub struct InProcessStack {
     renewal_offset: u64,
     /// The app instances' clock; moves together with the IdP's (see [`Stack::advance`]).
     clock: app::Clock,
+    sessions: SessionSettings,
+    redis_url: String,
 }
 
 impl InProcessStack {
@@ -70,6 +73,28 @@ impl InProcessStack {
     /// A stack whose IdP has `idp_config`. The app renews cached tokens 300 s
     /// before expiry, or at half their lifetime when they live shorter.
     pub async fn start_with(topology: Topology, idp_config: IdpConfig, instances: usize) -> Self {
+        Self::start_with_sessions(topology, idp_config, instances, default_session_settings()).await
+    }
+
+    /// As [`InProcessStack::start_with`], with these cookie and timeout settings.
+    pub async fn start_with_sessions(
+        topology: Topology,
+        idp_config: IdpConfig,
+        instances: usize,
+        sessions: SessionSettings,
+    ) -> Self {
+        Self::start_on(topology, idp_config, instances, sessions, redis_url()).await
+    }
+
+    /// As [`InProcessStack::start_with_sessions`], on the Redis at `redis_url`
+    /// (a private one a test can pause).
+    pub async fn start_on(
+        topology: Topology,
+        idp_config: IdpConfig,
+        instances: usize,
+        sessions: SessionSettings,
+        redis_url: String,
+    ) -> Self {
         let renewal_offset = 300.min(idp_config.access_token_lifetime_secs / 2);
         let idp = IdpServer::start(
             Idp::new(idp_config).expect("idp"),
@@ -85,6 +110,8 @@ impl InProcessStack {
             sqlite_dir: tempfile::tempdir().expect("temp dir"),
             renewal_offset,
             clock: app::Clock::system(),
+            sessions,
+            redis_url,
         };
         for i in 0..instances {
             let instance = stack
@@ -104,7 +131,7 @@ impl InProcessStack {
         AppConfig {
             topology: self.topology.clone(),
             backends: Backends {
-                redis_url: Some(redis_url()),
+                redis_url: Some(self.redis_url.clone()),
                 redis_ca_pem: None,
                 database_url: Some(database_url()),
                 sqlite_path: self.sqlite_dir.path().join("store.db"),
@@ -114,7 +141,7 @@ impl InProcessStack {
                 previous_key_ids: Vec::new(),
                 breaker: Default::default(),
             },
-            sessions: default_session_settings(),
+            sessions: self.sessions.clone(),
             idp: IdpSettings {
                 api_url: format!("{authority}/api/me"),
                 authority,

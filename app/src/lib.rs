@@ -12,11 +12,13 @@
 //!   the four placements behind MSAL's cache-access hooks.
 //! - [`msal_model`]: MSAL's cache model (accounts, ID, access and refresh
 //!   tokens); plain data, which a session can hold (option3).
-//! - [`session`]: session ids, cookie, timeouts, versioned session records.
+//! - [`session`]: session ids, cookie, timeouts, versioned session records
+//!   (stored under a keyed hash of the id), the signed sign-in cookie.
 //! - [`topology`]: the four options and custom combinations, built into stores;
 //!   which servers a topology needs.
 //! - [`store`]: the one store trait, its backends (memory, SQLite, Postgres,
-//!   Redis) and wrappers (tiered, encrypted, the circuit breaker).
+//!   Redis), wrappers (tiered, encrypted, the circuit breaker) and the
+//!   HMAC store keys.
 //! - [`idp_client`]: discovery, code exchange, refresh, ID-token checks, the API.
 //! - [`metrics`]: counters and gauges for `/metrics`.
 //! - [`Clock`] (from `service-kit`): the time timeouts and expiry read, movable in tests.
@@ -36,8 +38,10 @@ use std::time::Duration;
 use crate::idp_client::{IdpClient, IdpSettings};
 use crate::metrics::Metrics;
 use crate::session::{SessionSettings, Sessions};
+use crate::store::keys::StoreKeys;
 use crate::tokencache::acquire::TokenAcquirer;
-use crate::topology::{Backends, Topology};
+use crate::tokencache::placement::partition_key;
+use crate::topology::{Backends, TokenPlacement, Topology};
 use crate::web::{App, WebSettings};
 pub use service_kit::Clock;
 
@@ -91,12 +95,21 @@ pub fn build_with_clock(config: AppConfig, clock: Clock) -> Result<Arc<App>, Set
         .build(&config.backends, config.sessions.absolute_timeout)?;
     let metrics = Arc::new(Metrics::default());
     let idp = Arc::new(IdpClient::new(config.idp, metrics.clone())?);
-    let sessions = Sessions::new(
+    let keys = StoreKeys::derive(
+        &config.backends.encryption_secret,
+        &config.backends.encryption_key_id,
+        &config.backends.previous_key_ids,
+    );
+    let mut sessions = Sessions::new(
         built.sessions,
         config.sessions,
         config.topology.concurrency,
         clock,
-    );
+    )
+    .with_keys(keys);
+    if config.topology.token_cache == TokenPlacement::Partitioned {
+        sessions = sessions.with_companion(partition_key);
+    }
     let tokens = TokenAcquirer::new(
         built.cache,
         idp.clone(),

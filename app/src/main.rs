@@ -66,7 +66,8 @@ struct Args {
     /// Keeps this deployment's records apart on shared servers.
     #[arg(long, default_value = "app")]
     namespace: String,
-    /// Secret the at-rest encryption keys derive from; every instance needs the same.
+    /// Secret the at-rest encryption keys and the store-key HMAC keys derive
+    /// from (also signs the sign-in cookie); every instance needs the same.
     #[arg(
         long,
         env = "APP_ENCRYPTION_SECRET",

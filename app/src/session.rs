@@ -1,4 +1,10 @@
 //! Server-side sessions: unguessable ids, the cookie, idle and absolute timeouts, versioned records.
+//!
+//! A session is stored under `sess:{HMAC of its id}` ([`crate::store::keys`]),
+//! never the id, with a TTL of the idle timeout cut to what is left of the
+//! absolute one; records that live as long as the session (option4's token
+//! partition) get their TTL renewed with it. A sign-in in progress is not a
+//! record but a signed cookie that lives ten minutes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
 use crate::msal_model::TokenCache;
+use crate::store::keys::StoreKeys;
 use crate::store::{Attempts, Expect, Record, Store, StoreError};
 use service_kit::Clock;
 
@@ -21,6 +28,16 @@ pub struct PendingLogin {
     pub state: String,
     pub nonce: String,
     pub verifier: String,
+}
+
+/// How long a sign-in may take between `/login` and the callback.
+pub const PENDING_LOGIN_LIFETIME: Duration = Duration::from_secs(600);
+
+/// What the sign-in cookie carries.
+#[derive(Serialize, Deserialize)]
+struct SealedLogin {
+    pending: PendingLogin,
+    expires_at: u64,
 }
 
 /// Who is signed in to this session.
@@ -52,6 +69,9 @@ pub struct SessionData {
 #[derive(Clone, Debug)]
 pub struct LoadedSession {
     pub id: String,
+    /// The keyed hash of the id its records are stored under (see
+    /// [`crate::store::keys`]): `sess:{store_id}`, `tc:{store_id}`.
+    pub store_id: String,
     pub data: SessionData,
     pub version: u64,
 }
@@ -75,8 +95,9 @@ pub enum Concurrency {
     CompareAndSet,
 }
 
-pub fn session_key(id: &str) -> String {
-    format!("sess:{id}")
+/// The session record's key for a store id (the keyed hash of the session id, never the id itself).
+pub fn session_key(store_id: &str) -> String {
+    format!("sess:{store_id}")
 }
 
 /// Creates, finds, saves and ends sessions in one store.
@@ -85,6 +106,10 @@ pub struct Sessions {
     settings: SessionSettings,
     concurrency: Concurrency,
     clock: Clock,
+    keys: StoreKeys,
+    /// Keys (from a store id) whose TTL follows the session's: every write
+    /// of the session renews them too (option4's token partition).
+    companions: Option<fn(&str) -> String>,
 }
 
 impl Sessions {
@@ -99,7 +124,26 @@ impl Sessions {
             settings,
             concurrency,
             clock,
+            keys: StoreKeys::derive(b"", "unset", &[]),
+            companions: None,
         }
+    }
+
+    /// Store keys derived with these HMAC keys (every instance must share them).
+    pub fn with_keys(mut self, keys: StoreKeys) -> Self {
+        self.keys = keys;
+        self
+    }
+
+    /// Renews the TTL of `companion(store_id)` with every write of a session.
+    pub fn with_companion(mut self, companion: fn(&str) -> String) -> Self {
+        self.companions = Some(companion);
+        self
+    }
+
+    /// The store id new records of `id` go under.
+    pub fn store_id(&self, id: &str) -> String {
+        self.keys.digest(id)
     }
 
     /// The clock timeouts (and the app's token expiry checks) read.
@@ -135,22 +179,43 @@ impl Sessions {
             .map(str::to_owned)
     }
 
-    /// Loads a session and the extra keys asked for, in one round trip where
-    /// the store can (option4 reads the session and its token partition together).
-    /// A session past its idle or absolute timeout is deleted and reads as none.
+    /// Loads a session and the extra keys `extra(store_id)` names, in one
+    /// round trip where the store can (option4 reads the session and its
+    /// token partition together). The session is looked up under the current
+    /// key's digest, then under earlier keys' (rotation). A session past its
+    /// idle or absolute timeout is deleted and reads as none.
     pub async fn load_with(
         &self,
         id: &str,
-        extra: &[String],
+        extra: impl Fn(&str) -> Vec<String>,
     ) -> Result<(Option<LoadedSession>, Vec<Option<Record>>), StoreError> {
-        let key = session_key(id);
-        let mut keys: Vec<&str> = vec![&key];
-        keys.extend(extra.iter().map(String::as_str));
-        let mut records = self.store.load_many(&keys).await?;
-        let extras = records.split_off(1);
-        let Some(record) = records.pop().flatten() else {
-            return Ok((None, extras));
-        };
+        let mut first_extras = None;
+        for store_id in self.keys.candidates(id) {
+            let key = session_key(&store_id);
+            let extra_keys = extra(&store_id);
+            let mut keys: Vec<&str> = vec![&key];
+            keys.extend(extra_keys.iter().map(String::as_str));
+            let mut records = self.store.load_many(&keys).await?;
+            let extras = records.split_off(1);
+            match records.pop().flatten() {
+                Some(record) => {
+                    return self.found(id, store_id, record, extras).await;
+                }
+                None => {
+                    first_extras.get_or_insert(extras);
+                }
+            }
+        }
+        Ok((None, first_extras.unwrap_or_default()))
+    }
+
+    async fn found(
+        &self,
+        id: &str,
+        store_id: String,
+        record: Record,
+        extras: Vec<Option<Record>>,
+    ) -> Result<(Option<LoadedSession>, Vec<Option<Record>>), StoreError> {
         let data: SessionData = match serde_json::from_slice(&record.data) {
             Ok(data) => data,
             Err(e) => {
@@ -163,12 +228,13 @@ impl Sessions {
         let too_old =
             now.saturating_sub(data.created_at) > self.settings.absolute_timeout.as_secs();
         if idle || too_old {
-            self.store.delete(&key).await?;
+            self.store.delete(&session_key(&store_id)).await?;
             return Ok((None, extras));
         }
         Ok((
             Some(LoadedSession {
                 id: id.to_owned(),
+                store_id,
                 data,
                 version: record.version,
             }),
@@ -177,7 +243,7 @@ impl Sessions {
     }
 
     pub async fn load(&self, id: &str) -> Result<Option<LoadedSession>, StoreError> {
-        Ok(self.load_with(id, &[]).await?.0)
+        Ok(self.load_with(id, |_| Vec::new()).await?.0)
     }
 
     /// A new session with a fresh id.
@@ -187,11 +253,22 @@ impl Sessions {
         data.created_at = now;
         data.last_seen = now;
         let bytes = serde_json::to_vec(&data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let store_id = self.store_id(&id);
         let version = self
             .store
-            .save(&session_key(&id), &bytes, Expect::Absent, Some(self.ttl()))
+            .save(
+                &session_key(&store_id),
+                &bytes,
+                Expect::Absent,
+                Some(self.ttl_of(&data)),
+            )
             .await?;
-        Ok(LoadedSession { id, data, version })
+        Ok(LoadedSession {
+            id,
+            store_id,
+            data,
+            version,
+        })
     }
 
     /// Writes the session back: compare-and-set or last-writer-wins, as configured.
@@ -203,10 +280,18 @@ impl Sessions {
             Concurrency::LastWriterWins => Expect::Any,
             Concurrency::CompareAndSet => Expect::Version(session.version),
         };
+        let ttl = self.ttl_of(&session.data);
         session.version = self
             .store
-            .save(&session_key(&session.id), &bytes, expect, Some(self.ttl()))
+            .save(&session_key(&session.store_id), &bytes, expect, Some(ttl))
             .await?;
+        if let Some(companion) = self.companions {
+            // Best effort: a companion that keeps its older TTL ends a little
+            // earlier than the session, never later.
+            if let Err(e) = self.store.expire(&companion(&session.store_id), ttl).await {
+                tracing::debug!(error = %e, "companion TTL not renewed");
+            }
+        }
         Ok(())
     }
 
@@ -243,13 +328,20 @@ impl Sessions {
             > self.settings.idle_timeout.as_secs() / 4
     }
 
-    pub async fn delete(&self, id: &str) -> Result<bool, StoreError> {
-        self.store.delete(&session_key(id)).await
+    pub async fn delete(&self, session: &LoadedSession) -> Result<bool, StoreError> {
+        self.store.delete(&session_key(&session.store_id)).await
     }
 
-    /// The store keeps a session as long as the idle timeout; every write renews it.
-    fn ttl(&self) -> Duration {
-        self.settings.idle_timeout
+    /// How long the store keeps a session written now: the idle timeout,
+    /// cut to what is left of the absolute timeout; every write renews it.
+    /// Records whose life follows the session's (the token partition) get the same.
+    pub fn ttl_of(&self, data: &SessionData) -> Duration {
+        let age = Duration::from_secs(self.clock.now().saturating_sub(data.created_at));
+        let left = self.settings.absolute_timeout.saturating_sub(age);
+        self.settings
+            .idle_timeout
+            .min(left)
+            .max(Duration::from_secs(1))
     }
 
     pub fn cookie(&self, id: &str) -> HeaderValue {
@@ -265,9 +357,77 @@ impl Sessions {
         .unwrap_or_else(|_| HeaderValue::from_static(""))
     }
 
-    pub fn clear_cookie(&self) -> HeaderValue {
+    fn pending_cookie_name(&self) -> String {
+        format!("{}_login", self.settings.cookie_name)
+    }
+
+    /// The sign-in in progress as a cookie instead of a stored record:
+    /// `base64url(json) . base64url(HMAC)`, expiring after
+    /// [`PENDING_LOGIN_LIFETIME`], sent back only to the callback. Anonymous
+    /// `/login` traffic then writes nothing to the stores.
+    pub fn pending_cookie(&self, pending: &PendingLogin) -> Result<HeaderValue, StoreError> {
+        let sealed = SealedLogin {
+            pending: pending.clone(),
+            expires_at: self.clock.now() + PENDING_LOGIN_LIFETIME.as_secs(),
+        };
+        let json = serde_json::to_vec(&sealed).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let payload = URL_SAFE_NO_PAD.encode(&json);
+        let tag = self.keys.sign(payload.as_bytes());
         HeaderValue::from_str(&format!(
-            "{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax",
+            "{}={payload}.{tag}; Path=/auth/callback; Max-Age={}; HttpOnly; SameSite=Lax{}",
+            self.pending_cookie_name(),
+            PENDING_LOGIN_LIFETIME.as_secs(),
+            self.secure_attribute(),
+        ))
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    /// The sign-in in progress the request's cookie carries, if its tag is
+    /// ours and it has not expired.
+    pub fn pending_login(&self, headers: &HeaderMap) -> Option<PendingLogin> {
+        let prefix = format!("{}=", self.pending_cookie_name());
+        let value = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|pair| pair.trim().strip_prefix(&prefix))?;
+        let (payload, tag) = value.split_once('.')?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+        if !self.keys.verify(payload.as_bytes(), &tag) {
+            return None;
+        }
+        let json = URL_SAFE_NO_PAD.decode(payload).ok()?;
+        let sealed: SealedLogin = serde_json::from_slice(&json).ok()?;
+        (sealed.expires_at >= self.clock.now()).then_some(sealed.pending)
+    }
+
+    /// Clears the sign-in cookie once the callback used it.
+    pub fn clear_pending_cookie(&self) -> HeaderValue {
+        HeaderValue::from_str(&format!(
+            "{}=; Path=/auth/callback; Max-Age=0; HttpOnly; SameSite=Lax{}",
+            self.pending_cookie_name(),
+            self.secure_attribute(),
+        ))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+
+    fn secure_attribute(&self) -> &'static str {
+        if self.settings.cookie_secure {
+            "; Secure"
+        } else {
+            ""
+        }
+    }
+
+    pub fn clear_cookie(&self) -> HeaderValue {
+        let secure = if self.settings.cookie_secure {
+            "; Secure"
+        } else {
+            ""
+        };
+        HeaderValue::from_str(&format!(
+            "{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax{secure}",
             self.settings.cookie_name
         ))
         .unwrap_or_else(|_| HeaderValue::from_static(""))

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
+use axum::http::Method;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -139,7 +140,7 @@ impl App {
         };
         let (session, prefetched) = self
             .sessions
-            .load_with(&id, &self.tokens.cache().prefetch_keys(&id))
+            .load_with(&id, |store_id| self.tokens.cache().prefetch_keys(store_id))
             .await?;
         Ok(session.map(|session| Current {
             session,
@@ -159,6 +160,12 @@ impl App {
         if self.sessions.needs_touch(session) {
             match self.sessions.save(session).await {
                 Ok(()) | Err(StoreError::Conflict { .. }) => {}
+                // A read the store could serve still answers when the
+                // keep-alive write cannot be made (Postgres down): the
+                // session lives on until its TTL, and the next read retries.
+                Err(StoreError::Unavailable(reason)) => {
+                    tracing::debug!(%reason, "session not touched; store unavailable");
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -179,7 +186,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/profile", get(profile))
         .route("/data/{resource}", get(data))
         .route("/cart", get(read_cart).post(add_to_cart))
-        .route("/logout", get(logout))
+        .route("/logout", get(logout).post(logout_post))
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .layer(middleware::map_response(move |mut response: Response| {
@@ -237,7 +244,9 @@ struct LoginQuery {
     login_hint: Option<String>,
 }
 
-/// Starts a sign-in in a fresh pre-login session (never one the browser brought).
+/// Starts a sign-in. What the callback must see again (state, nonce, PKCE
+/// verifier) travels in a signed cookie that lives ten minutes, not in the
+/// stores: anonymous `/login` calls write nothing, however many there are.
 async fn login(State(app): Shared, Query(query): Query<LoginQuery>) -> Result<Response, AppError> {
     let random = || URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
     let pending = PendingLogin {
@@ -257,16 +266,9 @@ async fn login(State(app): Shared, Query(query): Query<LoginQuery>) -> Result<Re
             query.login_hint.as_deref(),
         )
         .await?;
-    let session = app
-        .sessions
-        .create(SessionData {
-            pending: Some(pending),
-            ..SessionData::default()
-        })
-        .await?;
     let location = HeaderValue::from_str(&url)
         .map_err(|_| IdpCallError::BadGateway("authorization URL".into()))?;
-    Ok(redirect(location, app.sessions.cookie(&session.id)))
+    Ok(redirect(location, app.sessions.pending_cookie(&pending)?))
 }
 
 #[derive(Deserialize)]
@@ -287,14 +289,10 @@ async fn callback(
             "the IdP refused the sign-in: {error}"
         )));
     }
-    let no_sign_in = || AppError::BadRequest("no sign-in in progress".into());
-    let current = app.current(&headers).await?.ok_or_else(no_sign_in)?;
-    let pending = current
-        .session
-        .data
-        .pending
-        .clone()
-        .ok_or_else(no_sign_in)?;
+    let pending = app
+        .sessions
+        .pending_login(&headers)
+        .ok_or_else(|| AppError::BadRequest("no sign-in in progress".into()))?;
     if query.state.as_deref() != Some(pending.state.as_str()) {
         return Err(AppError::BadRequest(
             "state does not match the sign-in".into(),
@@ -329,11 +327,12 @@ async fn callback(
     app.tokens
         .store_sign_in(&app.sessions, &mut session, &user, &tokens)
         .await?;
-    app.sessions.delete(&current.session.id).await?;
-    let home = redirect(
+    let mut home = redirect(
         HeaderValue::from_static("/"),
         app.sessions.cookie(&session.id),
     );
+    home.headers_mut()
+        .append(header::SET_COOKIE, app.sessions.clear_pending_cookie());
     Ok(with_version(home, &session))
 }
 
@@ -444,7 +443,7 @@ async fn logout(State(app): Shared, headers: HeaderMap) -> Result<Response, AppE
         if let Some(user) = &current.session.data.user {
             app.tokens.sign_out(&current.session, user).await?;
         }
-        app.sessions.delete(&current.session.id).await?;
+        app.sessions.delete(&current.session).await?;
         if let Some(user) = &current.session.data.user {
             // The local session is gone either way; an IdP that is down only
             // means its session outlives this one, which the answer says.
@@ -463,6 +462,33 @@ async fn logout(State(app): Shared, headers: HeaderMap) -> Result<Response, AppE
         Json(reply),
     )
         .into_response())
+}
+
+/// `POST /logout`, for pages that should not let a cross-site link or image
+/// end the session (`GET /logout` stays, as the contract has it). A request
+/// a browser marks as cross-site, or whose `Origin` is not this app, is refused.
+async fn logout_post(State(app): Shared, headers: HeaderMap) -> Result<Response, AppError> {
+    let cross_site = headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|site| site == "cross-site");
+    let foreign_origin = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|origin| {
+            origin.trim_end_matches('/') != app.settings.public_url.trim_end_matches('/')
+        });
+    if cross_site || foreign_origin {
+        return Ok((
+            StatusCode::FORBIDDEN,
+            Json(ErrorReply {
+                error: ErrorCode::BadRequest,
+                detail: format!("{} /logout from another site", Method::POST),
+            }),
+        )
+            .into_response());
+    }
+    logout(State(app), headers).await
 }
 
 async fn metrics(State(app): Shared) -> Response {

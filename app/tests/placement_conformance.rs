@@ -215,7 +215,7 @@ mod checks {
             .on_logout(&first, "lo.tenant")
             .await
             .expect("logout");
-        f.sessions.delete(&first.id).await.expect("delete");
+        f.sessions.delete(&first).await.expect("delete");
         let second = f.reload(&second).await;
         assert_eq!(
             f.token(&second, "lo", "api://x/data.read").await.is_some(),

@@ -136,6 +136,47 @@ mod checks {
         assert_eq!(store.size().await.expect("size").entries, 2);
     }
 
+    /// A new TTL without a write: the version stays, the key lives on past
+    /// its old expiry; absent keys are not created; versions agree with loads.
+    pub async fn expire_renews_without_a_write(store: Arc<dyn Store>) {
+        let version = store
+            .save(
+                "renewed",
+                b"r",
+                Expect::Any,
+                Some(Duration::from_millis(300)),
+            )
+            .await
+            .expect("save");
+        assert!(
+            store
+                .expire("renewed", Duration::from_secs(60))
+                .await
+                .expect("expire")
+        );
+        assert!(
+            !store
+                .expire("never", Duration::from_secs(60))
+                .await
+                .expect("expire")
+        );
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let record = store.load("renewed").await.expect("load").expect("renewed");
+        assert_eq!(record.version, version, "no version bump");
+        assert!(
+            record.ttl.is_some_and(|t| t > Duration::from_secs(50)),
+            "{record:?}"
+        );
+        assert_eq!(store.load("never").await.expect("load"), None);
+        assert_eq!(
+            store
+                .versions(&["renewed", "never"])
+                .await
+                .expect("versions"),
+            vec![Some(version), None]
+        );
+    }
+
     pub async fn version_conflicts(store: Arc<dyn Store>) {
         assert_eq!(
             store
@@ -285,6 +326,10 @@ macro_rules! conformance {
             #[tokio::test]
             async fn expiry() {
                 checks::expiry(backends::$backend()).await;
+            }
+            #[tokio::test]
+            async fn expire_renews_without_a_write() {
+                checks::expire_renews_without_a_write(backends::$backend()).await;
             }
             #[tokio::test]
             async fn version_conflicts() {

@@ -71,7 +71,7 @@ async fn a_flushed_cache_reads_through_and_is_repopulated() {
 }
 
 #[tokio::test]
-async fn a_stale_cached_copy_is_dropped_on_conflict_so_the_retry_sees_the_truth() {
+async fn a_cached_copy_older_than_the_durable_tier_is_never_served() {
     let cache: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let durable: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let tiered = TieredStore::new(cache.clone(), durable.clone());
@@ -79,31 +79,39 @@ async fn a_stale_cached_copy_is_dropped_on_conflict_so_the_retry_sees_the_truth(
         .save("k", b"v1", Expect::Absent, None)
         .await
         .expect("v1");
-    // Another writer got v2 into the durable tier; this cache still says v1.
+    // Another writer got v2 into the durable tier (the cache was out of its
+    // reach); this cache still says v1.
     durable
         .save("k", b"v2", Expect::Version(1), None)
         .await
         .expect("v2");
+    let fresh = tiered.load("k").await.expect("load").expect("present");
     assert_eq!(
-        tiered
+        (fresh.data.as_slice(), fresh.version),
+        (&b"v2"[..], 2),
+        "no stale hit"
+    );
+    assert_eq!(
+        cache
             .load("k")
             .await
-            .expect("load")
-            .expect("present")
+            .expect("cache")
+            .expect("repaired")
             .version,
-        1,
-        "stale hit"
+        2,
+        "the copy was repaired"
     );
     assert!(matches!(
         tiered.save("k", b"v2'", Expect::Version(1), None).await,
         Err(StoreError::Conflict { current: Some(2) })
     ));
-    let fresh = tiered.load("k").await.expect("load").expect("present");
-    assert_eq!((fresh.data.as_slice(), fresh.version), (&b"v2"[..], 2));
+    // Deleted in the durable tier only: the leftover copy reads as absent.
+    durable.delete("k").await.expect("delete");
+    assert_eq!(tiered.load("k").await.expect("load"), None);
 }
 
 #[tokio::test]
-async fn with_the_cache_down_reads_use_the_durable_tier_and_writes_fail_cleanly() {
+async fn with_the_cache_down_reads_and_writes_use_the_durable_tier() {
     let durable: Arc<dyn Store> =
         Arc::new(PostgresStore::connect(&database_url(), &unique("ns")).expect("postgres"));
     durable
@@ -123,10 +131,11 @@ async fn with_the_cache_down_reads_use_the_durable_tier_and_writes_fail_cleanly(
             .data,
         b"kept"
     );
-    assert!(matches!(
-        tiered.save("k", b"new", Expect::Any, None).await,
-        Err(StoreError::Unavailable(_))
-    ));
+    let version = tiered
+        .save("k", b"new", Expect::Version(1), None)
+        .await
+        .expect("a write needs only the durable tier");
+    assert_eq!(version, 2);
     assert_eq!(
         durable
             .load("k")
@@ -134,9 +143,9 @@ async fn with_the_cache_down_reads_use_the_durable_tier_and_writes_fail_cleanly(
             .expect("load")
             .expect("present")
             .data,
-        b"kept",
-        "nothing half-written"
+        b"new"
     );
+    assert!(tiered.delete("k").await.expect("delete too"));
 }
 
 #[tokio::test]
@@ -214,4 +223,48 @@ async fn tampered_or_foreign_ciphertexts_read_as_counted_misses() {
         .expect("save");
     assert_eq!(other.load("tc:d").await.expect("no error"), None);
     assert_eq!(other.undecryptable(), 1);
+}
+
+#[tokio::test]
+async fn with_the_durable_tier_down_writes_fail_and_leave_the_cached_copy_readable() {
+    let prefix = format!("{}:", unique("pgdown"));
+    let cache: Arc<dyn Store> =
+        Arc::new(RedisStore::connect(&redis_url(), &prefix).expect("redis"));
+    let down: Arc<dyn Store> = Arc::new(
+        PostgresStore::connect(
+            &format!("postgres://postgres@127.0.0.1:{}/postgres", closed_port()),
+            "ns",
+        )
+        .expect("lazy"),
+    );
+    // What an earlier write through both tiers left in the cache.
+    cache
+        .save_if_newer("k", b"cached", 3, Some(Duration::from_secs(60)))
+        .await
+        .expect("seed");
+    let tiered = TieredStore::new(cache.clone(), down);
+    for (what, write) in [
+        (
+            "save",
+            tiered
+                .save("k", b"new", Expect::Version(3), None)
+                .await
+                .map(drop),
+        ),
+        ("delete", tiered.delete("k").await.map(drop)),
+    ] {
+        assert!(
+            matches!(write, Err(StoreError::Unavailable(_))),
+            "{what}: {write:?}"
+        );
+    }
+    let record = tiered
+        .load("k")
+        .await
+        .expect("served from the cache")
+        .expect("kept");
+    assert_eq!(
+        (record.data.as_slice(), record.version),
+        (&b"cached"[..], 3)
+    );
 }

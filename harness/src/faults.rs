@@ -71,6 +71,15 @@ pub async fn apply(stack: &mut Stack, action: &FaultAction) -> Result<(), StageE
         FaultAction::RedisPause => stack.redis()?.pause(),
         FaultAction::RedisResume => stack.redis()?.resume(),
         FaultAction::PostgresRestart => stack.postgres()?.restart().await,
+        FaultAction::PostgresCrash { stay_down } => {
+            let postgres = stack.postgres()?;
+            postgres.kill_and_reap().await?;
+            if *stay_down {
+                return Ok(());
+            }
+            postgres.start_again().await
+        }
+        FaultAction::PostgresStart => stack.postgres()?.start_again().await,
         FaultAction::Idp(set) => stack.set_idp_faults(set).await,
         FaultAction::IdpClear => stack.set_idp_faults(&FaultConfig::default()).await,
         FaultAction::Network {

@@ -383,24 +383,34 @@ async fn up(
         .and_then(|()| stdout.flush());
     drop(stdout);
     let run_faults = async {
-        if scenario.faults.faults.is_empty() {
-            return std::future::pending().await;
+        if !scenario.faults.faults.is_empty() {
+            let timeline = faults::run(
+                &scenario.faults,
+                &mut stack,
+                tokio::time::Instant::now(),
+                |step| {
+                    println!("fault {step}");
+                },
+            )
+            .await;
+            let failed = timeline.iter().filter(|s| s.error.is_some()).count();
+            println!(
+                "fault schedule done: {} steps, {failed} failed",
+                timeline.len()
+            );
         }
-        let timeline = faults::run(
-            &scenario.faults,
-            &mut stack,
-            tokio::time::Instant::now(),
-            |step| {
-                println!("fault {step}");
-            },
-        )
-        .await;
-        let failed = timeline.iter().filter(|s| s.error.is_some()).count();
-        println!(
-            "fault schedule done: {} steps, {failed} failed",
-            timeline.len()
-        );
-        std::future::pending::<()>().await
+        // Children that die on their own or are killed by hand are reaped
+        // (not left defunct) and said, once each time they go down.
+        let mut said: Vec<String> = Vec::new();
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+        loop {
+            tick.tick().await;
+            let down = stack.reap_exited().await;
+            for name in down.iter().filter(|n| !said.contains(*n)) {
+                println!("{name} is down (reaped)");
+            }
+            said = down;
+        }
     };
     tokio::select! {
         () = &mut stop => {}

@@ -317,6 +317,13 @@ impl Sampler {
             previous_key_ids: Vec::new(),
             breaker: Default::default(),
         };
+        // The app stores a session under a keyed hash of its id, with the
+        // secret it was given (the harness gave it).
+        let store_keys = app::store::keys::StoreKeys::derive(
+            &backends.encryption_secret,
+            &backends.encryption_key_id,
+            &backends.previous_key_ids,
+        );
         let store: Arc<dyn Store> = match topology.build(&backends, Duration::from_secs(60)) {
             Ok(built) => built.sessions,
             Err(e) => {
@@ -328,9 +335,10 @@ impl Sampler {
         };
         let mut leftovers = Leftovers::default();
         for session in ended {
+            let store_id = store_keys.digest(&session.session);
             let keys = [
-                app::session::session_key(&session.session),
-                app::tokencache::placement::partition_key(&session.session),
+                app::session::session_key(&store_id),
+                app::tokencache::placement::partition_key(&store_id),
             ];
             let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
             match store.load_many(&refs).await {

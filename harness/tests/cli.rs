@@ -88,6 +88,10 @@ fn check_describes_a_good_file() {
         "{stdout}"
     );
     assert!(stdout.contains("redis-pause"), "{stdout}");
+    assert!(
+        stdout.contains("postgres-crash (down until started)"),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -11,16 +11,8 @@ fn session_cookie(browser: &contract::Browser, stack: &InProcessStack) -> Option
 async fn forged_truncated_and_oversized_cookies_are_signed_out_never_errors() {
     let stack = InProcessStack::start("option4", 1).await;
     let real = sign_in(&stack, 0, "erin").await;
-    let real_id = {
-        // An id the server really issued (a pre-login session's), to truncate and extend.
-        let pre = browser();
-        let login = pre
-            .get_once(&stack.url(0, "/login?login_hint=erin"))
-            .await
-            .expect("login");
-        assert_eq!(login.status, 302);
-        session_cookie(&pre, &stack).expect("pre-login cookie")
-    };
+    // An id the server really issued, to truncate and extend.
+    let real_id = session_cookie(&real, &stack).expect("session cookie");
     let forged = [
         "A".repeat(43),
         real_id[..20].to_owned(),
@@ -69,11 +61,19 @@ async fn forged_truncated_and_oversized_cookies_are_signed_out_never_errors() {
 async fn the_session_id_changes_at_sign_in() {
     let stack = InProcessStack::start("option3", 1).await;
     let user = browser();
+    // A cookie planted before the sign-in (session fixation): /login stores
+    // nothing and sets no session cookie, the sign-in issues a new id.
+    let before = "F".repeat(43);
+    user.set_cookie(&stack.base(0), &format!("app_session={before}"))
+        .expect("cookie");
     let login = user
         .get_once(&stack.url(0, "/login?login_hint=frank"))
         .await
         .expect("login");
-    let before = session_cookie(&user, &stack).expect("pre-login cookie");
+    assert_eq!(
+        session_cookie(&user, &stack).as_deref(),
+        Some(before.as_str())
+    );
     let at_idp = user
         .get_once(&login.location.expect("to the IdP"))
         .await

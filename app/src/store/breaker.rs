@@ -43,8 +43,8 @@ impl Default for BreakerSettings {
 pub struct BreakerStats {
     /// Times the store went from up to down (each cost at most one timeout).
     pub outages: AtomicU64,
-    /// Operations that waited out the whole timeout (those in flight together
-    /// when the store froze).
+    /// Operations that waited out the whole timeout, the breaker's or the
+    /// client's own (those in flight together when the store froze).
     pub timeouts: AtomicU64,
     /// Operations refused at once because the store was down.
     pub fast_failures: AtomicU64,
@@ -97,6 +97,7 @@ impl Breaker {
             self.stats.fast_failures.fetch_add(1, Ordering::Relaxed);
             return Err(self.unavailable("down, waiting for a probe to find it back"));
         }
+        let started = tokio::time::Instant::now();
         let outcome = tokio::select! {
             outcome = tokio::time::timeout(self.settings.timeout, operation) => outcome,
             _ = down.wait_for(|down| *down) => {
@@ -111,6 +112,11 @@ impl Breaker {
                 Err(self.unavailable(&format!("no answer within {:?}", self.settings.timeout)))
             }
             Ok(Err(StoreError::Unavailable(reason))) => {
+                // The client's own timeout (Redis's response timeout) may
+                // fire first: a failure that took as long is a timeout too.
+                if started.elapsed() >= self.settings.timeout.mul_f64(0.9) {
+                    self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                }
                 self.trip();
                 Err(StoreError::Unavailable(reason))
             }
@@ -192,6 +198,14 @@ impl Store for Arc<Breaker> {
     ) -> Result<bool, StoreError> {
         self.guard(self.inner.save_if_newer(key, data, version, ttl))
             .await
+    }
+
+    async fn versions(&self, keys: &[&str]) -> Result<Vec<Option<u64>>, StoreError> {
+        self.guard(self.inner.versions(keys)).await
+    }
+
+    async fn expire(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        self.guard(self.inner.expire(key, ttl)).await
     }
 
     async fn delete(&self, key: &str) -> Result<bool, StoreError> {

@@ -184,6 +184,14 @@ impl Store for EncryptedStore {
             .await
     }
 
+    async fn versions(&self, keys: &[&str]) -> Result<Vec<Option<u64>>, StoreError> {
+        self.inner.versions(keys).await
+    }
+
+    async fn expire(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        self.inner.expire(key, ttl).await
+    }
+
     async fn delete(&self, key: &str) -> Result<bool, StoreError> {
         self.inner.delete(key).await
     }

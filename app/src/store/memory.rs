@@ -49,6 +49,18 @@ impl Store for MemoryStore {
         }))
     }
 
+    async fn expire(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut entries = self.entries.lock();
+        match entries.get_mut(key).filter(|e| e.live(now)) {
+            Some(entry) => {
+                entry.expires = Some(now + ttl);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     async fn save(
         &self,
         key: &str,

@@ -7,6 +7,7 @@
 
 pub mod breaker;
 pub mod encrypted;
+pub mod keys;
 pub mod memory;
 pub mod redis;
 pub mod sql;
@@ -98,6 +99,21 @@ pub trait Store: Send + Sync + 'static {
         version: u64,
         ttl: Option<Duration>,
     ) -> Result<bool, StoreError>;
+
+    /// The current versions of several keys (`None`: absent or expired),
+    /// without their data: what a cache tier checks its copies against.
+    async fn versions(&self, keys: &[&str]) -> Result<Vec<Option<u64>>, StoreError> {
+        Ok(self
+            .load_many(keys)
+            .await?
+            .into_iter()
+            .map(|r| r.map(|r| r.version))
+            .collect())
+    }
+
+    /// Gives a live key a new TTL without writing it (no version bump);
+    /// returns whether the key was there.
+    async fn expire(&self, key: &str, ttl: Duration) -> Result<bool, StoreError>;
 
     /// Removes a key; returns whether it was there.
     async fn delete(&self, key: &str) -> Result<bool, StoreError>;

@@ -201,6 +201,17 @@ impl Store for RedisStore {
         Ok(written == 1)
     }
 
+    async fn expire(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let mut connection = self.connection.clone();
+        let set: i64 = redis::cmd("PEXPIRE")
+            .arg(self.key(key))
+            .arg(ttl_millis(Some(ttl)))
+            .query_async(&mut connection)
+            .await
+            .map_err(failed)?;
+        Ok(set == 1)
+    }
+
     async fn delete(&self, key: &str) -> Result<bool, StoreError> {
         let mut connection = self.connection.clone();
         let removed: i64 = connection.del(self.key(key)).await.map_err(failed)?;

@@ -77,6 +77,10 @@ const SAVE_VERSION: &str = "UPDATE kv_store SET version = version + 1, data = $3
 const SAVE_IF_NEWER: &str = "INSERT INTO kv_store (ns, key, version, data, expires_at) VALUES ($1, $2, $3, $4, $5)
     ON CONFLICT (ns, key) DO UPDATE SET version = excluded.version, data = excluded.data, expires_at = excluded.expires_at
     WHERE kv_store.version < excluded.version OR (kv_store.expires_at IS NOT NULL AND kv_store.expires_at <= $6)";
+const VERSIONS: &str = "SELECT key, version FROM kv_store
+    WHERE ns = $1 AND (expires_at IS NULL OR expires_at > $2)";
+const EXPIRE: &str = "UPDATE kv_store SET expires_at = $3
+    WHERE ns = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > $4)";
 const DELETE: &str = "DELETE FROM kv_store WHERE ns = $1 AND key = $2
     RETURNING (expires_at IS NULL OR expires_at > $3) AS live";
 const SIZE: &str =
@@ -239,6 +243,49 @@ macro_rules! sql_store {
                     .await
                     .map_err(unavailable)?;
                 self.note_write(now).await?;
+                Ok(result.rows_affected() > 0)
+            }
+
+            /// Versions only, every key in one query (no data read).
+            async fn versions(&self, keys: &[&str]) -> Result<Vec<Option<u64>>, StoreError> {
+                if keys.is_empty() {
+                    return Ok(Vec::new());
+                }
+                // Only placeholders are spliced in; the keys are bound.
+                let placeholders = (0..keys.len())
+                    .map(|i| format!("${}", i + 3))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = format!("{VERSIONS} AND key IN ({placeholders})");
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(&self.ns)
+                    .bind(unix_millis());
+                for key in keys {
+                    query = query.bind(*key);
+                }
+                let rows = query
+                    .fetch_all(self.ready().await?)
+                    .await
+                    .map_err(unavailable)?;
+                let mut found = std::collections::HashMap::with_capacity(rows.len());
+                for row in rows {
+                    let key: String = row.try_get("key").map_err(unavailable)?;
+                    let version: i64 = row.try_get("version").map_err(unavailable)?;
+                    found.insert(key, version as u64);
+                }
+                Ok(keys.iter().map(|k| found.get(*k).copied()).collect())
+            }
+
+            async fn expire(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+                let now = unix_millis();
+                let result = sqlx::query(EXPIRE)
+                    .bind(&self.ns)
+                    .bind(key)
+                    .bind(expiry(Some(ttl), now))
+                    .bind(now)
+                    .execute(self.ready().await?)
+                    .await
+                    .map_err(unavailable)?;
                 Ok(result.rows_affected() > 0)
             }
 

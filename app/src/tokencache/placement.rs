@@ -25,7 +25,7 @@ pub trait CacheAccess: Send + Sync {
     fn kind(&self) -> &'static str;
 
     /// Store keys worth reading together with the session (one round trip).
-    fn prefetch_keys(&self, _session_id: &str) -> Vec<String> {
+    fn prefetch_keys(&self, _store_id: &str) -> Vec<String> {
         Vec::new()
     }
 
@@ -278,19 +278,21 @@ impl CacheAccess for InSession {
     }
 }
 
-pub fn partition_key(session_id: &str) -> String {
-    format!("tc:{session_id}")
+/// The token partition's key for a session's store id (its keyed hash, never the id).
+pub fn partition_key(store_id: &str) -> String {
+    format!("tc:{store_id}")
 }
 
-fn lease_key(session_id: &str) -> String {
-    format!("lease:tc:{session_id}")
+fn lease_key(store_id: &str) -> String {
+    format!("lease:tc:{store_id}")
 }
 
 /// How long a refresh lease lasts if its holder dies before giving it back.
 const LEASE_TTL: Duration = Duration::from_secs(10);
 
-/// Option4: one partition per session id (`tc:{sid}`), written with
-/// compare-and-set, living as long as the session, deleted at logout.
+/// Option4: one partition per session (`tc:{keyed hash of the id}`), written
+/// with compare-and-set, with the session's TTL (idle and absolute, renewed
+/// with every write of the session), deleted at logout.
 pub struct Partitioned {
     store: Arc<dyn Store>,
     ttl: Duration,
@@ -308,8 +310,8 @@ impl CacheAccess for Partitioned {
         "partitioned"
     }
 
-    fn prefetch_keys(&self, session_id: &str) -> Vec<String> {
-        vec![partition_key(session_id)]
+    fn prefetch_keys(&self, store_id: &str) -> Vec<String> {
+        vec![partition_key(store_id)]
     }
 
     fn single_flight(&self) -> bool {
@@ -324,7 +326,7 @@ impl CacheAccess for Partitioned {
     ) -> Result<CacheSnapshot, StoreError> {
         let record = match prefetched {
             Some([record]) => record.clone(),
-            _ => self.store.load(&partition_key(&session.id)).await?,
+            _ => self.store.load(&partition_key(&session.store_id)).await?,
         };
         let (cache, version) = parse_cache(record.as_ref())?;
         Ok(CacheSnapshot { cache, version })
@@ -335,15 +337,18 @@ impl CacheAccess for Partitioned {
         session: &mut LoadedSession,
         _: &str,
         snapshot: CacheSnapshot,
-        _: &Sessions,
+        sessions: &Sessions,
     ) -> Result<(), StoreError> {
         let expect = snapshot.version.map_or(Expect::Absent, Expect::Version);
+        // The partition lives as long as its session would if written now,
+        // and every write of the session renews both (Sessions' companion).
+        let ttl = sessions.ttl_of(&session.data).min(self.ttl);
         self.store
             .save(
-                &partition_key(&session.id),
+                &partition_key(&session.store_id),
                 &snapshot.cache.to_bytes(),
                 expect,
-                Some(self.ttl),
+                Some(ttl),
             )
             .await
             .map(|_| ())
@@ -351,7 +356,7 @@ impl CacheAccess for Partitioned {
 
     async fn on_logout(&self, session: &LoadedSession, _: &str) -> Result<(), StoreError> {
         self.store
-            .delete(&partition_key(&session.id))
+            .delete(&partition_key(&session.store_id))
             .await
             .map(|_| ())
     }
@@ -366,7 +371,7 @@ impl CacheAccess for Partitioned {
         match self
             .store
             .save(
-                &lease_key(&session.id),
+                &lease_key(&session.store_id),
                 holder.as_bytes(),
                 Expect::Absent,
                 Some(LEASE_TTL),
@@ -380,6 +385,9 @@ impl CacheAccess for Partitioned {
     }
 
     async fn release_refresh(&self, session: &LoadedSession) -> Result<(), StoreError> {
-        self.store.delete(&lease_key(&session.id)).await.map(|_| ())
+        self.store
+            .delete(&lease_key(&session.store_id))
+            .await
+            .map(|_| ())
     }
 }

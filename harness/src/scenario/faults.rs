@@ -50,6 +50,13 @@ pub enum FaultAction {
     RedisPause,
     RedisResume,
     PostgresRestart,
+    /// SIGKILL (no shutdown), reap, and start again on the same port and
+    /// data dir; with a `for`, only after that long (down meanwhile).
+    PostgresCrash {
+        stay_down: bool,
+    },
+    /// Starts a Postgres a crash left down (the undo of a crash's `for`).
+    PostgresStart,
     /// The IdP's fault controls, as its `/admin/faults` takes them; undone by
     /// `for` or `idp-clear`.
     Idp(FaultConfig),
@@ -81,6 +88,7 @@ impl FaultAction {
                 id,
                 stay_down: true,
             } => Some(FaultAction::InstanceStart(*id)),
+            FaultAction::PostgresCrash { stay_down: true } => Some(FaultAction::PostgresStart),
             FaultAction::Idp(_) => Some(FaultAction::IdpClear),
             FaultAction::Network {
                 store, instances, ..
@@ -122,7 +130,9 @@ impl FaultAction {
             | FaultAction::RedisFlush
             | FaultAction::RedisPause
             | FaultAction::RedisResume => Some(StoreKind::Redis),
-            FaultAction::PostgresRestart => Some(StoreKind::Postgres),
+            FaultAction::PostgresRestart
+            | FaultAction::PostgresCrash { .. }
+            | FaultAction::PostgresStart => Some(StoreKind::Postgres),
             FaultAction::Network { store, .. }
             | FaultAction::NetworkClear { store, .. }
             | FaultAction::NetworkReset { store, .. } => Some(*store),
@@ -165,6 +175,14 @@ impl fmt::Display for FaultAction {
             FaultAction::RedisPause => f.write_str("redis-pause"),
             FaultAction::RedisResume => f.write_str("redis-resume"),
             FaultAction::PostgresRestart => f.write_str("postgres-restart"),
+            FaultAction::PostgresCrash { stay_down } => {
+                f.write_str("postgres-crash")?;
+                if *stay_down {
+                    f.write_str(" (down until started)")?;
+                }
+                Ok(())
+            }
+            FaultAction::PostgresStart => f.write_str("postgres-start"),
             FaultAction::Idp(set) => write!(
                 f,
                 "idp {}",
@@ -371,6 +389,7 @@ enum ActionName {
     RedisPause,
     RedisResume,
     PostgresRestart,
+    PostgresCrash,
     Idp,
     IdpClear,
     Network,
@@ -473,6 +492,9 @@ impl RawFault {
             ActionName::RedisPause => FaultAction::RedisPause,
             ActionName::RedisResume => FaultAction::RedisResume,
             ActionName::PostgresRestart => FaultAction::PostgresRestart,
+            ActionName::PostgresCrash => FaultAction::PostgresCrash {
+                stay_down: self.lasts.is_some(),
+            },
             ActionName::IdpClear => FaultAction::IdpClear,
             ActionName::Idp => {
                 let set = set()?;

@@ -468,6 +468,31 @@ impl Stack {
         self.wait_http_ready().await
     }
 
+    /// Reaps children that exited on their own or were killed from outside
+    /// (none is left defunct; a dead Postgres's lock files are cleared so it
+    /// can start again); returns the names of those down now.
+    pub async fn reap_exited(&mut self) -> Vec<String> {
+        let mut down = Vec::new();
+        for instance in &mut self.instances {
+            if instance.process.has_exited() {
+                down.push(instance.process.name().to_owned());
+            }
+        }
+        if let Some(redis) = &mut self.redis
+            && redis.has_exited()
+        {
+            down.push("redis".to_owned());
+        }
+        if let Some(postgres) = &mut self.postgres {
+            match postgres.reap_if_exited().await {
+                Ok(false) => {}
+                Ok(true) => down.push("postgres".to_owned()),
+                Err(e) => down.push(format!("postgres ({e})")),
+            }
+        }
+        down
+    }
+
     pub fn redis(&mut self) -> Result<&mut Redis, StageError> {
         self.redis
             .as_mut()

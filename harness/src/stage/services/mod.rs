@@ -177,6 +177,17 @@ impl Server {
         Ok(())
     }
 
+    /// Starts a server that was killed again, same spec (port, data), and
+    /// waits until it answers.
+    pub async fn start_again(&mut self) -> Result<(), StageError> {
+        let server = self.own("started")?;
+        if !server.has_exited() {
+            return Ok(());
+        }
+        server.respawn()?;
+        self.wait_ready().await
+    }
+
     /// Freezes the server (SIGSTOP): connections stay open, nothing is answered.
     pub fn pause(&mut self) -> Result<(), StageError> {
         Ok(self.own("paused")?.signal(Signal::SIGSTOP)?)

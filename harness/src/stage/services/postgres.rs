@@ -25,7 +25,9 @@ use sqlx::Connection;
 
 use super::{Server, ServerKind, find_program};
 use crate::stage::StageError;
-use crate::stage::process::{ChildSpec, Supervised, abandoned, free_port, owned_prefix};
+use crate::stage::process::{
+    ChildSpec, Supervised, abandoned, free_port, owned_prefix, poll_until,
+};
 
 pub static KIND: ServerKind = ServerKind {
     name: "postgres",
@@ -43,6 +45,8 @@ pub struct Postgres {
     /// The private server's data dir; removed after the server has stopped
     /// (fields drop in order, after [`Postgres`]'s own `drop`).
     home: Option<tempfile::TempDir>,
+    /// The pid of a server that died and whose leftovers were cleared.
+    cleared: Option<u32>,
 }
 
 impl Deref for Postgres {
@@ -218,7 +222,11 @@ impl Postgres {
             Ok(server)
         })
         .await?;
-        Ok(Self { server, home })
+        Ok(Self {
+            server,
+            home,
+            cleared: None,
+        })
     }
 
     /// A private server on a free port, its data dir where [`data_parent`] says.
@@ -232,12 +240,14 @@ impl Postgres {
         Ok(Self {
             server,
             home: Some(home),
+            cleared: None,
         })
     }
 }
 
 /// A private server on a free port, its data dir in `parent`, its log in
-/// `run_dir`, settings for throwaway data (no fsync).
+/// `run_dir`, settings for throwaway data (no fsync, but
+/// synchronous commits, so a killed server keeps every acknowledged write).
 async fn start_private(
     run_dir: &Path,
     parent: &Path,
@@ -301,8 +311,11 @@ async fn start_private(
             "dynamic_shared_memory_type=mmap",
             "-c",
             "fsync=off",
+            // A commit the app was told about survives a SIGKILL (the WAL is
+            // written before the answer); only the fsync to the disk is skipped,
+            // which matters for a machine crash, not a process crash.
             "-c",
-            "synchronous_commit=off",
+            "synchronous_commit=on",
             "-c",
             "full_page_writes=off",
         ]);
@@ -313,6 +326,104 @@ async fn start_private(
     // On failure the home goes, with the server's data, as this returns.
     let server = Server::private(&KIND, Supervised::spawn(spec)?, url).await?;
     Ok((server, home))
+}
+
+impl Postgres {
+    /// A crash: SIGKILL to the server's process group, no shutdown. Reaps the
+    /// postmaster, waits until its backends are gone too, and clears what a
+    /// killed server leaves that would stop a start on the same data dir (its
+    /// System V segment, `postmaster.pid`, the socket lock file). Start it
+    /// again with [`Server::start_again`] (the `postgres-crash` fault does both).
+    pub async fn kill_and_reap(&mut self) -> Result<(), StageError> {
+        self.server.require_private("crashed")?;
+        let group = self.server.process().map(|p| p.pid());
+        self.server.kill().await?;
+        let Some(group) = group else {
+            return Ok(());
+        };
+        // The backends were in the same group and got the SIGKILL too; their
+        // parent is gone, so init reaps them. Wait (bounded) until none is left.
+        let empty = poll_until(Duration::from_secs(5), || async { group_is_empty(group) }).await;
+        if !empty {
+            tracing::warn!(
+                group,
+                "processes of a killed Postgres are still there after 5 s"
+            );
+        }
+        self.clear_leftovers().await
+    }
+
+    /// Reaps a private server that died on its own or was killed from
+    /// outside (so it is not left defunct, its pid still "alive" in its lock
+    /// file) and clears its leftovers, once; returns whether it is down.
+    pub async fn reap_if_exited(&mut self) -> Result<bool, StageError> {
+        if !self.server.has_exited() {
+            return Ok(false);
+        }
+        self.clear_leftovers().await?;
+        Ok(true)
+    }
+
+    async fn clear_leftovers(&mut self) -> Result<(), StageError> {
+        let pid = self.server.process().map(|p| p.pid());
+        let Some(home) = self.home.as_ref().map(|h| h.path().to_owned()) else {
+            return Ok(());
+        };
+        if pid.is_some() && self.cleared == pid {
+            return Ok(());
+        }
+        tokio::task::spawn_blocking(move || clear_after_kill(&home))
+            .await
+            .map_err(|e| StageError::Io {
+                what: "clearing after a Postgres kill".into(),
+                source: std::io::Error::other(e),
+            })?;
+        self.cleared = pid;
+        Ok(())
+    }
+
+    /// Starts a server that was killed again on its port and data dir
+    /// (clearing what the dead one left first), waiting until it answers.
+    pub async fn start_again(&mut self) -> Result<(), StageError> {
+        if self.reap_if_exited().await? {
+            self.server.start_again().await?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether no live (non-zombie) process is left in process group `group`.
+fn group_is_empty(group: u32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    !entries.flatten().any(|entry| {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            return false;
+        };
+        // After the command name (which may hold spaces): state, ppid, pgrp.
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            return false;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        fields.first() != Some(&"Z") && fields.get(2) == Some(&group.to_string().as_str())
+    })
+}
+
+/// Removes the segment, pid file and socket lock file a killed server left in `home`.
+fn clear_after_kill(home: &Path) {
+    let data = home.join("data");
+    remove_stale_segment(&data);
+    let _ = std::fs::remove_file(data.join("postmaster.pid"));
+    if let Ok(entries) = std::fs::read_dir(home) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(".s.PGSQL.") && name.ends_with(".lock") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
 }
 
 impl Drop for Postgres {

@@ -1,0 +1,392 @@
+//! Option4 through store outages under load, on a real stack (private Redis
+//! and Postgres, two app instances as child processes), driven by the
+//! harness's browsers, judged by its checker, the outages counted with the
+//! app's own metrics.
+//!
+//! Each run: 2 s of normal load, the outage, load to the end (10 s in all),
+//! browsers hopping round-robin between the instances, so a write made on
+//! one instance is read on the other.
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use app::topology::Topology;
+use harness::check::{self, Kind, Settings};
+use harness::history::{self, Event, History, Request};
+use harness::load::browser::Shared;
+use harness::load::latency::Latencies;
+use harness::scenario::Scenario;
+use harness::scenario::faults::FaultAction;
+use harness::stage::network::NetworkFaults;
+use harness::stage::stack::{Stack, StackSpec};
+use harness::stage::{InstanceId, StoreKind};
+use tokio::time::Instant;
+
+const APP_1: InstanceId = InstanceId::from_index(0);
+
+#[derive(Clone, Copy, Debug)]
+enum Outage {
+    /// SIGSTOP for 5 s.
+    RedisPaused,
+    /// SIGKILL, down 5 s, started again empty.
+    RedisKilled,
+    /// app-1's path to Redis swallows everything for 5 s; app-2's is fine.
+    RedisBlackholedFromApp1,
+    /// SIGKILL mid-write, down 3 s, started again on its data.
+    PostgresCrashed,
+}
+
+struct Run {
+    history: History,
+    /// When the outage began and ended, in the history's microseconds.
+    window: (u64, u64),
+    /// Each instance's `/metrics` after the run.
+    metrics: Vec<(String, String)>,
+}
+
+fn scenario(relogin: u32) -> Scenario {
+    Scenario::parse(
+        &format!(
+            r#"
+seed = 4
+[browsers]
+people = 4
+per_person = 2
+
+[load]
+duration = "10s"
+ramp_up = "0s"
+think_time = {{ min = "20ms", max = "60ms" }}
+hopping = "round-robin"
+
+[mix]
+profile = 30
+cart_write = 35
+cart_read = 30
+relogin = {relogin}
+"#
+        ),
+        "outage.toml",
+    )
+    .expect("scenario")
+}
+
+async fn apply(stack: &mut Stack, action: FaultAction) {
+    harness::faults::apply(stack, &action)
+        .await
+        .unwrap_or_else(|e| panic!("{action}: {e}"));
+}
+
+async fn inject(stack: &mut Stack, outage: Outage, start: Instant) -> (u64, u64) {
+    tokio::time::sleep_until(start + Duration::from_secs(2)).await;
+    let blackhole = NetworkFaults {
+        blackhole: true,
+        ..NetworkFaults::default()
+    };
+    match outage {
+        Outage::RedisPaused => apply(stack, FaultAction::RedisPause).await,
+        Outage::RedisKilled => stack.redis().expect("redis").kill().await.expect("kill"),
+        Outage::RedisBlackholedFromApp1 => {
+            apply(
+                stack,
+                FaultAction::Network {
+                    store: StoreKind::Redis,
+                    instances: vec![APP_1],
+                    set: blackhole,
+                },
+            )
+            .await;
+        }
+        Outage::PostgresCrashed => {
+            apply(stack, FaultAction::PostgresCrash { stay_down: true }).await;
+        }
+    }
+    // Counted from when the fault is in place.
+    let began = start.elapsed().as_micros() as u64;
+    let lasts = match outage {
+        Outage::PostgresCrashed => Duration::from_secs(3),
+        _ => Duration::from_secs(5),
+    };
+    tokio::time::sleep(lasts).await;
+    let ended = start.elapsed().as_micros() as u64;
+    match outage {
+        Outage::RedisPaused => apply(stack, FaultAction::RedisResume).await,
+        Outage::RedisKilled => stack
+            .redis()
+            .expect("redis")
+            .start_again()
+            .await
+            .expect("started again, empty"),
+        Outage::RedisBlackholedFromApp1 => {
+            apply(
+                stack,
+                FaultAction::NetworkClear {
+                    store: StoreKind::Redis,
+                    instances: vec![APP_1],
+                },
+            )
+            .await;
+        }
+        Outage::PostgresCrashed => apply(stack, FaultAction::PostgresStart).await,
+    }
+    (began, ended)
+}
+
+async fn run(outage: Outage, relogin: u32) -> Run {
+    let dir = tempfile::tempdir().expect("dir");
+    let scenario = scenario(relogin);
+    let mut stack = Stack::up(&StackSpec {
+        topology: Topology::named("option4").expect("preset"),
+        instances: NonZeroUsize::new(2).expect("two"),
+        run_dir: dir.path().to_owned(),
+        network_proxy: matches!(outage, Outage::RedisBlackholedFromApp1),
+        idp: scenario.workload.idp.clone(),
+    })
+    .await
+    .expect("stack up (app and mock-idp built beside the test)");
+    let instances = harness::run::instance_urls(&stack);
+    let (recorder, collector) = history::channel();
+    let start = Instant::now();
+    let shared = Arc::new(
+        Shared::new(
+            instances.clone(),
+            stack.idp_url(),
+            "app_session".into(),
+            recorder,
+            Arc::new(Latencies::new(
+                40_000,
+                instances.iter().map(|i| i.id.clone()).collect(),
+            )),
+            scenario.workload.clone(),
+            scenario.seed,
+            start,
+        )
+        .expect("shared"),
+    );
+    let faults = tokio::spawn(async move {
+        let window = inject(&mut stack, outage, start).await;
+        (stack, window)
+    });
+    harness::load::drive(shared).await.expect("load runs");
+    let (stack, window) = faults.await.expect("faults ran");
+    let client = reqwest::Client::new();
+    let mut metrics = Vec::new();
+    for instance in harness::run::instance_urls(&stack) {
+        let text = client
+            .get(format!("{}/metrics", instance.base))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        metrics.push((instance.id.clone(), text));
+    }
+    drop(stack);
+    Run {
+        history: collector.finish(),
+        window,
+        metrics,
+    }
+}
+
+/// A counter of `/metrics` for one store (`redis`, `postgres`).
+fn counter(metrics: &str, name: &str, store: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && l.contains(&format!("store=\"{store}\"")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+impl Run {
+    fn findings(&self) -> check::Findings {
+        check::check(
+            &self.history,
+            &Settings {
+                idle_timeout: Duration::from_secs(1800),
+                renewal_offset: Duration::from_secs(300),
+                started_unix_ms: 0,
+                subjects: harness::run::subjects(4),
+            },
+        )
+    }
+
+    /// Requests made wholly inside the outage.
+    fn during(&self) -> impl Iterator<Item = &Event> {
+        let (began, ended) = self.window;
+        self.history
+            .events
+            .iter()
+            .filter(move |e| e.invoked >= began && e.completed <= ended)
+    }
+
+    fn assert_consistent(&self) {
+        let findings = self.findings();
+        for kind in [
+            Kind::StaleRead,
+            Kind::LostUpdate,
+            Kind::SessionLoss,
+            Kind::CrossSessionToken,
+            Kind::CrossUserToken,
+        ] {
+            let found = findings.anomalies.get(&kind).map_or(0, Vec::len);
+            assert_eq!(
+                found,
+                0,
+                "{kind}: {:?}",
+                findings.anomalies.get(&kind).and_then(|a| a.first())
+            );
+        }
+        assert!(
+            self.history.events.len() > 100,
+            "{} requests",
+            self.history.events.len()
+        );
+    }
+
+    fn print_breakers(&self) {
+        for (instance, metrics) in &self.metrics {
+            for store in ["redis", "postgres"] {
+                println!(
+                    "{instance} {store}: outages {} timeouts {} fast failures {} cut short {}",
+                    counter(metrics, "app_store_outages_total", store),
+                    counter(metrics, "app_store_timeouts_total", store),
+                    counter(metrics, "app_store_fast_failures_total", store),
+                    counter(metrics, "app_store_cut_short_total", store),
+                );
+            }
+        }
+    }
+}
+
+/// Redis outages: every request is answered and none fails (reads from
+/// Postgres, writes and sign-ins to Postgres), nothing stale or lost after.
+fn assert_redis_outage_survived(run: &Run, noticed_by: &[&str], frozen: bool) {
+    run.print_breakers();
+    run.assert_consistent();
+    let failed: Vec<&Event> = run
+        .history
+        .events
+        .iter()
+        .filter(|e| !e.outcome.ok() && e.outcome.status() != Some(302))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} failed, first {:?}",
+        failed.len(),
+        failed.first()
+    );
+    let during: Vec<&Event> = run.during().collect();
+    let count = |what: fn(&Request) -> bool| {
+        during
+            .iter()
+            .filter(|e| what(&e.request) && e.outcome.ok())
+            .count()
+    };
+    // Enough happened during the outage to mean something (a loaded
+    // machine makes fewer requests; none of them may fail).
+    assert!(count(|r| matches!(r, Request::CartRead | Request::Profile)) > 5);
+    assert!(count(|r| matches!(r, Request::CartWrite { .. })) > 5);
+    assert!(
+        count(|r| matches!(r, Request::SignIn)) > 0,
+        "sign-ins during the outage"
+    );
+    for (instance, metrics) in &run.metrics {
+        let outages = counter(metrics, "app_store_outages_total", "redis");
+        let timeouts = counter(metrics, "app_store_timeouts_total", "redis");
+        if noticed_by.contains(&instance.as_str()) {
+            assert_eq!(outages, 1, "{instance}: one outage noticed");
+            // Only requests in flight when Redis went quiet wait for the
+            // timeout (together, once); every later one fails over at once.
+            assert!(
+                timeouts <= 8,
+                "{instance}: {timeouts} timeouts, at most one per browser in flight"
+            );
+            if frozen {
+                assert!(
+                    timeouts >= 1,
+                    "{instance}: a frozen store is noticed by a timeout"
+                );
+            } else {
+                assert_eq!(
+                    timeouts, 0,
+                    "{instance}: a refused connection costs no timeout"
+                );
+            }
+            assert!(counter(metrics, "app_store_fast_failures_total", "redis") > 20);
+        } else {
+            assert_eq!((outages, timeouts), (0, 0), "{instance} never lost Redis");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn option4_rides_out_a_paused_redis() {
+    let run = run(Outage::RedisPaused, 4).await;
+    assert_redis_outage_survived(&run, &["app-1", "app-2"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn option4_rides_out_a_redis_killed_and_restarted_empty() {
+    let run = run(Outage::RedisKilled, 4).await;
+    assert_redis_outage_survived(&run, &["app-1", "app-2"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn option4_rides_out_redis_cut_off_from_one_instance_only() {
+    let run = run(Outage::RedisBlackholedFromApp1, 4).await;
+    assert_redis_outage_survived(&run, &["app-1"], true);
+}
+
+/// Postgres crashed under load: writes fail cleanly (503) while it is down,
+/// reads Redis can serve keep answering, and after the restart no write
+/// acknowledged before, during or after is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn option4_survives_a_postgres_crash_without_losing_an_acknowledged_write() {
+    let run = run(Outage::PostgresCrashed, 0).await;
+    run.print_breakers();
+    run.assert_consistent();
+    let during: Vec<&Event> = run.during().collect();
+    let writes: Vec<&Event> = during
+        .iter()
+        .copied()
+        .filter(|e| matches!(e.request, Request::CartWrite { .. }))
+        .collect();
+    assert!(
+        writes.len() > 10,
+        "{} writes during the outage",
+        writes.len()
+    );
+    for write in &writes {
+        assert_eq!(write.outcome.status(), Some(503), "{write:?}");
+        assert_eq!(
+            write.outcome.error(),
+            Some("store_unavailable"),
+            "{write:?}"
+        );
+    }
+    let reads: Vec<&Event> = during
+        .iter()
+        .copied()
+        .filter(|e| matches!(e.request, Request::CartRead | Request::Profile))
+        .collect();
+    assert!(reads.len() > 10, "{} reads during the outage", reads.len());
+    let served = reads.iter().filter(|e| e.outcome.ok()).count();
+    assert_eq!(served, reads.len(), "every read was served from Redis");
+    let acknowledged_after = run
+        .history
+        .events
+        .iter()
+        .filter(|e| {
+            e.invoked > run.window.1
+                && matches!(e.request, Request::CartWrite { .. })
+                && e.outcome.ok()
+        })
+        .count();
+    assert!(
+        acknowledged_after > 10,
+        "writes work again after the restart"
+    );
+}
