@@ -20,6 +20,7 @@ use harness::scenario::Scenario;
 use harness::scenario::faults::FaultAction;
 use harness::stage::network::NetworkFaults;
 use harness::stage::stack::{Stack, StackSpec};
+use harness::stage::target::AppUnderTest;
 use harness::stage::{InstanceId, StoreKind};
 use tokio::time::Instant;
 
@@ -137,7 +138,7 @@ async fn run(outage: Outage, relogin: u32) -> Run {
     let dir = tempfile::tempdir().expect("dir");
     let scenario = scenario(relogin);
     let mut stack = Stack::up(&StackSpec {
-        topology: Topology::named("option4").expect("preset"),
+        app: AppUnderTest::Reference(Topology::named("option4").expect("preset")),
         instances: NonZeroUsize::new(2).expect("two"),
         run_dir: dir.path().to_owned(),
         network_proxy: matches!(outage, Outage::RedisBlackholedFromApp1),

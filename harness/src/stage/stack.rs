@@ -473,9 +473,11 @@ impl Stack {
     /// can start again); returns the names of those down now.
     pub async fn reap_exited(&mut self) -> Vec<String> {
         let mut down = Vec::new();
-        for instance in &mut self.instances {
-            if instance.process.has_exited() {
-                down.push(instance.process.name().to_owned());
+        let idp = self.idp.iter_mut();
+        let children = idp.chain(self.instances.iter_mut().filter_map(|i| i.process.as_mut()));
+        for process in children {
+            if process.has_exited() {
+                down.push(process.name().to_owned());
             }
         }
         if let Some(redis) = &mut self.redis
