@@ -127,10 +127,14 @@ enum Command {
         /// Opt-in: largest allowed rise of the absolute p50.
         #[arg(long, value_parser = parse_percent)]
         max_absolute_p50_regression: Option<f64>,
-        /// Allowed rise of an anomaly family the baseline already had (a
-        /// family new to the run fails always).
+        /// Allowed rise of an anomaly family, as a fraction of the baseline's count.
         #[arg(long, default_value = "0%", value_parser = parse_percent)]
         anomaly_slack: f64,
+        /// Allowed rise of any anomaly family as a count, on top of the
+        /// slack (for options whose anomalies are expected and vary; 0 by
+        /// default, so a family new to the run fails).
+        #[arg(long, default_value_t = 0)]
+        anomaly_allowance: u64,
         /// The reference round trip latencies are divided by: healthz | redis-ping.
         #[arg(long, default_value = "healthz")]
         reference: String,
@@ -305,6 +309,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             max_absolute_p99_regression,
             max_absolute_p50_regression,
             anomaly_slack,
+            anomaly_allowance,
             reference,
             min_requests,
             markdown,
@@ -316,6 +321,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                 p50_absolute: max_absolute_p50_regression,
                 p99_absolute: max_absolute_p99_regression,
                 anomaly_slack,
+                anomaly_allowance,
                 reference,
                 min_requests,
             };

@@ -149,7 +149,7 @@ fn a_machine_slower_at_everything_passes_unless_absolute_limits_are_asked() {
 }
 
 #[test]
-fn a_new_anomaly_family_fails_even_with_slack() {
+fn a_new_anomaly_family_fails_even_with_slack_unless_an_allowance_is_given() {
     let dir = tempfile::tempdir().expect("dir");
     let base = fixture();
     assert_eq!(base.anomaly(Kind::LostUpdate), 0, "option4 loses no update");
@@ -163,6 +163,19 @@ fn a_new_anomaly_family_fails_even_with_slack() {
     let output = compare(dir.path(), &base, &current, &["--anomaly-slack", "1000%"]);
     assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
     assert!(stdout(&output).contains("REGRESSION in anomalies: lost-update"));
+    let output = compare(dir.path(), &base, &current, &["--anomaly-allowance", "1"]);
+    assert!(output.status.success(), "{}", stdout(&output));
+    family_count(&mut current, Kind::LostUpdate, 2);
+    let output = compare(dir.path(), &base, &current, &["--anomaly-allowance", "1"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+}
+
+fn family_count(run: &mut Results, kind: Kind, n: u64) {
+    run.anomalies
+        .iter_mut()
+        .find(|a| a.kind == kind)
+        .expect("family")
+        .count = n;
 }
 
 #[test]

@@ -2,9 +2,10 @@
 //! compared as ratios taken inside each run (a request type's percentile
 //! over a reference round trip measured beside it, `healthz` by default),
 //! because absolute times differ across machines and from one minute to the
-//! next on a shared one; absolute limits are opt-in. Any anomaly family
-//! that appears where the baseline had none fails, as does one that rises
-//! by more than the allowed slack (none by default).
+//! next on a shared one; absolute limits are opt-in. An anomaly family
+//! that rises past the baseline's count fails: by default any rise at all
+//! (so any family new to the run), or past a slack (a fraction of the
+//! baseline's count) plus an allowance (a count) when asked.
 
 use std::fmt::Write;
 
@@ -26,6 +27,10 @@ pub struct Thresholds {
     /// Allowed rise of an anomaly family the baseline already had, as a
     /// fraction of its count (0 = any rise fails). A family new to the run fails always.
     pub anomaly_slack: f64,
+    /// Allowed rise of any anomaly family as a count, on top of the slack,
+    /// for options whose anomalies are expected and vary from run to run
+    /// (0 = none; with 0 a family new to the run fails always).
+    pub anomaly_allowance: u64,
     /// The reference round trip latencies are divided by.
     pub reference: String,
     /// Fewest requests of a type (in both files) for its p50 to count; its
@@ -41,6 +46,7 @@ impl Default for Thresholds {
             p50_absolute: None,
             p99_absolute: None,
             anomaly_slack: 0.0,
+            anomaly_allowance: 0,
             reference: crate::reference::HEALTHZ.to_owned(),
             min_requests: 20,
         }
@@ -271,10 +277,9 @@ pub fn compare(
     }
     for kind in Kind::ALL {
         let (b, c) = (baseline.anomaly(kind), current.anomaly(kind));
-        let allowed = (b as f64 * (1.0 + limits.anomaly_slack)).floor() as u64;
-        let verdict = if c > b && b == 0 {
-            Verdict::Worse
-        } else if c > allowed {
+        let allowed =
+            (b as f64 * (1.0 + limits.anomaly_slack)).floor() as u64 + limits.anomaly_allowance;
+        let verdict = if c > allowed {
             Verdict::Worse
         } else if c < b {
             Verdict::Better
@@ -286,7 +291,7 @@ pub fn compare(
             baseline: b.to_string(),
             current: c.to_string(),
             change: format!("{:+}", c as i64 - b as i64),
-            limit: if b == 0 {
+            limit: if allowed == 0 {
                 "none new".to_owned()
             } else {
                 format!("at most {allowed}")
