@@ -2,6 +2,37 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
+# The main job: build, then bench OPTION (option1..option4, or all) with its
+# default scenario (built-in smoke); extra flags go to `harness bench`
+# (e.g. `just bench all --scenario scenarios/claims.toml`). Prints the
+# summary table, the results files and the HTML report's path.
+bench OPTION *FLAGS:
+    cargo build --release --bins
+    ./target/release/harness bench {{OPTION}} {{FLAGS}}
+
+# The HTML report of results files: `just report reports/runs/a.json reports/runs/b.json -o reports/ab.html`.
+report *ARGS:
+    cargo build --release -p harness --bin harness
+    ./target/release/harness report {{ARGS}}
+
+# Compare a results file with a baseline (exit 1 on a regression):
+# `just compare reports/baselines/smoke-option4.json reports/runs/X.json --markdown`.
+compare BASELINE CURRENT *FLAGS:
+    cargo build --release -p harness --bin harness
+    ./target/release/harness compare {{BASELINE}} {{CURRENT}} {{FLAGS}}
+
+# Refresh the committed baselines: the smoke scenario on all four options,
+# one file per option in reports/baselines/ (commit them with the reason).
+baselines:
+    cargo build --release --bins
+    rm -rf target/baselines && mkdir -p target/baselines
+    ./target/release/harness bench all --scenario scenarios/smoke.toml --out target/baselines --report target/baselines/report.html
+    for option in option1 option2 option3 option4; do cp target/baselines/smoke-$option-*.json reports/baselines/smoke-$option.json; done
+
+# What CI runs (installs what is missing, lints, tests, smoke against the baselines).
+ci:
+    .ci/run
+
 # Run the whole test suite (the command CI runs).
 test:
     cargo nextest run --workspace --all-features

@@ -6,7 +6,9 @@
 //! - [`bench`]: one scenario on one or more topologies; the summary table.
 //! - [`run`]: one run: stage up -> faults, load and sampler side by side ->
 //!   check -> the results document.
+//! - [`report`]: results files -> the HTML report; `compare` against baselines.
 //! - [`progress`]: the live progress bar.
+//! - [`reference`]: reference round trips (healthz, Redis PING) beside the load.
 //! - [`results`]: the results document, its schema, the merge of several.
 //! - [`sample`]: RSS, `/metrics`, store sizes over time; what stores keep.
 //! - [`load`]: the goose driver and the simulated browsers.
@@ -25,6 +27,8 @@ pub mod faults;
 pub mod history;
 pub mod load;
 pub mod progress;
+pub mod reference;
+pub mod report;
 pub mod results;
 pub mod run;
 pub mod run_folder;

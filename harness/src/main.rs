@@ -1,7 +1,9 @@
 //! `harness`: the command line, one library call per subcommand. `bench`
 //! runs a scenario on topologies and writes results; `check` reads a
 //! scenario file and says what it would do; `up` brings a topology up by
-//! hand; `merge` combines results files; `schema` prints their JSON Schema.
+//! hand; `merge` combines results files; `schema` prints their JSON Schema;
+//! `report` writes the HTML report of results files; `compare` judges one
+//! against a baseline.
 
 use std::io::Write;
 use std::num::NonZeroUsize;
@@ -13,6 +15,7 @@ use anyhow::Context;
 use app::topology::{Topology, TopologyError};
 use clap::{Args, Parser, Subcommand};
 use harness::faults;
+use harness::report::compare;
 use harness::results::{self, Results};
 use harness::run_folder::RunFolder;
 use harness::scenario::target;
@@ -120,6 +123,57 @@ enum Command {
         /// Keep the run folder afterwards.
         #[arg(long)]
         keep: bool,
+        /// Where the HTML report of the runs goes (default: beside the results files).
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+    },
+    /// Write one self-contained HTML report (no network needed to read it)
+    /// from results files: verdicts, the claims matrix, latency, anomalies,
+    /// IdP calls, memory, a capacity projection, example histories.
+    Report {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// Compare a results file with a baseline; exit 1 when a limit is
+    /// crossed or an anomaly count rises. Latency limits apply to ratios
+    /// taken within each run (request / reference round trip).
+    Compare {
+        baseline: PathBuf,
+        current: PathBuf,
+        /// Largest allowed rise of (request p99 / reference p99).
+        #[arg(long, default_value = "100%", value_parser = parse_percent)]
+        max_p99_regression: f64,
+        /// Largest allowed rise of (request p50 / reference p50).
+        #[arg(long, default_value = "50%", value_parser = parse_percent)]
+        max_p50_regression: f64,
+        /// Opt-in: largest allowed rise of the absolute p99.
+        #[arg(long, value_parser = parse_percent)]
+        max_absolute_p99_regression: Option<f64>,
+        /// Opt-in: largest allowed rise of the absolute p50.
+        #[arg(long, value_parser = parse_percent)]
+        max_absolute_p50_regression: Option<f64>,
+        /// Allowed rise of an anomaly family, as a fraction of the baseline's count.
+        #[arg(long, default_value = "0%", value_parser = parse_percent)]
+        anomaly_slack: f64,
+        /// Allowed rise of any anomaly family as a count, on top of the
+        /// slack (for options whose anomalies are expected and vary; 0 by
+        /// default, so a family new to the run fails).
+        #[arg(long, default_value_t = 0)]
+        anomaly_allowance: u64,
+        /// The reference round trip latencies are divided by: healthz | redis-ping.
+        #[arg(long, default_value = "healthz")]
+        reference: String,
+        /// Fewest requests of a type for its p50 to be judged (p99: ten times as many).
+        #[arg(long, default_value_t = 20)]
+        min_requests: u64,
+        /// Print a Markdown table (for a CI summary) instead of the terminal one.
+        #[arg(long)]
+        markdown: bool,
+        /// Also write the table to this file.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
     /// Combine results files made on several machines into one: histograms
     /// added and percentiles recomputed, counts summed, timelines kept per source.
@@ -154,7 +208,34 @@ enum Command {
     },
 }
 
-/// Exit codes: 1 when a run fails, 2 when the input is wrong (as clap's usage errors).
+/// Beside the results: one run's file name with `.html`; several runs'
+/// with `all` in place of the first topology's name.
+fn default_report_path(outcome: &harness::bench::Benched) -> PathBuf {
+    let first = &outcome.written[0];
+    let stem = first
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = match outcome.results.first() {
+        Some(results) if outcome.written.len() > 1 => {
+            stem.replacen(&format!("-{}-", results.topology.name), "-all-", 1)
+        }
+        _ => stem,
+    };
+    first.with_file_name(format!("{stem}.html"))
+}
+
+/// A comparison crossed a limit (its table says which).
+#[derive(Debug, thiserror::Error)]
+#[error("the current run is worse than the baseline")]
+struct Regression;
+
+fn parse_percent(text: &str) -> Result<f64, String> {
+    compare::parse_percent(text)
+}
+
+/// Exit codes: 1 when a run fails or a comparison finds a regression, 2 when
+/// the input is wrong (as clap's usage errors).
 #[tokio::main]
 async fn main() -> ExitCode {
     service_kit::init_tracing();
@@ -181,6 +262,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             source,
             run_dir,
             keep,
+            report,
         } => {
             let (scenario, file) = match scenario {
                 Some(path) => (Scenario::from_file(&path)?, Some(path)),
@@ -233,6 +315,11 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             for path in &outcome.written {
                 println!("results: {}", path.display());
             }
+            if !outcome.written.is_empty() {
+                let report = report.unwrap_or_else(|| default_report_path(&outcome));
+                harness::report::write(&outcome.written, &report)?;
+                println!("report: {}", report.display());
+            }
             if let Some(why) = outcome.stopped_because {
                 anyhow::bail!("the run was cut short ({why}); the results written cover what ran");
             }
@@ -246,6 +333,55 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             let merged = results::merge(runs)?;
             merged.write(&output)?;
             println!("{} runs merged into {}", files.len(), output.display());
+            Ok(())
+        }
+        Command::Report { files, output } => {
+            harness::report::write(&files, &output)?;
+            println!("report: {}", output.display());
+            Ok(())
+        }
+        Command::Compare {
+            baseline,
+            current,
+            max_p99_regression,
+            max_p50_regression,
+            max_absolute_p99_regression,
+            max_absolute_p50_regression,
+            anomaly_slack,
+            anomaly_allowance,
+            reference,
+            min_requests,
+            markdown,
+            output,
+        } => {
+            let limits = compare::Thresholds {
+                p50_ratio: max_p50_regression,
+                p99_ratio: max_p99_regression,
+                p50_absolute: max_absolute_p50_regression,
+                p99_absolute: max_absolute_p99_regression,
+                anomaly_slack,
+                anomaly_allowance,
+                reference,
+                min_requests,
+            };
+            let comparison = compare::compare(
+                &Results::read(&baseline)?,
+                &Results::read(&current)?,
+                &limits,
+            )?;
+            let text = if markdown {
+                compare::markdown(&comparison)
+            } else {
+                compare::table(&comparison)
+            };
+            print!("{text}");
+            if let Some(path) = output {
+                std::fs::write(&path, &text)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            if comparison.failed() {
+                return Err(Regression.into());
+            }
             Ok(())
         }
         Command::Schema => {

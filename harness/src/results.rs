@@ -67,6 +67,25 @@ pub struct Results {
     pub leaks: Leaks,
     /// Per source: what happened when.
     pub timelines: Vec<Timeline>,
+    /// Round trips with none of the app's work in them, measured beside the
+    /// load (`healthz`, `redis-ping`): what `harness compare` divides request
+    /// latencies by, since absolute times differ across machines. Empty in
+    /// files written before they were measured.
+    #[serde(default)]
+    pub references: Vec<ReferenceSeries>,
+}
+
+/// One reference round trip, measured as the load ran.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ReferenceSeries {
+    /// `healthz` (an app instance's `GET /healthz`) or `redis-ping`.
+    pub name: String,
+    pub count: u64,
+    /// Probes that got no good answer (an instance restarting); not in the histogram.
+    pub failed: u64,
+    pub latency: Percentiles,
+    /// HdrHistogram V2 deflate, base64; microseconds.
+    pub histogram: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -330,6 +349,34 @@ impl Results {
             .map_or(0, |a| a.count)
     }
 
+    /// A reference round trip by name (`healthz`, `redis-ping`).
+    pub fn reference(&self, name: &str) -> Option<&ReferenceSeries> {
+        self.references.iter().find(|r| r.name == name)
+    }
+
+    /// One request type over every instance: its count and histogram.
+    pub fn kind(&self, kind: &str) -> Result<(u64, Histogram<u64>), ResultsError> {
+        let mut all = crate::load::latency::histogram();
+        let mut count = 0;
+        for series in self.requests.iter().filter(|s| s.kind == kind) {
+            all.add(decode(&series.histogram)?)
+                .map_err(|e| ResultsError::Histogram(format!("{e:?}")))?;
+            count += series.count;
+        }
+        Ok((count, all))
+    }
+
+    /// The request types present, in the order first seen.
+    pub fn kinds(&self) -> Vec<String> {
+        let mut kinds: Vec<String> = Vec::new();
+        for series in &self.requests {
+            if !kinds.contains(&series.kind) {
+                kinds.push(series.kind.clone());
+            }
+        }
+        kinds
+    }
+
     /// All requests of every type and instance together.
     pub fn overall(&self) -> Result<(u64, u64, Histogram<u64>), ResultsError> {
         let mut all = crate::load::latency::histogram();
@@ -388,6 +435,24 @@ pub fn merge(runs: Vec<Results>) -> Result<Results, ResultsError> {
                     into.examples.truncate(5);
                 }
                 None => merged.anomalies.push(report),
+            }
+        }
+        for reference in run.references {
+            match merged
+                .references
+                .iter_mut()
+                .find(|r| r.name == reference.name)
+            {
+                Some(into) => {
+                    let mut sum = decode(&into.histogram)?;
+                    sum.add(decode(&reference.histogram)?)
+                        .map_err(|e| ResultsError::Histogram(format!("{e:?}")))?;
+                    into.histogram = encode(&sum);
+                    into.latency = Percentiles::of(&sum);
+                    into.count += reference.count;
+                    into.failed += reference.failed;
+                }
+                None => merged.references.push(reference),
             }
         }
         let idp = &mut merged.idp;

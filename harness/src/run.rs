@@ -23,10 +23,11 @@ use crate::load::browser::{InstanceUrl, Shared};
 use crate::load::latency::Latencies;
 use crate::load::{self, LoadError};
 use crate::progress::{Figures, Progress};
+use crate::reference::{self, Prober};
 use crate::results::{
     self, AnomalyReport, AppKind, Example, HarnessInfo, HostFacts, IdpCalls, Leaks, Percentiles,
-    RequestSeries, Results, ScenarioInfo, SecondStats, Source, Timeline, TopologyInfo, Unchecked,
-    WorkloadInfo,
+    ReferenceSeries, RequestSeries, Results, ScenarioInfo, SecondStats, Source, Timeline,
+    TopologyInfo, Unchecked, WorkloadInfo,
 };
 use crate::run_folder::RunFolder;
 use crate::sample::{Place, Sample, Sampler};
@@ -160,6 +161,22 @@ pub async fn run(
         })
     };
 
+    // Reference round trips beside the load, on a task of their own.
+    let prober = Arc::new(tokio::sync::Mutex::new(
+        Prober::new(place.instances.clone(), place.redis_url.as_deref()).await,
+    ));
+    let probing = {
+        let prober = prober.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(reference::EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            for round in 0.. {
+                tick.tick().await;
+                prober.lock().await.probe(round).await;
+            }
+        })
+    };
+
     let mut progress = Progress::new(plan.app.name(), workload.duration());
     let steps = Arc::new(Mutex::new(Vec::<FaultStep>::new()));
     let applying = AtomicBool::new(false);
@@ -243,6 +260,9 @@ pub async fn run(
     }
     let load_end = start.elapsed();
     sampling.abort();
+    probing.abort();
+    // The abort lands at the task's next await; the lock waits for it.
+    let references = prober.lock().await.series();
 
     // What stays in the stores after a grace period, and one last sample.
     let mut sampler = Sampler::new(place);
@@ -301,6 +321,7 @@ pub async fn run(
         started_unix_ms,
         duration: load_end,
         stopped_because,
+        references,
     });
     Ok(Outcome {
         results,
@@ -405,6 +426,7 @@ struct Assembly<'a> {
     started_unix_ms: u64,
     duration: Duration,
     stopped_because: Option<String>,
+    references: Vec<ReferenceSeries>,
 }
 
 fn assemble(a: Assembly<'_>) -> Results {
@@ -526,6 +548,7 @@ fn assemble(a: Assembly<'_>) -> Results {
             samples: a.samples,
             seconds,
         }],
+        references: a.references,
     }
 }
 

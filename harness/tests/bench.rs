@@ -61,10 +61,20 @@ fn bench(option: &str, scenario: &Path, out: &Path) -> (std::process::Output, Ve
         .env_remove("DATABASE_URL")
         .output()
         .expect("harness runs");
-    let files = std::fs::read_dir(out)
-        .map(|entries| entries.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    (output, files)
+    (output, json_files(out))
+}
+
+/// The results files in `out` (the report is written beside them).
+fn json_files(out: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(out)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "json"))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[test]
@@ -99,6 +109,17 @@ fn option1_loses_sessions_at_an_instance_restart() {
         stdout.contains("option1") && stdout.contains("loss"),
         "{stdout}"
     );
+    // The report of the run, beside the results, and its path said last.
+    let report = files[0].with_extension("html");
+    assert!(
+        stdout.contains(&format!("report: {}", report.display())),
+        "{stdout}"
+    );
+    let page = std::fs::read_to_string(&report).expect("report written");
+    assert!(page.contains("data-chart=\"latency-distribution\""));
+    // The reference round trips were measured beside the load.
+    let healthz = results.reference("healthz").expect("healthz measured");
+    assert!(healthz.count > 20, "{healthz:?}");
 }
 
 #[test]
@@ -187,11 +208,7 @@ fn ctrl_c_mid_run_still_writes_the_results_marked_incomplete() {
     let said = drain.join().expect("stderr").join("\n");
     assert!(!status.success(), "an interrupted bench says so: {status}");
     assert!(said.contains("cut short"), "{said}");
-    let files: Vec<PathBuf> = std::fs::read_dir(&out)
-        .expect("results folder")
-        .flatten()
-        .map(|e| e.path())
-        .collect();
+    let files = json_files(&out);
     assert_eq!(files.len(), 1, "{files:?}");
     assert_valid_results(&files[0]);
     let results = Results::read(&files[0]).expect("reads");

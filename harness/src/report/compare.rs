@@ -1,0 +1,430 @@
+//! `harness compare`: a results file against a baseline. Latency is
+//! compared as ratios taken inside each run (a request type's percentile
+//! over a reference round trip measured beside it, `healthz` by default),
+//! because absolute times differ across machines and from one minute to the
+//! next on a shared one; absolute limits are opt-in. An anomaly family
+//! that rises past the baseline's count fails: by default any rise at all
+//! (so any family new to the run), or past a slack (a fraction of the
+//! baseline's count) plus an allowance (a count) when asked.
+
+use std::fmt::Write;
+
+use crate::check::Kind;
+use crate::results::Results;
+
+use super::ReportError;
+
+/// What may worsen before the comparison fails.
+#[derive(Clone, Debug)]
+pub struct Thresholds {
+    /// Largest allowed rise of (request p50 / reference p50), as a fraction (0.1 = 10%).
+    pub p50_ratio: f64,
+    /// Largest allowed rise of (request p99 / reference p99).
+    pub p99_ratio: f64,
+    /// Opt-in: largest allowed rise of the absolute p50 / p99.
+    pub p50_absolute: Option<f64>,
+    pub p99_absolute: Option<f64>,
+    /// Allowed rise of an anomaly family the baseline already had, as a
+    /// fraction of its count (0 = any rise fails). A family new to the run fails always.
+    pub anomaly_slack: f64,
+    /// Allowed rise of any anomaly family as a count, on top of the slack,
+    /// for options whose anomalies are expected and vary from run to run
+    /// (0 = none; with 0 a family new to the run fails always).
+    pub anomaly_allowance: u64,
+    /// The reference round trip latencies are divided by.
+    pub reference: String,
+    /// Fewest requests of a type (in both files) for its p50 to count; its
+    /// p99 needs ten times as many, or it is one request's luck.
+    pub min_requests: u64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            p50_ratio: 0.5,
+            p99_ratio: 1.0,
+            p50_absolute: None,
+            p99_absolute: None,
+            anomaly_slack: 0.0,
+            anomaly_allowance: 0,
+            reference: crate::reference::HEALTHZ.to_owned(),
+            min_requests: 20,
+        }
+    }
+}
+
+/// Reads a percentage: `10%` or `10` (both ten percent), as a fraction.
+pub fn parse_percent(text: &str) -> Result<f64, String> {
+    let number = text.trim().trim_end_matches('%').trim();
+    match number.parse::<f64>() {
+        Ok(value) if value.is_finite() && value >= 0.0 => Ok(value / 100.0),
+        _ => Err(format!(
+            "`{text}` is not a percentage (write it as 10% or 10)"
+        )),
+    }
+}
+
+/// How a row came out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Within its limit (or no limit applies).
+    Ok,
+    /// Better than the baseline by more than the limit would allow worse.
+    Better,
+    /// Past its limit: the comparison fails.
+    Worse,
+    /// Shown for the reader; not judged (too few requests, no reference).
+    Info,
+}
+
+impl Verdict {
+    fn word(self) -> &'static str {
+        match self {
+            Verdict::Ok => "ok",
+            Verdict::Better => "better",
+            Verdict::Worse => "WORSE",
+            Verdict::Info => "-",
+        }
+    }
+}
+
+/// One compared figure.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub metric: String,
+    pub baseline: String,
+    pub current: String,
+    pub change: String,
+    pub limit: String,
+    pub verdict: Verdict,
+}
+
+/// The whole comparison.
+#[derive(Clone, Debug)]
+pub struct Comparison {
+    pub baseline: String,
+    pub current: String,
+    pub rows: Vec<Row>,
+}
+
+impl Comparison {
+    /// Whether any row crossed its limit.
+    pub fn failed(&self) -> bool {
+        self.rows.iter().any(|r| r.verdict == Verdict::Worse)
+    }
+
+    /// The rows that failed.
+    pub fn failures(&self) -> Vec<&Row> {
+        self.rows
+            .iter()
+            .filter(|r| r.verdict == Verdict::Worse)
+            .collect()
+    }
+}
+
+fn change(base: f64, current: f64) -> Option<f64> {
+    (base > 0.0).then(|| current / base - 1.0)
+}
+
+fn percent(change: Option<f64>) -> String {
+    change.map_or_else(|| "-".to_owned(), |c| format!("{:+.1}%", c * 100.0))
+}
+
+/// Judges a rise against a limit: worse past it, better past it the other way.
+fn judge(change: Option<f64>, limit: f64) -> Verdict {
+    match change {
+        Some(c) if c > limit => Verdict::Worse,
+        Some(c) if c < -limit.min(0.5) && c < 0.0 => Verdict::Better,
+        _ => Verdict::Ok,
+    }
+}
+
+/// A label for the run: the topology and where it ran.
+fn label(results: &Results) -> String {
+    let sources: Vec<&str> = results.sources.iter().map(|s| s.name.as_str()).collect();
+    format!("{} ({})", results.topology.name, sources.join(", "))
+}
+
+/// Compares `current` with `baseline`.
+pub fn compare(
+    baseline: &Results,
+    current: &Results,
+    limits: &Thresholds,
+) -> Result<Comparison, ReportError> {
+    let mut rows = Vec::new();
+    if baseline.topology.name != current.topology.name {
+        rows.push(Row {
+            metric: "topology".into(),
+            baseline: baseline.topology.name.clone(),
+            current: current.topology.name.clone(),
+            change: "differs".into(),
+            limit: "same".into(),
+            verdict: Verdict::Worse,
+        });
+    }
+    if !current.complete {
+        rows.push(Row {
+            metric: "run complete".into(),
+            baseline: baseline.complete.to_string(),
+            current: "false".into(),
+            change: current.stopped_because.clone().unwrap_or_default(),
+            limit: "true".into(),
+            verdict: Verdict::Worse,
+        });
+    }
+    let reference = |r: &Results| r.reference(&limits.reference).map(|s| s.latency.clone());
+    let (base_ref, cur_ref) = (reference(baseline), reference(current));
+    for kind in baseline.kinds() {
+        let (base_count, base_h) = baseline.kind(&kind)?;
+        let (cur_count, cur_h) = current.kind(&kind)?;
+        if cur_count == 0 {
+            rows.push(Row {
+                metric: format!("{kind}: requests"),
+                baseline: base_count.to_string(),
+                current: "0".into(),
+                change: "none made".into(),
+                limit: "some".into(),
+                verdict: Verdict::Worse,
+            });
+            continue;
+        }
+        let fewest = base_count.min(cur_count);
+        for (name, q, ratio_limit, absolute_limit, needed) in [
+            (
+                "p50",
+                0.5,
+                limits.p50_ratio,
+                limits.p50_absolute,
+                limits.min_requests,
+            ),
+            (
+                "p99",
+                0.99,
+                limits.p99_ratio,
+                limits.p99_absolute,
+                limits.min_requests * 10,
+            ),
+        ] {
+            let (b, c) = (
+                base_h.value_at_quantile(q) as f64,
+                cur_h.value_at_quantile(q) as f64,
+            );
+            let enough = fewest >= needed;
+            let refs = match (&base_ref, &cur_ref) {
+                (Some(br), Some(cr)) => {
+                    let pick = |p: &crate::results::Percentiles| {
+                        if q < 0.9 { p.p50 } else { p.p99 }
+                    };
+                    Some((pick(br).max(1) as f64, pick(cr).max(1) as f64))
+                }
+                _ => None,
+            };
+            match refs {
+                Some((br, cr)) => {
+                    let ch = change(b / br, c / cr);
+                    rows.push(Row {
+                        metric: format!("{kind}: {name} / {} {name}", limits.reference),
+                        baseline: format!("{:.2}", b / br),
+                        current: format!("{:.2}", c / cr),
+                        change: percent(ch),
+                        limit: if enough {
+                            format!("+{:.0}%", ratio_limit * 100.0)
+                        } else {
+                            format!("under {needed} requests: not judged")
+                        },
+                        verdict: if enough {
+                            judge(ch, ratio_limit)
+                        } else {
+                            Verdict::Info
+                        },
+                    });
+                }
+                None => rows.push(Row {
+                    metric: format!("{kind}: {name} / {} {name}", limits.reference),
+                    baseline: if base_ref.is_some() {
+                        "ok"
+                    } else {
+                        "no reference"
+                    }
+                    .into(),
+                    current: if cur_ref.is_some() {
+                        "ok"
+                    } else {
+                        "no reference"
+                    }
+                    .into(),
+                    change: "-".into(),
+                    limit: "not judged".into(),
+                    verdict: Verdict::Info,
+                }),
+            }
+            let ch = change(b, c);
+            rows.push(Row {
+                metric: format!("{kind}: {name} ms"),
+                baseline: format!("{:.2}", b / 1e3),
+                current: format!("{:.2}", c / 1e3),
+                change: percent(ch),
+                limit: absolute_limit.map_or_else(
+                    || "absolute: opt-in".to_owned(),
+                    |l| format!("+{:.0}%", l * 100.0),
+                ),
+                verdict: match absolute_limit {
+                    Some(l) if enough => judge(ch, l),
+                    _ => Verdict::Info,
+                },
+            });
+        }
+    }
+    for kind in Kind::ALL {
+        let (b, c) = (baseline.anomaly(kind), current.anomaly(kind));
+        let allowed =
+            (b as f64 * (1.0 + limits.anomaly_slack)).floor() as u64 + limits.anomaly_allowance;
+        let verdict = if c > allowed {
+            Verdict::Worse
+        } else if c < b {
+            Verdict::Better
+        } else {
+            Verdict::Ok
+        };
+        rows.push(Row {
+            metric: format!("anomalies: {kind}"),
+            baseline: b.to_string(),
+            current: c.to_string(),
+            change: format!("{:+}", c as i64 - b as i64),
+            limit: if allowed == 0 {
+                "none new".to_owned()
+            } else {
+                format!("at most {allowed}")
+            },
+            verdict,
+        });
+    }
+    let errors = |r: &Results| r.overall().map(|(n, e, _)| (n, e));
+    let ((bn, be), (cn, ce)) = (errors(baseline)?, errors(current)?);
+    let rate = |e: u64, n: u64| e as f64 / n.max(1) as f64;
+    rows.push(Row {
+        metric: "error rate (5xx, refused, timeouts, lost)".into(),
+        baseline: format!("{:.2}%", rate(be, bn) * 100.0),
+        current: format!("{:.2}%", rate(ce, cn) * 100.0),
+        change: format!("{:+.2} points", (rate(ce, cn) - rate(be, bn)) * 100.0),
+        limit: "shown".into(),
+        verdict: Verdict::Info,
+    });
+    rows.push(Row {
+        metric: "IdP token calls / minimum".into(),
+        baseline: format!("{:.2}", baseline.idp.ratio),
+        current: format!("{:.2}", current.idp.ratio),
+        change: percent(change(baseline.idp.ratio, current.idp.ratio)),
+        limit: "shown (extra-idp-calls is judged)".into(),
+        verdict: Verdict::Info,
+    });
+    let per = |r: &Results| r.leaks.store_bytes_per_session;
+    rows.push(Row {
+        metric: "store bytes per live session".into(),
+        baseline: per(baseline).map_or_else(|| "-".into(), |b| format!("{b:.0}")),
+        current: per(current).map_or_else(|| "-".into(), |b| format!("{b:.0}")),
+        change: match (per(baseline), per(current)) {
+            (Some(b), Some(c)) => percent(change(b, c)),
+            _ => "-".into(),
+        },
+        limit: "shown".into(),
+        verdict: Verdict::Info,
+    });
+    Ok(Comparison {
+        baseline: label(baseline),
+        current: label(current),
+        rows,
+    })
+}
+
+/// For a terminal: aligned columns.
+pub fn table(comparison: &Comparison) -> String {
+    let heads = [
+        "metric", "baseline", "current", "change", "limit", "verdict",
+    ];
+    let cells: Vec<[String; 6]> = comparison
+        .rows
+        .iter()
+        .map(|r| {
+            [
+                r.metric.clone(),
+                r.baseline.clone(),
+                r.current.clone(),
+                r.change.clone(),
+                r.limit.clone(),
+                r.verdict.word().to_owned(),
+            ]
+        })
+        .collect();
+    let mut widths = heads.map(str::len);
+    for row in &cells {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = format!(
+        "baseline: {}\ncurrent:  {}\n",
+        comparison.baseline, comparison.current
+    );
+    let line = |out: &mut String, row: &[String]| {
+        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            if i == 0 {
+                let _ = write!(out, "{cell:<w$}");
+            } else {
+                let _ = write!(out, "  {cell:>w$}");
+            }
+        }
+        out.push('\n');
+    };
+    line(&mut out, &heads.map(str::to_owned));
+    for row in &cells {
+        line(&mut out, row);
+    }
+    out += &verdict_line(comparison);
+    out
+}
+
+/// For a CI summary: a Markdown table (pipes in cells escaped).
+pub fn markdown(comparison: &Comparison) -> String {
+    let cell = |text: &str| text.replace('|', "\\|");
+    let mut out = format!(
+        "### {} against {}\n\n| metric | baseline | current | change | limit | verdict |\n| --- | ---: | ---: | ---: | --- | --- |\n",
+        cell(&comparison.current),
+        cell(&comparison.baseline)
+    );
+    for r in &comparison.rows {
+        let verdict = if r.verdict == Verdict::Worse {
+            "**WORSE**".to_owned()
+        } else {
+            r.verdict.word().to_owned()
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {verdict} |",
+            cell(&r.metric),
+            cell(&r.baseline),
+            cell(&r.current),
+            cell(&r.change),
+            cell(&r.limit)
+        );
+    }
+    out.push('\n');
+    out += &verdict_line(comparison);
+    out
+}
+
+fn verdict_line(comparison: &Comparison) -> String {
+    let failures = comparison.failures();
+    if failures.is_empty() {
+        "verdict: no regression\n".to_owned()
+    } else {
+        format!(
+            "verdict: REGRESSION in {}\n",
+            failures
+                .iter()
+                .map(|r| r.metric.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}

@@ -1,0 +1,595 @@
+//! The page: escaping, the style sheet, and the sections in reading order
+//! (verdicts, the claims matrix, then the evidence, then what was measured
+//! and on what). Everything taken from a results file is escaped here.
+
+use std::fmt::Write;
+
+use crate::check::Kind;
+use crate::results::{Example, Results};
+
+use super::charts::{self, Chart, human_bytes};
+use super::matrix::{self, CLAIMS, Cell, Seen};
+use super::projection::{self, Projection};
+use super::{Column, ReportError};
+
+/// Text for HTML content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// The anchor of one example history.
+pub fn example_id(column: &Column<'_>, kind: Kind, index: usize) -> String {
+    format!("ex-{}-{}-{index}", column.id, kind.name())
+}
+
+/// No scripts, no fonts, no images from anywhere: the page is read as is.
+const STYLE: &str = "
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; padding: 0 1em; color: #222; line-height: 1.45; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
+table { border-collapse: collapse; margin: .8em 0; font-size: .92em; }
+th, td { border: 1px solid #ccc; padding: .25em .5em; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.observed { background: #fde0dc; } td.clear { background: #e3f4e6; } td.unknown { background: #f1f1f1; color: #555; }
+figure.chart { margin: 1em 0; } figure.chart svg { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { font-size: .9em; color: #444; } .verdict { margin: .6em 0; }
+code, pre { font-family: ui-monospace, monospace; font-size: .88em; } pre { white-space: pre-wrap; background: #f7f7f7; padding: .5em; }
+.muted { color: #666; font-size: .9em; } nav a { margin-right: 1em; }
+";
+
+/// The whole report.
+pub fn page(columns: &[Column<'_>]) -> Result<String, ReportError> {
+    let projections: Vec<Projection> = columns
+        .iter()
+        .map(|c| projection::project(c.results))
+        .collect();
+    let mut out = String::with_capacity(256 * 1024);
+    let names: Vec<String> = columns.iter().map(|c| escape(&c.label)).collect();
+    let _ = write!(
+        out,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>Cache-topology report: {}</title><style>{STYLE}</style></head><body>\n",
+        names.join(", ")
+    );
+    let _ = write!(
+        out,
+        "<h1>Session and token-cache topologies: {}</h1>\n<p class=\"muted\">Made from {} results file(s) by harness {}; \
+         every figure below comes from those files.</p>\n",
+        names.join(", "),
+        columns.len(),
+        escape(&versions(columns))
+    );
+    out += "<nav><a href=\"#verdicts\">Verdicts</a><a href=\"#matrix\">Claims matrix</a><a href=\"#latency\">Latency</a>\
+            <a href=\"#anomalies\">Anomalies</a><a href=\"#idp\">IdP calls</a><a href=\"#memory\">Memory</a>\
+            <a href=\"#projection\">Capacity projection</a><a href=\"#examples\">Example histories</a><a href=\"#facts\">What was measured</a></nav>\n";
+    verdicts(&mut out, columns);
+    claims(&mut out, columns);
+    latency(&mut out, columns)?;
+    anomalies(&mut out, columns);
+    idp(&mut out, columns)?;
+    memory(&mut out, columns)?;
+    capacity(&mut out, columns, &projections)?;
+    examples(&mut out, columns);
+    facts(&mut out, columns);
+    out += "</body></html>\n";
+    Ok(out)
+}
+
+fn versions(columns: &[Column<'_>]) -> String {
+    let mut seen: Vec<String> = Vec::new();
+    for c in columns {
+        let h = &c.results.harness;
+        let v = match &h.git_revision {
+            Some(rev) => format!("{} ({rev})", h.version),
+            None => h.version.clone(),
+        };
+        if !seen.contains(&v) {
+            seen.push(v);
+        }
+    }
+    seen.join(", ")
+}
+
+fn figure(out: &mut String, chart: &Chart) {
+    let _ = writeln!(
+        out,
+        "<figure class=\"chart\" data-chart=\"{}\">{}<figcaption>{}</figcaption></figure>",
+        chart.key,
+        chart.svg,
+        escape(&chart.title)
+    );
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.2}", us as f64 / 1e3)
+}
+
+/// One paragraph per option: what it is, how fast, what went wrong.
+fn verdicts(out: &mut String, columns: &[Column<'_>]) {
+    *out += "<h2 id=\"verdicts\">Verdicts</h2>\n";
+    for column in columns {
+        let r = column.results;
+        let t = &r.topology;
+        let mut text = format!(
+            "<strong>{}</strong> ({} sessions, {} token cache{}, {}): ",
+            escape(&column.label),
+            escape(&t.session_backend),
+            escape(&t.token_cache),
+            if t.encrypt { ", encrypted at rest" } else { "" },
+            escape(&t.concurrency)
+        );
+        match r.overall() {
+            Ok((count, errors, all)) => {
+                let _ = write!(
+                    text,
+                    "{count} requests over {} instance(s), p50 {} ms and p99 {} ms, {errors} errors. ",
+                    r.scenario.instances,
+                    ms(all.value_at_quantile(0.5)),
+                    ms(all.value_at_quantile(0.99))
+                );
+            }
+            Err(e) => {
+                let _ = write!(text, "latency unreadable ({}). ", escape(&e.to_string()));
+            }
+        }
+        let observed: Vec<String> = CLAIMS
+            .iter()
+            .filter_map(|&claim| {
+                let cell = matrix::cell(r, claim);
+                (cell.seen == Seen::Observed)
+                    .then(|| format!("{} ({})", claim.title(), escape(&cell.number)))
+            })
+            .collect();
+        if observed.is_empty() {
+            text += "None of the problems the seed names was observed";
+        } else {
+            let _ = write!(text, "Observed: {}", observed.join("; "));
+        }
+        let other: u64 = [Kind::TokenAfterLogout, Kind::ExtraIdpCalls]
+            .iter()
+            .map(|&k| r.anomaly(k))
+            .sum();
+        let _ = write!(
+            text,
+            ". Other anomalies: {other}. IdP token calls {:.2}x the minimum; {} per live session in the store{}.",
+            r.idp.ratio,
+            r.leaks
+                .store_bytes_per_session
+                .map_or_else(|| "no figure".to_owned(), human_bytes),
+            if r.complete {
+                String::new()
+            } else {
+                format!(
+                    "; <strong>the run was cut short</strong> ({})",
+                    escape(r.stopped_because.as_deref().unwrap_or("interrupted"))
+                )
+            }
+        );
+        let _ = writeln!(
+            out,
+            "<p class=\"verdict\" id=\"verdict-{}\">{text}</p>",
+            column.id
+        );
+    }
+}
+
+fn cell_html(column: &Column<'_>, cell: &Cell) -> String {
+    let (class, word) = match &cell.seen {
+        Seen::Observed => ("observed", "observed".to_owned()),
+        Seen::NotObserved => ("clear", "not observed".to_owned()),
+        Seen::Unknown(why) => ("unknown", format!("unknown: {}", escape(why))),
+    };
+    let link = cell.example.map_or_else(String::new, |(kind, i)| {
+        format!(" <a href=\"#{}\">example</a>", example_id(column, kind, i))
+    });
+    format!(
+        "<td class=\"{class}\"><strong>{word}</strong><br>{}{link}</td>",
+        escape(&cell.number)
+    )
+}
+
+fn claims(out: &mut String, columns: &[Column<'_>]) {
+    *out += "<h2 id=\"matrix\">Claims matrix</h2>\n<table class=\"matrix\"><tr><th>problem</th>";
+    for c in columns {
+        let _ = write!(out, "<th>{}</th>", escape(&c.label));
+    }
+    *out += "</tr>\n";
+    for claim in CLAIMS {
+        let _ = write!(out, "<tr><th>{}</th>", claim.title());
+        for c in columns {
+            out.push_str(&cell_html(c, &matrix::cell(c.results, claim)));
+        }
+        *out += "</tr>\n";
+    }
+    *out += "</table>\n<ul class=\"muted\">";
+    for claim in CLAIMS {
+        let _ = write!(
+            out,
+            "<li><strong>{}</strong>: {}</li>",
+            claim.title(),
+            claim.how()
+        );
+    }
+    *out += "</ul>\n";
+}
+
+fn latency(out: &mut String, columns: &[Column<'_>]) -> Result<(), ReportError> {
+    *out += "<h2 id=\"latency\">Latency</h2>\n<p>Per request type, over every instance, corrected for coordinated omission \
+            (the raw figures are in the results files). Reference round trips were measured beside the load: \
+            what <code>harness compare</code> divides by.</p>\n";
+    *out += "<table><tr><th>option</th><th>request</th><th>count</th><th>errors</th><th>p50 ms</th><th>p90 ms</th>\
+            <th>p99 ms</th><th>p99.9 ms</th><th>max ms</th></tr>\n";
+    for c in columns {
+        let r = c.results;
+        for kind in r.kinds() {
+            let (count, h) = r.kind(&kind)?;
+            let errors: u64 = r
+                .requests
+                .iter()
+                .filter(|s| s.kind == kind)
+                .map(|s| s.server_errors + s.refused + s.timeouts + s.lost)
+                .sum();
+            let _ = writeln!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td class=\"num\">{count}</td><td class=\"num\">{errors}</td>{}</tr>",
+                escape(&c.label),
+                escape(&kind),
+                [0.5, 0.9, 0.99, 0.999, 1.0]
+                    .iter()
+                    .map(|&q| format!("<td class=\"num\">{}</td>", ms(h.value_at_quantile(q))))
+                    .collect::<String>()
+            );
+        }
+        for reference in &r.references {
+            let p = &reference.latency;
+            let _ = writeln!(
+                out,
+                "<tr class=\"muted\"><td>{}</td><td>reference: {}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+                 <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+                escape(&c.label),
+                escape(&reference.name),
+                reference.count,
+                reference.failed,
+                ms(p.p50),
+                ms(p.p90),
+                ms(p.p99),
+                ms(p.p999),
+                ms(p.max)
+            );
+        }
+    }
+    *out += "</table>\n<h3>Percentile distribution</h3>\n";
+    for c in columns {
+        figure(out, &charts::latency_distribution(c)?);
+    }
+    *out += "<h3>Over time, with the fault timeline</h3>\n";
+    for c in columns {
+        for timeline in &c.results.timelines {
+            figure(out, &charts::latency_over_time(c, timeline)?);
+        }
+    }
+    Ok(())
+}
+
+fn anomalies(out: &mut String, columns: &[Column<'_>]) {
+    *out += "<h2 id=\"anomalies\">Anomalies</h2>\n<table><tr><th>family</th>";
+    for c in columns {
+        let _ = write!(out, "<th>{}</th>", escape(&c.label));
+    }
+    *out += "</tr>\n";
+    for kind in Kind::ALL {
+        let _ = write!(out, "<tr><th>{kind}</th>");
+        for c in columns {
+            let r = c.results;
+            let n = r.anomaly(kind);
+            let unchecked = r.unchecked.iter().any(|u| u.kind == kind);
+            let link = r
+                .anomalies
+                .iter()
+                .find(|a| a.kind == kind && !a.examples.is_empty())
+                .map_or_else(String::new, |_| {
+                    format!(" <a href=\"#{}\">example</a>", example_id(c, kind, 0))
+                });
+            let _ = write!(
+                out,
+                "<td class=\"num\">{n}{}{link}</td>",
+                if unchecked && n == 0 {
+                    " (not checked)"
+                } else {
+                    ""
+                }
+            );
+        }
+        *out += "</tr>\n";
+    }
+    *out += "</table>\n<h3>Per fault window</h3>\n<p>Each anomaly is put in the fault window it fell in \
+            (<code>none</code>: outside every window).</p>\n<table><tr><th>option</th><th>fault window</th><th>family</th><th>count</th></tr>\n";
+    let mut any = false;
+    for c in columns {
+        for report in &c.results.anomalies {
+            for (window, n) in &report.by_window {
+                any = true;
+                let _ = writeln!(
+                    out,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{n}</td></tr>",
+                    escape(&c.label),
+                    escape(window),
+                    report.kind
+                );
+            }
+        }
+    }
+    if !any {
+        *out += "<tr><td colspan=\"4\">no anomalies in any run</td></tr>\n";
+    }
+    *out += "</table>\n";
+    let unchecked: Vec<String> = columns
+        .iter()
+        .flat_map(|c| {
+            c.results.unchecked.iter().map(move |u| {
+                format!(
+                    "<li>{}: {} not checked: {}</li>",
+                    escape(&c.label),
+                    u.kind,
+                    escape(&u.reason)
+                )
+            })
+        })
+        .collect();
+    if !unchecked.is_empty() {
+        let _ = writeln!(
+            out,
+            "<p>What could not be checked:</p><ul>{}</ul>",
+            unchecked.concat()
+        );
+    }
+}
+
+fn idp(out: &mut String, columns: &[Column<'_>]) -> Result<(), ReportError> {
+    *out += "<h2 id=\"idp\">IdP token calls</h2>\n<p>The IdP's own count of token calls against the fewest the run \
+            needed (one code exchange per sign-in, one refresh per token lifetime a session used per scope set).</p>\n";
+    *out += "<table><tr><th>option</th><th>sessions</th><th>token calls</th><th>code exchanges</th><th>refreshes</th>\
+            <th>failed</th><th>minimum</th><th>calls per session</th><th>minimum per session</th><th>ratio</th><th>refresh reuse</th></tr>\n";
+    for c in columns {
+        let i = &c.results.idp;
+        let per = |n: u64| format!("{:.2}", n as f64 / i.sessions.max(1) as f64);
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{:.2}</td><td class=\"num\">{}</td></tr>",
+            escape(&c.label),
+            i.sessions,
+            i.token_calls,
+            i.code_exchanges,
+            i.refreshes,
+            i.failed_token_calls,
+            i.minimum,
+            per(i.token_calls),
+            per(i.minimum),
+            i.ratio,
+            i.refresh_reuse
+        );
+    }
+    *out += "</table>\n";
+    figure(out, &charts::idp_calls(columns)?);
+    Ok(())
+}
+
+fn memory(out: &mut String, columns: &[Column<'_>]) -> Result<(), ReportError> {
+    *out += "<h2 id=\"memory\">Store bytes and instance memory</h2>\n";
+    *out += "<table><tr><th>option</th><th>live sessions at end</th><th>store bytes per live session</th>\
+            <th>store growth</th><th>peak RSS</th><th>RSS growth</th><th>in-process token-cache entries</th></tr>\n";
+    for c in columns {
+        let l = &c.results.leaks;
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            escape(&c.label),
+            l.live_sessions_at_end,
+            l.store_bytes_per_session
+                .map_or_else(|| "-".to_owned(), human_bytes),
+            human_bytes(l.store_growth_bytes as f64),
+            human_bytes(l.peak_rss_bytes as f64),
+            human_bytes(l.rss_growth_bytes as f64),
+            l.token_cache_entries_at_end
+                .map_or_else(|| "-".to_owned(), |n| n.to_string())
+        );
+    }
+    *out += "</table>\n";
+    figure(out, &charts::store_bytes(columns)?);
+    figure(out, &charts::rss(columns)?);
+    Ok(())
+}
+
+fn capacity(
+    out: &mut String,
+    columns: &[Column<'_>],
+    projections: &[Projection],
+) -> Result<(), ReportError> {
+    *out += "<h2 id=\"projection\">Capacity projection</h2>\n<p>Store memory from a straight line fitted to \
+            (sessions stored, store bytes) at each sample; IdP token calls per second from the calls per live \
+            session per second the run made. Both assume sessions behave as this run's did; the further a \
+            scale is from the measured range, the more it is a guess.</p>\n";
+    *out += "<table><tr><th>option</th><th>fit</th><th>inputs</th>";
+    for scale in projection::SCALES {
+        let _ = write!(
+            out,
+            "<th>{scale}x: store</th><th>{scale}x: token calls/s</th>"
+        );
+    }
+    *out += "</tr>\n";
+    for (c, p) in columns.iter().zip(projections) {
+        let fit = match &p.fit {
+            Some(f) => format!(
+                "{} + {} per session ({}{})",
+                human_bytes(f.base_bytes),
+                human_bytes(f.per_session),
+                f.method,
+                f.r_squared
+                    .map_or_else(String::new, |r| format!(", R² {r:.2}"))
+            ),
+            None => "no store figures".to_owned(),
+        };
+        let inputs = match &p.fit {
+            Some(f) => format!(
+                "{} live sessions at the end; {} sample(s) spanning {}-{} sessions; {} token calls in {:.0} s ({})",
+                p.sessions,
+                f.points,
+                f.sessions_range.0,
+                f.sessions_range.1,
+                p.token_calls,
+                p.duration_secs,
+                p.calls_per_session_second
+                    .map_or_else(|| "-".to_owned(), |c| format!("{c:.4} per session per s"))
+            ),
+            None => format!(
+                "{} live sessions, {} token calls",
+                p.sessions, p.token_calls
+            ),
+        };
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td>",
+            escape(&c.label),
+            escape(&fit),
+            escape(&inputs)
+        );
+        for (_, sessions, bytes, calls) in &p.rows {
+            let _ = write!(
+                out,
+                "<td class=\"num\">{} for {sessions}</td><td class=\"num\">{}</td>",
+                bytes.map_or_else(|| "-".to_owned(), human_bytes),
+                calls.map_or_else(|| "-".to_owned(), |c| format!("{c:.1}"))
+            );
+        }
+        *out += "</tr>\n";
+    }
+    *out += "</table>\n";
+    figure(out, &charts::projection(columns, projections)?);
+    Ok(())
+}
+
+fn event_rows(example: &Example) -> String {
+    let mut rows = String::new();
+    for e in &example.events {
+        let outcome = serde_json::to_string(&e.outcome).unwrap_or_default();
+        let request = serde_json::to_string(&e.request).unwrap_or_default();
+        let _ = write!(
+            rows,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{:.3}</td><td class=\"num\">{:.3}</td><td><code>{}</code></td></tr>",
+            e.browser.0,
+            escape(&request),
+            escape(&e.sent_to),
+            e.invoked as f64 / 1e6,
+            e.completed as f64 / 1e6,
+            escape(&outcome)
+        );
+    }
+    rows
+}
+
+fn examples(out: &mut String, columns: &[Column<'_>]) {
+    *out += "<h2 id=\"examples\">Example histories</h2>\n<p>Up to five per anomaly family and option, \
+            with the events that prove each (times in seconds into the run).</p>\n";
+    let mut any = false;
+    for c in columns {
+        for report in &c.results.anomalies {
+            for (index, example) in report.examples.iter().enumerate() {
+                any = true;
+                let _ = writeln!(
+                    out,
+                    "<section class=\"example\" id=\"{}\"><h3>{}: {} #{}</h3><p>{}</p><p class=\"muted\">source {}, fault window {}</p>\
+                     <table><tr><th>browser</th><th>request</th><th>sent to</th><th>invoked s</th><th>completed s</th><th>outcome</th></tr>{}</table></section>",
+                    example_id(c, report.kind, index),
+                    escape(&c.label),
+                    report.kind,
+                    index + 1,
+                    escape(&example.summary),
+                    escape(&example.source),
+                    escape(example.fault_window.as_deref().unwrap_or("none")),
+                    event_rows(example)
+                );
+            }
+        }
+    }
+    if !any {
+        *out += "<p>No anomaly in any run: no example to show.</p>\n";
+    }
+}
+
+fn facts(out: &mut String, columns: &[Column<'_>]) {
+    *out += "<h2 id=\"facts\">What was measured, and on what</h2>\n";
+    for c in columns {
+        let r: &Results = c.results;
+        let t = &r.topology;
+        let _ = write!(
+            out,
+            "<h3>{}</h3>\n<table><tr><th>topology</th><td>{}: sessions {}, token cache {}, encrypted {}, {}</td></tr>\
+             <tr><th>scenario</th><td>{} (seed {}, {} instances){}</td></tr>\
+             <tr><th>harness</th><td>{}{}; results schema {}</td></tr>\
+             <tr><th>complete</th><td>{}</td></tr>\n",
+            escape(&c.label),
+            escape(&t.name),
+            escape(&t.session_backend),
+            escape(&t.token_cache),
+            t.encrypt,
+            escape(&t.concurrency),
+            escape(r.scenario.file.as_deref().unwrap_or("built-in smoke")),
+            r.scenario.seed,
+            r.scenario.instances,
+            if r.scenario.faults.is_empty() {
+                String::new()
+            } else {
+                format!("; faults: {}", escape(&r.scenario.faults.join("; ")))
+            },
+            escape(&r.harness.version),
+            r.harness
+                .git_revision
+                .as_deref()
+                .map_or_else(String::new, |g| format!(" ({})", escape(g))),
+            r.schema_version,
+            if r.complete {
+                "yes".to_owned()
+            } else {
+                format!(
+                    "no: {}",
+                    escape(r.stopped_because.as_deref().unwrap_or("cut short"))
+                )
+            }
+        );
+        for s in &r.sources {
+            let h = &s.host;
+            let _ = writeln!(
+                out,
+                "<tr><th>source {}</th><td>started {} for {:.1} s on {} ({} {}, {} CPUs, {} memory)</td></tr>",
+                escape(&s.name),
+                escape(&s.started_at),
+                s.duration_secs,
+                escape(&h.hostname),
+                escape(&h.os),
+                escape(h.kernel.as_deref().unwrap_or("")),
+                h.cpus,
+                h.memory_bytes
+                    .map_or_else(|| "unknown".to_owned(), |m| human_bytes(m as f64))
+            );
+        }
+        let workload = serde_json::to_string_pretty(&r.scenario.workload.0).unwrap_or_default();
+        let _ = write!(
+            out,
+            "</table>\n<details open><summary>resolved workload</summary><pre>{}</pre></details>\n",
+            escape(&workload)
+        );
+    }
+}

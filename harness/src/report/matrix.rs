@@ -1,0 +1,239 @@
+//! The claims matrix: for each option, each problem the seed says the
+//! topologies suffer (memory growth, loss on restart, tokens shared across
+//! sessions, inconsistency across instances) plus lost updates and orphans,
+//! as observed or not, the number behind it, and which example history
+//! proves it.
+
+use crate::check::Kind;
+use crate::results::{AnomalyReport, Results};
+
+/// The rows of the matrix, in the order shown.
+pub const CLAIMS: [Claim; 6] = [
+    Claim::MemoryGrowth,
+    Claim::LossOnRestart,
+    Claim::SharedTokens,
+    Claim::CrossInstance,
+    Claim::LostUpdates,
+    Claim::Orphans,
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    MemoryGrowth,
+    LossOnRestart,
+    SharedTokens,
+    CrossInstance,
+    LostUpdates,
+    Orphans,
+}
+
+impl Claim {
+    pub fn title(self) -> &'static str {
+        match self {
+            Claim::MemoryGrowth => "memory growth",
+            Claim::LossOnRestart => "loss on restart",
+            Claim::SharedTokens => "tokens shared across sessions",
+            Claim::CrossInstance => "inconsistency across instances",
+            Claim::LostUpdates => "lost updates",
+            Claim::Orphans => "orphans",
+        }
+    }
+
+    /// How the number is found, shown under the matrix.
+    pub fn how(self) -> &'static str {
+        match self {
+            Claim::MemoryGrowth => {
+                "state kept beyond the live sessions: store growth over the run while orphans remain, \
+                 or an in-process token cache holding more entries than there are live sessions"
+            }
+            Claim::LossOnRestart => {
+                "session-loss anomalies inside an instance restart or crash window"
+            }
+            Claim::SharedTokens => {
+                "cross-session-token plus cross-user-token anomalies: a token this browser never obtained"
+            }
+            Claim::CrossInstance => {
+                "session-loss on a hop to another instance, plus stale reads (an item or version going backwards)"
+            }
+            Claim::LostUpdates => {
+                "lost-update anomalies: an acknowledged cart item missing from every later read"
+            }
+            Claim::Orphans => {
+                "orphan anomalies: session records or tokens still stored after logout, past the grace period"
+            }
+        }
+    }
+}
+
+/// Whether a claim showed in a run.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Seen {
+    Observed,
+    NotObserved,
+    /// The run could not tell (the check was not made, or the scenario never tried it).
+    Unknown(String),
+}
+
+/// One cell of the matrix.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cell {
+    pub seen: Seen,
+    /// The figure behind it, in words.
+    pub number: String,
+    /// An example proving it: (anomaly family, index into its examples).
+    pub example: Option<(Kind, usize)>,
+}
+
+fn family(results: &Results, kind: Kind) -> Option<&AnomalyReport> {
+    results.anomalies.iter().find(|a| a.kind == kind)
+}
+
+fn unchecked(results: &Results, kind: Kind) -> Option<String> {
+    results
+        .unchecked
+        .iter()
+        .find(|u| u.kind == kind)
+        .map(|u| u.reason.clone())
+}
+
+/// Whether a fault window's label is an instance going down.
+pub fn is_restart(label: &str) -> bool {
+    label.contains("instance-restart") || label.contains("instance-crash")
+}
+
+/// The first example of `kind` that `pick` accepts, as a cell link.
+fn example_where(
+    results: &Results,
+    kind: Kind,
+    pick: impl Fn(&crate::results::Example) -> bool,
+) -> Option<(Kind, usize)> {
+    family(results, kind)?
+        .examples
+        .iter()
+        .position(pick)
+        .map(|i| (kind, i))
+}
+
+fn first_example(results: &Results, kinds: &[Kind]) -> Option<(Kind, usize)> {
+    kinds
+        .iter()
+        .find_map(|&k| example_where(results, k, |_| true))
+}
+
+fn seen(observed: bool) -> Seen {
+    if observed {
+        Seen::Observed
+    } else {
+        Seen::NotObserved
+    }
+}
+
+/// The cell of `claim` for one run.
+pub fn cell(results: &Results, claim: Claim) -> Cell {
+    let count = |kind: Kind| results.anomaly(kind);
+    match claim {
+        Claim::MemoryGrowth => {
+            let leaks = &results.leaks;
+            let orphans = count(Kind::Orphan);
+            let cache_beyond = leaks
+                .token_cache_entries_at_end
+                .is_some_and(|e| e > leaks.live_sessions_at_end);
+            let observed = (leaks.store_growth_bytes > 0 && orphans > 0) || cache_beyond;
+            let mut number = format!(
+                "store {:+} B, RSS {:+.1} MiB",
+                leaks.store_growth_bytes,
+                leaks.rss_growth_bytes as f64 / 1_048_576.0
+            );
+            if let Some(entries) = leaks.token_cache_entries_at_end {
+                number += &format!(
+                    ", {entries} cached tokens for {} live sessions",
+                    leaks.live_sessions_at_end
+                );
+            }
+            Cell {
+                seen: seen(observed),
+                number,
+                example: observed
+                    .then(|| first_example(results, &[Kind::Orphan]))
+                    .flatten(),
+            }
+        }
+        Claim::LossOnRestart => {
+            let restarts = results.scenario.faults.iter().any(|f| is_restart(f))
+                || results
+                    .timelines
+                    .iter()
+                    .flat_map(|t| &t.faults)
+                    .any(|s| is_restart(&s.action));
+            let in_restart: u64 = family(results, Kind::SessionLoss)
+                .map(|f| {
+                    f.by_window
+                        .iter()
+                        .filter(|(w, _)| is_restart(w))
+                        .map(|(_, n)| n)
+                        .sum()
+                })
+                .unwrap_or(0);
+            if !restarts {
+                return Cell {
+                    seen: Seen::Unknown("the scenario restarts no instance".into()),
+                    number: "-".into(),
+                    example: None,
+                };
+            }
+            Cell {
+                seen: seen(in_restart > 0),
+                number: format!("{in_restart} session losses in restart windows"),
+                example: example_where(results, Kind::SessionLoss, |e| {
+                    e.fault_window.as_deref().is_some_and(is_restart)
+                }),
+            }
+        }
+        Claim::SharedTokens => {
+            let n = count(Kind::CrossSessionToken) + count(Kind::CrossUserToken);
+            Cell {
+                seen: seen(n > 0),
+                number: format!(
+                    "{} cross-session, {} cross-user",
+                    count(Kind::CrossSessionToken),
+                    count(Kind::CrossUserToken)
+                ),
+                example: first_example(results, &[Kind::CrossUserToken, Kind::CrossSessionToken]),
+            }
+        }
+        Claim::CrossInstance => {
+            let hop = family(results, Kind::SessionLoss)
+                .and_then(|f| f.facets.get("hop").copied())
+                .unwrap_or(0);
+            let stale = count(Kind::StaleRead);
+            Cell {
+                seen: seen(hop + stale > 0),
+                number: format!("{hop} losses on a hop, {stale} stale reads"),
+                example: example_where(results, Kind::SessionLoss, |e| {
+                    e.summary.contains("its last good answer came from")
+                })
+                .or_else(|| first_example(results, &[Kind::StaleRead])),
+            }
+        }
+        Claim::LostUpdates => counted(results, Kind::LostUpdate, "lost cart items"),
+        Claim::Orphans => counted(results, Kind::Orphan, "left behind"),
+    }
+}
+
+fn counted(results: &Results, kind: Kind, what: &str) -> Cell {
+    let n = results.anomaly(kind);
+    if n == 0
+        && let Some(reason) = unchecked(results, kind)
+    {
+        return Cell {
+            seen: Seen::Unknown(format!("not checked: {reason}")),
+            number: "-".into(),
+            example: None,
+        };
+    }
+    Cell {
+        seen: seen(n > 0),
+        number: format!("{n} {what}"),
+        example: first_example(results, &[kind]),
+    }
+}

@@ -1,0 +1,94 @@
+//! The HTML report: one self-contained file made from results files only
+//! (never from a run's memory), so results merged from several machines
+//! report as well as one machine's; and `compare`, results against a baseline.
+//!
+//! # Layout
+//! - [`matrix`]: the claims matrix (what the seed says each option suffers, observed or not).
+//! - [`charts`]: the charts, drawn by plotters as inline SVG.
+//! - [`projection`]: the capacity projection (store memory and IdP calls at 10x-1000x).
+//! - [`html`]: escaping and the page around the sections.
+//! - [`compare`]: one results file against a baseline: the table and the verdict.
+
+pub mod charts;
+pub mod compare;
+pub mod html;
+pub mod matrix;
+pub mod projection;
+
+use std::path::Path;
+
+use crate::results::{Results, ResultsError};
+
+/// Why a report could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Results(#[from] ResultsError),
+    #[error("a chart could not be drawn: {0}")]
+    Chart(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("no results files to report on")]
+    Empty,
+}
+
+/// One option's results as the report shows them: its label (the topology's
+/// name, made unique when two files name the same one) and its file.
+pub struct Column<'a> {
+    pub label: String,
+    /// Where in the page its anchors live (`o0`, `o1`, ...): labels come from
+    /// files and are not trusted in ids.
+    pub id: String,
+    pub results: &'a Results,
+}
+
+/// The columns of a report, in the order given.
+pub fn columns(runs: &[Results]) -> Vec<Column<'_>> {
+    let mut out: Vec<Column<'_>> = Vec::with_capacity(runs.len());
+    for (index, results) in runs.iter().enumerate() {
+        let name = &results.topology.name;
+        let seen = runs[..index]
+            .iter()
+            .filter(|r| r.topology.name == *name)
+            .count();
+        let label = if seen == 0 {
+            name.clone()
+        } else {
+            format!("{name} ({})", seen + 1)
+        };
+        out.push(Column {
+            label,
+            id: format!("o{index}"),
+            results,
+        });
+    }
+    out
+}
+
+/// The report of `runs`, as one HTML document.
+pub fn render(runs: &[Results]) -> Result<String, ReportError> {
+    if runs.is_empty() {
+        return Err(ReportError::Empty);
+    }
+    html::page(&columns(runs))
+}
+
+/// Reads `files`, writes the report to `out` (creating its folder).
+pub fn write(files: &[impl AsRef<Path>], out: &Path) -> Result<(), ReportError> {
+    let runs = files
+        .iter()
+        .map(|f| Results::read(f.as_ref()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let page = render(&runs)?;
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |source: std::io::Error| ReportError::Io { path, source }
+    };
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+    }
+    std::fs::write(out, page).map_err(io(out))
+}

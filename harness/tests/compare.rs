@@ -1,0 +1,223 @@
+//! `harness compare` on crafted changes to a real results fixture: a slower
+//! request type (judged as a ratio to the reference round trip), a faster
+//! one, a new anomaly family, a rise in orphans, and a machine that is
+//! slower at everything (which the ratios forgive and absolute limits do not).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use harness::check::Kind;
+use harness::results::{self, Results};
+
+fn fixture() -> Results {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/short-option4.json");
+    Results::read(&path).expect("fixture")
+}
+
+/// Every latency of `text` (a histogram) times `factor`.
+fn scaled(text: &str, factor: f64) -> String {
+    let histogram = results::decode(text).expect("decodes");
+    let mut out = harness::load::latency::histogram();
+    for v in histogram.iter_recorded() {
+        let value = ((v.value_iterated_to() as f64 * factor) as u64).max(1);
+        out.record_n(value, v.count_at_value()).expect("in range");
+    }
+    results::encode(&out)
+}
+
+fn slow_down(run: &mut Results, kind: Option<&str>, factor: f64) {
+    for series in &mut run.requests {
+        if kind.is_none_or(|k| series.kind == k) {
+            series.histogram = scaled(&series.histogram, factor);
+            series.raw_histogram = scaled(&series.raw_histogram, factor);
+        }
+    }
+}
+
+fn compare(dir: &Path, baseline: &Results, current: &Results, flags: &[&str]) -> Output {
+    let (b, c) = (dir.join("baseline.json"), dir.join("current.json"));
+    baseline.write(&b).expect("write");
+    current.write(&c).expect("write");
+    Command::new(env!("CARGO_BIN_EXE_harness"))
+        .arg("compare")
+        .arg(&b)
+        .arg(&c)
+        .args(flags)
+        .output()
+        .expect("runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The busiest request type of the fixture.
+fn busiest(run: &Results) -> String {
+    let mut kinds = run.kinds();
+    kinds.sort_by_key(|k| std::cmp::Reverse(run.kind(k).expect("kind").0));
+    kinds[0].clone()
+}
+
+#[test]
+fn the_same_run_passes() {
+    let dir = tempfile::tempdir().expect("dir");
+    let run = fixture();
+    let output = compare(dir.path(), &run, &run, &[]);
+    assert!(output.status.success(), "{}", stdout(&output));
+    assert!(stdout(&output).contains("verdict: no regression"));
+}
+
+#[test]
+fn a_slower_request_type_fails_on_its_ratio() {
+    let dir = tempfile::tempdir().expect("dir");
+    let base = fixture();
+    let kind = busiest(&base);
+    let mut current = base.clone();
+    slow_down(&mut current, Some(&kind), 3.0);
+    let output = compare(
+        dir.path(),
+        &base,
+        &current,
+        &["--max-p50-regression", "20%"],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains(&format!("REGRESSION in {kind}: p50 / healthz p50")),
+        "{text}"
+    );
+    let row = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{kind}: p50 / healthz")))
+        .expect("row");
+    assert!(row.contains("WORSE"), "{row}");
+    // Markdown for a CI summary says the same.
+    let output = compare(
+        dir.path(),
+        &base,
+        &current,
+        &["--max-p50-regression", "20%", "--markdown"],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stdout(&output).contains("| **WORSE** |"));
+    assert!(stdout(&output).contains("| metric | baseline | current |"));
+}
+
+#[test]
+fn a_faster_run_passes_and_says_better() {
+    let dir = tempfile::tempdir().expect("dir");
+    let base = fixture();
+    let kind = busiest(&base);
+    let mut current = base.clone();
+    slow_down(&mut current, Some(&kind), 0.3);
+    let output = compare(dir.path(), &base, &current, &[]);
+    assert!(output.status.success(), "{}", stdout(&output));
+    let text = stdout(&output);
+    let row = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{kind}: p50 / healthz")))
+        .expect("row");
+    assert!(row.trim_end().ends_with("better"), "{row}");
+}
+
+#[test]
+fn a_machine_slower_at_everything_passes_unless_absolute_limits_are_asked() {
+    let dir = tempfile::tempdir().expect("dir");
+    let base = fixture();
+    let mut current = base.clone();
+    slow_down(&mut current, None, 2.0);
+    for reference in &mut current.references {
+        reference.histogram = scaled(&reference.histogram, 2.0);
+        reference.latency =
+            results::Percentiles::of(&results::decode(&reference.histogram).expect("decodes"));
+    }
+    let output = compare(
+        dir.path(),
+        &base,
+        &current,
+        &["--max-p50-regression", "20%"],
+    );
+    assert!(output.status.success(), "{}", stdout(&output));
+    let output = compare(
+        dir.path(),
+        &base,
+        &current,
+        &["--max-absolute-p50-regression", "20%"],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert!(stdout(&output).contains(": p50 ms"));
+}
+
+#[test]
+fn a_new_anomaly_family_fails_even_with_slack_unless_an_allowance_is_given() {
+    let dir = tempfile::tempdir().expect("dir");
+    let base = fixture();
+    assert_eq!(base.anomaly(Kind::LostUpdate), 0, "option4 loses no update");
+    let mut current = base.clone();
+    let family = current
+        .anomalies
+        .iter_mut()
+        .find(|a| a.kind == Kind::LostUpdate)
+        .expect("family");
+    family.count = 1;
+    let output = compare(dir.path(), &base, &current, &["--anomaly-slack", "1000%"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert!(stdout(&output).contains("REGRESSION in anomalies: lost-update"));
+    let output = compare(dir.path(), &base, &current, &["--anomaly-allowance", "1"]);
+    assert!(output.status.success(), "{}", stdout(&output));
+    family_count(&mut current, Kind::LostUpdate, 2);
+    let output = compare(dir.path(), &base, &current, &["--anomaly-allowance", "1"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+}
+
+fn family_count(run: &mut Results, kind: Kind, n: u64) {
+    run.anomalies
+        .iter_mut()
+        .find(|a| a.kind == kind)
+        .expect("family")
+        .count = n;
+}
+
+#[test]
+fn orphans_that_rise_fail_unless_within_the_slack() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut base = fixture();
+    let set = |run: &mut Results, n: u64| {
+        run.anomalies
+            .iter_mut()
+            .find(|a| a.kind == Kind::Orphan)
+            .expect("family")
+            .count = n;
+    };
+    set(&mut base, 4);
+    let mut current = base.clone();
+    set(&mut current, 5);
+    let output = compare(dir.path(), &base, &current, &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert!(stdout(&output).contains("REGRESSION in anomalies: orphan"));
+    let output = compare(dir.path(), &base, &current, &["--anomaly-slack", "50%"]);
+    assert!(output.status.success(), "{}", stdout(&output));
+    set(&mut current, 3);
+    let output = compare(dir.path(), &base, &current, &[]);
+    assert!(
+        output.status.success(),
+        "fewer orphans: {}",
+        stdout(&output)
+    );
+}
+
+#[test]
+fn files_without_reference_round_trips_are_not_judged_on_ratios() {
+    let dir = tempfile::tempdir().expect("dir");
+    // A results file from before references were measured: the field is absent.
+    let base = fixture();
+    let mut json = serde_json::to_value(&base).expect("json");
+    json.as_object_mut().expect("object").remove("references");
+    let old: Results = serde_json::from_value(json).expect("an older file still reads");
+    assert!(old.references.is_empty());
+    let mut current = base.clone();
+    slow_down(&mut current, None, 3.0);
+    let output = compare(dir.path(), &old, &current, &[]);
+    assert!(output.status.success(), "{}", stdout(&output));
+    assert!(stdout(&output).contains("no reference"));
+}
