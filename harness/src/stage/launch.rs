@@ -9,9 +9,35 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::process::ChildSpec;
-use super::stack::{IdpOptions, executable};
 use super::target::{LaunchSpec, fill};
 use super::{InstanceId, StageError, StoreKind};
+
+/// Where the `mock-idp` and `app` executables are: `HARNESS_BIN_DIR`, else
+/// beside the running executable (`target/<profile>/`, also from `deps/`).
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("HARNESS_BIN_DIR") {
+        return dir.into();
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.ends_with("deps") {
+        dir.parent().map(Path::to_path_buf).unwrap_or(dir)
+    } else {
+        dir
+    }
+}
+
+pub(super) fn executable(name: &str) -> Result<PathBuf, StageError> {
+    let path = bin_dir().join(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(StageError::NotAvailable(format!(
+            "{} not found: build it first (cargo build --release --bins) or set HARNESS_BIN_DIR",
+            path.display()
+        )))
+    }
+}
 
 /// The client the mock IdP knows by default; every instance signs in as it.
 pub const CLIENT_ID: &str = "harness-app";
@@ -56,7 +82,7 @@ pub fn reference_instance(
     id: InstanceId,
     port: u16,
     topology_file: &Path,
-    idp: &IdpOptions,
+    renewal_offset: Duration,
     values: &RunValues<'_>,
 ) -> Result<ChildSpec, StageError> {
     let name = id.to_string();
@@ -77,7 +103,7 @@ pub fn reference_instance(
         ])
         .args([
             "--renewal-offset-secs",
-            &idp.renewal_offset().as_secs().to_string(),
+            &renewal_offset.as_secs().to_string(),
         ])
         .arg("--sqlite-path")
         .arg(values.run_dir.join("app-store.db"))

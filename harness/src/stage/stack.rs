@@ -14,7 +14,7 @@ use nix::sys::signal::Signal;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use super::launch::{self, IdpListeners, RunValues};
+use super::launch::{self, IdpListeners, RunValues, executable};
 use super::network::NetworkFaults;
 use super::process::{ChildSpec, Supervised, free_port, poll_until};
 use super::services::postgres::Postgres;
@@ -24,33 +24,6 @@ use super::target::AppUnderTest;
 use super::{InstanceId, StageError, StoreKind};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// Where the `mock-idp` and `app` executables are: `HARNESS_BIN_DIR`, else
-/// beside the running executable (`target/<profile>/`, also from `deps/`).
-pub fn bin_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("HARNESS_BIN_DIR") {
-        return dir.into();
-    }
-    let exe = std::env::current_exe().unwrap_or_default();
-    let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
-    if dir.ends_with("deps") {
-        dir.parent().map(Path::to_path_buf).unwrap_or(dir)
-    } else {
-        dir
-    }
-}
-
-pub(super) fn executable(name: &str) -> Result<PathBuf, StageError> {
-    let path = bin_dir().join(name);
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(StageError::NotAvailable(format!(
-            "{} not found: build it first (cargo build --release --bins) or set HARNESS_BIN_DIR",
-            path.display()
-        )))
-    }
-}
 
 /// The IdP's token settings for a run.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -284,7 +257,7 @@ impl Stack {
                                 id,
                                 port,
                                 &topology_file,
-                                &spec.idp,
+                                spec.idp.renewal_offset(),
                                 &values,
                             )?;
                             for (store, url) in &stores {
