@@ -144,7 +144,8 @@ mod checks {
                 "renewed",
                 b"r",
                 Expect::Any,
-                Some(Duration::from_millis(300)),
+                // Long enough that a loaded machine still reaches `expire` in time.
+                Some(Duration::from_millis(1500)),
             )
             .await
             .expect("save");
@@ -160,7 +161,7 @@ mod checks {
                 .await
                 .expect("expire")
         );
-        tokio::time::sleep(Duration::from_millis(600)).await;
+        tokio::time::sleep(Duration::from_millis(2000)).await;
         let record = store.load("renewed").await.expect("load").expect("renewed");
         assert_eq!(record.version, version, "no version bump");
         assert!(
