@@ -106,7 +106,12 @@ mod checks {
 
     pub async fn expiry(store: Arc<dyn Store>) {
         store
-            .save("short", b"s", Expect::Any, Some(Duration::from_millis(300)))
+            .save(
+                "short",
+                b"s",
+                Expect::Any,
+                Some(Duration::from_millis(1500)),
+            )
             .await
             .expect("save");
         store
@@ -125,7 +130,7 @@ mod checks {
             "{ttl:?}"
         );
         assert!(store.load("short").await.expect("load").is_some());
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        tokio::time::sleep(Duration::from_millis(2000)).await;
         assert_eq!(store.load("short").await.expect("load"), None, "expired");
         assert!(store.load("long").await.expect("load").is_some());
         // An expired key counts as absent for a create.
