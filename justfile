@@ -10,6 +10,17 @@ bench OPTION *FLAGS:
     cargo build --release --bins
     ./target/release/harness bench {{OPTION}} {{FLAGS}}
 
+# The seed's own stack (targets/express-msal, Express + MSAL Node) beside the
+# reference app: SCENARIO (default claims) on the four options of both, one
+# report whose "Reference app and targets side by side" table marks every
+# verdict that differs. Needs Node 20 and `npm ci` in targets/express-msal.
+fidelity SCENARIO="scenarios/claims.toml":
+    cargo build --release --bins
+    ./target/release/harness bench all --scenario {{SCENARIO}} --out reports/fidelity \
+        --target targets/express-msal/option1.toml --target targets/express-msal/option2.toml \
+        --target targets/express-msal/option3.toml --target targets/express-msal/option4.toml \
+        --report reports/fidelity/report.html
+
 # The HTML report of results files: `just report reports/runs/a.json reports/runs/b.json -o reports/ab.html`.
 report *ARGS:
     cargo build --release -p harness --bin harness

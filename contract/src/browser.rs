@@ -41,7 +41,12 @@ const MAX_REDIRECTS: usize = 10;
 #[derive(Clone)]
 pub struct HttpClient {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    origins: Arc<Mutex<Vec<(String, Url)>>>,
 }
+
+/// How many origins [`HttpClient::parse`] remembers (a run talks to its
+/// instances and one IdP).
+const MAX_ORIGINS: usize = 64;
 
 impl Default for HttpClient {
     fn default() -> Self {
@@ -106,8 +111,57 @@ impl HttpClient {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
-        Self { client }
+        Self {
+            client,
+            origins: Arc::default(),
+        }
     }
+
+    /// Parses `url` as [`Url::parse`] does, reusing the parse of its origin:
+    /// parsing a whole URL (host, IDNA checks, serialization) was the
+    /// driver's largest cost of its own per request, and a run talks to a
+    /// handful of origins. Only plain `http://host:port/...` URLs take the
+    /// shortcut; anything unusual is parsed in full.
+    pub fn parse(&self, url: &str) -> Result<Url, BrowserError> {
+        let Some((origin, rest)) = split_origin(url) else {
+            return parse_url(url);
+        };
+        let known = self
+            .origins
+            .lock()
+            .iter()
+            .find(|(o, _)| o == origin)
+            .map(|(_, parsed)| parsed.clone());
+        let base = match known {
+            Some(base) => base,
+            None => {
+                let base = parse_url(origin)?;
+                let mut origins = self.origins.lock();
+                if origins.len() < MAX_ORIGINS {
+                    origins.push((origin.to_owned(), base.clone()));
+                }
+                base
+            }
+        };
+        base.join(rest).map_err(|e| BrowserError::BadUrl {
+            url: url.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// `http://host:port` and the path-absolute rest (`/p?q`) of a URL whose
+/// origin is plain (letters, digits, `.`, `-`, `:`); `None` otherwise.
+fn split_origin(url: &str) -> Option<(&str, &str)> {
+    let authority = url.strip_prefix("http://")?;
+    let end = authority.find('/')?;
+    let (host, rest) = authority.split_at(end);
+    let plain = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'));
+    // `//x` would be a network-path reference to another host.
+    (plain && !rest.starts_with("//")).then(|| url.split_at("http://".len() + end))
 }
 
 /// Why a request got no answer. Whether the server acted on it matters to
@@ -303,19 +357,19 @@ impl Browser {
 
     /// GET, following redirects.
     pub async fn get(&self, url: &str) -> Result<Page, BrowserError> {
-        self.navigate(Method::GET, parse_url(url)?, None, true)
+        self.navigate(Method::GET, self.http.parse(url)?, None, true)
             .await
     }
 
     /// GET without following a redirect (the `Location` is on the page).
     pub async fn get_once(&self, url: &str) -> Result<Page, BrowserError> {
-        self.navigate(Method::GET, parse_url(url)?, None, false)
+        self.navigate(Method::GET, self.http.parse(url)?, None, false)
             .await
     }
 
     /// POST a JSON body; a redirect in answer is not followed.
     pub async fn post_json<T: Serialize>(&self, url: &str, body: &T) -> Result<Page, BrowserError> {
-        let url = parse_url(url)?;
+        let url = self.http.parse(url)?;
         let bytes = serde_json::to_vec(body).map_err(|e| BrowserError::BadUrl {
             url: url.to_string(),
             reason: format!("body: {e}"),
@@ -327,7 +381,7 @@ impl Browser {
     /// Signs `user` in at the app at `base`: `/login?login_hint=USER`, through
     /// the IdP and the callback, to the home page.
     pub async fn sign_in(&self, base: &str, user: &str) -> Result<Answer<HomeReply>, BrowserError> {
-        let mut url = parse_url(&format!("{}/login", base.trim_end_matches('/')))?;
+        let mut url = self.http.parse(&join(base, "/login"))?;
         url.query_pairs_mut().append_pair("login_hint", user);
         Ok(self.navigate(Method::GET, url, None, true).await?.answer())
     }
@@ -346,7 +400,7 @@ impl Browser {
         base: &str,
         resource: &str,
     ) -> Result<Answer<ProfileReply>, BrowserError> {
-        let mut url = parse_url(&join(base, "/data/"))?;
+        let mut url = self.http.parse(&join(base, "/data/"))?;
         url.path_segments_mut()
             .map_err(|()| BrowserError::BadUrl {
                 url: base.to_owned(),
@@ -422,13 +476,15 @@ impl Browser {
         body: Option<Bytes>,
     ) -> Result<Page, BrowserError> {
         let mut request = Request::builder().method(method.clone()).uri(url.as_str());
-        let cookies = {
-            let jar = self.jar.lock();
-            jar.get_request_values(url)
-                .map(|(name, value)| format!("{name}={value}"))
-                .collect::<Vec<_>>()
-                .join("; ")
-        };
+        let mut cookies = String::new();
+        for (name, value) in self.jar.lock().get_request_values(url) {
+            if !cookies.is_empty() {
+                cookies.push_str("; ");
+            }
+            cookies.push_str(name);
+            cookies.push('=');
+            cookies.push_str(value);
+        }
         if !cookies.is_empty() {
             request = request.header(COOKIE, cookies);
         }
@@ -519,4 +575,35 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parsing_through_a_known_origin_gives_what_a_full_parse_gives() {
+        let http = HttpClient::new();
+        let urls = [
+            "http://127.0.0.1:8080/healthz",
+            "http://127.0.0.1:8080/healthz",
+            "http://127.0.0.1:8080/data/a%20b?x=1&y=%C3%A9#frag",
+            "http://127.0.0.1:8080/login?login_hint=alice",
+            "http://127.0.0.1:8080/../up/./here",
+            "http://localhost:9400/cart",
+            "http://LocalHost:9400/Cart",
+            "http://127.0.0.1:8080//other-host/x",
+            "http://user@127.0.0.1:8080/x",
+            "http://127.0.0.1:8080\\evil/x",
+            "http://127.0.0.1:8080/",
+        ];
+        for url in urls {
+            let expected = Url::parse(url).expect("valid");
+            assert_eq!(http.parse(url).expect("parses"), expected, "{url}");
+            // Twice: the second goes through the remembered origin.
+            assert_eq!(http.parse(url).expect("parses"), expected, "{url}");
+        }
+        assert!(http.parse("ftp://127.0.0.1/x").is_err(), "only http://");
+        assert!(http.parse("http://[::1/x").is_err());
+    }
 }

@@ -97,7 +97,9 @@ async fn driver(base: &str, idp: &str, connections: u64, secs: u64) -> (f64, f64
     });
     let cpu_before = cpu_seconds();
     let before = latencies.snapshot();
-    harness::load::drive(shared).await.expect("load");
+    harness::load::drive_on_own_thread(shared)
+        .await
+        .expect("load");
     drain.abort();
     let cpu = cpu_seconds() - cpu_before;
     let after = latencies.snapshot();

@@ -96,7 +96,9 @@ async fn main() {
                 collector.drain();
             }
         });
-        harness::load::drive(shared).await.expect("load");
+        harness::load::drive_on_own_thread(shared)
+            .await
+            .expect("load");
         let (now, _) = memory();
         watch.abort();
         let (requests, errors, p99) = latencies.totals();

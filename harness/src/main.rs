@@ -101,10 +101,12 @@ enum Command {
         /// A custom topology instead of an option (TOML, as the app reads it).
         #[arg(long, value_name = "FILE", conflicts_with = "option")]
         topology_file: Option<PathBuf>,
-        /// An app the harness did not build instead of an option
-        /// (targets/NAME.toml: a command to start, or URLs of running instances).
-        #[arg(long, value_name = "FILE", conflicts_with_all = ["option", "topology_file"])]
-        target: Option<PathBuf>,
+        /// An app the harness did not build (targets/NAME.toml: a command to
+        /// start, or URLs of running instances). Repeat it to run several in
+        /// turn; with an option (or `all`) too, the reference app runs first,
+        /// and the report sets each target beside the option it `models`.
+        #[arg(long, value_name = "FILE")]
+        target: Vec<PathBuf>,
         /// The scenario (default: the built-in smoke scenario, scenarios/smoke.toml).
         #[arg(long, value_name = "FILE")]
         scenario: Option<PathBuf>,
@@ -272,28 +274,28 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                 ),
             };
             let topologies = match (&option, &topology_file) {
-                _ if target.is_some() => Vec::new(),
                 (_, Some(path)) => vec![Topology::from_file(path)?],
                 (Some(all), None) if all == "all" => Topology::PRESETS
                     .iter()
                     .map(|name| Topology::named(name))
                     .collect::<Result<_, _>>()?,
                 (Some(name), None) => vec![Topology::named(name)?],
+                (None, None) if !target.is_empty() => Vec::new(),
                 (None, None) => vec![match &scenario.topology {
                     Some(topology) => topology.clone(),
                     None => Topology::named("option4")?,
                 }],
             };
-            let apps: Vec<AppUnderTest> = match &target {
-                Some(path) => vec![target::from_file(path)?],
-                None => topologies
-                    .into_iter()
-                    .map(AppUnderTest::Reference)
-                    .collect(),
-            };
+            let mut apps: Vec<AppUnderTest> = topologies
+                .into_iter()
+                .map(AppUnderTest::Reference)
+                .collect();
+            for path in &target {
+                apps.push(target::from_file(path)?);
+            }
             let instances = apps
-                .first()
-                .and_then(instance_count)
+                .iter()
+                .find_map(instance_count)
                 .or(instances)
                 .or(scenario.instances)
                 .unwrap_or(NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN));

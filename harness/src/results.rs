@@ -149,6 +149,10 @@ pub struct TopologyInfo {
     pub token_cache: String,
     pub encrypt: bool,
     pub concurrency: String,
+    /// For a target: the reference app's topology it implements (its
+    /// target file's `models`), so reports set the two side by side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub models: Option<String>,
 }
 
 /// Which kind of app a run measured.

@@ -189,7 +189,7 @@ pub async fn run(
             kept.lock().push(step.clone());
         });
         tokio::pin!(fault_run);
-        let driving = load::drive(shared.clone());
+        let driving = load::drive_on_own_thread(shared.clone());
         tokio::pin!(driving);
         let mut faults_over = schedule.faults.is_empty();
         let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -338,6 +338,7 @@ fn contract_settings(plan: &RunPlan, workload: &Workload) -> ContractSettings {
             session_cookie: "app_session".into(),
             renewal_offset: workload.idp.renewal_offset(),
             idle_timeout: Duration::from_secs(1800),
+            models: None,
         },
     }
 }
@@ -563,6 +564,7 @@ fn topology_info(app: &AppUnderTest) -> TopologyInfo {
             token_cache: serde_name(&topology.token_cache),
             encrypt: topology.encrypt,
             concurrency: serde_name(&topology.concurrency),
+            models: None,
         },
         AppUnderTest::Launched(_) | AppUnderTest::Remote(_) => TopologyInfo {
             name: app.name().to_owned(),
@@ -574,6 +576,7 @@ fn topology_info(app: &AppUnderTest) -> TopologyInfo {
             token_cache: String::new(),
             encrypt: false,
             concurrency: String::new(),
+            models: app.contract().and_then(|c| c.models.clone()),
         },
     }
 }

@@ -234,3 +234,57 @@ fn harness_report_writes_the_file_it_names() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("not a results file"));
 }
+
+/// `run` relabelled as a target that implements `models`.
+fn as_target(run: &Results, name: &str, models: &str) -> Results {
+    let mut target = run.clone();
+    target.topology.name = name.into();
+    target.topology.app = results::AppKind::Launched;
+    target.topology.models = Some(models.into());
+    target
+}
+
+/// The rows of the side-by-side table that are marked as differing.
+fn differing(page: &str) -> usize {
+    let section = page
+        .split("id=\"side-by-side\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</table>").next())
+        .unwrap_or("");
+    section.matches("differs from the reference").count()
+}
+
+#[test]
+fn a_target_sits_beside_the_reference_run_of_the_topology_it_models() {
+    let runs = fixtures();
+    // A target that behaves as option1 does: beside option1, nothing differs.
+    let same = as_target(&runs[0], "express-msal-option1", "option1");
+    // One that behaves as option4 does while claiming to be option1: the
+    // restart losses (option1 loses sessions, option4 does not) differ.
+    let other = as_target(&runs[3], "pretender", "option1");
+    let page = report::render(&[runs[0].clone(), same.clone()]).expect("renders");
+    assert!(page.contains("id=\"side-by-side\""), "section present");
+    assert!(
+        links(&page).contains(&"side-by-side".to_owned()),
+        "and linked"
+    );
+    assert!(page.contains("option1 (reference)"));
+    assert_eq!(differing(&page), 0);
+
+    let page = report::render(&[runs[0].clone(), other]).expect("renders");
+    assert!(differing(&page) >= 1, "loss on restart differs");
+    let row = page
+        .split("<tr><th>loss on restart</th>")
+        .nth(2) // the second table: the side-by-side one
+        .and_then(|rest| rest.split("</tr>").next())
+        .expect("row");
+    assert!(row.contains("differs from the reference"), "{row}");
+
+    // No pairing without the reference run, or with another scenario seed.
+    let page = report::render(&[runs[1].clone(), same.clone()]).expect("renders");
+    assert!(!page.contains("id=\"side-by-side\""));
+    let mut reseeded = same;
+    reseeded.scenario.seed += 1;
+    let page = report::render(&[runs[0].clone(), reseeded]).expect("renders");
+    assert!(!page.contains("id=\"side-by-side\""));
+}

@@ -208,16 +208,16 @@ function build(settings, idp, log) {
       const redis = stores.connectRedis(settings, log);
       const pool = stores.connectPostgres(settings, log);
       const sealer = new Sealer(settings.encryptionSecret, settings.encryptionKeyId, settings.previousKeyIds);
+      const rows = new stores.SealedRows({ pool, sealer, namespace: settings.namespace, log });
       const partitions = new stores.PartitionStore({
         redis,
-        pool,
-        sealer,
+        rows,
         namespace: settings.namespace,
         ttlSecs: settings.sessionTtlSecs,
         log,
       });
       const partitionKey = (sid) => `tc:${sealer.hashId(sid)}`;
-      const store = new RedisStore({
+      const front = new RedisStore({
         client: redis,
         prefix: `${settings.namespace}:sess:`,
         // Sessions hold the ID token and account claims: sealed at rest too.
@@ -233,7 +233,9 @@ function build(settings, idp, log) {
           },
         },
       });
-      stores.guardSessionStore(store, "redis");
+      stores.guardSessionStore(front, "redis");
+      // The seed's option 4: sessions in Redis "supported by a database".
+      const store = new stores.TieredSessionStore({ front, rows, ttlSecs: settings.sessionTtlSecs, log });
       let sweeper = null;
       return {
         ...base,
@@ -250,7 +252,7 @@ function build(settings, idp, log) {
         undecryptable: () => sealer.undecryptable,
         async start() {
           await startTables(pool, null, log);
-          sweeper = setInterval(() => partitions.sweep().catch(() => {}), 60000);
+          sweeper = setInterval(() => rows.sweep().catch(() => {}), 60000);
           sweeper.unref();
         },
         async sizes() {
@@ -261,7 +263,9 @@ function build(settings, idp, log) {
             // unreachable: left out
           }
           try {
-            out.push({ store: "postgres", ...(await stores.kvSize(pool, settings.namespace, "tc:")) });
+            const tokens = await stores.kvSize(pool, settings.namespace, "tc:");
+            const sessions = await stores.kvSize(pool, settings.namespace, "sess:");
+            out.push({ store: "postgres", entries: tokens.entries + sessions.entries, bytes: tokens.bytes + sessions.bytes });
           } catch {
             // unreachable: left out
           }

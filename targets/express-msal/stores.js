@@ -1,15 +1,17 @@
 // Redis and Postgres: connections that fail fast instead of queueing, the
 // tables this target uses, and the two token-cache stores behind the MSAL
-// cache plugins (option2's one app-wide blob, option4's partitions).
+// cache plugins (option2's one app-wide blob, option4's partitions), and
+// option4's sessions (connect-redis with Postgres behind it).
 //
 // Keys and rows carry NAMESPACE so runs on shared servers stay apart:
 // Redis keys are `{ns}:sess:{sid}` and `{ns}:tc:{hash}`, Postgres rows of
-// express_msal_kv carry `ns`, and option2/3's session table is
+// express_msal_kv carry `ns` (keys `tc:{hash}`, `sess:{hash}`, `tc:app`), and option2/3's session table is
 // `express_msal_sessions_{ns}`.
 
 "use strict";
 
 const crypto = require("node:crypto");
+const session = require("express-session");
 const { createClient } = require("redis");
 const { Pool } = require("pg");
 const { StoreError } = require("./contract");
@@ -166,6 +168,80 @@ class BlobStore {
 }
 
 /**
+ * Sealed records in this namespace's express_msal_kv rows, each with an
+ * expiry: what option4 keeps in Postgres behind Redis (token partitions
+ * under `tc:`, sessions under `sess:`). Errors are StoreErrors("postgres").
+ */
+class SealedRows {
+  constructor({ pool, sealer, namespace, log }) {
+    Object.assign(this, { pool, sealer, namespace, log });
+  }
+
+  /** The sealed record under `key`, or null when absent or expired. */
+  async read(key) {
+    try {
+      const { rows } = await this.pool.query(
+        `SELECT data FROM ${KV_TABLE} WHERE ns = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > now())`,
+        [this.namespace, key],
+      );
+      return rows.length ? rows[0].data : null;
+    } catch (e) {
+      throw new StoreError("postgres", e);
+    }
+  }
+
+  async write(key, sealed, ttlSecs) {
+    try {
+      await this.pool.query(
+        `INSERT INTO ${KV_TABLE} (ns, key, data, expires_at) VALUES ($1, $2, $3, now() + make_interval(secs => $4))
+         ON CONFLICT (ns, key) DO UPDATE SET data = EXCLUDED.data, expires_at = EXCLUDED.expires_at, updated_at = now()`,
+        [this.namespace, key, sealed, ttlSecs],
+      );
+    } catch (e) {
+      throw new StoreError("postgres", e);
+    }
+  }
+
+  /** Pushes an existing record's expiry out (a session used again). */
+  async renew(key, ttlSecs) {
+    try {
+      await this.pool.query(
+        `UPDATE ${KV_TABLE} SET expires_at = now() + make_interval(secs => $3) WHERE ns = $1 AND key = $2`,
+        [this.namespace, key, ttlSecs],
+      );
+    } catch (e) {
+      throw new StoreError("postgres", e);
+    }
+  }
+
+  async remove(key) {
+    try {
+      await this.pool.query(`DELETE FROM ${KV_TABLE} WHERE ns = $1 AND key = $2`, [this.namespace, key]);
+    } catch (e) {
+      throw new StoreError("postgres", e);
+    }
+  }
+
+  /** Removes this namespace's expired rows (Redis expires its own keys). */
+  async sweep() {
+    await this.pool.query(`DELETE FROM ${KV_TABLE} WHERE ns = $1 AND expires_at < now()`, [this.namespace]);
+  }
+
+  /**
+   * Opens a sealed record; an undecryptable one (wrong secret, tampered,
+   * moved to another key) reads as missing, so the user signs in again.
+   */
+  open(sealed, key) {
+    try {
+      return this.sealer.open(sealed, key);
+    } catch (e) {
+      this.log.warn(`${key}: ${e.message}`);
+      return null;
+    }
+  }
+}
+
+/**
  * Option4's ICacheClient (MSAL's get/set interface) over Redis with Postgres
  * behind it, every record sealed with AES-256-GCM (crypto.js):
  * - set: Postgres and Redis, both with the session's TTL; the write counts
@@ -179,8 +255,8 @@ class BlobStore {
  * concurrent writers of one partition lose one write (the last one wins).
  */
 class PartitionStore {
-  constructor({ redis, pool, sealer, namespace, ttlSecs, log }) {
-    Object.assign(this, { redis, pool, sealer, namespace, ttlSecs, log });
+  constructor({ redis, rows, namespace, ttlSecs, log }) {
+    Object.assign(this, { redis, rows, namespace, ttlSecs, log });
   }
 
   redisKey(key) {
@@ -198,48 +274,32 @@ class PartitionStore {
       this.log.debug(`partition read falls back to postgres: ${e.message}`);
     }
     if (sealed === null) {
-      let rows;
       try {
-        ({ rows } = await this.pool.query(
-          `SELECT data FROM ${KV_TABLE} WHERE ns = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > now())`,
-          [this.namespace, key],
-        ));
+        sealed = await this.rows.read(key);
       } catch (e) {
-        throw new StoreError(redisUp ? "postgres" : "redis+postgres", e);
+        throw redisUp ? e : new StoreError("redis+postgres", e.cause || e);
       }
-      if (!rows.length) return "";
-      sealed = rows[0].data;
+      if (sealed === null) return "";
       if (redisUp) {
         await this.redis
           .set(this.redisKey(key), sealed, { expiration: { type: "EX", value: this.ttlSecs } })
           .catch((e) => this.log.debug(`partition read-through copy failed: ${e.message}`));
       }
     }
-    // An undecryptable record (wrong secret, tampered, moved) is a cache
-    // miss: MSAL finds no tokens and the user must sign in again.
-    try {
-      return this.sealer.open(sealed, key);
-    } catch (e) {
-      this.log.warn(`partition ${key}: ${e.message}`);
-      return "";
-    }
+    return this.rows.open(sealed, key) ?? "";
   }
 
   async set(key, value) {
-    const sealed = this.sealer.seal(value, key);
+    const sealed = this.rows.sealer.seal(value, key);
     const [pg, redis] = await Promise.allSettled([
-      this.pool.query(
-        `INSERT INTO ${KV_TABLE} (ns, key, data, expires_at) VALUES ($1, $2, $3, now() + make_interval(secs => $4))
-         ON CONFLICT (ns, key) DO UPDATE SET data = EXCLUDED.data, expires_at = EXCLUDED.expires_at, updated_at = now()`,
-        [this.namespace, key, sealed, this.ttlSecs],
-      ),
+      this.rows.write(key, sealed, this.ttlSecs),
       this.redis.set(this.redisKey(key), sealed, { expiration: { type: "EX", value: this.ttlSecs } }),
     ]);
     // By the time MSAL writes, the IdP has already rotated the refresh token:
     // one store that took the write keeps the new one, so that counts as
     // written; the other store holds an older copy until the next write.
     if (pg.status === "rejected" && redis.status === "rejected") {
-      throw new StoreError("redis+postgres", pg.reason);
+      throw new StoreError("redis+postgres", pg.reason.cause || pg.reason);
     }
     if (pg.status === "rejected") this.log.debug(`partition write reached redis only: ${pg.reason.message}`);
     if (redis.status === "rejected") this.log.debug(`partition write reached postgres only: ${redis.reason.message}`);
@@ -248,17 +308,82 @@ class PartitionStore {
 
   /** Logout: the partition goes from both stores. */
   async delete(key) {
-    const results = await Promise.allSettled([
-      this.redis.del(this.redisKey(key)),
-      this.pool.query(`DELETE FROM ${KV_TABLE} WHERE ns = $1 AND key = $2`, [this.namespace, key]),
-    ]);
-    const failed = results.find((r) => r.status === "rejected");
-    if (failed) throw new StoreError(results[0] === failed ? "redis" : "postgres", failed.reason);
+    const results = await Promise.allSettled([this.redis.del(this.redisKey(key)), this.rows.remove(key)]);
+    if (results[0].status === "rejected") throw new StoreError("redis", results[0].reason);
+    if (results[1].status === "rejected") throw results[1].reason;
+  }
+}
+
+/**
+ * Option4's sessions, as the seed's option 4 says: "persisted in a
+ * distributed memory cache (Redis) and supported by a database".
+ * connect-redis is the Redis side, unchanged; behind it each session is
+ * sealed in a Postgres row keyed by a keyed hash of its id.
+ * - set: Postgres first, and it decides (a failed Postgres write is a 503,
+ *   as in the reference app); then connect-redis, best effort.
+ * - get: connect-redis; on a miss, or while Redis fails, Postgres, and a
+ *   Postgres hit is copied back into Redis (a Redis restart or flush signs
+ *   no one out).
+ * - destroy: both stores must drop it, so a logout never leaves a copy that
+ *   could come back.
+ * No versions: a Redis write that failed while Postgres took it (Redis
+ * paused, not restarted) leaves Redis an older copy that is read when Redis
+ * answers again, until the session is written again (README, difference 6).
+ */
+class TieredSessionStore extends session.Store {
+  /** `front`: a connect-redis store (guarded); `rows`: SealedRows. */
+  constructor({ front, rows, ttlSecs, log }) {
+    super();
+    Object.assign(this, { front, rows, ttlSecs, log });
   }
 
-  /** Removes expired Postgres rows of this namespace (Redis expires its own). */
-  async sweep() {
-    await this.pool.query(`DELETE FROM ${KV_TABLE} WHERE ns = $1 AND expires_at < now()`, [this.namespace]);
+  key(sid) {
+    return `sess:${this.rows.sealer.hashId(sid)}`;
+  }
+
+  /** Seconds the session has left, as connect-redis computes its TTL. */
+  ttl(sess) {
+    const expires = sess && sess.cookie && sess.cookie.expires;
+    if (!expires) return this.ttlSecs;
+    return Math.max(1, Math.ceil((new Date(expires).getTime() - Date.now()) / 1000));
+  }
+
+  get(sid, callback) {
+    this.front.get(sid, (redisError, sess) => {
+      if (!redisError && sess) return callback(null, sess);
+      if (redisError) this.log.debug(`session read falls back to postgres: ${redisError.message}`);
+      const key = this.key(sid);
+      this.rows.read(key).then(
+        (sealed) => {
+          const text = sealed === null ? null : this.rows.open(sealed, key);
+          if (text === null) return callback(null, null);
+          const found = JSON.parse(text);
+          if (!redisError) this.front.set(sid, found, () => {}); // read-through copy, best effort
+          callback(null, found);
+        },
+        (e) => callback(redisError ? new StoreError("redis+postgres", e.cause || e) : e),
+      );
+    });
+  }
+
+  set(sid, sess, callback = () => {}) {
+    const key = this.key(sid);
+    this.rows.write(key, this.rows.sealer.seal(JSON.stringify(sess), key), this.ttl(sess)).then(() => {
+      this.front.set(sid, sess, (e) => {
+        if (e) this.log.debug(`session write reached postgres only: ${e.message}`);
+        callback(null);
+      });
+    }, callback);
+  }
+
+  touch(sid, sess, callback = () => {}) {
+    this.rows.renew(this.key(sid), this.ttl(sess)).then(() => {
+      this.front.touch(sid, sess, () => callback(null));
+    }, callback);
+  }
+
+  destroy(sid, callback = () => {}) {
+    this.rows.remove(this.key(sid)).then(() => this.front.destroy(sid, (e) => callback(e || null)), callback);
   }
 }
 
@@ -296,7 +421,9 @@ module.exports = {
   ensureTables,
   guardSessionStore,
   BlobStore,
+  SealedRows,
   PartitionStore,
+  TieredSessionStore,
   countRedisKeys,
   kvSize,
   sessionTableSize,

@@ -40,7 +40,7 @@ h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2e
 table { border-collapse: collapse; margin: .8em 0; font-size: .92em; }
 th, td { border: 1px solid #ccc; padding: .25em .5em; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-td.observed { background: #fde0dc; } td.clear { background: #e3f4e6; } td.unknown { background: #f1f1f1; color: #555; }
+td.observed { background: #fde0dc; } td.differs { outline: 3px solid #b3261e; outline-offset: -3px; } td.clear { background: #e3f4e6; } td.unknown { background: #f1f1f1; color: #555; }
 figure.chart { margin: 1em 0; } figure.chart svg { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-size: .9em; color: #444; } .verdict { margin: .6em 0; }
 code, pre { font-family: ui-monospace, monospace; font-size: .88em; } pre { white-space: pre-wrap; background: #f7f7f7; padding: .5em; }
@@ -70,11 +70,20 @@ pub fn page(columns: &[Column<'_>]) -> Result<String, ReportError> {
         columns.len(),
         escape(&versions(columns))
     );
-    out += "<nav><a href=\"#verdicts\">Verdicts</a><a href=\"#matrix\">Claims matrix</a><a href=\"#latency\">Latency</a>\
-            <a href=\"#anomalies\">Anomalies</a><a href=\"#idp\">IdP calls</a><a href=\"#memory\">Memory</a>\
-            <a href=\"#projection\">Capacity projection</a><a href=\"#examples\">Example histories</a><a href=\"#facts\">What was measured</a></nav>\n";
+    let side_by_side_link = if pairs(columns).is_empty() {
+        ""
+    } else {
+        "<a href=\"#side-by-side\">Reference and targets</a>"
+    };
+    let _ = writeln!(
+        out,
+        "<nav><a href=\"#verdicts\">Verdicts</a><a href=\"#matrix\">Claims matrix</a>{side_by_side_link}<a href=\"#latency\">Latency</a>\
+         <a href=\"#anomalies\">Anomalies</a><a href=\"#idp\">IdP calls</a><a href=\"#memory\">Memory</a>\
+         <a href=\"#projection\">Capacity projection</a><a href=\"#examples\">Example histories</a><a href=\"#facts\">What was measured</a></nav>"
+    );
     verdicts(&mut out, columns);
     claims(&mut out, columns);
+    side_by_side(&mut out, columns);
     latency(&mut out, columns)?;
     anomalies(&mut out, columns);
     idp(&mut out, columns)?;
@@ -184,7 +193,9 @@ fn verdicts(out: &mut String, columns: &[Column<'_>]) {
     }
 }
 
-fn cell_html(column: &Column<'_>, cell: &Cell) -> String {
+/// One cell of a claims table; `differs` marks a target's verdict that is
+/// not the reference app's.
+fn cell_html(column: &Column<'_>, cell: &Cell, differs: bool) -> String {
     let (class, word) = match &cell.seen {
         Seen::Observed => ("observed", "observed".to_owned()),
         Seen::NotObserved => ("clear", "not observed".to_owned()),
@@ -193,8 +204,13 @@ fn cell_html(column: &Column<'_>, cell: &Cell) -> String {
     let link = cell.example.map_or_else(String::new, |(kind, i)| {
         format!(" <a href=\"#{}\">example</a>", example_id(column, kind, i))
     });
+    let (marked, note) = if differs {
+        (" differs", "<br><em>differs from the reference</em>")
+    } else {
+        ("", "")
+    };
     format!(
-        "<td class=\"{class}\"><strong>{word}</strong><br>{}{link}</td>",
+        "<td class=\"{class}{marked}\"><strong>{word}</strong><br>{}{link}{note}</td>",
         escape(&cell.number)
     )
 }
@@ -208,7 +224,7 @@ fn claims(out: &mut String, columns: &[Column<'_>]) {
     for claim in CLAIMS {
         let _ = write!(out, "<tr><th>{}</th>", claim.title());
         for c in columns {
-            out.push_str(&cell_html(c, &matrix::cell(c.results, claim)));
+            out.push_str(&cell_html(c, &matrix::cell(c.results, claim), false));
         }
         *out += "</tr>\n";
     }
@@ -222,6 +238,59 @@ fn claims(out: &mut String, columns: &[Column<'_>]) {
         );
     }
     *out += "</ul>\n";
+}
+
+/// Each target's column paired with the reference app's run it models.
+fn pairs<'c, 'r>(columns: &'c [Column<'r>]) -> Vec<(&'c Column<'r>, &'c Column<'r>)> {
+    let runs: Vec<&Results> = columns.iter().map(|c| c.results).collect();
+    matrix::side_by_side(&runs)
+        .into_iter()
+        .map(|(reference, target)| (&columns[reference], &columns[target]))
+        .collect()
+}
+
+/// The claims matrix again, each target beside the reference app's run of
+/// the topology it implements, with the verdicts that differ marked: where
+/// the model and the real stack part ways.
+fn side_by_side(out: &mut String, columns: &[Column<'_>]) {
+    let pairs = pairs(columns);
+    if pairs.is_empty() {
+        return;
+    }
+    *out += "<h2 id=\"side-by-side\">Reference app and targets side by side</h2>\n\
+             <p>Each target beside the reference app's run of the topology it implements (its target file's \
+             <code>models</code>), same scenario and seed. A verdict that differs is marked: either the real \
+             stack behaves otherwise, or the model is wrong; the target's documentation should say which.</p>\n\
+             <table class=\"matrix side-by-side\"><tr><th>problem</th>";
+    for (reference, target) in &pairs {
+        let _ = write!(
+            out,
+            "<th>{} (reference)</th><th>{}</th>",
+            escape(&reference.label),
+            escape(&target.label)
+        );
+    }
+    *out += "</tr>\n";
+    let mut differing = vec![0usize; pairs.len()];
+    for claim in CLAIMS {
+        let _ = write!(out, "<tr><th>{}</th>", claim.title());
+        for (i, (reference, target)) in pairs.iter().enumerate() {
+            let (a, b) = (
+                matrix::cell(reference.results, claim),
+                matrix::cell(target.results, claim),
+            );
+            let differs = matrix::agree(&a, &b) == Some(false);
+            differing[i] += usize::from(differs);
+            out.push_str(&cell_html(reference, &a, false));
+            out.push_str(&cell_html(target, &b, differs));
+        }
+        *out += "</tr>\n";
+    }
+    *out += "<tr><th>verdicts that differ</th>";
+    for n in differing {
+        let _ = write!(out, "<td></td><td class=\"num\">{n}</td>");
+    }
+    *out += "</tr>\n</table>\n";
 }
 
 fn latency(out: &mut String, columns: &[Column<'_>]) -> Result<(), ReportError> {

@@ -237,3 +237,35 @@ fn counted(results: &Results, kind: Kind, what: &str) -> Cell {
         example: first_example(results, &[kind]),
     }
 }
+
+/// Whether two runs' cells of one claim give the same verdict (`None`: one
+/// of them could not tell, so there is nothing to compare).
+pub fn agree(a: &Cell, b: &Cell) -> Option<bool> {
+    match (&a.seen, &b.seen) {
+        (Seen::Unknown(_), _) | (_, Seen::Unknown(_)) => None,
+        (x, y) => Some(x == y),
+    }
+}
+
+/// The runs to set side by side: each target's run (by index) with the
+/// reference app's run of the topology it `models`, of the same scenario
+/// file and seed. A target with no such reference run is left out.
+pub fn side_by_side(runs: &[&Results]) -> Vec<(usize, usize)> {
+    use crate::results::AppKind;
+    let same_scenario = |a: &Results, b: &Results| {
+        a.scenario.file == b.scenario.file && a.scenario.seed == b.scenario.seed
+    };
+    runs.iter()
+        .enumerate()
+        .filter(|(_, r)| r.topology.app != AppKind::Reference)
+        .filter_map(|(target, t)| {
+            let models = t.topology.models.as_deref()?;
+            let reference = runs.iter().position(|r| {
+                r.topology.app == AppKind::Reference
+                    && r.topology.name == models
+                    && same_scenario(r, t)
+            })?;
+            Some((reference, target))
+        })
+        .collect()
+}

@@ -12,6 +12,7 @@
 //! ready = "/healthz"
 //! stores = ["redis", "postgres"]
 //! renewal_offset = "300s"        # how early the app renews a token (MSAL: 300 s)
+//! models = "option4"             # the reference topology it implements, for side-by-side reports
 //! [env]
 //! PORT = "{port}"
 //! REDIS_URL = "{redis_url}"
@@ -29,7 +30,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
 
-use app::topology::StoreNeeds;
+use app::topology::{StoreNeeds, Topology};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -55,6 +56,7 @@ struct RawTarget {
     session_cookie: Option<String>,
     renewal_offset: Option<Offset>,
     idle_timeout: Option<Offset>,
+    models: Option<Spanned<String>>,
 }
 
 /// Reads a target file.
@@ -75,6 +77,22 @@ pub fn parse(text: &str, name: &str, folder: &Path) -> Result<AppUnderTest, Scen
         .map(|n| n.get_ref().trim().to_owned())
         .filter(|n| !n.is_empty())
         .ok_or_else(|| source.error(&whole, "`name` is missing (e.g. name = \"my-app\")"))?;
+    let models = match &raw.models {
+        Some(models) if Topology::PRESETS.contains(&models.get_ref().as_str()) => {
+            Some(models.get_ref().clone())
+        }
+        Some(models) => {
+            return Err(source.error(
+                &models.span(),
+                format!(
+                    "`models` names one of the reference app's topologies ({}), not {:?}",
+                    Topology::PRESETS.join(", "),
+                    models.get_ref()
+                ),
+            ));
+        }
+        None => None,
+    };
     let contract = ContractSettings {
         session_cookie: raw
             .session_cookie
@@ -86,6 +104,7 @@ pub fn parse(text: &str, name: &str, folder: &Path) -> Result<AppUnderTest, Scen
         idle_timeout: raw
             .idle_timeout
             .map_or(ContractSettings::default().idle_timeout, |o| o.0),
+        models,
     };
     match (raw.command, raw.instances) {
         (Some(_), Some(instances)) => Err(source.error(
@@ -330,6 +349,11 @@ mod tests {
                 "t.toml:3:18",
                 "is not a duration",
             ),
+            (
+                "name = \"x\"\ncommand = [\"a\"]\nmodels = \"option5\"\n",
+                "t.toml:3:10",
+                "`models` names one of the reference app's topologies",
+            ),
         ];
         for (text, place, reason) in cases {
             let message = error(text);
@@ -348,6 +372,9 @@ mod tests {
             let target = from_file(&path).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(target.name(), format!("express-msal-option{option}"));
             assert!(matches!(target, AppUnderTest::Launched(_)));
+            // Its report sits beside the reference app's same option.
+            let models = target.contract().and_then(|c| c.models.as_deref());
+            assert_eq!(models, Some(format!("option{option}").as_str()));
         }
     }
 }

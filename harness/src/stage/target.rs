@@ -50,6 +50,9 @@ pub struct ContractSettings {
     pub renewal_offset: Duration,
     /// The session idle timeout (a gap this long is an expiry, not a loss).
     pub idle_timeout: Duration,
+    /// The reference app's topology this app implements (`option4`), so a
+    /// report sets the two runs of one scenario side by side.
+    pub models: Option<String>,
 }
 
 impl Default for ContractSettings {
@@ -58,6 +61,7 @@ impl Default for ContractSettings {
             session_cookie: "app_session".into(),
             renewal_offset: Duration::from_secs(300),
             idle_timeout: Duration::from_secs(1800),
+            models: None,
         }
     }
 }
