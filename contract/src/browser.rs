@@ -313,7 +313,7 @@ impl<T> Answer<T> {
 #[derive(Clone)]
 pub struct Browser {
     http: HttpClient,
-    jar: Arc<Mutex<CookieStore>>,
+    jar: Arc<Mutex<Jar>>,
     timeout: Duration,
 }
 
@@ -322,7 +322,7 @@ impl Browser {
     pub fn new(http: &HttpClient, timeout: Duration) -> Self {
         Self {
             http: http.clone(),
-            jar: Arc::new(Mutex::new(CookieStore::new())),
+            jar: Arc::default(),
             timeout,
         }
     }
@@ -332,6 +332,7 @@ impl Browser {
         let url = Url::parse(url).ok()?;
         self.jar
             .lock()
+            .store
             .get_request_values(&url)
             .find(|(n, _)| *n == name)
             .map(|(_, v)| v.to_owned())
@@ -344,15 +345,13 @@ impl Browser {
             url: url.to_string(),
             reason: format!("cookie {cookie:?}: {e}"),
         })?;
-        self.jar
-            .lock()
-            .store_response_cookies(std::iter::once(raw), &url);
+        self.jar.lock().keep(std::iter::once(raw), &url);
         Ok(())
     }
 
     /// Forgets every cookie.
     pub fn clear_cookies(&self) {
-        self.jar.lock().clear();
+        self.jar.lock().keep_none();
     }
 
     /// GET, following redirects.
@@ -476,15 +475,7 @@ impl Browser {
         body: Option<Bytes>,
     ) -> Result<Page, BrowserError> {
         let mut request = Request::builder().method(method.clone()).uri(url.as_str());
-        let mut cookies = String::new();
-        for (name, value) in self.jar.lock().get_request_values(url) {
-            if !cookies.is_empty() {
-                cookies.push_str("; ");
-            }
-            cookies.push_str(name);
-            cookies.push('=');
-            cookies.push_str(value);
-        }
+        let cookies = self.jar.lock().header_for(url);
         if !cookies.is_empty() {
             request = request.header(COOKIE, cookies);
         }
@@ -544,7 +535,90 @@ impl Browser {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .filter_map(|v| RawCookie::parse(v.to_owned()).ok());
-        self.jar.lock().store_response_cookies(set, url);
+        let mut set = set.peekable();
+        if set.peek().is_some() {
+            self.jar.lock().keep(set, url);
+        }
+    }
+}
+
+/// A browser's cookies, and the `Cookie` headers last sent: matching every
+/// cookie against a URL (domain, path, expiry, flags) was a tenth of the
+/// driver's time per request, and a browser asks the same few URLs again
+/// and again with its jar unchanged.
+#[derive(Default)]
+struct Jar {
+    store: CookieStore,
+    /// Bumped on every change, so a header made before it is not reused.
+    version: u64,
+    sent: Vec<SentHeader>,
+}
+
+/// A `Cookie` header as sent to one URL (without its query).
+struct SentHeader {
+    url: String,
+    version: u64,
+    /// Unix seconds before which no cookie in it has expired (`None`: none expires).
+    good_before: Option<i64>,
+    header: String,
+}
+
+/// How many URLs a jar remembers headers for.
+const SENT_HEADERS: usize = 8;
+
+impl Jar {
+    fn keep(&mut self, cookies: impl Iterator<Item = RawCookie<'static>>, url: &Url) {
+        self.store.store_response_cookies(cookies, url);
+        self.version += 1;
+    }
+
+    fn keep_none(&mut self) {
+        self.store.clear();
+        self.version += 1;
+    }
+
+    /// The `Cookie` header for `url` (empty: no cookie), as
+    /// `CookieStore::get_request_values` gives it, made again only when
+    /// the jar changed or a cookie in it reached its expiry.
+    fn header_for(&mut self, url: &Url) -> String {
+        let key = &url[..url::Position::AfterPath];
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let fresh = |sent: &SentHeader| {
+            sent.url == key
+                && sent.version == self.version
+                && sent.good_before.is_none_or(|before| now < before)
+        };
+        if let Some(sent) = self.sent.iter().find(|s| fresh(s)) {
+            return sent.header.clone();
+        }
+        let mut header = String::new();
+        let mut good_before: Option<i64> = None;
+        for cookie in self.store.matches(url) {
+            if let cookie_store::CookieExpiration::AtUtc(at) = &cookie.expires {
+                let at = at.unix_timestamp();
+                good_before = Some(good_before.map_or(at, |b| b.min(at)));
+            }
+            if !header.is_empty() {
+                header.push_str("; ");
+            }
+            let (name, value) = cookie.name_value();
+            header.push_str(name);
+            header.push('=');
+            header.push_str(value);
+        }
+        self.sent.retain(|s| s.url != key);
+        if self.sent.len() >= SENT_HEADERS {
+            self.sent.remove(0);
+        }
+        self.sent.push(SentHeader {
+            url: key.to_owned(),
+            version: self.version,
+            good_before,
+            header: header.clone(),
+        });
+        header
     }
 }
 
@@ -605,5 +679,49 @@ mod tests {
         }
         assert!(http.parse("ftp://127.0.0.1/x").is_err(), "only http://");
         assert!(http.parse("http://[::1/x").is_err());
+    }
+
+    /// The header as `CookieStore` would make it afresh.
+    fn afresh(jar: &Jar, url: &Url) -> String {
+        jar.store
+            .get_request_values(url)
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    #[test]
+    fn a_remembered_cookie_header_follows_every_change_and_expiry() {
+        let mut jar = Jar::default();
+        let url = |u: &str| Url::parse(u).expect("url");
+        let cookie = |c: &str| RawCookie::parse(c.to_owned()).expect("cookie");
+        let (root, x) = (url("http://h:1/"), url("http://h:1/x/y"));
+        assert_eq!(jar.header_for(&root), "");
+        jar.keep(std::iter::once(cookie("a=1")), &root);
+        assert_eq!(jar.header_for(&root), "a=1");
+        assert_eq!(jar.header_for(&root), "a=1", "remembered");
+        jar.keep(std::iter::once(cookie("b=2; Path=/x")), &x);
+        for u in [
+            &root,
+            &x,
+            &url("http://h:2/x/z?q=1"),
+            &url("http://other:1/"),
+        ] {
+            assert_eq!(jar.header_for(u), afresh(&jar, u), "{u}");
+            assert_eq!(jar.header_for(u), afresh(&jar, u), "{u}, again");
+        }
+        assert!(jar.header_for(&x).contains("b=2"));
+        jar.keep(std::iter::once(cookie("a=3")), &root);
+        assert_eq!(jar.header_for(&root), "a=3", "a changed cookie is sent");
+        jar.keep(std::iter::once(cookie("soon=1; Max-Age=1")), &root);
+        assert!(jar.header_for(&root).contains("soon=1"));
+        std::thread::sleep(Duration::from_millis(2100));
+        assert_eq!(
+            jar.header_for(&root),
+            "a=3",
+            "an expired cookie is not sent"
+        );
+        jar.keep_none();
+        assert_eq!(jar.header_for(&x), "");
     }
 }

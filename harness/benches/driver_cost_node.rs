@@ -34,6 +34,10 @@ use hyper::Request;
 use hyper_util::rt::TokioIo;
 use nix::sys::resource::{UsageWho, getrusage};
 
+/// The harness binary's allocator (see its main.rs), so the figures are its.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()

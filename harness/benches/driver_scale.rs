@@ -21,6 +21,10 @@ use harness::scenario::Scenario;
 use harness::stage::stack::{Stack, StackSpec};
 use harness::stage::target::AppUnderTest;
 
+/// The harness binary's allocator (see its main.rs), so the figures are its.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
 }
