@@ -356,8 +356,13 @@ class TieredSessionStore extends session.Store {
       this.rows.read(key).then(
         (sealed) => {
           const text = sealed === null ? null : this.rows.open(sealed, key);
-          if (text === null) return callback(null, null);
-          const found = JSON.parse(text);
+          let found = null;
+          try {
+            found = text === null ? null : JSON.parse(text);
+          } catch (e) {
+            this.log.warn(`${key}: not a session: ${e.message}`); // reads as no session
+          }
+          if (found === null) return callback(null, null);
           if (!redisError) this.front.set(sid, found, () => {}); // read-through copy, best effort
           callback(null, found);
         },
