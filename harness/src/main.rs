@@ -215,6 +215,38 @@ enum Command {
     },
 }
 
+/// What `bench` runs, in order: the reference app's topologies (the option
+/// or `all`, a topology file, else the scenario's, else option4, unless
+/// only targets are named), then each target file.
+fn apps_to_run(
+    option: Option<&str>,
+    topology_file: Option<&std::path::Path>,
+    targets: &[PathBuf],
+    scenario_topology: Option<&Topology>,
+) -> anyhow::Result<Vec<AppUnderTest>> {
+    let topologies = match (option, topology_file) {
+        (_, Some(path)) => vec![Topology::from_file(path)?],
+        (Some("all"), None) => Topology::PRESETS
+            .iter()
+            .map(|name| Topology::named(name))
+            .collect::<Result<_, _>>()?,
+        (Some(name), None) => vec![Topology::named(name)?],
+        (None, None) if !targets.is_empty() => Vec::new(),
+        (None, None) => vec![match scenario_topology {
+            Some(topology) => topology.clone(),
+            None => Topology::named("option4")?,
+        }],
+    };
+    let mut apps: Vec<AppUnderTest> = topologies
+        .into_iter()
+        .map(AppUnderTest::Reference)
+        .collect();
+    for path in targets {
+        apps.push(target::from_file(path)?);
+    }
+    Ok(apps)
+}
+
 /// Beside the results: one run's file name with `.html`; several runs'
 /// with `all` in place of the first topology's name.
 fn default_report_path(outcome: &harness::bench::Benched) -> PathBuf {
@@ -278,26 +310,12 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                     None,
                 ),
             };
-            let topologies = match (&option, &topology_file) {
-                (_, Some(path)) => vec![Topology::from_file(path)?],
-                (Some(all), None) if all == "all" => Topology::PRESETS
-                    .iter()
-                    .map(|name| Topology::named(name))
-                    .collect::<Result<_, _>>()?,
-                (Some(name), None) => vec![Topology::named(name)?],
-                (None, None) if !target.is_empty() => Vec::new(),
-                (None, None) => vec![match &scenario.topology {
-                    Some(topology) => topology.clone(),
-                    None => Topology::named("option4")?,
-                }],
-            };
-            let mut apps: Vec<AppUnderTest> = topologies
-                .into_iter()
-                .map(AppUnderTest::Reference)
-                .collect();
-            for path in &target {
-                apps.push(target::from_file(path)?);
-            }
+            let apps = apps_to_run(
+                option.as_deref(),
+                topology_file.as_deref(),
+                &target,
+                scenario.topology.as_ref(),
+            )?;
             let instances = apps
                 .iter()
                 .find_map(instance_count)
@@ -564,4 +582,47 @@ async fn up(
         eprintln!("run folder kept: {}", folder.keep().display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(apps: &[AppUnderTest]) -> Vec<&str> {
+        apps.iter().map(AppUnderTest::name).collect()
+    }
+
+    #[test]
+    fn bench_runs_the_reference_options_first_then_each_target() {
+        let express = |n: u8| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join(format!("../targets/express-msal/option{n}.toml"))
+        };
+        let both = apps_to_run(Some("all"), None, &[express(1), express(4)], None).expect("valid");
+        assert_eq!(
+            names(&both),
+            [
+                "option1",
+                "option2",
+                "option3",
+                "option4",
+                "express-msal-option1",
+                "express-msal-option4"
+            ]
+        );
+        let one = apps_to_run(Some("option2"), None, &[express(2)], None).expect("valid");
+        assert_eq!(names(&one), ["option2", "express-msal-option2"]);
+        let only = apps_to_run(None, None, &[express(3)], None).expect("valid");
+        assert_eq!(
+            names(&only),
+            ["express-msal-option3"],
+            "no reference run unless asked"
+        );
+        let default = apps_to_run(None, None, &[], None).expect("valid");
+        assert_eq!(names(&default), ["option4"]);
+        let scenario = Topology::named("option3").expect("preset");
+        let from_scenario = apps_to_run(None, None, &[], Some(&scenario)).expect("valid");
+        assert_eq!(names(&from_scenario), ["option3"]);
+        assert!(apps_to_run(Some("option9"), None, &[], None).is_err());
+    }
 }
