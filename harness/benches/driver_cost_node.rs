@@ -17,6 +17,9 @@
 //! (needs Node 20 and `npm ci` in targets/express-msal). `BENCH_ROUNDS`
 //! (default 3) alternating rounds of `BENCH_LATENCY_SECS` (default 5) each.
 
+mod common;
+use common::{cpu_seconds, env_or};
+
 use std::num::NonZeroUsize;
 use std::path::Path;
 use std::sync::Arc;
@@ -32,29 +35,10 @@ use harness::stage::stack::{Stack, StackSpec};
 use http_body_util::{BodyExt, Empty};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
-use nix::sys::resource::{UsageWho, getrusage};
 
 /// The harness binary's allocator (see its main.rs), so the figures are its.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// This process's user + system CPU seconds so far.
-fn own_cpu() -> f64 {
-    getrusage(UsageWho::RUSAGE_SELF).map_or(0.0, |usage| {
-        let (user, system) = (usage.user_time(), usage.system_time());
-        user.tv_sec() as f64
-            + user.tv_usec() as f64 / 1e6
-            + system.tv_sec() as f64
-            + system.tv_usec() as f64 / 1e6
-    })
-}
 
 /// A child's user + system CPU seconds so far (`/proc/PID/stat`, all threads).
 fn child_cpu(pid: u32) -> f64 {
@@ -107,21 +91,6 @@ fn shared(
         .expect("a launched target's IdP has a CA");
     shared.http = contract::HttpClient::trusting(ca).expect("trusts the IdP's CA");
     (Arc::new(shared), latencies, collector)
-}
-
-/// Drives `scenario` to its end; the history is drained as a run's progress does.
-async fn drive(shared: Arc<Shared>, collector: history::Collector) {
-    let drain = tokio::spawn(async move {
-        let mut collector = collector;
-        loop {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            collector.drain();
-        }
-    });
-    harness::load::drive_on_own_thread(shared)
-        .await
-        .expect("load");
-    drain.abort();
 }
 
 /// Requests of `kind` so far and their raw latency histogram.
@@ -248,12 +217,12 @@ async fn main() {
          think_time = {{ min = \"5ms\", max = \"25ms\" }}\n\n[mix]\nprofile = 30\ndata = 20\ncart_write = 20\ncart_read = 15\n"
     );
     let (load, latencies, collector) = shared(&stack, &session_cookie, &mix);
-    let before = (own_cpu(), child_cpu(node), child_cpu(idp));
+    let before = (cpu_seconds(), child_cpu(node), child_cpu(idp));
     let started = Instant::now();
-    drive(load, collector).await;
+    common::drive_and_collect(load, collector, Duration::from_millis(250)).await;
     let wall = started.elapsed().as_secs_f64();
     let (harness_cpu, node_cpu, idp_cpu) = (
-        own_cpu() - before.0,
+        cpu_seconds() - before.0,
         child_cpu(node) - before.1,
         child_cpu(idp) - before.2,
     );
@@ -303,7 +272,7 @@ async fn main() {
     let (mut by_driver, mut by_bare) = (histogram(), histogram());
     for round in 1..=rounds {
         let (load, latencies, collector) = shared(&stack, &session_cookie, &one);
-        drive(load, collector).await;
+        common::drive_and_collect(load, collector, Duration::from_millis(250)).await;
         let driver = series(&latencies, "profile");
         let bare = tokio::task::block_in_place(|| bare(&base, &cookie, latency_secs));
         println!(

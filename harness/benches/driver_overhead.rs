@@ -8,6 +8,9 @@
 //! `BENCH_ROUNDS` (default 3) alternating rounds, `BENCH_CONNECTIONS` (default 16).
 //! The floor: the driver reaches half of wrk's rate; the goal is 0.8.
 
+mod common;
+use common::{cpu_seconds, env_or};
+
 use std::num::NonZeroUsize;
 use std::process::Command;
 use std::sync::Arc;
@@ -21,30 +24,11 @@ use harness::run_folder::RunFolder;
 use harness::scenario::Scenario;
 use harness::stage::stack::{Stack, StackSpec};
 use harness::stage::target::AppUnderTest;
-use nix::sys::resource::{UsageWho, getrusage};
 
 /// mimalloc: the driver allocates on every request (URLs, headers, history
 /// events), and glibc's `malloc` took a tenth of its thread's time.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// This process's user + system CPU seconds so far.
-fn cpu_seconds() -> f64 {
-    getrusage(UsageWho::RUSAGE_SELF).map_or(0.0, |usage| {
-        let (user, system) = (usage.user_time(), usage.system_time());
-        user.tv_sec() as f64
-            + user.tv_usec() as f64 / 1e6
-            + system.tv_sec() as f64
-            + system.tv_usec() as f64 / 1e6
-    })
-}
 
 /// `wrk` against `url`: requests per second.
 fn wrk(url: &str, connections: u64, secs: u64) -> f64 {
@@ -92,20 +76,9 @@ async fn driver(base: &str, idp: &str, connections: u64, secs: u64) -> (f64, f64
         )
         .expect("shared"),
     );
-    // The history is drained as it grows, as a real run's progress does.
-    let drain = tokio::spawn(async move {
-        let mut collector = collector;
-        loop {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            collector.drain();
-        }
-    });
     let cpu_before = cpu_seconds();
     let before = latencies.snapshot();
-    harness::load::drive_on_own_thread(shared)
-        .await
-        .expect("load");
-    drain.abort();
+    common::drive_and_collect(shared, collector, Duration::from_millis(250)).await;
     let cpu = cpu_seconds() - cpu_before;
     let after = latencies.snapshot();
     let count = |snapshot: &std::collections::BTreeMap<
