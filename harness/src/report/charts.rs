@@ -74,6 +74,55 @@ fn svg(
     Ok(out)
 }
 
+/// The frame every chart shares: its caption, margin and axis label room.
+fn frame<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    caption: &str,
+) -> ChartBuilder<'a, 'a, SVGBackend<'b>> {
+    let mut builder = ChartBuilder::on(root);
+    builder
+        .caption(caption, (FONT, 16))
+        .margin(10)
+        .x_label_area_size(36)
+        .y_label_area_size(56);
+    builder
+}
+
+type Plot<'a, 'b, X, Y> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<X, Y>>;
+
+/// A named line in colour `c`, with its legend entry.
+fn line<X, Y>(
+    chart: &mut Plot<'_, '_, X, Y>,
+    name: String,
+    points: Vec<(f64, f64)>,
+    c: RGBColor,
+) -> Drawn
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    chart
+        .draw_series(LineSeries::new(points, c.stroke_width(2)))?
+        .label(name)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c));
+    Ok(())
+}
+
+/// The legend box, at `position`.
+fn legend<'b, X, Y>(chart: &mut Plot<'b, 'b, X, Y>, position: SeriesLabelPosition) -> Drawn
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}
+
 /// x of a quantile on the HDR percentile axis: log10(1 / (1 - q)), so 90%,
 /// 99%, 99.9%, 99.99% fall at 1, 2, 3, 4.
 fn nines(q: f64) -> f64 {
@@ -122,11 +171,7 @@ pub fn latency_distribution(column: &Column<'_>) -> Result<Chart, ReportError> {
     let title = format!("{}: latency by percentile", plain(&column.label));
     let caption = title.clone();
     let svg = svg(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(caption, (FONT, 16))
-            .margin(10)
-            .x_label_area_size(36)
-            .y_label_area_size(56)
+        let mut chart = frame(root, &caption)
             .build_cartesian_2d(0f64..4f64, (min * 0.8..max * 1.25).log_scale())?;
         chart
             .configure_mesh()
@@ -136,19 +181,9 @@ pub fn latency_distribution(column: &Column<'_>) -> Result<Chart, ReportError> {
             .x_label_formatter(&nines_label)
             .draw()?;
         for (index, (name, points)) in lines.into_iter().enumerate() {
-            let c = colour(index);
-            chart
-                .draw_series(LineSeries::new(points, c.stroke_width(2)))?
-                .label(name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c));
+            line(&mut chart, name, points, colour(index))?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()?;
-        Ok(())
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)
     })?;
     Ok(Chart {
         key: "latency-distribution",
@@ -193,12 +228,8 @@ pub fn latency_over_time(column: &Column<'_>, timeline: &Timeline) -> Result<Cha
     );
     let caption = title.clone();
     let svg = svg(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(caption, (FONT, 16))
-            .margin(10)
-            .x_label_area_size(36)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0f64..end_secs, (min..max).log_scale())?;
+        let mut chart =
+            frame(root, &caption).build_cartesian_2d(0f64..end_secs, (min..max).log_scale())?;
         chart
             .configure_mesh()
             .x_desc("seconds into the run")
@@ -223,19 +254,9 @@ pub fn latency_over_time(column: &Column<'_>, timeline: &Timeline) -> Result<Cha
                 (FONT, 11),
             )))?;
         }
-        for (name, points, c) in [("p50", p50, colour(0)), ("p99", p99, colour(1))] {
-            chart
-                .draw_series(LineSeries::new(points, c.stroke_width(2)))?
-                .label(name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c));
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()?;
-        Ok(())
+        line(&mut chart, "p50".into(), p50, colour(0))?;
+        line(&mut chart, "p99".into(), p99, colour(1))?;
+        legend(&mut chart, SeriesLabelPosition::LowerRight)
     })?;
     Ok(Chart {
         key: "latency-over-time",
@@ -282,31 +303,16 @@ fn over_time(
         * 1.15;
     let (caption, unit) = (title.to_owned(), unit.to_owned());
     let svg = svg(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(caption, (FONT, 16))
-            .margin(10)
-            .x_label_area_size(36)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0f64..end, 0f64..max)?;
+        let mut chart = frame(root, &caption).build_cartesian_2d(0f64..end, 0f64..max)?;
         chart
             .configure_mesh()
             .x_desc("seconds into the run")
             .y_desc(unit)
             .draw()?;
         for (index, (name, points)) in lines.into_iter().enumerate() {
-            let c = colour(index);
-            chart
-                .draw_series(LineSeries::new(points, c.stroke_width(2)))?
-                .label(name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c));
+            line(&mut chart, name, points, colour(index))?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()?;
-        Ok(())
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)
     })?;
     Ok(Chart {
         key,
@@ -356,12 +362,7 @@ pub fn idp_calls(columns: &[Column<'_>]) -> Result<Chart, ReportError> {
     let title = "IdP token calls per session, against the minimum the run needed".to_owned();
     let caption = title.clone();
     let svg = svg(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(caption, (FONT, 16))
-            .margin(10)
-            .x_label_area_size(36)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0f64..n as f64, 0f64..max)?;
+        let mut chart = frame(root, &caption).build_cartesian_2d(0f64..n as f64, 0f64..max)?;
         // The options are named over their bars: a continuous x axis puts
         // its ticks where it likes, not under each bar.
         chart
@@ -391,13 +392,7 @@ pub fn idp_calls(columns: &[Column<'_>]) -> Result<Chart, ReportError> {
             }))?
             .label("minimum")
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 18, y + 5)], needed.filled()));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()?;
-        Ok(())
+        legend(&mut chart, SeriesLabelPosition::UpperRight)
     })?;
     Ok(Chart {
         key: "idp-calls",
@@ -446,10 +441,7 @@ pub fn projection(
     let caption =
         "Store bytes against sessions: measured (dots), fitted to 1000x (lines)".to_owned();
     let svg = svg(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(caption, (FONT, 16))
-            .margin(10)
-            .x_label_area_size(36)
+        let mut chart = frame(root, &caption)
             .y_label_area_size(64)
             .build_cartesian_2d(
                 (1f64..xmax * 1.5).log_scale(),
@@ -469,13 +461,7 @@ pub fn projection(
                 .legend(move |(x, y)| Circle::new((x + 9, y), 4, c.filled()));
             chart.draw_series(DashedLineSeries::new(line, 6, 4, c.stroke_width(2)))?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()?;
-        Ok(())
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)
     })?;
     Ok(Chart {
         key: "projection",
