@@ -221,3 +221,61 @@ fn files_without_reference_round_trips_are_not_judged_on_ratios() {
     assert!(output.status.success(), "{}", stdout(&output));
     assert!(stdout(&output).contains("no reference"));
 }
+
+/// The row of `metric` in a terminal table.
+fn row<'a>(text: &'a str, metric: &str) -> &'a str {
+    text.lines()
+        .find(|l| l.starts_with(metric))
+        .unwrap_or_else(|| panic!("no row {metric} in:\n{text}"))
+}
+
+#[test]
+fn a_percentile_with_few_samples_beyond_it_is_shown_not_judged() {
+    let dir = tempfile::tempdir().expect("dir");
+    let base = fixture();
+    let kind = busiest(&base);
+    let (count, _) = base.kind(&kind).expect("kind");
+    assert!(
+        (100..1000).contains(&count),
+        "the fixture's busiest type has enough samples for p90, not for p99: {count}"
+    );
+    let mut current = base.clone();
+    slow_down(&mut current, Some(&kind), 3.0);
+    let only_p99 = [
+        "--max-p50-regression",
+        "1000%",
+        "--max-p90-regression",
+        "1000%",
+        "--max-p99-regression",
+        "20%",
+    ];
+    // p99 of a few hundred samples is a handful of requests: not judged.
+    let output = compare(dir.path(), &base, &current, &only_p99);
+    assert!(output.status.success(), "{}", stdout(&output));
+    let text = stdout(&output);
+    let p99 = row(&text, &format!("{kind}: p99 / healthz p99"));
+    assert!(p99.contains("under 1000 samples: not judged"), "{p99}");
+    assert!(row(&text, &format!("{kind}: p90 / healthz p90")).contains("+1000%"));
+    // Asking for one sample beyond it judges it, and the slowdown fails.
+    let flags: Vec<&str> = only_p99
+        .iter()
+        .copied()
+        .chain(["--min-tail", "1"])
+        .collect();
+    let output = compare(dir.path(), &base, &current, &flags);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert!(stdout(&output).contains(&format!("REGRESSION in {kind}: p99 / healthz p99")));
+}
+
+#[test]
+fn every_request_type_together_is_compared_too() {
+    let dir = tempfile::tempdir().expect("dir");
+    let base = fixture();
+    let mut current = base.clone();
+    slow_down(&mut current, None, 3.0);
+    let output = compare(dir.path(), &base, &current, &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let text = stdout(&output);
+    assert!(row(&text, "all requests: p50 / healthz p50").contains("WORSE"));
+    assert!(row(&text, "all requests: p90 / healthz p90").contains("WORSE"));
+}

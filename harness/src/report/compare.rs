@@ -9,6 +9,8 @@
 
 use std::fmt::Write;
 
+use hdrhistogram::Histogram;
+
 use crate::check::Kind;
 use crate::results::Results;
 
@@ -19,10 +21,13 @@ use super::ReportError;
 pub struct Thresholds {
     /// Largest allowed rise of (request p50 / reference p50), as a fraction (0.1 = 10%).
     pub p50_ratio: f64,
+    /// Largest allowed rise of (request p90 / reference p90).
+    pub p90_ratio: f64,
     /// Largest allowed rise of (request p99 / reference p99).
     pub p99_ratio: f64,
-    /// Opt-in: largest allowed rise of the absolute p50 / p99.
+    /// Opt-in: largest allowed rise of the absolute p50 / p90 / p99.
     pub p50_absolute: Option<f64>,
+    pub p90_absolute: Option<f64>,
     pub p99_absolute: Option<f64>,
     /// Allowed rise of an anomaly family the baseline already had, as a
     /// fraction of its count (0 = any rise fails). A family new to the run fails always.
@@ -33,23 +38,44 @@ pub struct Thresholds {
     pub anomaly_allowance: u64,
     /// The reference round trip latencies are divided by.
     pub reference: String,
-    /// Fewest requests of a type (in both files) for its p50 to count; its
-    /// p99 needs ten times as many, or it is one request's luck.
-    pub min_requests: u64,
+    /// Fewest samples beyond a percentile, in both files, for it to be
+    /// judged (10: p50 needs 20 samples, p90 100, p99 1,000). With fewer,
+    /// the percentile is the luck of one or two requests: a p99 of 200
+    /// samples is the second slowest. Counted for the request type and for
+    /// the reference round trip alike, since a ratio is as noisy as either.
+    pub min_tail: u64,
 }
 
 impl Default for Thresholds {
     fn default() -> Self {
         Self {
             p50_ratio: 0.5,
+            p90_ratio: 1.0,
             p99_ratio: 1.0,
             p50_absolute: None,
+            p90_absolute: None,
             p99_absolute: None,
             anomaly_slack: 0.0,
             anomaly_allowance: 0,
             reference: crate::reference::HEALTHZ.to_owned(),
-            min_requests: 20,
+            min_tail: 10,
         }
+    }
+}
+
+impl Thresholds {
+    /// The percentiles compared: name, quantile, ratio limit, absolute limit.
+    fn percentiles(&self) -> [(&'static str, f64, f64, Option<f64>); 3] {
+        [
+            ("p50", 0.5, self.p50_ratio, self.p50_absolute),
+            ("p90", 0.9, self.p90_ratio, self.p90_absolute),
+            ("p99", 0.99, self.p99_ratio, self.p99_absolute),
+        ]
+    }
+
+    /// Fewest samples for quantile `q` to have `min_tail` beyond it.
+    fn samples_needed(&self, q: f64) -> u64 {
+        (self.min_tail as f64 / (1.0 - q)).round() as u64
     }
 }
 
@@ -172,8 +198,17 @@ pub fn compare(
             verdict: Verdict::Worse,
         });
     }
-    let reference = |r: &Results| r.reference(&limits.reference).map(|s| s.latency.clone());
-    let (base_ref, cur_ref) = (reference(baseline), reference(current));
+    let reference = |r: &Results| -> Result<Option<Sample>, ReportError> {
+        r.reference(&limits.reference)
+            .map(|series| {
+                Ok(Sample {
+                    count: series.count,
+                    histogram: crate::results::decode(&series.histogram)?,
+                })
+            })
+            .transpose()
+    };
+    let references = (reference(baseline)?, reference(current)?);
     for kind in baseline.kinds() {
         let (base_count, base_h) = baseline.kind(&kind)?;
         let (cur_count, cur_h) = current.kind(&kind)?;
@@ -188,93 +223,32 @@ pub fn compare(
             });
             continue;
         }
-        let fewest = base_count.min(cur_count);
-        for (name, q, ratio_limit, absolute_limit, needed) in [
-            (
-                "p50",
-                0.5,
-                limits.p50_ratio,
-                limits.p50_absolute,
-                limits.min_requests,
-            ),
-            (
-                "p99",
-                0.99,
-                limits.p99_ratio,
-                limits.p99_absolute,
-                limits.min_requests * 10,
-            ),
-        ] {
-            let (b, c) = (
-                base_h.value_at_quantile(q) as f64,
-                cur_h.value_at_quantile(q) as f64,
-            );
-            let enough = fewest >= needed;
-            let refs = match (&base_ref, &cur_ref) {
-                (Some(br), Some(cr)) => {
-                    let pick = |p: &crate::results::Percentiles| {
-                        if q < 0.9 { p.p50 } else { p.p99 }
-                    };
-                    Some((pick(br).max(1) as f64, pick(cr).max(1) as f64))
-                }
-                _ => None,
-            };
-            match refs {
-                Some((br, cr)) => {
-                    let ch = change(b / br, c / cr);
-                    rows.push(Row {
-                        metric: format!("{kind}: {name} / {} {name}", limits.reference),
-                        baseline: format!("{:.2}", b / br),
-                        current: format!("{:.2}", c / cr),
-                        change: percent(ch),
-                        limit: if enough {
-                            format!("+{:.0}%", ratio_limit * 100.0)
-                        } else {
-                            format!("under {needed} requests: not judged")
-                        },
-                        verdict: if enough {
-                            judge(ch, ratio_limit)
-                        } else {
-                            Verdict::Info
-                        },
-                    });
-                }
-                None => rows.push(Row {
-                    metric: format!("{kind}: {name} / {} {name}", limits.reference),
-                    baseline: if base_ref.is_some() {
-                        "ok"
-                    } else {
-                        "no reference"
-                    }
-                    .into(),
-                    current: if cur_ref.is_some() {
-                        "ok"
-                    } else {
-                        "no reference"
-                    }
-                    .into(),
-                    change: "-".into(),
-                    limit: "not judged".into(),
-                    verdict: Verdict::Info,
-                }),
-            }
-            let ch = change(b, c);
-            rows.push(Row {
-                metric: format!("{kind}: {name} ms"),
-                baseline: format!("{:.2}", b / 1e3),
-                current: format!("{:.2}", c / 1e3),
-                change: percent(ch),
-                limit: absolute_limit.map_or_else(
-                    || "absolute: opt-in".to_owned(),
-                    |l| format!("+{:.0}%", l * 100.0),
-                ),
-                verdict: match absolute_limit {
-                    Some(l) if enough => judge(ch, l),
-                    _ => Verdict::Info,
-                },
-            });
-        }
+        let samples = (
+            Sample {
+                count: base_count,
+                histogram: base_h,
+            },
+            Sample {
+                count: cur_count,
+                histogram: cur_h,
+            },
+        );
+        latency_rows(&mut rows, &kind, &samples, &references, limits);
     }
+    // Every request type together: in a short run, the one latency with
+    // enough samples for its tail to be judged.
+    let (base_all, cur_all) = (baseline.overall()?, current.overall()?);
+    let samples = (
+        Sample {
+            count: base_all.0,
+            histogram: base_all.2,
+        },
+        Sample {
+            count: cur_all.0,
+            histogram: cur_all.2,
+        },
+    );
+    latency_rows(&mut rows, "all requests", &samples, &references, limits);
     for kind in Kind::ALL {
         let (b, c) = (baseline.anomaly(kind), current.anomaly(kind));
         let allowed =
@@ -335,6 +309,88 @@ pub fn compare(
         current: label(current),
         rows,
     })
+}
+
+/// Latencies of one request type (or of the reference) in one run.
+struct Sample {
+    count: u64,
+    histogram: Histogram<u64>,
+}
+
+impl Sample {
+    fn at(&self, q: f64) -> f64 {
+        self.histogram.value_at_quantile(q) as f64
+    }
+}
+
+/// The rows of one request type: for each percentile, its ratio to the
+/// reference's same percentile (judged), then its absolute value (judged
+/// only when asked). A percentile with too few samples beyond it, in the
+/// type or in the reference, is shown and not judged.
+fn latency_rows(
+    rows: &mut Vec<Row>,
+    kind: &str,
+    (base, cur): &(Sample, Sample),
+    references: &(Option<Sample>, Option<Sample>),
+    limits: &Thresholds,
+) {
+    for (name, q, ratio_limit, absolute_limit) in limits.percentiles() {
+        let needed = limits.samples_needed(q);
+        let not_judged = format!("under {needed} samples: not judged");
+        let (b, c) = (base.at(q), cur.at(q));
+        let enough = base.count.min(cur.count) >= needed;
+        let metric = format!("{kind}: {name} / {} {name}", limits.reference);
+        match references {
+            (Some(base_ref), Some(cur_ref)) => {
+                let (br, cr) = (base_ref.at(q).max(1.0), cur_ref.at(q).max(1.0));
+                let ch = change(b / br, c / cr);
+                let judged = enough && base_ref.count.min(cur_ref.count) >= needed;
+                rows.push(Row {
+                    metric,
+                    baseline: format!("{:.2}", b / br),
+                    current: format!("{:.2}", c / cr),
+                    change: percent(ch),
+                    limit: if judged {
+                        format!("+{:.0}%", ratio_limit * 100.0)
+                    } else {
+                        not_judged.clone()
+                    },
+                    verdict: if judged {
+                        judge(ch, ratio_limit)
+                    } else {
+                        Verdict::Info
+                    },
+                });
+            }
+            (base_ref, cur_ref) => {
+                let state = |r: &Option<Sample>| if r.is_some() { "ok" } else { "no reference" };
+                rows.push(Row {
+                    metric,
+                    baseline: state(base_ref).into(),
+                    current: state(cur_ref).into(),
+                    change: "-".into(),
+                    limit: "not judged".into(),
+                    verdict: Verdict::Info,
+                });
+            }
+        }
+        let ch = change(b, c);
+        rows.push(Row {
+            metric: format!("{kind}: {name} ms"),
+            baseline: format!("{:.2}", b / 1e3),
+            current: format!("{:.2}", c / 1e3),
+            change: percent(ch),
+            limit: match absolute_limit {
+                None => "absolute: opt-in".to_owned(),
+                Some(l) if enough => format!("+{:.0}%", l * 100.0),
+                Some(_) => not_judged,
+            },
+            verdict: match absolute_limit {
+                Some(l) if enough => judge(ch, l),
+                _ => Verdict::Info,
+            },
+        });
+    }
 }
 
 /// For a terminal: aligned columns.
