@@ -153,7 +153,7 @@ pub fn default_session_settings() -> SessionSettings {
     SessionSettings {
         cookie_name: "app_session".into(),
         cookie_secure: false,
-        idle_timeout: Duration::from_secs(1800),
+        idle_timeout: session::DEFAULT_IDLE_TIMEOUT,
         absolute_timeout: Duration::from_secs(8 * 3600),
     }
 }

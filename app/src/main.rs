@@ -84,7 +84,7 @@ struct Args {
     /// Mark the cookie `Secure` (for https deployments).
     #[arg(long)]
     cookie_secure: bool,
-    #[arg(long, default_value_t = 1800)]
+    #[arg(long, default_value_t = app::session::DEFAULT_IDLE_TIMEOUT.as_secs())]
     idle_timeout_secs: u64,
     #[arg(long, default_value_t = 8 * 3600)]
     absolute_timeout_secs: u64,

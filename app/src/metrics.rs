@@ -9,6 +9,7 @@ use parking_lot::Mutex;
 
 use crate::store::StoreSize;
 use crate::store::breaker::Breaker;
+use crate::tokencache::placement::Resident;
 
 /// Counters kept by this instance.
 #[derive(Default)]
@@ -55,7 +56,7 @@ impl Metrics {
         &self,
         instance: &str,
         stores: &[(&str, Option<StoreSize>)],
-        token_cache_entries: Option<u64>,
+        token_cache: Option<Resident>,
         undecryptable: u64,
         breakers: &[Arc<Breaker>],
     ) -> String {
@@ -113,10 +114,21 @@ impl Metrics {
                 );
             }
         }
-        if let Some(entries) = token_cache_entries {
+        if let Some(resident) = token_cache {
             let _ = writeln!(
                 out,
-                "app_store_entries{{instance=\"{instance}\",store=\"instance_token_cache\"}} {entries}"
+                "app_store_entries{{instance=\"{instance}\",store=\"instance_token_cache\"}} {}",
+                resident.entries
+            );
+            let _ = writeln!(
+                out,
+                "# HELP app_token_cache_accounts Accounts (users) this process's own token cache holds tokens for."
+            );
+            let _ = writeln!(out, "# TYPE app_token_cache_accounts gauge");
+            let _ = writeln!(
+                out,
+                "app_token_cache_accounts{{instance=\"{instance}\"}} {}",
+                resident.accounts
             );
         }
         let _ = writeln!(

@@ -76,6 +76,9 @@ pub struct LoadedSession {
     pub version: u64,
 }
 
+/// How long an unused session lives when nobody says otherwise.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(1800);
+
 /// Cookie and lifetime settings.
 #[derive(Clone, Debug)]
 pub struct SessionSettings {

@@ -398,7 +398,10 @@ async fn data(
 }
 
 async fn read_cart(State(app): Shared, headers: HeaderMap) -> Result<Response, AppError> {
-    let current = app.signed_in(&headers).await?;
+    let mut current = app.signed_in(&headers).await?;
+    // A read is use: without the keep-alive, a browser that only reads its
+    // cart would be signed out an idle timeout after its last write.
+    app.touch(&mut current.session).await?;
     let reply = CartReply {
         version: current.session.version,
         items: current.session.data.cart.clone(),
@@ -497,7 +500,7 @@ async fn metrics(State(app): Shared) -> Response {
     let text = app.metrics.render(
         &app.settings.instance_id,
         &[(store.kind().as_str(), size)],
-        app.tokens.cache().resident_entries(),
+        app.tokens.cache().resident(),
         app.encrypted.as_ref().map_or(0, |e| e.undecryptable()),
         &app.breakers,
     );

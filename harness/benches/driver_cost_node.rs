@@ -193,6 +193,7 @@ async fn main() {
         run_dir: folder.path().to_owned(),
         network_proxy: false,
         idp: Default::default(),
+        session_idle_timeout: None,
     })
     .await
     .expect("stack up (cargo build --release --bins; npm ci in targets/express-msal)");

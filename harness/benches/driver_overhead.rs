@@ -116,6 +116,7 @@ async fn main() {
         run_dir: folder.path().to_owned(),
         network_proxy: false,
         idp: Default::default(),
+        session_idle_timeout: None,
     })
     .await
     .expect("stack up (cargo build --release --bins first)");

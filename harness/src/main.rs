@@ -152,12 +152,18 @@ enum Command {
         /// Largest allowed rise of (request p99 / reference p99).
         #[arg(long, default_value = "100%", value_parser = parse_percent)]
         max_p99_regression: f64,
+        /// Largest allowed rise of (request p90 / reference p90).
+        #[arg(long, default_value = "100%", value_parser = parse_percent)]
+        max_p90_regression: f64,
         /// Largest allowed rise of (request p50 / reference p50).
         #[arg(long, default_value = "50%", value_parser = parse_percent)]
         max_p50_regression: f64,
         /// Opt-in: largest allowed rise of the absolute p99.
         #[arg(long, value_parser = parse_percent)]
         max_absolute_p99_regression: Option<f64>,
+        /// Opt-in: largest allowed rise of the absolute p90.
+        #[arg(long, value_parser = parse_percent)]
+        max_absolute_p90_regression: Option<f64>,
         /// Opt-in: largest allowed rise of the absolute p50.
         #[arg(long, value_parser = parse_percent)]
         max_absolute_p50_regression: Option<f64>,
@@ -172,9 +178,11 @@ enum Command {
         /// The reference round trip latencies are divided by: healthz | redis-ping.
         #[arg(long, default_value = "healthz")]
         reference: String,
-        /// Fewest requests of a type for its p50 to be judged (p99: ten times as many).
-        #[arg(long, default_value_t = 20)]
-        min_requests: u64,
+        /// Fewest samples beyond a percentile, in both files, for it to be
+        /// judged: with 10, p50 needs 20 requests of a type (and of the
+        /// reference round trip), p90 100, p99 1,000. Fewer: shown, not judged.
+        #[arg(long, default_value_t = 10)]
+        min_tail: u64,
         /// Print a Markdown table (for a CI summary) instead of the terminal one.
         #[arg(long)]
         markdown: bool,
@@ -369,25 +377,29 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             baseline,
             current,
             max_p99_regression,
+            max_p90_regression,
             max_p50_regression,
             max_absolute_p99_regression,
+            max_absolute_p90_regression,
             max_absolute_p50_regression,
             anomaly_slack,
             anomaly_allowance,
             reference,
-            min_requests,
+            min_tail,
             markdown,
             output,
         } => {
             let limits = compare::Thresholds {
                 p50_ratio: max_p50_regression,
+                p90_ratio: max_p90_regression,
                 p99_ratio: max_p99_regression,
                 p50_absolute: max_absolute_p50_regression,
+                p90_absolute: max_absolute_p90_regression,
                 p99_absolute: max_absolute_p99_regression,
                 anomaly_slack,
                 anomaly_allowance,
                 reference,
-                min_requests,
+                min_tail,
             };
             let comparison = compare::compare(
                 &Results::read(&baseline)?,
@@ -493,6 +505,7 @@ async fn up(
         run_dir: folder.path().to_owned(),
         network_proxy: scenario.faults.needs_network_proxy(),
         idp: scenario.workload.idp.clone(),
+        session_idle_timeout: scenario.workload.session_idle_timeout,
     };
     let mut stack = tokio::select! {
         stack = Stack::up(&spec) => stack?,

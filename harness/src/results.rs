@@ -224,6 +224,11 @@ pub struct AnomalyReport {
     pub facets: BTreeMap<String, u64>,
     /// Counts by the fault window they fell in; `none` outside every window.
     pub by_window: BTreeMap<String, u64>,
+    /// session-loss only: those whose instance went down (restart or crash)
+    /// between the session's last good answer and the loss. Absent in files
+    /// from before it was counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub across_instance_down: Option<u64>,
     /// Up to five, with the events that prove each.
     pub examples: Vec<Example>,
 }
@@ -264,7 +269,8 @@ pub struct IdpCalls {
 /// What the stores and instances grew to.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Leaks {
-    /// Sessions signed in when the load ended.
+    /// Browsers possibly still signed in at the last look (after the grace
+    /// period): signed in, not logged out, used within the idle timeout.
     pub live_sessions_at_end: u64,
     /// Store bytes at the last sample, per live session (None without live sessions).
     pub store_bytes_per_session: Option<f64>,
@@ -275,6 +281,13 @@ pub struct Leaks {
     pub rss_growth_bytes: i64,
     /// In-process token-cache entries at the end (option1), summed over instances.
     pub token_cache_entries_at_end: Option<u64>,
+    /// Browsers whose last session had ended by the last look: by a logout,
+    /// or by lying unused past the app's idle timeout (left without logout).
+    /// Only sessions that ended can show state kept past their end.
+    #[serde(default)]
+    pub sessions_logged_out: u64,
+    #[serde(default)]
+    pub sessions_expired: u64,
 }
 
 /// One source's timelines.
@@ -435,6 +448,11 @@ pub fn merge(runs: Vec<Results>) -> Result<Results, ResultsError> {
                     for (window, n) in report.by_window {
                         *into.by_window.entry(window).or_insert(0) += n;
                     }
+                    // Known only when every run counted it.
+                    into.across_instance_down = into
+                        .across_instance_down
+                        .zip(report.across_instance_down)
+                        .map(|(a, b)| a + b);
                     into.examples.extend(report.examples);
                     into.examples.truncate(5);
                 }
@@ -470,6 +488,8 @@ pub fn merge(runs: Vec<Results>) -> Result<Results, ResultsError> {
         idp.ratio = ratio(idp.token_calls, idp.minimum);
         let leaks = &mut merged.leaks;
         leaks.live_sessions_at_end += run.leaks.live_sessions_at_end;
+        leaks.sessions_logged_out += run.leaks.sessions_logged_out;
+        leaks.sessions_expired += run.leaks.sessions_expired;
         leaks.store_growth_bytes += run.leaks.store_growth_bytes;
         leaks.rss_growth_bytes += run.leaks.rss_growth_bytes;
         leaks.peak_rss_bytes = leaks.peak_rss_bytes.max(run.leaks.peak_rss_bytes);

@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use crate::check::orphans::{self, Leftovers};
+use crate::check::resident;
 use crate::check::windows::{self, Window};
 use crate::check::{self, Findings, Kind, Settings};
 use crate::faults;
@@ -89,6 +90,7 @@ pub async fn run(
         run_dir: folder.path().to_owned(),
         network_proxy: schedule.needs_network_proxy(),
         idp: workload.idp.clone(),
+        session_idle_timeout: workload.session_idle_timeout,
     };
     let mut stack = tokio::select! {
         stack = Stack::up(&spec) => stack?,
@@ -270,7 +272,10 @@ pub async fn run(
         () = tokio::time::sleep(workload.orphan_grace) => {}
         () = &mut *stop => stopped_because = stopped_because.or(Some("interrupted (signal)".into())),
     }
-    let last = sampler.sample(start.elapsed().as_micros() as u64).await;
+    let look = start.elapsed().as_micros() as u64;
+    let last = sampler.sample(look).await;
+    let held = last.held_in_process();
+    let counted_in_process = !held.is_empty() && held.iter().all(|h| h.sessions.is_some());
     samples.lock().push(last);
     let history = Arc::try_unwrap(collector)
         .map(|c| c.into_inner().finish())
@@ -283,14 +288,19 @@ pub async fn run(
     history.faults = steps.lock().clone();
     let mut findings = check::check(&history, &settings);
     let ended = orphans::ended_sessions(&history);
-    let signed_in = orphans::users_signed_in_at_end(&history);
+    let signed_in = resident::live_users(&history, look, settings.idle_timeout);
+    let gone = resident::gone_users(&history, look, settings.idle_timeout);
     let leftovers: Leftovers = sampler
-        .leftovers(&ended, &signed_in, &settings.subjects)
+        .leftovers(&ended, &signed_in, &settings.subjects, counted_in_process)
         .await;
     if let Some(reason) = &leftovers.unchecked {
         findings.unchecked.push((Kind::Orphan, reason.clone()));
     }
-    for anomaly in orphans::check(&history, &ended, &leftovers) {
+    let in_process = resident::check(&history, &held, look, settings.idle_timeout);
+    for anomaly in orphans::check(&history, &ended, &leftovers, &gone)
+        .into_iter()
+        .chain(in_process)
+    {
         findings
             .anomalies
             .entry(anomaly.kind)
@@ -317,7 +327,7 @@ pub async fn run(
         samples,
         idp_stats,
         minimum,
-        live_sessions: signed_in_sessions(&history),
+        endings: resident::endings(&history, look, settings.idle_timeout),
         started_unix_ms,
         duration: load_end,
         stopped_because,
@@ -333,11 +343,23 @@ pub async fn run(
 /// reference app renews as its flags say (see `IdpOptions::renewal_offset`).
 fn contract_settings(plan: &RunPlan, workload: &Workload) -> ContractSettings {
     match plan.app.contract() {
-        Some(settings) => settings.clone(),
+        Some(settings) => {
+            let mut settings = settings.clone();
+            // A launched target that takes the scenario's idle timeout runs with it.
+            if let (Some(idle), AppUnderTest::Launched(target)) =
+                (workload.session_idle_timeout, &plan.app)
+                && target.takes("session_idle_timeout_secs")
+            {
+                settings.idle_timeout = idle;
+            }
+            settings
+        }
         None => ContractSettings {
             session_cookie: "app_session".into(),
             renewal_offset: workload.idp.renewal_offset(),
-            idle_timeout: Duration::from_secs(1800),
+            idle_timeout: workload
+                .session_idle_timeout
+                .unwrap_or(app::session::DEFAULT_IDLE_TIMEOUT),
             models: None,
         },
     }
@@ -395,26 +417,6 @@ async fn idp_stats(idp_url: &str) -> IdpStats {
 }
 
 /// Sessions signed in when the load ended (browsers, not users).
-fn signed_in_sessions(history: &History) -> u64 {
-    history
-        .by_browser()
-        .into_iter()
-        .filter(|events| {
-            let mut signed_in = false;
-            for &index in events {
-                let event = &history.events[index];
-                match event.request {
-                    history::Request::SignIn => signed_in = event.outcome.ok(),
-                    history::Request::Logout if event.outcome.ok() => signed_in = false,
-                    _ if event.outcome.status() == Some(401) => signed_in = false,
-                    _ => {}
-                }
-            }
-            signed_in
-        })
-        .count() as u64
-}
-
 struct Assembly<'a> {
     plan: &'a RunPlan,
     history: &'a History,
@@ -423,7 +425,7 @@ struct Assembly<'a> {
     samples: Vec<Sample>,
     idp_stats: IdpStats,
     minimum: u64,
-    live_sessions: u64,
+    endings: resident::Endings,
     started_unix_ms: u64,
     duration: Duration,
     stopped_because: Option<String>,
@@ -488,7 +490,7 @@ fn assemble(a: Assembly<'_>) -> Results {
             max_us: s.latency.max(),
         })
         .collect();
-    let leaks = leaks(&a.samples, a.live_sessions);
+    let leaks = leaks(&a.samples, a.endings);
     Results {
         schema_version: results::SCHEMA_VERSION,
         complete: a.stopped_because.is_none(),
@@ -611,9 +613,22 @@ fn report(
             .map_or_else(|| "none".to_owned(), |w| w.label.clone());
         *by_window.entry(window).or_insert(0) += 1;
     }
-    let examples = found
+    let across_down: Vec<bool> = found
         .iter()
-        .take(5)
+        .map(|a| kind == Kind::SessionLoss && check::sessions::across_instance_down(history, a))
+        .collect();
+    // The first five, and a loss across an instance going down among them
+    // when there is one (the report's restart claim links to it).
+    let mut shown: Vec<usize> = (0..found.len().min(5)).collect();
+    if let Some(down) = across_down.iter().position(|&d| d)
+        && !shown.contains(&down)
+    {
+        shown.pop();
+        shown.push(down);
+    }
+    let examples = shown
+        .into_iter()
+        .map(|i| &found[i])
         .map(|anomaly| Example {
             summary: anomaly.summary.clone(),
             source: source.to_owned(),
@@ -630,11 +645,14 @@ fn report(
         count: found.len() as u64,
         facets,
         by_window,
+        across_instance_down: (kind == Kind::SessionLoss)
+            .then(|| across_down.iter().filter(|&&d| d).count() as u64),
         examples,
     }
 }
 
-fn leaks(samples: &[Sample], live_sessions: u64) -> Leaks {
+fn leaks(samples: &[Sample], endings: resident::Endings) -> Leaks {
+    let live_sessions = endings.live;
     let first = samples.first();
     let last = samples.last();
     let store = |s: Option<&Sample>| s.map_or(0, Sample::store_bytes) as i64;
@@ -652,6 +670,8 @@ fn leaks(samples: &[Sample], live_sessions: u64) -> Leaks {
                 .filter_map(|i| i.token_cache_entries)
                 .reduce(|a, b| a + b)
         }),
+        sessions_logged_out: endings.logged_out,
+        sessions_expired: endings.expired,
     }
 }
 

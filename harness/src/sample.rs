@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use crate::check::orphans::{EndedSession, LeftoverSession, Leftovers};
+use crate::check::resident::Held;
 use crate::history::Micros;
 use crate::load::browser::InstanceUrl;
 use crate::stage::stack::InstancePids;
@@ -47,6 +48,12 @@ pub struct InstanceSample {
     pub store_bytes: Option<u64>,
     /// Entries of an in-process token cache (option1).
     pub token_cache_entries: Option<u64>,
+    /// Accounts (users) that in-process token cache holds tokens for.
+    #[serde(default)]
+    pub token_cache_accounts: Option<u64>,
+    /// Sessions held in the instance's own memory (a `memory` session store).
+    #[serde(default)]
+    pub memory_sessions: Option<u64>,
 }
 
 /// Redis at one moment.
@@ -78,6 +85,20 @@ pub struct Sample {
 }
 
 impl Sample {
+    /// What each instance said it keeps in its own memory, for the instances
+    /// that said anything (`check::resident`).
+    pub fn held_in_process(&self) -> Vec<Held> {
+        self.instances
+            .iter()
+            .filter(|i| i.memory_sessions.is_some() || i.token_cache_accounts.is_some())
+            .map(|i| Held {
+                instance: i.id.clone(),
+                sessions: i.memory_sessions,
+                accounts: i.token_cache_accounts,
+            })
+            .collect()
+    }
+
     /// Bytes the stores hold for this run: Redis memory when there is a
     /// Redis, else Postgres payload, else what the instances say.
     pub fn store_bytes(&self) -> u64 {
@@ -206,6 +227,10 @@ impl Sampler {
             token_cache_entries: find("app_store_entries", &|l| {
                 l.get("store").is_some_and(|s| s == "instance_token_cache")
             }),
+            token_cache_accounts: find("app_token_cache_accounts", &|_| true),
+            memory_sessions: find("app_store_entries", &|l| {
+                l.get("store").is_some_and(|s| s == "memory")
+            }),
         }
     }
 
@@ -282,11 +307,14 @@ impl Sampler {
 
     /// What the stores still hold of the sessions browsers logged out of, and
     /// of users with no browser signed in (in an app-wide token blob).
+    /// `counted_in_process`: every instance reports the sessions it keeps in
+    /// its own memory (then `check::resident` judges those by their counts).
     pub async fn leftovers(
         &self,
         ended: &[EndedSession],
         signed_in_at_end: &HashSet<String>,
         subjects: &HashMap<String, String>,
+        counted_in_process: bool,
     ) -> Leftovers {
         let Some(topology) = &self.place.topology else {
             return Leftovers {
@@ -298,6 +326,9 @@ impl Sampler {
             };
         };
         if topology.session_backend == SessionBackend::Memory {
+            if counted_in_process {
+                return Leftovers::default();
+            }
             return Leftovers {
                 unchecked: Some(
                     "sessions live in each instance's memory, which the harness cannot look into"

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use contract::TokenSource;
 use harness::check::orphans::{LeftoverSession, Leftovers};
-use harness::check::{self, Kind, Settings};
+use harness::check::{self, Kind, Settings, resident};
 use harness::history::{
     BrowserId, BrowserInfo, Event, History, NoAnswer, Observed, Outcome, Request,
 };
@@ -458,7 +458,9 @@ fn stores_that_kept_a_logged_out_session_hold_orphans() {
     let ended = check::orphans::ended_sessions(&s.history);
     assert_eq!(ended.len(), 1);
     assert_eq!(ended[0].session, "s1");
-    let clean = check::orphans::check(&s.history, &ended, &Leftovers::default());
+    let gone = resident::gone_users(&s.history, 60_000_000, IDLE);
+    assert_eq!(gone["alice"].evidence, [signed, logout]);
+    let clean = check::orphans::check(&s.history, &ended, &Leftovers::default(), &gone);
     assert!(clean.is_empty());
     let leftovers = Leftovers {
         sessions: vec![LeftoverSession {
@@ -469,9 +471,249 @@ fn stores_that_kept_a_logged_out_session_hold_orphans() {
         blob_tokens: [("alice".to_owned(), 2)].into(),
         unchecked: None,
     };
-    let orphans = check::orphans::check(&s.history, &ended, &leftovers);
+    let orphans = check::orphans::check(&s.history, &ended, &leftovers, &gone);
     assert_eq!(orphans.len(), 2);
     assert!(orphans.iter().all(|o| o.evidence == [signed, logout]));
     assert!(orphans[0].summary.contains("its tokens"));
     assert!(orphans[1].summary.contains("2 refresh token"));
+}
+
+// --- state kept in an instance's own memory (check::resident) ---
+
+const IDLE: Duration = Duration::from_secs(10);
+
+fn logout(s: &mut Script, b: BrowserId) -> usize {
+    s.at(
+        b,
+        Request::Logout,
+        ok(
+            Observed::LoggedOut {
+                idp_session_ended: true,
+            },
+            None,
+            "app-1",
+        ),
+    )
+}
+
+/// Alice signs in on app-1 and walks away at 2 s; Bob keeps using app-1
+/// until 30 s. Looked at, at 40 s, with a 10 s idle timeout.
+fn alice_left_bob_stayed() -> (Script, BrowserId, Vec<usize>, u64) {
+    let mut s = Script::new();
+    let (alice, bob) = (s.browser("alice"), s.browser("bob"));
+    let alice_events = vec![
+        s.sign_in(alice, "sid-a", "sa"),
+        s.token(alice, TokenSource::Refresh, "sub-alice", "sid-a", 60),
+    ];
+    s.sign_in(bob, "sid-b", "sb");
+    while s.clock < 30_000_000 {
+        s.token(bob, TokenSource::Cache, "sub-bob", "sid-b", 60);
+    }
+    (s, alice, alice_events, 40_000_000)
+}
+
+fn held(instance: &str, sessions: Option<u64>, accounts: Option<u64>) -> resident::Held {
+    resident::Held {
+        instance: instance.into(),
+        sessions,
+        accounts,
+    }
+}
+
+#[test]
+fn tokens_kept_in_memory_for_a_user_whose_sessions_all_expired_are_orphans() {
+    let (s, alice, alice_events, look) = alice_left_bob_stayed();
+    // Two accounts, one user (Bob) who could still be signed in there.
+    let found = resident::check(&s.history, &[held("app-1", None, Some(2))], look, IDLE);
+    assert_eq!(found.len(), 1, "{found:?}");
+    let orphan = &found[0];
+    assert_eq!(orphan.kind, Kind::Orphan);
+    assert_eq!(orphan.browser, alice);
+    assert_eq!(orphan.facet.as_deref(), Some(resident::TOKEN_CACHE));
+    assert_eq!(orphan.evidence, alice_events);
+    assert!(
+        orphan
+            .summary
+            .contains("holds tokens of 2 accounts in memory, 1 more than the 1 users"),
+        "{}",
+        orphan.summary
+    );
+    assert!(
+        orphan.summary.contains("had expired by"),
+        "{}",
+        orphan.summary
+    );
+    let endings = resident::endings(&s.history, look, IDLE);
+    assert_eq!(
+        (endings.live, endings.logged_out, endings.expired),
+        (1, 0, 1)
+    );
+}
+
+#[test]
+fn what_live_browsers_account_for_is_no_orphan() {
+    let (s, _, _, look) = alice_left_bob_stayed();
+    assert!(resident::check(&s.history, &[held("app-1", Some(1), Some(1))], look, IDLE).is_empty());
+    // Looked at before Alice's session can have expired, she may be back: both are hers to keep.
+    let early = 2_100_000 + resident::certainly_expired_after(IDLE).as_micros() as u64 - 1;
+    assert!(
+        resident::check(&s.history, &[held("app-1", Some(2), Some(2))], early, IDLE).is_empty()
+    );
+    assert_eq!(resident::endings(&s.history, early, IDLE).live, 2);
+}
+
+#[test]
+fn sessions_kept_in_memory_past_their_end_are_orphans_one_per_session() {
+    let (s, alice, _, look) = alice_left_bob_stayed();
+    // Three sessions where only Bob's browser could still be signed in.
+    let found = resident::check(&s.history, &[held("app-1", Some(3), None)], look, IDLE);
+    assert_eq!(found.len(), 2, "{found:?}");
+    for orphan in &found {
+        assert_eq!(orphan.facet.as_deref(), Some(resident::MEMORY_SESSIONS));
+        assert_eq!(orphan.browser, alice, "the one ended browser app-1 served");
+    }
+}
+
+#[test]
+fn a_logout_on_one_instance_leaves_tokens_on_the_other() {
+    let mut s = Script::new();
+    let alice = s.browser("alice");
+    let sign_in = s.sign_in(alice, "sid-a", "sa");
+    let hop = s.token(alice, TokenSource::Refresh, "sub-alice", "sid-a", 60);
+    let out = logout(&mut s, alice);
+    for index in [hop, out] {
+        s.history.events[index].sent_to = "app-2".into();
+    }
+    // app-2 dropped Alice's account at her logout; app-1 still holds it.
+    let instances = [held("app-1", None, Some(1)), held("app-2", None, Some(0))];
+    let found = resident::check(&s.history, &instances, 5_000_000, IDLE);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].summary.starts_with("app-1 holds"),
+        "{}",
+        found[0].summary
+    );
+    assert!(
+        found[0].summary.contains("logged out at"),
+        "{}",
+        found[0].summary
+    );
+    assert_eq!(found[0].evidence, vec![sign_in, out]);
+    let endings = resident::endings(&s.history, 5_000_000, IDLE);
+    assert_eq!(
+        (endings.live, endings.logged_out, endings.expired),
+        (0, 1, 0)
+    );
+}
+
+#[test]
+fn a_browser_told_its_session_is_unknown_holds_nothing_live() {
+    let mut s = Script::new();
+    let alice = s.browser("alice");
+    s.sign_in(alice, "sid-a", "sa");
+    s.at(alice, Request::Profile, failed(401, "not_signed_in"));
+    let endings = resident::endings(&s.history, 3_000_000, IDLE);
+    assert_eq!(
+        (endings.live, endings.logged_out, endings.expired),
+        (0, 0, 0)
+    );
+    // Its session is gone; a session still held for it is beyond the bound.
+    let found = resident::check(&s.history, &[held("app-1", Some(1), None)], 3_000_000, IDLE);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].summary.contains("no browser it served has ended"),
+        "{}",
+        found[0].summary
+    );
+}
+
+#[test]
+fn blob_tokens_of_a_user_who_left_without_logout_are_orphans_once_their_session_expired() {
+    let (s, alice, alice_events, look) = alice_left_bob_stayed();
+    let leftovers = Leftovers {
+        blob_tokens: [("alice".to_owned(), 1), ("bob".to_owned(), 1)].into(),
+        ..Leftovers::default()
+    };
+    let gone = resident::gone_users(&s.history, look, IDLE);
+    assert_eq!(
+        gone.keys().collect::<Vec<_>>(),
+        ["alice"],
+        "Bob is still here"
+    );
+    let orphans = check::orphans::check(&s.history, &[], &leftovers, &gone);
+    assert_eq!(orphans.len(), 1, "{orphans:?}");
+    assert_eq!(orphans[0].browser, alice);
+    assert_eq!(orphans[0].evidence, alice_events);
+    assert!(
+        orphans[0].summary.contains("left without logout"),
+        "{}",
+        orphans[0].summary
+    );
+    // Before her session can have expired she is not gone.
+    assert!(resident::gone_users(&s.history, 5_000_000, IDLE).is_empty());
+}
+
+#[test]
+fn a_restart_wipes_what_an_instance_held_of_browsers_it_served_before() {
+    let (mut s, alice, _, look) = alice_left_bob_stayed();
+    s.history.faults.push(harness::history::FaultStep {
+        at: 20_000_000,
+        took: 50_000,
+        action: "instance-restart app-1".into(),
+        ends: None,
+        error: None,
+    });
+    let found = resident::check(&s.history, &[held("app-1", None, Some(2))], look, IDLE);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_ne!(
+        found[0].browser, alice,
+        "Alice's tokens went with the restart"
+    );
+    assert!(
+        found[0].summary.contains("no browser it served has ended"),
+        "{}",
+        found[0].summary
+    );
+}
+
+#[test]
+fn a_session_loss_is_tied_to_a_restart_only_when_its_instance_went_down_in_between() {
+    let mut s = Script::new();
+    let alice = s.browser("alice");
+    s.sign_in(alice, "sid-a", "sa");
+    s.token(alice, TokenSource::Cache, "sub-alice", "sid-a", 60);
+    s.at(alice, Request::Profile, failed(401, "not_signed_in"));
+    let findings = s.findings();
+    let losses = only(&findings, Kind::SessionLoss);
+    assert_eq!(losses.len(), 1);
+    let step = |action: &str, at: u64| harness::history::FaultStep {
+        at,
+        took: 20_000,
+        action: action.into(),
+        ends: None,
+        error: None,
+    };
+    // Nothing went down: a loss, but not a restart's.
+    assert!(!check::sessions::across_instance_down(
+        &s.history, losses[0]
+    ));
+    // Another instance restarted in between: still not.
+    s.history
+        .faults
+        .push(step("instance-restart app-2", 2_500_000));
+    assert!(!check::sessions::across_instance_down(
+        &s.history, losses[0]
+    ));
+    // Its own instance restarted before the last good answer: not either.
+    s.history
+        .faults
+        .push(step("instance-restart app-1", 500_000));
+    assert!(!check::sessions::across_instance_down(
+        &s.history, losses[0]
+    ));
+    // Its instance crashed between the last good answer (2.1 s) and the loss (3 s).
+    s.history
+        .faults
+        .push(step("instance-crash app-1 (down until started)", 2_500_000));
+    assert!(check::sessions::across_instance_down(&s.history, losses[0]));
 }

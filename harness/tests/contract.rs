@@ -91,3 +91,36 @@ async fn every_reply_of_the_reference_app_reads_as_the_contract_types() {
         Some(&ErrorCode::NotSignedIn)
     );
 }
+
+/// The scenario's session idle timeout reaches the app, and any use keeps a
+/// session alive, reading the cart included (it once did not: a browser
+/// that only read its cart was signed out an idle timeout after its last write).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_in_use_lives_past_the_idle_timeout_and_an_unused_one_ends() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().expect("dir");
+    let stack = harness::stage::stack::Stack::up(&harness::stage::stack::StackSpec {
+        session_idle_timeout: Some(Duration::from_secs(4)),
+        ..harness::stage::stack::StackSpec::reference(
+            app::topology::Topology::named("option4").expect("preset"),
+            std::num::NonZeroUsize::MIN,
+            dir.path(),
+        )
+    })
+    .await
+    .expect("stack up");
+    let base = stack.instances[0].url();
+    let user = browser();
+    common::sign_in(&user, &base).await;
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let cart = user.cart(&base).await.expect("answers");
+        assert_eq!(cart.status, 200, "read 9 s into a 4 s idle timeout, in use");
+    }
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let cart = user.cart(&base).await.expect("answers");
+    assert_eq!(
+        cart.status, 401,
+        "unused for 6 s: the 4 s idle timeout ended it"
+    );
+}

@@ -143,6 +143,7 @@ async fn run(outage: Outage, relogin: u32) -> Run {
         run_dir: dir.path().to_owned(),
         network_proxy: matches!(outage, Outage::RedisBlackholedFromApp1),
         idp: scenario.workload.idp.clone(),
+        session_idle_timeout: scenario.workload.session_idle_timeout,
     })
     .await
     .expect("stack up (app and mock-idp built beside the test)");

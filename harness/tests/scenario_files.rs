@@ -127,6 +127,18 @@ const CASES: &[(&str, &str, &str, &str)] = &[
         "at least 2s",
     ),
     (
+        "a session idle timeout under a second",
+        "[app]\nsession_idle_timeout = \"500ms\"\n",
+        "2:24",
+        "at least 1s",
+    ),
+    (
+        "an unknown key in [app]",
+        "[app]\nidle = \"5s\"\n",
+        "2:1",
+        "unknown field `idle`",
+    ),
+    (
         "an unknown reuse policy",
         "[idp]\nrefresh_reuse = \"never\"\n",
         "2:17",
@@ -182,6 +194,28 @@ fn every_malformed_file_is_one_error_at_its_place_with_the_reason() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn the_app_table_hands_a_session_idle_timeout_and_leave_is_a_mix_action() {
+    let scenario = Scenario::parse(
+        "[app]\nsession_idle_timeout = \"15s\"\n\n[mix]\nprofile = 9\nleave = 1\n",
+        "s.toml",
+    )
+    .expect("valid");
+    assert_eq!(
+        scenario.workload.session_idle_timeout,
+        Some(std::time::Duration::from_secs(15))
+    );
+    assert!(
+        scenario
+            .workload
+            .mix
+            .contains(&(harness::scenario::workload::Action::Leave, 1))
+    );
+    // Absent: the app keeps its own.
+    let plain = Scenario::parse("seed = 1\n", "s.toml").expect("valid");
+    assert_eq!(plain.workload.session_idle_timeout, None);
 }
 
 #[test]

@@ -52,6 +52,12 @@ class Metrics {
       if (Number.isFinite(s.entries)) out.push(`app_store_entries{${i},store="${s.store}"} ${s.entries}`);
       if (Number.isFinite(s.bytes)) out.push(`app_store_bytes{${i},store="${s.store}"} ${s.bytes}`);
     }
+    // An in-process token cache also says how many accounts (users) it holds.
+    for (const s of stores.filter((s) => Number.isFinite(s.accounts))) {
+      out.push("# HELP app_token_cache_accounts Accounts (users) this process's own token cache holds tokens for.");
+      out.push("# TYPE app_token_cache_accounts gauge");
+      out.push(`app_token_cache_accounts{${i}} ${s.accounts}`);
+    }
     return out.join("\n") + "\n";
   }
 }

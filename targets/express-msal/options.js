@@ -89,7 +89,7 @@ class SessionPartitionManager {
  *   client(req): Promise<msal.ConfidentialClientApplication>,
  *   forgetTokens(req): Promise<void>,
  *   dropPartition(req): Promise<void>,
- *   sizes(): Promise<{store: string, entries?: number, bytes?: number}[]>,
+ *   sizes(): Promise<{store: string, entries?: number, bytes?: number, accounts?: number}[]>,
  *   undecryptable(): number,
  *   start(): Promise<void>,
  *   close(): Promise<void>,
@@ -164,9 +164,10 @@ function build(settings, idp, log) {
           // Credentials (access, refresh, ID tokens) and accounts, as the
           // reference app counts its instance-wide cache.
           const tokens = Object.values(kv).filter((v) => v && (v.credentialType || v.authorityType)).length;
+          const accounts = Object.values(kv).filter((v) => v && v.authorityType).length;
           return [
             { store: "memory", entries: sessions },
-            { store: "instance_token_cache", entries: tokens },
+            { store: "instance_token_cache", entries: tokens, accounts },
           ];
         },
       };

@@ -18,6 +18,15 @@ pub struct CacheSnapshot {
     pub version: Option<u64>,
 }
 
+/// A token cache held in the app's own memory, as `/metrics` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resident {
+    /// Accounts, ID tokens, access tokens and refresh tokens together.
+    pub entries: u64,
+    /// Accounts (users) it holds tokens for.
+    pub accounts: u64,
+}
+
 /// Where tokens live, as hooks around every access.
 #[async_trait]
 pub trait CacheAccess: Send + Sync {
@@ -72,8 +81,8 @@ pub trait CacheAccess: Send + Sync {
     /// At logout: what this placement removes.
     async fn on_logout(&self, session: &LoadedSession, account: &str) -> Result<(), StoreError>;
 
-    /// Entries held in this process (the instance-wide cache), for metrics.
-    fn resident_entries(&self) -> Option<u64> {
+    /// What this process holds (the instance-wide cache), for metrics.
+    fn resident(&self) -> Option<Resident> {
         None
     }
 }
@@ -168,8 +177,12 @@ impl CacheAccess for InstanceWide {
         Ok(())
     }
 
-    fn resident_entries(&self) -> Option<u64> {
-        Some(self.cache.lock().len() as u64)
+    fn resident(&self) -> Option<Resident> {
+        let cache = self.cache.lock();
+        Some(Resident {
+            entries: cache.len() as u64,
+            accounts: cache.accounts.len() as u64,
+        })
     }
 }
 

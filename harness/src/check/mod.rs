@@ -9,6 +9,7 @@
 //! - [`tokens`] finds cross-session-token, cross-user-token, token-after-logout.
 //! - [`idp_calls`] finds extra-idp-calls and the minimum token calls a run needs.
 //! - [`orphans`] judges what stores kept of browsers that logged out.
+//! - [`resident`] judges what instances keep in their own memory, by counts.
 //! - [`windows`] puts anomalies in the fault window they fell in.
 //!
 //! Timeouts, lost connections and 5xx answers are indeterminate: a write
@@ -17,6 +18,7 @@
 pub mod cart;
 pub mod idp_calls;
 pub mod orphans;
+pub mod resident;
 pub mod sessions;
 pub mod tokens;
 pub mod windows;

@@ -3,10 +3,11 @@
 //! (they are not the checker's to reach); this file says what to look for
 //! and judges what was found.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::resident::Gone;
 use super::{Anomaly, Kind, at, secs};
 use crate::history::{History, Observed, Request};
 
@@ -68,27 +69,14 @@ pub fn ended_sessions(history: &History) -> Vec<EndedSession> {
     ended
 }
 
-/// Users with a browser still signed in when the load ended.
-pub fn users_signed_in_at_end(history: &History) -> HashSet<String> {
-    let mut users = HashSet::new();
-    for (browser, events) in history.by_browser().into_iter().enumerate() {
-        let mut signed_in = false;
-        for index in events {
-            let event = at(history, index);
-            match event.request {
-                Request::SignIn => signed_in = event.outcome.ok() || event.outcome.indeterminate(),
-                Request::Logout if event.outcome.ok() => signed_in = false,
-                _ => {}
-            }
-        }
-        if signed_in && let Some(info) = history.browsers.get(browser) {
-            users.insert(info.user.clone());
-        }
-    }
-    users
-}
-
-pub fn check(history: &History, ended: &[EndedSession], leftovers: &Leftovers) -> Vec<Anomaly> {
+/// Orphans among `leftovers`: sessions logged out of (`ended`), and blob
+/// tokens of users with no session left (`gone`, from [`super::resident::gone_users`]).
+pub fn check(
+    history: &History,
+    ended: &[EndedSession],
+    leftovers: &Leftovers,
+    gone: &BTreeMap<String, Gone>,
+) -> Vec<Anomaly> {
     let mut found = Vec::new();
     for left in &leftovers.sessions {
         let Some(session) = ended.iter().find(|e| e.session == left.session) else {
@@ -115,26 +103,22 @@ pub fn check(history: &History, ended: &[EndedSession], leftovers: &Leftovers) -
         });
     }
     for (user, tokens) in &leftovers.blob_tokens {
-        let last_logout = ended
-            .iter()
-            .filter(|e| {
-                history
-                    .browser(at(history, e.logout).browser)
-                    .is_some_and(|b| &b.user == user)
-            })
-            .max_by_key(|e| at(history, e.logout).completed);
-        let Some(last) = last_logout else { continue };
-        let logout = at(history, last.logout);
+        let Some(last) = gone.get(user) else { continue };
+        let how = if last.logged_out {
+            "logged out"
+        } else {
+            "let expire (left without logout)"
+        };
         found.push(Anomaly {
             kind: Kind::Orphan,
-            browser: logout.browser,
-            at: logout.completed,
+            browser: last.browser,
+            at: last.ended_at,
             summary: format!(
-                "{user} has no signed-in browser after {}, but the app-wide token blob still holds {tokens} refresh token(s) of theirs",
-                secs(logout.completed)
+                "{user} has no browser that could still be signed in after {} (the last session {how}), but the app-wide token blob still holds {tokens} refresh token(s) of theirs",
+                secs(last.ended_at)
             ),
             facet: Some("blob".into()),
-            evidence: vec![last.sign_in, last.logout],
+            evidence: last.evidence.clone(),
         });
     }
     found

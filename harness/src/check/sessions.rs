@@ -2,7 +2,7 @@
 //! logout or expiry before it.
 
 use super::{Anomaly, Kind, Settings, at, secs};
-use crate::history::{Event, History, Micros, Observed, Request};
+use crate::history::{Event, FaultStep, History, Micros, Observed, Request};
 
 /// Whether a browser is signed in, as far as its own requests tell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,6 +112,33 @@ fn loss(
         ),
         evidence,
     }
+}
+
+/// Whether a session-loss came across its instance going down: the instance
+/// that last answered well for the session was restarted or crashed after
+/// that answer and before the request that found the session gone. (A loss
+/// merely inside a restart's window may have other causes, such as an
+/// app-wide token blob overwritten by a concurrent writer.)
+pub fn across_instance_down(history: &History, anomaly: &Anomaly) -> bool {
+    let [.., last_good, lost] = anomaly.evidence[..] else {
+        return false;
+    };
+    went_down_between(at(history, last_good), at(history, lost), &history.faults)
+}
+
+/// Whether the instance that answered `good` was restarted or crashed
+/// (a step of `faults`) after that answer and before `lost` was sent.
+pub fn went_down_between(good: &Event, lost: &Event, faults: &[FaultStep]) -> bool {
+    let Some(instance) = answered_by(good) else {
+        return false;
+    };
+    faults.iter().any(|step| {
+        let mut words = step.action.split_whitespace();
+        matches!(words.next(), Some("instance-restart" | "instance-crash"))
+            && words.next() == Some(instance.as_str())
+            && step.at + step.took >= good.completed
+            && step.at <= lost.invoked
+    })
 }
 
 /// The instance that answered, by `x-instance`, else where it was sent.

@@ -99,6 +99,8 @@ pub struct SimBrowser {
     /// Which of its person's browsers it is (goose user number), for seeds.
     slot: usize,
     generation: u64,
+    /// How many people left this seat so far (each newcomer is a new user).
+    departures: usize,
     next_item: u32,
     /// Whether the next action must be a sign-in first.
     signed_out: bool,
@@ -122,9 +124,22 @@ impl SimBrowser {
             hop: Hop::new(shared.workload.hopping, shared.instances.len(), slot),
             slot,
             generation: 0,
+            departures: 0,
             next_item: 0,
             signed_out: true,
         }
+    }
+
+    /// A fresh browser for the person now in this seat, with its own choices.
+    fn open_browser(&mut self, shared: &Shared) {
+        self.generation += 1;
+        self.browser = Browser::new(&shared.http, shared.workload.request_timeout);
+        self.id = shared.recorder.browser(BrowserInfo {
+            person: self.person as u32,
+            user: self.user.clone(),
+        });
+        self.rng = StdRng::seed_from_u64(seed_of(shared.seed, self.slot, self.generation));
+        self.next_item = 0;
     }
 
     /// One step: sign in if signed out, else an action drawn from the mix;
@@ -178,14 +193,15 @@ impl SimBrowser {
             }
             Action::SignIn => self.sign_in(shared).await,
             Action::NewBrowser => {
-                self.generation += 1;
-                self.browser = Browser::new(&shared.http, shared.workload.request_timeout);
-                self.id = shared.recorder.browser(BrowserInfo {
-                    person: self.person as u32,
-                    user: self.user.clone(),
-                });
-                self.rng = StdRng::seed_from_u64(seed_of(shared.seed, self.slot, self.generation));
-                self.next_item = 0;
+                self.open_browser(shared);
+                self.sign_in(shared).await;
+            }
+            Action::Leave => {
+                // No logout: the old browser is simply never used again.
+                self.departures += 1;
+                self.person = newcomer(&shared.workload, self.slot, self.departures);
+                self.user = person_name(self.person);
+                self.open_browser(shared);
                 self.sign_in(shared).await;
             }
             Action::Health => {
@@ -247,6 +263,13 @@ impl SimBrowser {
 }
 
 /// A seed per browser and generation, from the scenario's seed.
+/// The person who sits down at `slot` after its `departures`-th leaver:
+/// numbered past the scenario's people, one number per (slot, departure),
+/// so every newcomer is a user nobody else signs in as.
+fn newcomer(workload: &Workload, slot: usize, departures: usize) -> usize {
+    workload.people.get() + slot + workload.browsers() * (departures - 1)
+}
+
 fn seed_of(seed: u64, slot: usize, generation: u64) -> u64 {
     // SplitMix64 of the three, so neighbouring browsers differ in every bit.
     let mut x = seed ^ (slot as u64).rotate_left(32) ^ generation.rotate_left(48);
@@ -392,5 +415,29 @@ fn items(cart: &contract::CartReply, own: &str) -> Observed {
         version: cart.version,
         items,
         foreign,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn every_newcomer_is_a_user_nobody_else_signs_in_as() {
+        let workload = Workload {
+            people: std::num::NonZeroUsize::new(3).expect("3"),
+            browsers_per_person: std::num::NonZeroUsize::new(2).expect("2"),
+            ..Workload::default()
+        };
+        let mut seen: HashSet<usize> = (0..3).collect();
+        for departures in 1..=4 {
+            for slot in 0..workload.browsers() {
+                let person = newcomer(&workload, slot, departures);
+                assert!(seen.insert(person), "person {person} twice");
+                assert_eq!(person, newcomer(&workload, slot, departures));
+            }
+        }
     }
 }

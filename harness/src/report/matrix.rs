@@ -4,7 +4,7 @@
 //! as observed or not, the number behind it, and which example history
 //! proves it.
 
-use crate::check::Kind;
+use crate::check::{Kind, resident};
 use crate::results::{AnomalyReport, Results};
 
 /// The rows of the matrix, in the order shown.
@@ -43,11 +43,14 @@ impl Claim {
     pub fn how(self) -> &'static str {
         match self {
             Claim::MemoryGrowth => {
-                "state kept beyond the live sessions: store growth over the run while orphans remain, \
-                 or an in-process token cache holding more entries than there are live sessions"
+                "state kept past the end of its sessions: sessions or token-cache accounts an \
+                 instance holds in its own memory beyond the browsers and users that could still be \
+                 signed in there (its /metrics counts, after the grace period), or store growth while \
+                 orphans remain; unknown when no session ended without a logout"
             }
             Claim::LossOnRestart => {
-                "session-loss anomalies inside an instance restart or crash window"
+                "session-loss anomalies whose instance went down (restart or crash) between the \
+                 session's last good answer and the loss"
             }
             Claim::SharedTokens => {
                 "cross-session-token plus cross-user-token anomalies: a token this browser never obtained"
@@ -59,7 +62,8 @@ impl Claim {
                 "lost-update anomalies: an acknowledged cart item missing from every later read"
             }
             Claim::Orphans => {
-                "orphan anomalies: session records or tokens still stored after logout, past the grace period"
+                "orphan anomalies: session records or tokens still stored after logout, past the grace \
+                 period, and state kept in an instance's memory past its sessions' end"
             }
         }
     }
@@ -84,6 +88,9 @@ pub struct Cell {
     pub example: Option<(Kind, usize)>,
 }
 
+/// The orphan facets of state kept in an instance's own memory (`check::resident`).
+const IN_PROCESS_FACETS: [&str; 2] = [resident::MEMORY_SESSIONS, resident::TOKEN_CACHE];
+
 fn family(results: &Results, kind: Kind) -> Option<&AnomalyReport> {
     results.anomalies.iter().find(|a| a.kind == kind)
 }
@@ -99,6 +106,20 @@ fn unchecked(results: &Results, kind: Kind) -> Option<String> {
 /// Whether a fault window's label is an instance going down.
 pub fn is_restart(label: &str) -> bool {
     label.contains("instance-restart") || label.contains("instance-crash")
+}
+
+/// Whether an example session-loss came across its instance going down
+/// (as `check::sessions::across_instance_down` decides, from the example's
+/// last good answer and its loss).
+fn crosses_down(results: &Results, example: &crate::results::Example) -> bool {
+    let [.., good, lost] = &example.events[..] else {
+        return false;
+    };
+    results
+        .timelines
+        .iter()
+        .filter(|t| t.source == example.source)
+        .any(|t| crate::check::sessions::went_down_between(good, lost, &t.faults))
 }
 
 /// The first example of `kind` that `pick` accepts, as a cell link.
@@ -134,13 +155,20 @@ pub fn cell(results: &Results, claim: Claim) -> Cell {
     match claim {
         Claim::MemoryGrowth => {
             let leaks = &results.leaks;
-            let orphans = count(Kind::Orphan);
-            let cache_beyond = leaks
-                .token_cache_entries_at_end
-                .is_some_and(|e| e > leaks.live_sessions_at_end);
-            let observed = (leaks.store_growth_bytes > 0 && orphans > 0) || cache_beyond;
+            let in_process: u64 = family(results, Kind::Orphan).map_or(0, |f| {
+                IN_PROCESS_FACETS
+                    .iter()
+                    .filter_map(|facet| f.facets.get(*facet))
+                    .sum()
+            });
+            let stored = count(Kind::Orphan).saturating_sub(in_process);
+            let observed = in_process > 0 || (leaks.store_growth_bytes > 0 && stored > 0);
             let mut number = format!(
-                "store {:+} B, RSS {:+.1} MiB",
+                "{in_process} kept in instance memory past their sessions' end (browsers at \
+                 the end: {} live, {} logged out, {} expired unused); store {:+} B, RSS {:+.1} MiB",
+                leaks.live_sessions_at_end,
+                leaks.sessions_logged_out,
+                leaks.sessions_expired,
                 leaks.store_growth_bytes,
                 leaks.rss_growth_bytes as f64 / 1_048_576.0
             );
@@ -150,11 +178,26 @@ pub fn cell(results: &Results, claim: Claim) -> Cell {
                     leaks.live_sessions_at_end
                 );
             }
+            if !observed && leaks.sessions_expired == 0 {
+                return Cell {
+                    seen: Seen::Unknown(
+                        "no session ended without a logout (none lay unused past the app's idle \
+                         timeout), so what an app keeps for people who leave could not show: \
+                         see scenarios/claims.toml ([app] session_idle_timeout, `leave`)"
+                            .into(),
+                    ),
+                    number,
+                    example: None,
+                };
+            }
             Cell {
                 seen: seen(observed),
                 number,
                 example: observed
-                    .then(|| first_example(results, &[Kind::Orphan]))
+                    .then(|| {
+                        example_where(results, Kind::Orphan, |e| e.summary.contains(" in memory"))
+                            .or_else(|| first_example(results, &[Kind::Orphan]))
+                    })
                     .flatten(),
             }
         }
@@ -181,12 +224,25 @@ pub fn cell(results: &Results, claim: Claim) -> Cell {
                     example: None,
                 };
             }
+            let Some(across) =
+                family(results, Kind::SessionLoss).map_or(Some(0), |f| f.across_instance_down)
+            else {
+                // A file from before losses were tied to the instance going down.
+                return Cell {
+                    seen: seen(in_restart > 0),
+                    number: format!("{in_restart} session losses in restart windows"),
+                    example: example_where(results, Kind::SessionLoss, |e| {
+                        e.fault_window.as_deref().is_some_and(is_restart)
+                    }),
+                };
+            };
             Cell {
-                seen: seen(in_restart > 0),
-                number: format!("{in_restart} session losses in restart windows"),
-                example: example_where(results, Kind::SessionLoss, |e| {
-                    e.fault_window.as_deref().is_some_and(is_restart)
-                }),
+                seen: seen(across > 0),
+                number: format!(
+                    "{across} sessions lost across their instance's restart or crash \
+                     ({in_restart} session losses in restart windows)"
+                ),
+                example: example_where(results, Kind::SessionLoss, |e| crosses_down(results, e)),
             }
         }
         Claim::SharedTokens => {

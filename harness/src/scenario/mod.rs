@@ -20,6 +20,7 @@
 //! [load]
 //! [mix]
 //! [idp]
+//! [app]
 //! [[faults]]               # see `faults`
 //! ```
 
@@ -39,7 +40,7 @@ use toml::Spanned;
 use self::faults::{FaultSchedule, RawFault};
 use self::source::Source;
 pub use self::source::{Position, ScenarioError};
-use self::workload::{RawBrowsers, RawIdp, RawLoad, RawMix, RawWorkload, Workload};
+use self::workload::{RawApp, RawBrowsers, RawIdp, RawLoad, RawMix, RawWorkload, Workload};
 
 /// A scenario file, read and valid.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -66,6 +67,7 @@ struct RawScenario {
     load: Option<Spanned<RawLoad>>,
     mix: Option<Spanned<RawMix>>,
     idp: Option<Spanned<RawIdp>>,
+    app: Option<Spanned<RawApp>>,
     #[serde(default)]
     faults: Vec<Spanned<RawFault>>,
 }
@@ -105,6 +107,7 @@ impl Scenario {
             load: raw.load,
             mix: raw.mix,
             idp: raw.idp,
+            app: raw.app,
         }
         .resolve(&source)?;
         let faults = raw

@@ -20,6 +20,9 @@
 //!
 //! [idp]
 //! access_token_lifetime = "30s"
+//!
+//! [app]
+//! session_idle_timeout = "15s"  # sessions idle this long end (the app's default: 30 min)
 //! ```
 
 use std::fmt;
@@ -137,12 +140,16 @@ pub enum Action {
     SignIn,
     /// The person opens another browser: a fresh cookie jar, signed in anew.
     NewBrowser,
+    /// The person walks away without logging out, for good; someone new
+    /// (another user) sits down at a fresh browser in their place. What the
+    /// app kept for the one who left should end with their session.
+    Leave,
     /// `GET /healthz` (no session involved; the cheapest request).
     Health,
 }
 
 impl Action {
-    pub const ALL: [Action; 10] = [
+    pub const ALL: [Action; 11] = [
         Action::Profile,
         Action::Data,
         Action::CartWrite,
@@ -152,6 +159,7 @@ impl Action {
         Action::Relogin,
         Action::SignIn,
         Action::NewBrowser,
+        Action::Leave,
         Action::Health,
     ];
 
@@ -166,6 +174,7 @@ impl Action {
             Action::Relogin => "relogin",
             Action::SignIn => "sign_in",
             Action::NewBrowser => "new_browser",
+            Action::Leave => "leave",
             Action::Health => "health",
         }
     }
@@ -194,6 +203,14 @@ pub struct Workload {
     /// browsers left behind.
     #[serde(with = "humantime_serde")]
     pub orphan_grace: Duration,
+    /// The session idle timeout handed to the app (the reference app, or a
+    /// target that takes `{session_idle_timeout_secs}`); absent: the app's own.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub session_idle_timeout: Option<Duration>,
 }
 
 impl Default for Workload {
@@ -216,6 +233,7 @@ impl Default for Workload {
             ],
             idp: IdpOptions::default(),
             orphan_grace: Duration::from_secs(2),
+            session_idle_timeout: None,
         }
     }
 }
@@ -304,6 +322,7 @@ pub struct RawMix {
     relogin: Option<u32>,
     sign_in: Option<u32>,
     new_browser: Option<u32>,
+    leave: Option<u32>,
     health: Option<u32>,
 }
 
@@ -316,6 +335,13 @@ pub struct RawIdp {
     refresh_reuse: Option<ReusePolicy>,
 }
 
+/// `[app]` as written: settings handed to the app under test.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApp {
+    session_idle_timeout: Option<Spanned<Offset>>,
+}
+
 /// The workload tables of a file, with where each stands.
 #[derive(Debug, Default)]
 pub struct RawWorkload {
@@ -323,6 +349,7 @@ pub struct RawWorkload {
     pub load: Option<Spanned<RawLoad>>,
     pub mix: Option<Spanned<RawMix>>,
     pub idp: Option<Spanned<RawIdp>>,
+    pub app: Option<Spanned<RawApp>>,
 }
 
 impl RawWorkload {
@@ -372,6 +399,19 @@ impl RawWorkload {
             if let Some(policy) = idp.refresh_reuse {
                 workload.idp.refresh_reuse = policy;
             }
+        }
+        if let Some(idle) = self
+            .app
+            .and_then(|app| app.into_inner().session_idle_timeout)
+        {
+            if idle.get_ref().0 < Duration::from_secs(1) {
+                return Err(source.error(
+                    &idle.span(),
+                    "`session_idle_timeout` must be at least 1s (apps count it in whole seconds)",
+                ));
+            }
+            // Whole seconds: that is what the apps take.
+            workload.session_idle_timeout = Some(Duration::from_secs(idle.get_ref().0.as_secs()));
         }
         Ok(workload)
     }
@@ -537,6 +577,7 @@ fn resolve_mix(mix: RawMix) -> Vec<(Action, u32)> {
         (Action::Relogin, mix.relogin),
         (Action::SignIn, mix.sign_in),
         (Action::NewBrowser, mix.new_browser),
+        (Action::Leave, mix.leave),
         (Action::Health, mix.health),
     ];
     weights

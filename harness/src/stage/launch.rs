@@ -49,6 +49,8 @@ pub struct RunValues<'a> {
     pub namespace: &'a str,
     pub encryption_secret: &'a str,
     pub idp: &'a IdpListeners,
+    /// The scenario's session idle timeout, when it sets one.
+    pub session_idle_timeout: Option<Duration>,
 }
 
 /// Where the mock IdP listens: always HTTP; HTTPS, with the CA that signs
@@ -86,13 +88,16 @@ pub fn reference_instance(
     values: &RunValues<'_>,
 ) -> Result<ChildSpec, StageError> {
     let name = id.to_string();
-    Ok(ChildSpec::new(&name, executable("app")?, values.run_dir)
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--instance-id",
-            &name,
-        ])
+    let mut child = ChildSpec::new(&name, executable("app")?, values.run_dir).args([
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--instance-id",
+        &name,
+    ]);
+    if let Some(idle) = values.session_idle_timeout {
+        child = child.args(["--idle-timeout-secs", &idle.as_secs().to_string()]);
+    }
+    Ok(child
         .arg("--topology-file")
         .arg(topology_file)
         .args([
@@ -136,6 +141,14 @@ pub fn target_instance(
         ("namespace", values.namespace.to_owned()),
         ("encryption_secret", values.encryption_secret.to_owned()),
         ("run_dir", values.run_dir.display().to_string()),
+        (
+            "session_idle_timeout_secs",
+            values
+                .session_idle_timeout
+                .unwrap_or(spec.contract.idle_timeout)
+                .as_secs()
+                .to_string(),
+        ),
     ]);
     if let (Some(https), Some(ca)) = (values.idp.https_url(), values.idp.ca_file()) {
         filled.insert("idp_api_https", format!("{https}/api/me"));

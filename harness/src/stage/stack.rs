@@ -70,6 +70,10 @@ pub struct StackSpec {
     /// so network faults can be injected (costs one loopback hop per request).
     pub network_proxy: bool,
     pub idp: IdpOptions,
+    /// The session idle timeout handed to the app (the reference app's
+    /// `--idle-timeout-secs`, a target's `{session_idle_timeout_secs}`);
+    /// absent: the app's own.
+    pub session_idle_timeout: Option<Duration>,
 }
 
 impl StackSpec {
@@ -81,6 +85,7 @@ impl StackSpec {
             run_dir: run_dir.to_owned(),
             network_proxy: false,
             idp: IdpOptions::default(),
+            session_idle_timeout: None,
         }
     }
 }
@@ -237,6 +242,7 @@ impl Stack {
                     namespace: &namespace,
                     encryption_secret: &encryption_secret,
                     idp: listeners,
+                    session_idle_timeout: spec.session_idle_timeout,
                 };
                 for id in InstanceId::all(spec.instances.get()) {
                     let port = free_port().map_err(StageError::io("finding a free port"))?;

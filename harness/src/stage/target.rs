@@ -28,6 +28,17 @@ pub struct LaunchSpec {
     pub contract: ContractSettings,
 }
 
+impl LaunchSpec {
+    /// Whether the command or the environment uses placeholder `{name}`.
+    pub fn takes(&self, name: &str) -> bool {
+        let placeholder = format!("{{{name}}}");
+        self.command
+            .iter()
+            .chain(self.env.values())
+            .any(|part| part.contains(&placeholder))
+    }
+}
+
 /// Instances running elsewhere: the harness drives and checks them only.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RemoteSpec {
@@ -60,7 +71,7 @@ impl Default for ContractSettings {
         Self {
             session_cookie: "app_session".into(),
             renewal_offset: Duration::from_secs(300),
-            idle_timeout: Duration::from_secs(1800),
+            idle_timeout: app::session::DEFAULT_IDLE_TIMEOUT,
             models: None,
         }
     }
@@ -150,7 +161,7 @@ impl Deployment for AppUnderTest {
 }
 
 /// The names a target file's command and environment may use, `{name}`.
-pub const PLACEHOLDERS: [&str; 14] = [
+pub const PLACEHOLDERS: [&str; 15] = [
     "port",
     "instance",
     "redis_url",
@@ -165,6 +176,7 @@ pub const PLACEHOLDERS: [&str; 14] = [
     "namespace",
     "encryption_secret",
     "run_dir",
+    "session_idle_timeout_secs",
 ];
 
 /// Fills `{name}` placeholders from `values`; a name without a value (a

@@ -26,6 +26,7 @@ pub async fn up(
         run_dir: dir.path().to_owned(),
         network_proxy,
         idp: Default::default(),
+        session_idle_timeout: None,
     })
     .await
     .expect("stack up (app and mock-idp built beside the test: cargo nextest run --workspace)")

@@ -73,3 +73,20 @@ test("errors map onto the contract's codes", () => {
   assert.equal(code(new msal.ClientAuthError("network_error")), "503 idp_unavailable");
   assert.equal(code(new msal.ClientAuthError("state_mismatch")), "400 bad_request");
 });
+
+test("metrics say how many accounts an in-process token cache holds, beside its entries", () => {
+  const { Metrics } = require("../metrics");
+  const text = new Metrics("app-1").render(
+    [
+      { store: "memory", entries: 3 },
+      { store: "instance_token_cache", entries: 11, accounts: 2 },
+    ],
+    0,
+  );
+  assert.match(text, /^app_store_entries\{instance="app-1",store="memory"\} 3$/m);
+  assert.match(text, /^app_store_entries\{instance="app-1",store="instance_token_cache"\} 11$/m);
+  assert.match(text, /^app_token_cache_accounts\{instance="app-1"\} 2$/m);
+  // A store without an in-process cache says nothing of accounts.
+  const plain = new Metrics("app-1").render([{ store: "postgres", entries: 5, bytes: 100 }], 0);
+  assert.doesNotMatch(plain, /app_token_cache_accounts/);
+});
