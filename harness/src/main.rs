@@ -145,10 +145,13 @@ enum Command {
     },
     /// Compare a results file with a baseline; exit 1 when a limit is
     /// crossed or an anomaly count rises. Latency limits apply to ratios
-    /// taken within each run (request / reference round trip).
+    /// taken within each run (request / reference round trip). Several
+    /// current files are repeats of one run: latency is judged on the best
+    /// repeat (machine noise seldom slows them all), anomalies on the worst.
     Compare {
         baseline: PathBuf,
-        current: PathBuf,
+        #[arg(required = true)]
+        current: Vec<PathBuf>,
         /// Largest allowed rise of (request p99 / reference p99).
         #[arg(long, default_value = "100%", value_parser = parse_percent)]
         max_p99_regression: f64,
@@ -401,11 +404,12 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                 reference,
                 min_tail,
             };
-            let comparison = compare::compare(
-                &Results::read(&baseline)?,
-                &Results::read(&current)?,
-                &limits,
-            )?;
+            let currents = current
+                .iter()
+                .map(|path| Results::read(path))
+                .collect::<Result<Vec<_>, _>>()?;
+            let comparison =
+                compare::compare_repeats(&Results::read(&baseline)?, &currents, &limits)?;
             let text = if markdown {
                 compare::markdown(&comparison)
             } else {

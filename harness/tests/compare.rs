@@ -279,3 +279,43 @@ fn every_request_type_together_is_compared_too() {
     assert!(row(&text, "all requests: p50 / healthz p50").contains("WORSE"));
     assert!(row(&text, "all requests: p90 / healthz p90").contains("WORSE"));
 }
+
+#[test]
+fn repeats_are_judged_on_the_best_latency_and_the_worst_anomalies() {
+    let dir = tempfile::tempdir().expect("dir");
+    let base = fixture();
+    let kind = busiest(&base);
+    let mut slow = base.clone();
+    slow_down(&mut slow, Some(&kind), 3.0);
+    let (b, fast_path, slow_path) = (
+        dir.path().join("b.json"),
+        dir.path().join("r1.json"),
+        dir.path().join("r2.json"),
+    );
+    base.write(&b).expect("write");
+    base.write(&fast_path).expect("write");
+    slow.write(&slow_path).expect("write");
+    let run = |currents: &[&PathBuf]| {
+        Command::new(env!("CARGO_BIN_EXE_harness"))
+            .arg("compare")
+            .arg(&b)
+            .args(currents)
+            .output()
+            .expect("runs")
+    };
+    // One repeat slowed (noise): the other is as fast as the baseline.
+    let output = run(&[&slow_path, &fast_path]);
+    assert!(output.status.success(), "{}", stdout(&output));
+    assert!(stdout(&output).contains("x2 repeats"));
+    // Every repeat slowed: a regression.
+    let output = run(&[&slow_path, &slow_path]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert!(stdout(&output).contains(&format!("REGRESSION in {kind}: p50 / healthz p50")));
+    // An anomaly in any one repeat fails.
+    let mut flawed = base.clone();
+    family_count(&mut flawed, Kind::LostUpdate, 1);
+    flawed.write(&slow_path).expect("write");
+    let output = run(&[&fast_path, &slow_path]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert!(stdout(&output).contains("REGRESSION in anomalies: lost-update"));
+}

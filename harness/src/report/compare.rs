@@ -114,6 +114,18 @@ impl Verdict {
     }
 }
 
+/// How a row of several repeats of the current run is chosen.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Repeats {
+    /// Latency: the repeat with the lowest value. Machine noise seldom slows
+    /// every repeat at once; a regression in the code does.
+    Best(f64),
+    /// Anomalies and failures: the repeat with the highest value.
+    Worst(f64),
+    /// Shown for the reader: the first repeat's.
+    First,
+}
+
 /// One compared figure.
 #[derive(Clone, Debug)]
 pub struct Row {
@@ -123,6 +135,7 @@ pub struct Row {
     pub change: String,
     pub limit: String,
     pub verdict: Verdict,
+    pub repeats: Repeats,
 }
 
 /// The whole comparison.
@@ -186,6 +199,7 @@ pub fn compare(
             change: "differs".into(),
             limit: "same".into(),
             verdict: Verdict::Worse,
+            repeats: Repeats::Worst(f64::INFINITY),
         });
     }
     if !current.complete {
@@ -196,6 +210,7 @@ pub fn compare(
             change: current.stopped_because.clone().unwrap_or_default(),
             limit: "true".into(),
             verdict: Verdict::Worse,
+            repeats: Repeats::Worst(f64::INFINITY),
         });
     }
     let reference = |r: &Results| -> Result<Option<Sample>, ReportError> {
@@ -220,6 +235,7 @@ pub fn compare(
                 change: "none made".into(),
                 limit: "some".into(),
                 verdict: Verdict::Worse,
+                repeats: Repeats::Worst(f64::INFINITY),
             });
             continue;
         }
@@ -271,6 +287,7 @@ pub fn compare(
                 format!("at most {allowed}")
             },
             verdict,
+            repeats: Repeats::Worst(c as f64),
         });
     }
     let errors = |r: &Results| r.overall().map(|(n, e, _)| (n, e));
@@ -283,6 +300,7 @@ pub fn compare(
         change: format!("{:+.2} points", (rate(ce, cn) - rate(be, bn)) * 100.0),
         limit: "shown".into(),
         verdict: Verdict::Info,
+        repeats: Repeats::First,
     });
     rows.push(Row {
         metric: "IdP token calls / minimum".into(),
@@ -291,6 +309,7 @@ pub fn compare(
         change: percent(change(baseline.idp.ratio, current.idp.ratio)),
         limit: "shown (extra-idp-calls is judged)".into(),
         verdict: Verdict::Info,
+        repeats: Repeats::First,
     });
     let per = |r: &Results| r.leaks.store_bytes_per_session;
     rows.push(Row {
@@ -303,12 +322,67 @@ pub fn compare(
         },
         limit: "shown".into(),
         verdict: Verdict::Info,
+        repeats: Repeats::First,
     });
     Ok(Comparison {
         baseline: label(baseline),
         current: label(current),
         rows,
     })
+}
+
+/// `currents` against `baseline`, where the currents are repeats of one run
+/// (the same scenario and topology, one after another): each latency row
+/// is the best repeat's, each anomaly or failure row the worst repeat's. A
+/// latency regression then counts only when every repeat shows it, while
+/// any repeat's anomaly counts.
+pub fn compare_repeats(
+    baseline: &Results,
+    currents: &[Results],
+    limits: &Thresholds,
+) -> Result<Comparison, ReportError> {
+    let mut comparisons = currents
+        .iter()
+        .map(|current| compare(baseline, current, limits))
+        .collect::<Result<Vec<_>, _>>()?;
+    if comparisons.len() < 2 {
+        return comparisons.pop().ok_or(ReportError::Empty);
+    }
+    let mut order: Vec<String> = Vec::new();
+    let mut chosen: std::collections::HashMap<String, Row> = std::collections::HashMap::new();
+    for row in comparisons.iter().flat_map(|c| &c.rows) {
+        match chosen.get(&row.metric) {
+            None => {
+                order.push(row.metric.clone());
+                chosen.insert(row.metric.clone(), row.clone());
+            }
+            Some(kept) if replaces(kept.repeats, row.repeats) => {
+                chosen.insert(row.metric.clone(), row.clone());
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(Comparison {
+        baseline: comparisons[0].baseline.clone(),
+        current: format!(
+            "{} x{} repeats (latency: the best repeat's; anomalies: the worst's)",
+            comparisons[0].current,
+            comparisons.len()
+        ),
+        rows: order
+            .iter()
+            .filter_map(|metric| chosen.remove(metric))
+            .collect(),
+    })
+}
+
+/// Whether a repeat's row takes the place of the one kept so far.
+fn replaces(kept: Repeats, candidate: Repeats) -> bool {
+    match (kept, candidate) {
+        (Repeats::Best(kept), Repeats::Best(candidate)) => candidate < kept,
+        (Repeats::Worst(kept), Repeats::Worst(candidate)) => candidate > kept,
+        _ => false,
+    }
 }
 
 /// Latencies of one request type (or of the reference) in one run.
@@ -360,6 +434,7 @@ fn latency_rows(
                     } else {
                         Verdict::Info
                     },
+                    repeats: Repeats::Best(c / cr),
                 });
             }
             (base_ref, cur_ref) => {
@@ -371,6 +446,7 @@ fn latency_rows(
                     change: "-".into(),
                     limit: "not judged".into(),
                     verdict: Verdict::Info,
+                    repeats: Repeats::First,
                 });
             }
         }
@@ -389,6 +465,7 @@ fn latency_rows(
                 Some(l) if enough => judge(ch, l),
                 _ => Verdict::Info,
             },
+            repeats: Repeats::Best(c),
         });
     }
 }
