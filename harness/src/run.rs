@@ -141,7 +141,7 @@ pub async fn run(
             contract::HttpClient::trusting(ca).map_err(|e| RunError::Setup(e.to_string()))?;
     }
     let shared = Arc::new(shared);
-    let settings = Settings {
+    let mut settings = Settings {
         idle_timeout: contract.idle_timeout,
         renewal_offset: contract.renewal_offset,
         started_unix_ms,
@@ -286,6 +286,13 @@ pub async fn run(
         });
     let mut history = history;
     history.faults = steps.lock().clone();
+    // Newcomers (people who sat down after someone left) are users too.
+    for info in &history.browsers {
+        settings
+            .subjects
+            .entry(info.user.clone())
+            .or_insert_with(|| mock_idp::users::oid_of(&info.user));
+    }
     let mut findings = check::check(&history, &settings);
     let ended = orphans::ended_sessions(&history);
     let signed_in = resident::live_users(&history, look, settings.idle_timeout);
@@ -416,7 +423,6 @@ async fn idp_stats(idp_url: &str) -> IdpStats {
     }
 }
 
-/// Sessions signed in when the load ended (browsers, not users).
 struct Assembly<'a> {
     plan: &'a RunPlan,
     history: &'a History,

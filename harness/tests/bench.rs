@@ -220,3 +220,98 @@ fn ctrl_c_mid_run_still_writes_the_results_marked_incomplete() {
         "what ran is kept"
     );
 }
+
+/// People who leave without logging out, and sessions that end 2 s after
+/// their last use: option1 keeps the tokens of people who left in its
+/// instances' memory (the seed's "memory leakage"); option4's stores let
+/// them go with the session.
+#[test]
+fn people_who_leave_stay_in_option1_memory_and_not_in_option4_stores() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("leave.toml");
+    std::fs::write(
+        &file,
+        r#"# People come and go.
+instances = 2
+seed = 5
+
+[browsers]
+people = 4
+per_person = 2
+
+[load]
+duration = "6s"
+ramp_up = "1s"
+think_time = { min = "20ms", max = "60ms" }
+orphan_grace = "2s"
+
+[mix]
+profile = 30
+data = 10
+cart_write = 20
+cart_read = 20
+leave = 5
+
+[app]
+session_idle_timeout = "2s"
+
+[idp]
+access_token_lifetime = "4s"
+"#,
+    )
+    .expect("write");
+    for option in ["option1", "option4"] {
+        let out = dir.path().join(option);
+        let (output, files) = bench(option, &file, &out);
+        assert!(output.status.success(), "{output:?}");
+        assert_valid_results(&files[0]);
+        let results = Results::read(&files[0]).expect("reads");
+        assert!(
+            results.leaks.sessions_expired > 0,
+            "{option}: some left and their sessions expired: {:?}",
+            results.leaks
+        );
+        let orphans = results
+            .anomalies
+            .iter()
+            .find(|a| a.kind == Kind::Orphan)
+            .expect("reported");
+        let memory =
+            harness::report::matrix::cell(&results, harness::report::matrix::Claim::MemoryGrowth);
+        if option == "option1" {
+            let kept = orphans
+                .facets
+                .get(harness::check::resident::TOKEN_CACHE)
+                .copied()
+                .unwrap_or(0);
+            assert!(
+                kept > 0,
+                "option1 keeps the tokens of people who left: {orphans:?}"
+            );
+            assert_eq!(
+                memory.seen,
+                harness::report::matrix::Seen::Observed,
+                "{memory:?}"
+            );
+            assert!(
+                results.unchecked.iter().all(|u| u.kind != Kind::Orphan),
+                "counted from /metrics, so checked: {:?}",
+                results.unchecked
+            );
+        } else {
+            for kind in Kind::ALL {
+                assert_eq!(
+                    results.anomaly(kind),
+                    0,
+                    "{option} {kind}: {:?}",
+                    results.anomalies
+                );
+            }
+            assert_eq!(
+                memory.seen,
+                harness::report::matrix::Seen::NotObserved,
+                "{memory:?}"
+            );
+        }
+    }
+}

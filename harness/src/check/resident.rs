@@ -2,8 +2,9 @@
 //! in a memory store, accounts in its token cache) beyond what the browsers
 //! that could still be signed in there account for. A process cannot be
 //! looked into, only asked for counts (`/metrics`), so the bound is
-//! generous: every browser still possibly signed in that ever sent this
-//! instance a request may hold one session there, and its user one account.
+//! generous: every browser still possibly signed in that sent this instance
+//! a request since it last started may hold one session there, and its user
+//! one account.
 //! Each unit held beyond that bound is one anomaly, shown with a browser
 //! whose session had certainly ended (logged out, or idle past the app's
 //! timeout) and that this instance served: one of those the state is kept for.
@@ -64,7 +65,9 @@ fn standing(history: &History, events: &[usize], look: Micros, idle: Duration) -
             Request::SignIn => state = Standing::Never,
             Request::Logout if event.outcome.ok() => state = Standing::LoggedOut(index),
             // The app no longer knew the session: nothing of it is live.
-            _ if event.outcome.status() == Some(401) => state = Standing::Never,
+            _ if state == Standing::Live && event.outcome.status() == Some(401) => {
+                state = Standing::Never;
+            }
             _ => {}
         }
     }
@@ -224,14 +227,14 @@ pub fn check(history: &History, held: &[Held], look: Micros, idle: Duration) -> 
             .filter(|(_, s)| **s == Standing::Live)
             .filter_map(|(b, _)| user(b))
             .collect();
-        let mut gone_users: BTreeMap<&str, (Micros, usize, usize)> = BTreeMap::new();
+        let mut gone_here: BTreeMap<&str, (Micros, usize, usize)> = BTreeMap::new();
         for &(ends, b, i) in &ended {
             if let Some(u) = user(b).filter(|u| !anywhere_live.contains(u)) {
                 // The user's last browser to end is when they were gone.
-                gone_users.insert(u, (ends, b, i));
+                gone_here.insert(u, (ends, b, i));
             }
         }
-        let mut gone: Vec<(Micros, usize, usize)> = gone_users.into_values().collect();
+        let mut gone: Vec<(Micros, usize, usize)> = gone_here.into_values().collect();
         gone.sort_unstable();
 
         if let Some(sessions) = instance.sessions {
