@@ -4,6 +4,15 @@
 use super::{Anomaly, Kind, Settings, at, secs};
 use crate::history::{Event, FaultStep, History, Micros, Observed, Request};
 
+/// The facet of a loss where the session is there but its tokens are gone.
+pub const TOKENS_LOST: &str = "tokens-lost";
+
+/// Whether a 401 says the session is there but its tokens are gone (the
+/// contract's `signin_required`), rather than the session unknown.
+pub fn tokens_lost(lost: &Event) -> bool {
+    lost.outcome.error() == Some("signin_required")
+}
+
 /// Whether a browser is signed in, as far as its own requests tell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum SignedIn {
@@ -101,8 +110,8 @@ fn loss(
         // answer, or on the same one; or the session is there but the app
         // lost its tokens and wants a new sign-in.
         facet: Some(
-            if code == "signin_required" {
-                "tokens-lost"
+            if tokens_lost(event) {
+                TOKENS_LOST
             } else if hop {
                 "hop"
             } else {
@@ -114,12 +123,16 @@ fn loss(
     }
 }
 
-/// Whether a session-loss came across its instance going down: the instance
-/// that last answered well for the session was restarted or crashed after
-/// that answer and before the request that found the session gone. (A loss
-/// merely inside a restart's window may have other causes, such as an
-/// app-wide token blob overwritten by a concurrent writer.)
+/// Whether a session-loss came across its instance going down: the session
+/// itself was unknown (not merely its tokens gone) to a request after the
+/// instance that last answered well for it was restarted or crashed. A loss
+/// merely inside a restart's window may have other causes; so may lost
+/// tokens, which an app-wide blob loses to concurrent writers at any time,
+/// and which cannot be told apart from tokens a restart took.
 pub fn across_instance_down(history: &History, anomaly: &Anomaly) -> bool {
+    if anomaly.facet.as_deref() == Some(TOKENS_LOST) {
+        return false;
+    }
     let [.., last_good, lost] = anomaly.evidence[..] else {
         return false;
     };
