@@ -288,3 +288,46 @@ fn a_target_sits_beside_the_reference_run_of_the_topology_it_models() {
     let page = report::render(&[runs[0].clone(), reseeded]).expect("renders");
     assert!(!page.contains("id=\"side-by-side\""));
 }
+
+#[test]
+fn memory_growth_is_state_kept_past_sessions_that_ended() {
+    use report::matrix::{Claim, Seen, cell};
+    let mut run = fixtures().remove(3);
+    run.unchecked.retain(|u| u.kind != Kind::Orphan);
+    let seen = |r: &Results| cell(r, Claim::MemoryGrowth).seen;
+    // No session ended without a logout: nothing could be kept for people who left.
+    run.leaks.sessions_expired = 0;
+    assert!(matches!(seen(&run), Seen::Unknown(_)), "{:?}", seen(&run));
+    // Some did, and nothing was kept.
+    run.leaks.sessions_expired = 12;
+    assert_eq!(seen(&run), Seen::NotObserved);
+    // The stores could not be looked into: it cannot tell.
+    let mut blind = run.clone();
+    blind.unchecked.push(harness::results::Unchecked {
+        kind: Kind::Orphan,
+        reason: "a target's store layout is its own".into(),
+    });
+    assert!(matches!(seen(&blind), Seen::Unknown(reason) if reason.contains("not checked")));
+    // An instance kept tokens of people who left, in its own memory.
+    let orphans = run
+        .anomalies
+        .iter_mut()
+        .find(|a| a.kind == Kind::Orphan)
+        .expect("family");
+    orphans.count = 3;
+    orphans
+        .facets
+        .insert(harness::check::resident::TOKEN_CACHE.into(), 3);
+    assert_eq!(seen(&run), Seen::Observed);
+    assert!(
+        cell(&run, Claim::MemoryGrowth)
+            .number
+            .starts_with("3 kept in instance memory")
+    );
+    blind.anomalies = run.anomalies.clone();
+    assert_eq!(
+        seen(&blind),
+        Seen::Observed,
+        "counted from /metrics even so"
+    );
+}

@@ -182,6 +182,15 @@ pub fn cell(results: &Results, claim: Claim) -> Cell {
                     leaks.live_sessions_at_end
                 );
             }
+            if !observed && let Some(reason) = unchecked(results, Kind::Orphan) {
+                return Cell {
+                    seen: Seen::Unknown(format!(
+                        "what the stores keep past a session's end was not checked: {reason}"
+                    )),
+                    number,
+                    example: None,
+                };
+            }
             if !observed && leaks.sessions_expired == 0 {
                 return Cell {
                     seen: Seen::Unknown(
