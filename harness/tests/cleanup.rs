@@ -128,11 +128,9 @@ fn sigkill_of_the_harness_mid_run_leaves_no_child() {
         drop(postgres);
     }
 
-    // Its run folder too, by the next `harness up`.
-    assert!(
-        Path::new(&up.run_dir).is_dir(),
-        "a SIGKILL leaves the run folder"
-    );
+    // Its run folder too, by the next `harness up`. (Any harness that starts
+    // meanwhile sweeps it, and other tests start harnesses in parallel, so
+    // the folder may be gone already; what matters is that it does not stay.)
     let mut next = harness_up("option1", 1);
     assert!(
         !Path::new(&up.run_dir).exists(),
