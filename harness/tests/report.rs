@@ -303,7 +303,7 @@ fn memory_growth_is_state_kept_past_sessions_that_ended() {
     assert_eq!(seen(&run), Seen::NotObserved);
     // The stores could not be looked into: it cannot tell.
     let mut blind = run.clone();
-    blind.unchecked.push(harness::results::Unchecked {
+    blind.unchecked.push(results::Unchecked {
         kind: Kind::Orphan,
         reason: "a target's store layout is its own".into(),
     });
