@@ -149,7 +149,9 @@ enum Command {
     /// current files are repeats of one run: latency is judged on the best
     /// repeat (machine noise seldom slows them all), anomalies on the worst.
     Compare {
+        /// The results file to compare against (reports/baselines/ holds CI's).
         baseline: PathBuf,
+        /// The run's results file, or several: repeats of one run.
         #[arg(required = true)]
         current: Vec<PathBuf>,
         /// Largest allowed rise of (request p99 / reference p99).
@@ -469,6 +471,9 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
+            if let Some(idle) = workload.session_idle_timeout {
+                println!("sessions end {idle:?} after their last use (handed to the app)");
+            }
             for fault in &scenario.faults.faults {
                 let lasts = fault
                     .lasts
