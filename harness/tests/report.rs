@@ -322,7 +322,7 @@ fn memory_growth_is_state_kept_past_sessions_that_ended() {
     assert!(
         cell(&run, Claim::MemoryGrowth)
             .number
-            .starts_with("3 kept in instance memory")
+            .starts_with("kept past their sessions' end: 3 in instance memory, 0 in the stores")
     );
     blind.anomalies = run.anomalies.clone();
     assert_eq!(

@@ -168,8 +168,9 @@ pub fn cell(results: &Results, claim: Claim) -> Cell {
             let stored = count(Kind::Orphan).saturating_sub(in_process);
             let observed = in_process > 0 || (leaks.store_growth_bytes > 0 && stored > 0);
             let mut number = format!(
-                "{in_process} kept in instance memory past their sessions' end (browsers at \
-                 the end: {} live, {} logged out, {} expired unused); store {:+} B, RSS {:+.1} MiB",
+                "kept past their sessions' end: {in_process} in instance memory, {stored} in the \
+                 stores (browsers at the end: {} live, {} logged out, {} expired unused); \
+                 store {:+} B, RSS {:+.1} MiB",
                 leaks.live_sessions_at_end,
                 leaks.sessions_logged_out,
                 leaks.sessions_expired,
