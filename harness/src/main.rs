@@ -184,10 +184,15 @@ enum Command {
         #[arg(long, default_value = "healthz")]
         reference: String,
         /// Fewest samples beyond a percentile, in both files, for it to be
-        /// judged: with 10, p50 needs 20 requests of a type (and of the
-        /// reference round trip), p90 100, p99 1,000. Fewer: shown, not judged.
-        #[arg(long, default_value_t = 10)]
+        /// judged: with 20, p50 needs 40 requests of a type (and of the
+        /// reference round trip), p90 200, p99 2,000. Fewer: shown, not judged.
+        #[arg(long, default_value_t = 20)]
         min_tail: u64,
+        /// Count a ratio's rise past its limit only when the request's
+        /// absolute time rose past that limit too (a reference that got
+        /// faster raises every ratio without any request slowing).
+        #[arg(long)]
+        confirm_absolute: bool,
         /// Print a Markdown table (for a CI summary) instead of the terminal one.
         #[arg(long)]
         markdown: bool,
@@ -391,6 +396,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             anomaly_allowance,
             reference,
             min_tail,
+            confirm_absolute,
             markdown,
             output,
         } => {
@@ -405,6 +411,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                 anomaly_allowance,
                 reference,
                 min_tail,
+                confirm_absolute,
             };
             let currents = current
                 .iter()

@@ -242,6 +242,8 @@ fn a_percentile_with_few_samples_beyond_it_is_shown_not_judged() {
     let mut current = base.clone();
     slow_down(&mut current, Some(&kind), 3.0);
     let only_p99 = [
+        "--min-tail",
+        "10",
         "--max-p50-regression",
         "1000%",
         "--max-p90-regression",
@@ -257,7 +259,7 @@ fn a_percentile_with_few_samples_beyond_it_is_shown_not_judged() {
     assert!(p99.contains("under 1000 samples: not judged"), "{p99}");
     assert!(row(&text, &format!("{kind}: p90 / healthz p90")).contains("+1000%"));
     // Asking for one sample beyond it judges it, and the slowdown fails.
-    let flags: Vec<&str> = only_p99
+    let flags: Vec<&str> = only_p99[2..]
         .iter()
         .copied()
         .chain(["--min-tail", "1"])
@@ -273,7 +275,7 @@ fn every_request_type_together_is_compared_too() {
     let base = fixture();
     let mut current = base.clone();
     slow_down(&mut current, None, 3.0);
-    let output = compare(dir.path(), &base, &current, &[]);
+    let output = compare(dir.path(), &base, &current, &["--min-tail", "10"]);
     assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
     let text = stdout(&output);
     assert!(row(&text, "all requests: p50 / healthz p50").contains("WORSE"));
@@ -318,4 +320,28 @@ fn repeats_are_judged_on_the_best_latency_and_the_worst_anomalies() {
     let output = run(&[&fast_path, &slow_path]);
     assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
     assert!(stdout(&output).contains("REGRESSION in anomalies: lost-update"));
+}
+
+#[test]
+fn a_faster_reference_fails_ratios_unless_the_absolute_time_must_confirm() {
+    let dir = tempfile::tempdir().expect("dir");
+    let base = fixture();
+    // The same requests, beside a healthz round trip twice as fast.
+    let mut current = base.clone();
+    for reference in &mut current.references {
+        reference.histogram = scaled(&reference.histogram, 0.5);
+        reference.latency =
+            results::Percentiles::of(&results::decode(&reference.histogram).expect("decodes"));
+    }
+    let output = compare(dir.path(), &base, &current, &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let output = compare(dir.path(), &base, &current, &["--confirm-absolute"]);
+    assert!(output.status.success(), "{}", stdout(&output));
+    assert!(stdout(&output).contains("not confirmed"));
+    // A request that really got slower is slower both ways.
+    let kind = busiest(&base);
+    slow_down(&mut current, Some(&kind), 3.0);
+    let output = compare(dir.path(), &base, &current, &["--confirm-absolute"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert!(stdout(&output).contains(&format!("REGRESSION in {kind}: p50 / healthz p50")));
 }

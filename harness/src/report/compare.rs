@@ -39,11 +39,15 @@ pub struct Thresholds {
     /// The reference round trip latencies are divided by.
     pub reference: String,
     /// Fewest samples beyond a percentile, in both files, for it to be
-    /// judged (10: p50 needs 20 samples, p90 100, p99 1,000). With fewer,
-    /// the percentile is the luck of one or two requests: a p99 of 200
-    /// samples is the second slowest. Counted for the request type and for
+    /// judged (20: p50 needs 40 samples, p90 200, p99 2,000). With fewer,
+    /// the percentile is the luck of a few requests: a p99 of 200 samples
+    /// is the second slowest. Counted for the request type and for
     /// the reference round trip alike, since a ratio is as noisy as either.
     pub min_tail: u64,
+    /// Count a ratio's rise past its limit only when the absolute time rose
+    /// past it too: a reference round trip that got faster (an idle moment
+    /// on a shared machine) raises every ratio without any request slowing.
+    pub confirm_absolute: bool,
 }
 
 impl Default for Thresholds {
@@ -58,7 +62,8 @@ impl Default for Thresholds {
             anomaly_slack: 0.0,
             anomaly_allowance: 0,
             reference: crate::reference::HEALTHZ.to_owned(),
-            min_tail: 10,
+            min_tail: 20,
+            confirm_absolute: false,
         }
     }
 }
@@ -419,21 +424,34 @@ fn latency_rows(
                 let (br, cr) = (base_ref.at(q).max(1.0), cur_ref.at(q).max(1.0));
                 let ch = change(b / br, c / cr);
                 let judged = enough && base_ref.count.min(cur_ref.count) >= needed;
+                let mut verdict = if judged {
+                    judge(ch, ratio_limit)
+                } else {
+                    Verdict::Info
+                };
+                let mut limit = if judged {
+                    format!("+{:.0}%", ratio_limit * 100.0)
+                } else {
+                    not_judged.clone()
+                };
+                // A reference that got faster raises every ratio; a slower
+                // request raises its absolute time too. Asked to, count a
+                // rise only when both views see it.
+                let absolute = change(b, c);
+                if limits.confirm_absolute && verdict == Verdict::Worse {
+                    limit += " with the absolute time";
+                    if absolute.is_none_or(|a| a <= ratio_limit) {
+                        verdict = Verdict::Ok;
+                        limit += &format!(" (only {}: not confirmed)", percent(absolute));
+                    }
+                }
                 rows.push(Row {
                     metric,
                     baseline: format!("{:.2}", b / br),
                     current: format!("{:.2}", c / cr),
                     change: percent(ch),
-                    limit: if judged {
-                        format!("+{:.0}%", ratio_limit * 100.0)
-                    } else {
-                        not_judged.clone()
-                    },
-                    verdict: if judged {
-                        judge(ch, ratio_limit)
-                    } else {
-                        Verdict::Info
-                    },
+                    limit,
+                    verdict,
                     repeats: Repeats::Best(c / cr),
                 });
             }
