@@ -105,16 +105,16 @@ pub fn check(
     for (user, tokens) in &leftovers.blob_tokens {
         let Some(last) = gone.get(user) else { continue };
         let how = if last.logged_out {
-            "logged out"
+            "by a logout"
         } else {
-            "let expire (left without logout)"
+            "unused past the idle timeout: left without logout"
         };
         found.push(Anomaly {
             kind: Kind::Orphan,
             browser: last.browser,
             at: last.ended_at,
             summary: format!(
-                "{user} has no browser that could still be signed in after {} (the last session {how}), but the app-wide token blob still holds {tokens} refresh token(s) of theirs",
+                "{user} has no browser that could still be signed in after {} (their last session ended {how}), but the app-wide token blob still holds {tokens} refresh token(s) of theirs",
                 secs(last.ended_at)
             ),
             facet: Some("blob".into()),
