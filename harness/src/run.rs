@@ -295,15 +295,16 @@ pub async fn run(
     }
     let mut findings = check::check(&history, &settings);
     let ended = orphans::ended_sessions(&history);
-    let signed_in = resident::live_users(&history, look, settings.idle_timeout);
-    let gone = resident::gone_users(&history, look, settings.idle_timeout);
+    let standings = resident::Standings::new(&history, look, settings.idle_timeout);
+    let signed_in = standings.live_users();
+    let gone = standings.gone_users();
     let leftovers: Leftovers = sampler
         .leftovers(&ended, &signed_in, &settings.subjects, counted_in_process)
         .await;
     if let Some(reason) = &leftovers.unchecked {
         findings.unchecked.push((Kind::Orphan, reason.clone()));
     }
-    let in_process = resident::check(&history, &held, look, settings.idle_timeout);
+    let in_process = standings.check(&held);
     for anomaly in orphans::check(&history, &ended, &leftovers, &gone)
         .into_iter()
         .chain(in_process)
@@ -334,7 +335,7 @@ pub async fn run(
         samples,
         idp_stats,
         minimum,
-        endings: resident::endings(&history, look, settings.idle_timeout),
+        endings: standings.endings(),
         started_unix_ms,
         duration: load_end,
         stopped_because,

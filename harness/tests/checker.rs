@@ -458,7 +458,7 @@ fn stores_that_kept_a_logged_out_session_hold_orphans() {
     let ended = check::orphans::ended_sessions(&s.history);
     assert_eq!(ended.len(), 1);
     assert_eq!(ended[0].session, "s1");
-    let gone = resident::gone_users(&s.history, 60_000_000, IDLE);
+    let gone = resident::Standings::new(&s.history, 60_000_000, IDLE).gone_users();
     assert_eq!(gone["alice"].evidence, [signed, logout]);
     let clean = check::orphans::check(&s.history, &ended, &Leftovers::default(), &gone);
     assert!(clean.is_empty());
@@ -524,7 +524,8 @@ fn held(instance: &str, sessions: Option<u64>, accounts: Option<u64>) -> residen
 fn tokens_kept_in_memory_for_a_user_whose_sessions_all_expired_are_orphans() {
     let (s, alice, alice_events, look) = alice_left_bob_stayed();
     // Two accounts, one user (Bob) who could still be signed in there.
-    let found = resident::check(&s.history, &[held("app-1", None, Some(2))], look, IDLE);
+    let found =
+        resident::Standings::new(&s.history, look, IDLE).check(&[held("app-1", None, Some(2))]);
     assert_eq!(found.len(), 1, "{found:?}");
     let orphan = &found[0];
     assert_eq!(orphan.kind, Kind::Orphan);
@@ -543,7 +544,7 @@ fn tokens_kept_in_memory_for_a_user_whose_sessions_all_expired_are_orphans() {
         "{}",
         orphan.summary
     );
-    let endings = resident::endings(&s.history, look, IDLE);
+    let endings = resident::Standings::new(&s.history, look, IDLE).endings();
     assert_eq!(
         (endings.live, endings.logged_out, endings.expired),
         (1, 0, 1)
@@ -553,20 +554,32 @@ fn tokens_kept_in_memory_for_a_user_whose_sessions_all_expired_are_orphans() {
 #[test]
 fn what_live_browsers_account_for_is_no_orphan() {
     let (s, _, _, look) = alice_left_bob_stayed();
-    assert!(resident::check(&s.history, &[held("app-1", Some(1), Some(1))], look, IDLE).is_empty());
+    assert!(
+        resident::Standings::new(&s.history, look, IDLE)
+            .check(&[held("app-1", Some(1), Some(1))])
+            .is_empty()
+    );
     // Looked at before Alice's session can have expired, she may be back: both are hers to keep.
     let early = 2_100_000 + resident::certainly_expired_after(IDLE).as_micros() as u64 - 1;
     assert!(
-        resident::check(&s.history, &[held("app-1", Some(2), Some(2))], early, IDLE).is_empty()
+        resident::Standings::new(&s.history, early, IDLE)
+            .check(&[held("app-1", Some(2), Some(2))])
+            .is_empty()
     );
-    assert_eq!(resident::endings(&s.history, early, IDLE).live, 2);
+    assert_eq!(
+        resident::Standings::new(&s.history, early, IDLE)
+            .endings()
+            .live,
+        2
+    );
 }
 
 #[test]
 fn sessions_kept_in_memory_past_their_end_are_orphans_one_per_session() {
     let (s, alice, _, look) = alice_left_bob_stayed();
     // Three sessions where only Bob's browser could still be signed in.
-    let found = resident::check(&s.history, &[held("app-1", Some(3), None)], look, IDLE);
+    let found =
+        resident::Standings::new(&s.history, look, IDLE).check(&[held("app-1", Some(3), None)]);
     assert_eq!(found.len(), 2, "{found:?}");
     for orphan in &found {
         assert_eq!(orphan.facet.as_deref(), Some(resident::MEMORY_SESSIONS));
@@ -586,7 +599,7 @@ fn a_logout_on_one_instance_leaves_tokens_on_the_other() {
     }
     // app-2 dropped Alice's account at her logout; app-1 still holds it.
     let instances = [held("app-1", None, Some(1)), held("app-2", None, Some(0))];
-    let found = resident::check(&s.history, &instances, 5_000_000, IDLE);
+    let found = resident::Standings::new(&s.history, 5_000_000, IDLE).check(&instances);
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(
         found[0].summary.starts_with("app-1 holds"),
@@ -599,7 +612,7 @@ fn a_logout_on_one_instance_leaves_tokens_on_the_other() {
         found[0].summary
     );
     assert_eq!(found[0].evidence, vec![sign_in, out]);
-    let endings = resident::endings(&s.history, 5_000_000, IDLE);
+    let endings = resident::Standings::new(&s.history, 5_000_000, IDLE).endings();
     assert_eq!(
         (endings.live, endings.logged_out, endings.expired),
         (0, 1, 0)
@@ -612,13 +625,17 @@ fn a_browser_told_its_session_is_unknown_holds_nothing_live() {
     let alice = s.browser("alice");
     s.sign_in(alice, "sid-a", "sa");
     s.at(alice, Request::Profile, failed(401, "not_signed_in"));
-    let endings = resident::endings(&s.history, 3_000_000, IDLE);
+    let endings = resident::Standings::new(&s.history, 3_000_000, IDLE).endings();
     assert_eq!(
         (endings.live, endings.logged_out, endings.expired),
         (0, 0, 0)
     );
     // Its session is gone; a session still held for it is beyond the bound.
-    let found = resident::check(&s.history, &[held("app-1", Some(1), None)], 3_000_000, IDLE);
+    let found = resident::Standings::new(&s.history, 3_000_000, IDLE).check(&[held(
+        "app-1",
+        Some(1),
+        None,
+    )]);
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(
         found[0].summary.contains("no browser it served has ended"),
@@ -634,7 +651,7 @@ fn blob_tokens_of_a_user_who_left_without_logout_are_orphans_once_their_session_
         blob_tokens: [("alice".to_owned(), 1), ("bob".to_owned(), 1)].into(),
         ..Leftovers::default()
     };
-    let gone = resident::gone_users(&s.history, look, IDLE);
+    let gone = resident::Standings::new(&s.history, look, IDLE).gone_users();
     assert_eq!(
         gone.keys().collect::<Vec<_>>(),
         ["alice"],
@@ -650,7 +667,11 @@ fn blob_tokens_of_a_user_who_left_without_logout_are_orphans_once_their_session_
         orphans[0].summary
     );
     // Before her session can have expired she is not gone.
-    assert!(resident::gone_users(&s.history, 5_000_000, IDLE).is_empty());
+    assert!(
+        resident::Standings::new(&s.history, 5_000_000, IDLE)
+            .gone_users()
+            .is_empty()
+    );
 }
 
 #[test]
@@ -663,7 +684,8 @@ fn a_restart_wipes_what_an_instance_held_of_browsers_it_served_before() {
         ends: None,
         error: None,
     });
-    let found = resident::check(&s.history, &[held("app-1", None, Some(2))], look, IDLE);
+    let found =
+        resident::Standings::new(&s.history, look, IDLE).check(&[held("app-1", None, Some(2))]);
     assert_eq!(found.len(), 1, "{found:?}");
     assert_ne!(
         found[0].browser, alice,

@@ -70,7 +70,7 @@ pub fn ended_sessions(history: &History) -> Vec<EndedSession> {
 }
 
 /// Orphans among `leftovers`: sessions logged out of (`ended`), and blob
-/// tokens of users with no session left (`gone`, from [`super::resident::gone_users`]).
+/// tokens of users with no session left (`gone`, from [`super::resident::Standings::gone_users`]).
 pub fn check(
     history: &History,
     ended: &[EndedSession],

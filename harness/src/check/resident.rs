@@ -92,28 +92,53 @@ pub struct Endings {
     pub expired: u64,
 }
 
-pub fn endings(history: &History, look: Micros, idle: Duration) -> Endings {
-    let mut endings = Endings::default();
-    for events in history.by_browser() {
-        match standing(history, &events, look, idle) {
-            Standing::Live => endings.live += 1,
-            Standing::LoggedOut(_) => endings.logged_out += 1,
-            Standing::Expired(..) => endings.expired += 1,
-            Standing::Never => {}
-        }
-    }
-    endings
+/// Every browser's standing at one look, worked out once from the history.
+pub struct Standings<'h> {
+    history: &'h History,
+    by_browser: Vec<Vec<usize>>,
+    of: Vec<Standing>,
 }
 
-/// Users with a browser that could still be signed in at `look`.
-pub fn live_users(history: &History, look: Micros, idle: Duration) -> HashSet<String> {
-    history
-        .by_browser()
-        .iter()
-        .enumerate()
-        .filter(|(_, events)| standing(history, events, look, idle) == Standing::Live)
-        .filter_map(|(b, _)| history.browsers.get(b).map(|i| i.user.clone()))
-        .collect()
+impl<'h> Standings<'h> {
+    /// How each browser of `history` stood at `look`, sessions ending
+    /// `idle` after their last use.
+    pub fn new(history: &'h History, look: Micros, idle: Duration) -> Self {
+        let by_browser = history.by_browser();
+        let of = by_browser
+            .iter()
+            .map(|events| standing(history, events, look, idle))
+            .collect();
+        Self {
+            history,
+            by_browser,
+            of,
+        }
+    }
+
+    fn user(&self, browser: usize) -> Option<&'h str> {
+        self.history.browsers.get(browser).map(|i| i.user.as_str())
+    }
+
+    pub fn endings(&self) -> Endings {
+        let mut endings = Endings::default();
+        for standing in &self.of {
+            match standing {
+                Standing::Live => endings.live += 1,
+                Standing::LoggedOut(_) => endings.logged_out += 1,
+                Standing::Expired(..) => endings.expired += 1,
+                Standing::Never => {}
+            }
+        }
+        endings
+    }
+
+    /// Users with a browser that could still be signed in.
+    pub fn live_users(&self) -> HashSet<String> {
+        (0..self.of.len())
+            .filter(|&b| self.of[b] == Standing::Live)
+            .filter_map(|b| self.user(b).map(str::to_owned))
+            .collect()
+    }
 }
 
 /// A user none of whose browsers could still be signed in: how the last of
@@ -128,38 +153,41 @@ pub struct Gone {
     pub evidence: Vec<usize>,
 }
 
-/// Every user who had a session and has none left at `look`.
-pub fn gone_users(history: &History, look: Micros, idle: Duration) -> BTreeMap<String, Gone> {
-    let live = live_users(history, look, idle);
-    let mut gone: BTreeMap<String, Gone> = BTreeMap::new();
-    for (b, events) in history.by_browser().iter().enumerate() {
-        let Some(user) = history.browsers.get(b).map(|i| &i.user) else {
-            continue;
-        };
-        let (last, ended_at, logged_out) = match standing(history, events, look, idle) {
-            Standing::LoggedOut(i) => (i, at(history, i).completed, true),
-            Standing::Expired(i, ends) => (i, ends, false),
-            Standing::Live | Standing::Never => continue,
-        };
-        if live.contains(user) || gone.get(user).is_some_and(|g| g.ended_at >= ended_at) {
-            continue;
+impl Standings<'_> {
+    /// Every user who had a session and has none left.
+    pub fn gone_users(&self) -> BTreeMap<String, Gone> {
+        let history = self.history;
+        let live = self.live_users();
+        let mut gone: BTreeMap<String, Gone> = BTreeMap::new();
+        for (b, events) in self.by_browser.iter().enumerate() {
+            let Some(user) = self.user(b) else {
+                continue;
+            };
+            let (last, ended_at, logged_out) = match self.of[b] {
+                Standing::LoggedOut(i) => (i, at(history, i).completed, true),
+                Standing::Expired(i, ends) => (i, ends, false),
+                Standing::Live | Standing::Never => continue,
+            };
+            if live.contains(user) || gone.get(user).is_some_and(|g| g.ended_at >= ended_at) {
+                continue;
+            }
+            let upto = events.iter().position(|&e| e == last).unwrap_or(0);
+            let sign_in = events[..upto].iter().rev().copied().find(|&i| {
+                let event = at(history, i);
+                event.request == Request::SignIn && event.outcome.ok()
+            });
+            gone.insert(
+                user.to_owned(),
+                Gone {
+                    browser: at(history, last).browser,
+                    ended_at,
+                    logged_out,
+                    evidence: sign_in.into_iter().chain([last]).collect(),
+                },
+            );
         }
-        let upto = events.iter().position(|&e| e == last).unwrap_or(0);
-        let sign_in = events[..upto].iter().rev().copied().find(|&i| {
-            let event = at(history, i);
-            event.request == Request::SignIn && event.outcome.ok()
-        });
-        gone.insert(
-            user.clone(),
-            Gone {
-                browser: at(history, last).browser,
-                ended_at,
-                logged_out,
-                evidence: sign_in.into_iter().chain([last]).collect(),
-            },
-        );
+        gone
     }
-    gone
 }
 
 /// When `instance` last (re)started (a restart, or the start after a crash,
@@ -181,67 +209,64 @@ fn last_started(history: &History, instance: &str) -> Micros {
         .unwrap_or(0)
 }
 
-/// The anomalies: for each instance, what it held beyond its bound.
-pub fn check(history: &History, held: &[Held], look: Micros, idle: Duration) -> Vec<Anomaly> {
-    let by_browser = history.by_browser();
-    let standings: Vec<Standing> = by_browser
-        .iter()
-        .map(|events| standing(history, events, look, idle))
-        .collect();
-    let mut found = Vec::new();
-    for instance in held {
-        // Browsers this instance served since it last started (a restart
-        // or crash wiped what it held of the others), and how each stands.
-        let since = last_started(history, &instance.instance);
-        let served_here = |i: usize| {
-            let event = at(history, i);
-            event.sent_to == instance.instance && event.invoked >= since
-        };
-        let served: BTreeSet<usize> = by_browser
-            .iter()
-            .enumerate()
-            .filter(|(_, events)| events.iter().any(|&i| served_here(i)))
-            .map(|(browser, _)| browser)
-            .collect();
-        let user = |b: usize| history.browsers.get(b).map(|i| i.user.as_str());
-        let live: BTreeSet<usize> = served
-            .iter()
-            .copied()
-            .filter(|&b| standings[b] == Standing::Live)
-            .collect();
-        let live_users: BTreeSet<&str> = live.iter().filter_map(|&b| user(b)).collect();
-        // Ended browsers it served, earliest ending first; for accounts,
-        // only users with no browser possibly live anywhere.
-        let mut ended: Vec<(Micros, usize, usize)> = served
-            .iter()
-            .filter_map(|&b| match standings[b] {
-                Standing::LoggedOut(i) => Some((at(history, i).completed, b, i)),
-                Standing::Expired(i, ends) => Some((ends, b, i)),
-                Standing::Live | Standing::Never => None,
-            })
-            .collect();
-        ended.sort_unstable();
-        let anywhere_live: BTreeSet<&str> = standings
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| **s == Standing::Live)
-            .filter_map(|(b, _)| user(b))
-            .collect();
-        let mut gone_here: BTreeMap<&str, (Micros, usize, usize)> = BTreeMap::new();
-        for &(ends, b, i) in &ended {
-            if let Some(u) = user(b).filter(|u| !anywhere_live.contains(u)) {
-                // The user's last browser to end is when they were gone.
-                gone_here.insert(u, (ends, b, i));
+impl Standings<'_> {
+    /// The anomalies: for each instance, what it held beyond its bound.
+    pub fn check(&self, held: &[Held]) -> Vec<Anomaly> {
+        let (history, by_browser, standings) = (self.history, &self.by_browser, &self.of);
+        let mut found = Vec::new();
+        for instance in held {
+            // Browsers this instance served since it last started (a restart
+            // or crash wiped what it held of the others), and how each stands.
+            let since = last_started(history, &instance.instance);
+            let served_here = |i: usize| {
+                let event = at(history, i);
+                event.sent_to == instance.instance && event.invoked >= since
+            };
+            let served: BTreeSet<usize> = by_browser
+                .iter()
+                .enumerate()
+                .filter(|(_, events)| events.iter().any(|&i| served_here(i)))
+                .map(|(browser, _)| browser)
+                .collect();
+            let user = |b: usize| self.user(b);
+            let live: BTreeSet<usize> = served
+                .iter()
+                .copied()
+                .filter(|&b| standings[b] == Standing::Live)
+                .collect();
+            let live_users: BTreeSet<&str> = live.iter().filter_map(|&b| user(b)).collect();
+            // Ended browsers it served, earliest ending first; for accounts,
+            // only users with no browser possibly live anywhere.
+            let mut ended: Vec<(Micros, usize, usize)> = served
+                .iter()
+                .filter_map(|&b| match standings[b] {
+                    Standing::LoggedOut(i) => Some((at(history, i).completed, b, i)),
+                    Standing::Expired(i, ends) => Some((ends, b, i)),
+                    Standing::Live | Standing::Never => None,
+                })
+                .collect();
+            ended.sort_unstable();
+            let anywhere_live: BTreeSet<&str> = standings
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| **s == Standing::Live)
+                .filter_map(|(b, _)| user(b))
+                .collect();
+            let mut gone_here: BTreeMap<&str, (Micros, usize, usize)> = BTreeMap::new();
+            for &(ends, b, i) in &ended {
+                if let Some(u) = user(b).filter(|u| !anywhere_live.contains(u)) {
+                    // The user's last browser to end is when they were gone.
+                    gone_here.insert(u, (ends, b, i));
+                }
             }
-        }
-        let mut gone: Vec<(Micros, usize, usize)> = gone_here.into_values().collect();
-        gone.sort_unstable();
+            let mut gone: Vec<(Micros, usize, usize)> = gone_here.into_values().collect();
+            gone.sort_unstable();
 
-        if let Some(sessions) = instance.sessions {
-            let beyond = sessions.saturating_sub(live.len() as u64);
-            found.extend(beyond_bound(
+            if let Some(sessions) = instance.sessions {
+                let beyond = sessions.saturating_sub(live.len() as u64);
+                found.extend(beyond_bound(
                 history,
-                &by_browser,
+                by_browser,
                 beyond,
                 &ended,
                 &served_here,
@@ -254,12 +279,12 @@ pub fn check(history: &History, held: &[Held], look: Micros, idle: Duration) -> 
                 },
                 MEMORY_SESSIONS,
             ));
-        }
-        if let Some(accounts) = instance.accounts {
-            let beyond = accounts.saturating_sub(live_users.len() as u64);
-            found.extend(beyond_bound(
+            }
+            if let Some(accounts) = instance.accounts {
+                let beyond = accounts.saturating_sub(live_users.len() as u64);
+                found.extend(beyond_bound(
                 history,
-                &by_browser,
+                by_browser,
                 beyond,
                 &gone,
                 &served_here,
@@ -272,9 +297,10 @@ pub fn check(history: &History, held: &[Held], look: Micros, idle: Duration) -> 
                 },
                 TOKEN_CACHE,
             ));
+            }
         }
+        found
     }
-    found
 }
 
 /// `beyond` anomalies, each naming one of `ended` (cycling when there are
