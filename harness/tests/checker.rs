@@ -171,6 +171,21 @@ impl Script {
     }
 }
 
+/// An acknowledged logout on app-1; returns its index.
+fn logout(s: &mut Script, b: BrowserId) -> usize {
+    s.at(
+        b,
+        Request::Logout,
+        ok(
+            Observed::LoggedOut {
+                idp_session_ended: true,
+            },
+            None,
+            "app-1",
+        ),
+    )
+}
+
 fn only(findings: &check::Findings, kind: Kind) -> Vec<&check::Anomaly> {
     for other in Kind::ALL {
         if other != kind && other != Kind::Orphan {
@@ -197,17 +212,7 @@ fn a_clean_history_has_no_anomaly() {
     s.token(b, TokenSource::Cache, "sub-alice", "sid-1", 60);
     s.write(b, 1, &[1], 2);
     s.read(b, &[1], 2);
-    s.at(
-        b,
-        Request::Logout,
-        ok(
-            Observed::LoggedOut {
-                idp_session_ended: true,
-            },
-            None,
-            "app-1",
-        ),
-    );
+    logout(&mut s, b);
     let findings = s.findings();
     for kind in Kind::ALL {
         assert_eq!(findings.count(kind), 0, "{kind}: {:?}", findings.anomalies);
@@ -238,17 +243,7 @@ fn no_session_loss_after_a_logout_an_unknown_sign_in_or_a_long_idle() {
     let mut s = Script::new();
     let b = s.browser("alice");
     s.sign_in(b, "sid-1", "s1");
-    s.at(
-        b,
-        Request::Logout,
-        ok(
-            Observed::LoggedOut {
-                idp_session_ended: true,
-            },
-            None,
-            "app-1",
-        ),
-    );
+    logout(&mut s, b);
     s.at(b, Request::Profile, failed(401, "not_signed_in"));
     // A sign-in whose answer never came: signed in or not, nobody knows.
     s.at(b, Request::SignIn, lost());
@@ -391,17 +386,7 @@ fn tokens_of_another_session_or_user_and_after_logout_are_found() {
     assert_eq!(users.len(), 1);
     assert_eq!(users[0].evidence.last(), Some(&foreign));
 
-    let logout = s.at(
-        a2,
-        Request::Logout,
-        ok(
-            Observed::LoggedOut {
-                idp_session_ended: true,
-            },
-            None,
-            "app-1",
-        ),
-    );
+    let logged_out = logout(&mut s, a2);
     let after = s.token(a1, TokenSource::Cache, "sub-alice", "sid-a2", 60);
     let findings = s.findings();
     let after_logout = findings
@@ -409,7 +394,7 @@ fn tokens_of_another_session_or_user_and_after_logout_are_found() {
         .get(&Kind::TokenAfterLogout)
         .expect("found");
     assert_eq!(after_logout.len(), 1);
-    assert_eq!(after_logout[0].evidence, [logout, after]);
+    assert_eq!(after_logout[0].evidence, [logged_out, after]);
 }
 
 #[test]
@@ -444,22 +429,12 @@ fn stores_that_kept_a_logged_out_session_hold_orphans() {
     let mut s = Script::new();
     let b = s.browser("alice");
     let signed = s.sign_in(b, "sid-1", "s1");
-    let logout = s.at(
-        b,
-        Request::Logout,
-        ok(
-            Observed::LoggedOut {
-                idp_session_ended: true,
-            },
-            None,
-            "app-1",
-        ),
-    );
+    let logged_out = logout(&mut s, b);
     let ended = check::orphans::ended_sessions(&s.history);
     assert_eq!(ended.len(), 1);
     assert_eq!(ended[0].session, "s1");
     let gone = resident::Standings::new(&s.history, 60_000_000, IDLE).gone_users();
-    assert_eq!(gone["alice"].evidence, [signed, logout]);
+    assert_eq!(gone["alice"].evidence, [signed, logged_out]);
     let clean = check::orphans::check(&s.history, &ended, &Leftovers::default(), &gone);
     assert!(clean.is_empty());
     let leftovers = Leftovers {
@@ -473,7 +448,7 @@ fn stores_that_kept_a_logged_out_session_hold_orphans() {
     };
     let orphans = check::orphans::check(&s.history, &ended, &leftovers, &gone);
     assert_eq!(orphans.len(), 2);
-    assert!(orphans.iter().all(|o| o.evidence == [signed, logout]));
+    assert!(orphans.iter().all(|o| o.evidence == [signed, logged_out]));
     assert!(orphans[0].summary.contains("its tokens"));
     assert!(orphans[1].summary.contains("2 refresh token"));
 }
@@ -481,20 +456,6 @@ fn stores_that_kept_a_logged_out_session_hold_orphans() {
 // --- state kept in an instance's own memory (check::resident) ---
 
 const IDLE: Duration = Duration::from_secs(10);
-
-fn logout(s: &mut Script, b: BrowserId) -> usize {
-    s.at(
-        b,
-        Request::Logout,
-        ok(
-            Observed::LoggedOut {
-                idp_session_ended: true,
-            },
-            None,
-            "app-1",
-        ),
-    )
-}
 
 /// Alice signs in on app-1 and walks away at 2 s; Bob keeps using app-1
 /// until 30 s. Looked at, at 40 s, with a 10 s idle timeout.

@@ -213,6 +213,8 @@ impl Standings<'_> {
     /// The anomalies: for each instance, what it held beyond its bound.
     pub fn check(&self, held: &[Held]) -> Vec<Anomaly> {
         let (history, by_browser, standings) = (self.history, &self.by_browser, &self.of);
+        // Users with a browser that could still be signed in, anywhere.
+        let anywhere_live = self.live_users();
         let mut found = Vec::new();
         for instance in held {
             // Browsers this instance served since it last started (a restart
@@ -246,15 +248,9 @@ impl Standings<'_> {
                 })
                 .collect();
             ended.sort_unstable();
-            let anywhere_live: BTreeSet<&str> = standings
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| **s == Standing::Live)
-                .filter_map(|(b, _)| user(b))
-                .collect();
             let mut gone_here: BTreeMap<&str, (Micros, usize, usize)> = BTreeMap::new();
             for &(ends, b, i) in &ended {
-                if let Some(u) = user(b).filter(|u| !anywhere_live.contains(u)) {
+                if let Some(u) = user(b).filter(|u| !anywhere_live.contains(*u)) {
                     // The user's last browser to end is when they were gone.
                     gone_here.insert(u, (ends, b, i));
                 }
@@ -264,39 +260,39 @@ impl Standings<'_> {
 
             if let Some(sessions) = instance.sessions {
                 let beyond = sessions.saturating_sub(live.len() as u64);
+                let head = format!(
+                    "{} holds {sessions} sessions in memory, {beyond} more than the {} \
+                     browsers that could still be signed in there",
+                    instance.instance,
+                    live.len()
+                );
                 found.extend(beyond_bound(
-                history,
-                by_browser,
-                beyond,
-                &ended,
-                &served_here,
-                |extra| {
-                    format!(
-                        "{} holds {sessions} sessions in memory, {extra} more than the {} browsers that could still be signed in there",
-                        instance.instance,
-                        live.len()
-                    )
-                },
-                MEMORY_SESSIONS,
-            ));
+                    history,
+                    by_browser,
+                    beyond,
+                    &ended,
+                    &served_here,
+                    &head,
+                    MEMORY_SESSIONS,
+                ));
             }
             if let Some(accounts) = instance.accounts {
                 let beyond = accounts.saturating_sub(live_users.len() as u64);
+                let head = format!(
+                    "{} holds tokens of {accounts} accounts in memory, {beyond} more than the \
+                     {} users that could still be signed in there",
+                    instance.instance,
+                    live_users.len()
+                );
                 found.extend(beyond_bound(
-                history,
-                by_browser,
-                beyond,
-                &gone,
-                &served_here,
-                |extra| {
-                    format!(
-                        "{} holds tokens of {accounts} accounts in memory, {extra} more than the {} users that could still be signed in there",
-                        instance.instance,
-                        live_users.len()
-                    )
-                },
-                TOKEN_CACHE,
-            ));
+                    history,
+                    by_browser,
+                    beyond,
+                    &gone,
+                    &served_here,
+                    &head,
+                    TOKEN_CACHE,
+                ));
             }
         }
         found
@@ -311,13 +307,12 @@ fn beyond_bound(
     beyond: u64,
     ended: &[(Micros, usize, usize)],
     served_here: &dyn Fn(usize) -> bool,
-    headline: impl Fn(u64) -> String,
+    head: &str,
     facet: &str,
 ) -> Vec<Anomaly> {
     if beyond == 0 {
         return Vec::new();
     }
-    let head = headline(beyond);
     if ended.is_empty() {
         // Beyond the bound, yet no browser it served has ended: the state
         // is kept for nobody the history can name (sign-ins that never
