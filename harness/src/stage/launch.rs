@@ -178,6 +178,9 @@ pub fn target_instance(
 
 /// Runs a target's install step once, in its folder, its output in
 /// `install.log` of the run folder; a failure stops the bring-up and names the log.
+/// The stack runs it under the folder's install lock ([`super::workdir_lease`]),
+/// so harnesses started side by side take turns instead of wiping each
+/// other's `node_modules`.
 pub async fn install(spec: &LaunchSpec, run_dir: &Path) -> Result<(), StageError> {
     let Some((program, args)) = spec.install.as_ref().and_then(|i| i.split_first()) else {
         return Ok(());

@@ -12,6 +12,7 @@
 //! - [`error`]: what can go wrong on the stage.
 //! - [`launch`]: how one instance starts (the reference app, or a target's command).
 //! - [`target`]: the app under test: the reference app, a launched one, or remote instances.
+//! - [`workdir_lease`]: one target folder shared by many harnesses (installs take turns).
 //! - [`stack`]: all of it for one topology, up and ready.
 
 pub mod error;
@@ -23,6 +24,7 @@ pub mod services;
 pub mod stack;
 pub mod store_links;
 pub mod target;
+pub mod workdir_lease;
 
 pub use error::StageError;
 pub use ids::{InstanceId, StoreKind};

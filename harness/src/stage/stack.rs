@@ -21,6 +21,7 @@ use super::services::postgres::Postgres;
 use super::services::redis::Redis;
 use super::store_links::StoreLinks;
 use super::target::AppUnderTest;
+use super::workdir_lease::{WorkdirLease, install_then_hold};
 use super::{InstanceId, StageError, StoreKind};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -148,6 +149,10 @@ pub struct Stack {
     ready_path: String,
     pids: InstancePids,
     http: reqwest::Client,
+    /// Keeps other harnesses from installing in a launched target's folder
+    /// while this run's instances use it; declared last, so it is released
+    /// after the instances stop.
+    _workdir_lease: Option<WorkdirLease>,
 }
 
 impl Stack {
@@ -158,8 +163,12 @@ impl Stack {
         let needs = spec.app.needs();
         let install = async {
             match &spec.app {
-                AppUnderTest::Launched(launch) => launch::install(launch, run_dir).await,
-                _ => Ok(()),
+                AppUnderTest::Launched(launch) if launch.install.is_some() => {
+                    install_then_hold(&launch.workdir, launch::install(launch, run_dir))
+                        .await
+                        .map(Some)
+                }
+                _ => Ok(None),
             }
         };
         let (redis, postgres, installed) = tokio::join!(
@@ -178,7 +187,7 @@ impl Stack {
             install
         );
         let (redis, postgres) = (redis?, postgres?);
-        installed?;
+        let workdir_lease = installed?;
 
         let (idp, idp_listeners) = match &spec.app {
             AppUnderTest::Remote(_) => (None, None),
@@ -308,6 +317,7 @@ impl Stack {
             encryption_secret,
             ready_path,
             http: reqwest::Client::new(),
+            _workdir_lease: workdir_lease,
         };
         stack.wait_http_ready().await?;
         Ok(stack)
