@@ -113,11 +113,9 @@ fn sigkill_of_the_harness_mid_run_leaves_no_child() {
 
     // What a SIGKILL cannot clean (the Postgres data dir, its System V segment)
     // the next private Postgres sweeps, when data lives outside the run folder.
+    // (A private Postgres that another test starts meanwhile may have swept
+    // them already; what matters is that they do not stay.)
     if !home.starts_with(&up.run_dir) {
-        assert!(
-            segment_exists(&shmid),
-            "a killed postmaster leaves its segment"
-        );
         let next = tempfile::tempdir().expect("dir");
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
         let postgres = runtime
