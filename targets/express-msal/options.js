@@ -325,4 +325,4 @@ async function postgresSizes(pool, table, namespace, blobPrefix) {
   }
 }
 
-module.exports = { build, bumpVersion };
+module.exports = { build, bumpVersion, pgSessionStore };

@@ -6,15 +6,16 @@
 "use strict";
 
 const express = require("express");
-const session = require("express-session");
 const msal = require("@azure/msal-node");
 const config = require("./config");
 const contract = require("./contract");
 const options = require("./options");
+const sessions = require("./sessions");
 const { Idp } = require("./idp");
 const { Metrics } = require("./metrics");
 
 const { bumpVersion } = options;
+const { save, regenerate, destroy } = sessions;
 
 function logger(level) {
   const order = { debug: 0, info: 1, warn: 2, error: 3 };
@@ -38,11 +39,6 @@ function dataScopes(resource) {
   for (const b of Buffer.from(resource, "utf8")) h = (h * 31n + BigInt(b)) & 0xffffffffffffffffn;
   return DATA_SCOPES[Number(h % BigInt(DATA_SCOPES.length))];
 }
-
-// express-session's callback methods as promises.
-const save = (req) => new Promise((ok, fail) => req.session.save((e) => (e ? fail(e) : ok())));
-const regenerate = (req) => new Promise((ok, fail) => req.session.regenerate((e) => (e ? fail(e) : ok())));
-const destroy = (req) => new Promise((ok, fail) => req.session.destroy((e) => (e ? fail(e) : ok())));
 
 function createApp(settings, log) {
   const metrics = new Metrics(settings.instanceId);
@@ -71,16 +67,7 @@ function createApp(settings, log) {
     res.type("text/plain; version=0.0.4").send(metrics.render(sizes, option.undecryptable()));
   });
 
-  app.use(
-    session({
-      name: settings.cookieName,
-      secret: settings.sessionSecret,
-      store: option.store,
-      resave: false,
-      saveUninitialized: false,
-      cookie: { httpOnly: true, sameSite: "lax", secure: false, path: "/", maxAge: settings.sessionTtlSecs * 1000 },
-    }),
-  );
+  app.use(sessions.middleware(settings, option.store));
   app.use(express.json({ limit: "16kb" }));
 
   const signedIn = (req) => {
