@@ -236,7 +236,15 @@ function build(settings, idp, log) {
       });
       stores.guardSessionStore(front, "redis");
       // The seed's option 4: sessions in Redis "supported by a database".
-      const store = new stores.TieredSessionStore({ front, rows, ttlSecs: settings.sessionTtlSecs, log });
+      // A session's token partition lives as long as the session: renewed
+      // whenever the session is written or touched, not only when MSAL reads it.
+      const store = new stores.TieredSessionStore({
+        front,
+        rows,
+        ttlSecs: settings.sessionTtlSecs,
+        log,
+        alsoRenew: (sid, ttl) => partitions.renew(partitionKey(sid), ttl),
+      });
       let sweeper = null;
       return {
         ...base,

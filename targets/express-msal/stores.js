@@ -306,6 +306,21 @@ class PartitionStore {
     return value;
   }
 
+  /**
+   * The partition lives `ttlSecs` more in both stores, as its session does
+   * each time the session is used: a session kept alive by requests that
+   * never read tokens (cart reads) must not outlive its tokens. Best effort:
+   * a store that fails here still holds the partition until its old expiry.
+   */
+  async renew(key, ttlSecs) {
+    const [redis, pg] = await Promise.allSettled([
+      this.redis.expire(this.redisKey(key), ttlSecs),
+      this.rows.renew(key, ttlSecs),
+    ]);
+    if (redis.status === "rejected") this.log.debug(`partition renew missed redis: ${redis.reason.message}`);
+    if (pg.status === "rejected") this.log.debug(`partition renew missed postgres: ${pg.reason.message}`);
+  }
+
   /** Logout: the partition goes from both stores. */
   async delete(key) {
     const results = await Promise.allSettled([this.redis.del(this.redisKey(key)), this.rows.remove(key)]);
@@ -331,10 +346,14 @@ class PartitionStore {
  * answers again, until the session is written again (README, difference 6).
  */
 class TieredSessionStore extends session.Store {
-  /** `front`: a connect-redis store (guarded); `rows`: SealedRows. */
-  constructor({ front, rows, ttlSecs, log }) {
+  /**
+   * `front`: a connect-redis store (guarded); `rows`: SealedRows;
+   * `alsoRenew(sid, ttlSecs)`: what else lives as long as the session (its
+   * token partition), renewed on every write and touch before the answer.
+   */
+  constructor({ front, rows, ttlSecs, log, alsoRenew = async () => {} }) {
     super();
-    Object.assign(this, { front, rows, ttlSecs, log });
+    Object.assign(this, { front, rows, ttlSecs, log, alsoRenew });
   }
 
   key(sid) {
@@ -373,17 +392,19 @@ class TieredSessionStore extends session.Store {
 
   set(sid, sess, callback = () => {}) {
     const key = this.key(sid);
-    this.rows.write(key, this.rows.sealer.seal(JSON.stringify(sess), key), this.ttl(sess)).then(() => {
+    const ttl = this.ttl(sess);
+    this.rows.write(key, this.rows.sealer.seal(JSON.stringify(sess), key), ttl).then(() => {
       this.front.set(sid, sess, (e) => {
         if (e) this.log.debug(`session write reached postgres only: ${e.message}`);
-        callback(null);
+        this.alsoRenew(sid, ttl).finally(() => callback(null));
       });
     }, callback);
   }
 
   touch(sid, sess, callback = () => {}) {
-    this.rows.renew(this.key(sid), this.ttl(sess)).then(() => {
-      this.front.touch(sid, sess, () => callback(null));
+    const ttl = this.ttl(sess);
+    this.rows.renew(this.key(sid), ttl).then(() => {
+      this.front.touch(sid, sess, () => this.alsoRenew(sid, ttl).finally(() => callback(null)));
     }, callback);
   }
 

@@ -21,7 +21,7 @@ const settings = {
 const quiet = { debug() {}, info() {}, warn() {} };
 
 /** Connected stores under a namespace of their own, removed afterwards. */
-async function setUp(t) {
+async function setUp(t, { ttlSecs = 600 } = {}) {
   const namespace = `tiered-test-${process.pid}-${Date.now()}`;
   const redis = stores.connectRedis(settings, quiet);
   for (let i = 0; !redis.isReady; i++) {
@@ -33,8 +33,15 @@ async function setUp(t) {
   const sealer = new Sealer("tiered-secret", "k1");
   const rows = new stores.SealedRows({ pool, sealer, namespace, log: quiet });
   const front = stores.guardSessionStore(new RedisStore({ client: redis, prefix: `${namespace}:sess:` }), "redis");
-  const sessions = new stores.TieredSessionStore({ front, rows, ttlSecs: 600, log: quiet });
-  const partitions = new stores.PartitionStore({ redis, rows, namespace, ttlSecs: 600, log: quiet });
+  const partitions = new stores.PartitionStore({ redis, rows, namespace, ttlSecs, log: quiet });
+  // As option4 wires them: a session's partition is renewed with the session.
+  const sessions = new stores.TieredSessionStore({
+    front,
+    rows,
+    ttlSecs,
+    log: quiet,
+    alsoRenew: (sid, ttl) => partitions.renew(`tc:${sealer.hashId(sid)}`, ttl),
+  });
   t.after(async () => {
     for await (const keys of redis.scanIterator({ MATCH: `${namespace}:*`, COUNT: 1000 })) {
       if (keys.length) await redis.del(keys);
@@ -101,4 +108,20 @@ test("a token partition falls back to Postgres after a Redis flush", async (t) =
   assert.ok(await redis.get(`${namespace}:tc:abc`), "copied back");
   await partitions.delete("tc:abc");
   assert.equal(await partitions.get("tc:abc"), "");
+});
+
+test("a session in use keeps its token partition alive, though nothing reads the tokens", async (t) => {
+  const { namespace, redis, sealer, sessions, partitions } = await setUp(t, { ttlSecs: 2 });
+  const key = `tc:${sealer.hashId("sid-in-use")}`;
+  const expiringIn = (secs) => ({ cookie: { expires: new Date(Date.now() + secs * 1000) }, cart: [] });
+  await partitions.set(key, "tokens");
+  await call((cb) => sessions.set("sid-in-use", expiringIn(2), cb));
+  // Used every 0.8 s for 2.4 s, past the partition's own 2 s: touched, never read for tokens.
+  for (let i = 0; i < 3; i++) {
+    await new Promise((r) => setTimeout(r, 800));
+    await call((cb) => sessions.touch("sid-in-use", expiringIn(2), cb));
+  }
+  assert.ok((await redis.ttl(`${namespace}:${key}`)) > 0, "the Redis copy was renewed");
+  await redis.del(`${namespace}:${key}`);
+  assert.equal(await partitions.get(key), "tokens", "and the Postgres copy too");
 });
