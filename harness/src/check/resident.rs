@@ -92,6 +92,18 @@ pub struct Endings {
     pub expired: u64,
 }
 
+/// A user none of whose browsers could still be signed in: how the last of
+/// their sessions ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Gone {
+    pub browser: BrowserId,
+    pub ended_at: Micros,
+    pub logged_out: bool,
+    /// That browser's last sign-in and the event that ended it (the logout,
+    /// or the last request before the session expired).
+    pub evidence: Vec<usize>,
+}
+
 /// Every browser's standing at one look, worked out once from the history.
 pub struct Standings<'h> {
     history: &'h History,
@@ -139,21 +151,7 @@ impl<'h> Standings<'h> {
             .filter_map(|b| self.user(b).map(str::to_owned))
             .collect()
     }
-}
 
-/// A user none of whose browsers could still be signed in: how the last of
-/// their sessions ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Gone {
-    pub browser: BrowserId,
-    pub ended_at: Micros,
-    pub logged_out: bool,
-    /// That browser's last sign-in and the event that ended it (the logout,
-    /// or the last request before the session expired).
-    pub evidence: Vec<usize>,
-}
-
-impl Standings<'_> {
     /// Every user who had a session and has none left.
     pub fn gone_users(&self) -> BTreeMap<String, Gone> {
         let history = self.history;
@@ -188,28 +186,7 @@ impl Standings<'_> {
         }
         gone
     }
-}
 
-/// When `instance` last (re)started (a restart, or the start after a crash,
-/// done), or 0: its memory holds nothing from before.
-fn last_started(history: &History, instance: &str) -> Micros {
-    history
-        .faults
-        .iter()
-        .filter(|step| step.error.is_none())
-        .filter(|step| {
-            let mut words = step.action.split_whitespace();
-            words
-                .next()
-                .is_some_and(|w| w == "instance-restart" || w == "instance-start")
-                && words.next() == Some(instance)
-        })
-        .map(|step| step.at + step.took)
-        .max()
-        .unwrap_or(0)
-}
-
-impl Standings<'_> {
     /// The anomalies: for each instance, what it held beyond its bound.
     pub fn check(&self, held: &[Held]) -> Vec<Anomaly> {
         let (history, by_browser, standings) = (self.history, &self.by_browser, &self.of);
@@ -297,6 +274,25 @@ impl Standings<'_> {
         }
         found
     }
+}
+
+/// When `instance` last (re)started (a restart, or the start after a crash,
+/// done), or 0: its memory holds nothing from before.
+fn last_started(history: &History, instance: &str) -> Micros {
+    history
+        .faults
+        .iter()
+        .filter(|step| step.error.is_none())
+        .filter(|step| {
+            let mut words = step.action.split_whitespace();
+            words
+                .next()
+                .is_some_and(|w| w == "instance-restart" || w == "instance-start")
+                && words.next() == Some(instance)
+        })
+        .map(|step| step.at + step.took)
+        .max()
+        .unwrap_or(0)
 }
 
 /// `beyond` anomalies, each naming one of `ended` (cycling when there are
