@@ -7,6 +7,7 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 use crate::check::Kind;
+use crate::history_file::{self, HistoryFileError};
 use crate::results::{Results, ResultsError};
 use crate::run::{self, RunError, RunPlan};
 use crate::scenario::Scenario;
@@ -23,12 +24,16 @@ pub struct Bench {
     pub source: String,
     pub run_dir: Option<PathBuf>,
     pub keep: bool,
+    /// Also write each run's whole history beside its results file.
+    pub history: bool,
 }
 
 /// What a bench wrote.
 pub struct Benched {
     pub results: Vec<Results>,
     pub written: Vec<PathBuf>,
+    /// The history files written (`history`), one per results file.
+    pub histories: Vec<PathBuf>,
     /// Why it ended before every topology ran, if it did.
     pub stopped_because: Option<String>,
 }
@@ -39,6 +44,8 @@ pub enum BenchError {
     Run(#[from] RunError),
     #[error(transparent)]
     Results(#[from] ResultsError),
+    #[error(transparent)]
+    History(#[from] HistoryFileError),
     #[error("cannot handle signals: {0}")]
     Signals(std::io::Error),
 }
@@ -56,6 +63,7 @@ pub async fn bench(bench: Bench) -> Result<Benched, BenchError> {
     let mut done = Benched {
         results: Vec::new(),
         written: Vec::new(),
+        histories: Vec::new(),
         stopped_because: None,
     };
     for app in &bench.apps {
@@ -86,6 +94,11 @@ pub async fn bench(bench: Bench) -> Result<Benched, BenchError> {
             .out
             .join(format!("{stem}-{}-{stamp}.json", app.name()));
         outcome.results.write(&path)?;
+        if bench.history {
+            let history = history_file::beside(&path);
+            history_file::write(&outcome.history, &history)?;
+            done.histories.push(history);
+        }
         if let Some(folder) = outcome.folder {
             eprintln!("run folder kept: {}", folder.display());
         }

@@ -15,6 +15,7 @@
 //! - [`check`]: history -> anomalies, one file per family (pure).
 //! - [`history`]: invoke/complete events and fault steps: what the driver
 //!   writes and the checker reads.
+//! - [`history_file`]: a run's whole history as JSON lines (`bench --history`).
 //! - [`faults`]: runs a scenario's fault schedule against a stack.
 //! - [`scenario`]: scenario files as a model (pure: read, validate, no stack).
 //! - [`run_folder`]: where a run's logs go, and the sweep of dead runs' leftovers.
@@ -25,6 +26,7 @@ pub mod bench;
 pub mod check;
 pub mod faults;
 pub mod history;
+pub mod history_file;
 pub mod load;
 pub mod progress;
 pub mod reference;

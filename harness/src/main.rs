@@ -130,6 +130,11 @@ enum Command {
         /// Keep the run folder afterwards.
         #[arg(long)]
         keep: bool,
+        /// Also write each run's whole history beside its results file
+        /// (NAME.history.jsonl: the browsers and fault steps, then every
+        /// request, one per line), to trace any count to its requests.
+        #[arg(long)]
+        history: bool,
         /// Where the HTML report of the runs goes (default: beside the results files).
         #[arg(long, value_name = "FILE")]
         report: Option<PathBuf>,
@@ -319,6 +324,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             source,
             run_dir,
             keep,
+            history,
             report,
         } => {
             let (scenario, file) = match scenario {
@@ -352,11 +358,15 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                 source: source.unwrap_or_else(|| harness::run::host_facts().hostname),
                 run_dir,
                 keep,
+                history,
             })
             .await?;
             print!("{}", harness::bench::summary_table(&outcome.results));
             for path in &outcome.written {
                 println!("results: {}", path.display());
+            }
+            for path in &outcome.histories {
+                println!("history: {}", path.display());
             }
             if !outcome.written.is_empty() {
                 let report = report.unwrap_or_else(|| default_report_path(&outcome));

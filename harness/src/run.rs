@@ -74,6 +74,8 @@ pub enum RunError {
 pub struct Outcome {
     pub results: Results,
     pub folder: Option<PathBuf>,
+    /// Every request the checker read (for `bench --history`).
+    pub history: History,
 }
 
 /// Runs `plan`; `stop` completing (a signal) ends it early.
@@ -344,6 +346,7 @@ pub async fn run(
     Ok(Outcome {
         results,
         folder: kept,
+        history,
     })
 }
 

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use harness::check::Kind;
+use harness::history_file;
 use harness::results::{self, Results};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -52,11 +53,21 @@ instance = 1
 }
 
 fn bench(option: &str, scenario: &Path, out: &Path) -> (std::process::Output, Vec<PathBuf>) {
+    bench_with(option, scenario, out, &[])
+}
+
+fn bench_with(
+    option: &str,
+    scenario: &Path,
+    out: &Path,
+    extra: &[&str],
+) -> (std::process::Output, Vec<PathBuf>) {
     let output = Command::new(env!("CARGO_BIN_EXE_harness"))
         .args(["bench", option, "--scenario"])
         .arg(scenario)
         .arg("--out")
         .arg(out)
+        .args(extra)
         .env_remove("REDIS_URL")
         .env_remove("DATABASE_URL")
         .output()
@@ -82,10 +93,14 @@ fn option1_loses_sessions_at_an_instance_restart() {
     let dir = tempfile::tempdir().expect("dir");
     let file = scenario(dir.path(), "restart", "");
     let out = dir.path().join("out");
-    let (output, files) = bench("option1", &file, &out);
+    let (output, files) = bench_with("option1", &file, &out, &["--history"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{output:?}");
-    assert_eq!(files.len(), 1, "one results file: {files:?}");
+    assert_eq!(
+        files.len(),
+        1,
+        "one results file (the history is not *.json): {files:?}"
+    );
     assert_valid_results(&files[0]);
     let results = Results::read(&files[0]).expect("reads");
     assert!(results.complete);
@@ -120,6 +135,32 @@ fn option1_loses_sessions_at_an_instance_restart() {
     // The reference round trips were measured beside the load.
     let healthz = results.reference("healthz").expect("healthz measured");
     assert!(healthz.count > 20, "{healthz:?}");
+
+    // --history: every request behind the counts, beside the results.
+    let history_path = history_file::beside(&files[0]);
+    assert!(
+        stdout.contains(&format!("history: {}", history_path.display())),
+        "{stdout}"
+    );
+    let history = history_file::read(&history_path).expect("history reads");
+    let requests: u64 = results.requests.iter().map(|r| r.count).sum();
+    assert_eq!(
+        history.events.len() as u64,
+        requests,
+        "one event per request counted"
+    );
+    assert_eq!(history.faults.len(), 1, "the restart: {:?}", history.faults);
+    for anomaly in &results.anomalies {
+        for example in &anomaly.examples {
+            for event in &example.events {
+                assert!(
+                    history.events.contains(event),
+                    "{:?} example event not in the history: {event:?}",
+                    anomaly.kind
+                );
+            }
+        }
+    }
 }
 
 #[test]
