@@ -360,6 +360,17 @@ class TieredSessionStore extends session.Store {
     return `sess:${this.rows.sealer.hashId(sid)}`;
   }
 
+  /** `alsoRenew`, then the store's callback; a renewal that fails does not fail the request. */
+  renewDependents(sid, ttl, callback) {
+    const done = () => callback(null);
+    Promise.resolve()
+      .then(() => this.alsoRenew(sid, ttl))
+      .then(done, (e) => {
+        this.log.debug(`renewing what lives with session: ${e.message}`);
+        done();
+      });
+  }
+
   /** Seconds the session has left, as connect-redis computes its TTL. */
   ttl(sess) {
     const expires = sess && sess.cookie && sess.cookie.expires;
@@ -396,7 +407,7 @@ class TieredSessionStore extends session.Store {
     this.rows.write(key, this.rows.sealer.seal(JSON.stringify(sess), key), ttl).then(() => {
       this.front.set(sid, sess, (e) => {
         if (e) this.log.debug(`session write reached postgres only: ${e.message}`);
-        this.alsoRenew(sid, ttl).finally(() => callback(null));
+        this.renewDependents(sid, ttl, callback);
       });
     }, callback);
   }
@@ -404,7 +415,7 @@ class TieredSessionStore extends session.Store {
   touch(sid, sess, callback = () => {}) {
     const ttl = this.ttl(sess);
     this.rows.renew(this.key(sid), ttl).then(() => {
-      this.front.touch(sid, sess, () => this.alsoRenew(sid, ttl).finally(() => callback(null)));
+      this.front.touch(sid, sess, () => this.renewDependents(sid, ttl, callback));
     }, callback);
   }
 

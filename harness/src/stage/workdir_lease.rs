@@ -161,7 +161,7 @@ mod tests {
         let first = install_then_hold(dir.path(), async { Ok(()) })
             .await
             .expect("first");
-        // A second run without an install step only takes the shared hold.
+        // Another run's hold, as it takes after its own install, does not wait for this one.
         let folder = open(dir.path()).expect("open");
         let folder = tokio::time::timeout(
             Duration::from_secs(2),
