@@ -153,6 +153,13 @@ pub struct TopologyInfo {
     /// target file's `models`), so reports set the two side by side.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub models: Option<String>,
+    /// For a target: its file, as it was named to the harness.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// For a target: what its file says it is (the file's opening comment),
+    /// so a report names it as its author did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 /// Which kind of app a run measured.
@@ -229,8 +236,50 @@ pub struct AnomalyReport {
     /// from before it was counted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub across_instance_down: Option<u64>,
-    /// Up to five, with the events that prove each.
+    /// The count split by fault window, facet and cause together (the
+    /// maps above split it one way each), so a report can show every part
+    /// of a family once and check that the parts add up to `count`. Empty
+    /// in files from before it was kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<AnomalyGroup>,
+    /// Up to five, with the events that prove each, and one of every group
+    /// beyond them, so each part a report shows can link its own example.
     pub examples: Vec<Example>,
+}
+
+/// The anomalies of one family that share a fault window, a facet and a cause.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AnomalyGroup {
+    /// The fault window they fell in; `none` outside every window.
+    pub window: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facet: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub between: Option<LossCause>,
+    pub count: u64,
+}
+
+impl AnomalyGroup {
+    /// What groups one anomaly with others.
+    pub fn key(&self) -> GroupKey<'_> {
+        (self.window.as_str(), self.facet.as_deref(), self.between)
+    }
+}
+
+/// A group's identity: (window, facet, cause).
+pub type GroupKey<'a> = (&'a str, Option<&'a str>, Option<LossCause>);
+
+/// session-loss: what happened between the session's last good answer and
+/// its loss, which makes the loss that event's (checked in this order).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum LossCause {
+    /// The instance that last answered well for it was restarted or crashed.
+    InstanceDown,
+    /// A store was restarted, crashed or flushed.
+    StoreLost,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -238,7 +287,43 @@ pub struct Example {
     pub summary: String,
     pub source: String,
     pub fault_window: Option<String>,
+    /// Its facet, as its family's `facets` counts it (absent in older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facet: Option<String>,
+    /// session-loss: its cause, as its family's `groups` count it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub between: Option<LossCause>,
     pub events: Vec<Event>,
+}
+
+impl Example {
+    /// The group it belongs to (window `none` outside every window).
+    pub fn key(&self) -> GroupKey<'_> {
+        (
+            self.fault_window.as_deref().unwrap_or(NO_WINDOW),
+            self.facet.as_deref(),
+            self.between,
+        )
+    }
+}
+
+/// The window of what fell outside every fault window.
+pub const NO_WINDOW: &str = "none";
+
+/// How many examples a family keeps at least (when it has them).
+pub const EXAMPLES: usize = 5;
+
+/// Which of `keys` (one per anomaly, in order) to keep as examples: the
+/// first [`EXAMPLES`], and the first of every group not among them, in
+/// their order.
+pub fn pick_examples<K: PartialEq>(keys: &[K]) -> Vec<usize> {
+    let mut shown: Vec<usize> = (0..keys.len().min(EXAMPLES)).collect();
+    for (index, key) in keys.iter().enumerate().skip(EXAMPLES) {
+        if !shown.iter().any(|&i| keys[i] == *key) {
+            shown.push(index);
+        }
+    }
+    shown
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -415,7 +500,8 @@ pub fn schema() -> String {
 }
 
 /// Several runs as one: histograms added and percentiles recomputed,
-/// counts summed, examples pooled (five per family), timelines kept per source.
+/// counts summed, examples pooled (five per family and one of each group),
+/// timelines kept per source.
 pub fn merge(runs: Vec<Results>) -> Result<Results, ResultsError> {
     let mut runs = runs.into_iter();
     let mut merged = runs.next().ok_or(ResultsError::Empty)?;
@@ -441,6 +527,10 @@ pub fn merge(runs: Vec<Results>) -> Result<Results, ResultsError> {
         for report in run.anomalies {
             match merged.anomalies.iter_mut().find(|a| a.kind == report.kind) {
                 Some(into) => {
+                    // Groups add up only when both files kept them (a
+                    // family with no anomaly has none to keep).
+                    let grouped = |r: &AnomalyReport| r.count == 0 || !r.groups.is_empty();
+                    let both_grouped = grouped(into) && grouped(&report);
                     into.count += report.count;
                     for (facet, n) in report.facets {
                         *into.facets.entry(facet).or_insert(0) += n;
@@ -448,13 +538,25 @@ pub fn merge(runs: Vec<Results>) -> Result<Results, ResultsError> {
                     for (window, n) in report.by_window {
                         *into.by_window.entry(window).or_insert(0) += n;
                     }
+                    if both_grouped {
+                        add_groups(&mut into.groups, report.groups);
+                    } else {
+                        into.groups.clear();
+                    }
                     // Known only when every run counted it.
                     into.across_instance_down = into
                         .across_instance_down
                         .zip(report.across_instance_down)
                         .map(|(a, b)| a + b);
-                    into.examples.extend(report.examples);
-                    into.examples.truncate(5);
+                    let mut pooled = std::mem::take(&mut into.examples);
+                    pooled.extend(report.examples);
+                    let keep = pick_examples(&pooled.iter().map(Example::key).collect::<Vec<_>>());
+                    into.examples = pooled
+                        .into_iter()
+                        .enumerate()
+                        .filter(|(i, _)| keep.contains(i))
+                        .map(|(_, example)| example)
+                        .collect();
                 }
                 None => merged.anomalies.push(report),
             }
@@ -514,6 +616,16 @@ pub fn merge(runs: Vec<Results>) -> Result<Results, ResultsError> {
     Ok(merged)
 }
 
+/// `from`'s groups added into `into`'s, group by group.
+fn add_groups(into: &mut Vec<AnomalyGroup>, from: Vec<AnomalyGroup>) {
+    for group in from {
+        match into.iter_mut().find(|g| g.key() == group.key()) {
+            Some(same) => same.count += group.count,
+            None => into.push(group),
+        }
+    }
+}
+
 fn add_series(into: &mut RequestSeries, from: &RequestSeries) -> Result<(), ResultsError> {
     let add = |a: &str, b: &str| -> Result<(String, Percentiles), ResultsError> {
         let mut sum = decode(a)?;
@@ -543,5 +655,18 @@ pub fn ratio(calls: u64, minimum: u64) -> f64 {
         if calls == 0 { 1.0 } else { calls as f64 }
     } else {
         calls as f64 / minimum as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pick_examples;
+
+    #[test]
+    fn examples_are_the_first_five_and_one_of_every_other_group() {
+        let keys = ["a", "a", "a", "a", "a", "b", "a", "c", "b", "c"];
+        assert_eq!(pick_examples(&keys), [0, 1, 2, 3, 4, 5, 7]);
+        assert_eq!(pick_examples(&["a", "b"]), [0, 1]);
+        assert_eq!(pick_examples::<&str>(&[]), Vec::<usize>::new());
     }
 }

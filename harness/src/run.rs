@@ -26,9 +26,9 @@ use crate::load::{self, LoadError};
 use crate::progress::{Figures, Progress};
 use crate::reference::{self, Prober};
 use crate::results::{
-    self, AnomalyReport, AppKind, Example, HarnessInfo, HostFacts, IdpCalls, Leaks, Percentiles,
-    ReferenceSeries, RequestSeries, Results, ScenarioInfo, SecondStats, Source, Timeline,
-    TopologyInfo, Unchecked, WorkloadInfo,
+    self, AnomalyGroup, AnomalyReport, AppKind, Example, HarnessInfo, HostFacts, IdpCalls, Leaks,
+    LossCause, NO_WINDOW, Percentiles, ReferenceSeries, RequestSeries, Results, ScenarioInfo,
+    SecondStats, Source, Timeline, TopologyInfo, Unchecked, WorkloadInfo,
 };
 use crate::run_folder::RunFolder;
 use crate::sample::{Place, Sample, Sampler};
@@ -371,7 +371,7 @@ fn contract_settings(plan: &RunPlan, workload: &Workload) -> ContractSettings {
             idle_timeout: workload
                 .session_idle_timeout
                 .unwrap_or(app::session::DEFAULT_IDLE_TIMEOUT),
-            models: None,
+            ..ContractSettings::default()
         },
     }
 }
@@ -577,6 +577,8 @@ fn topology_info(app: &AppUnderTest) -> TopologyInfo {
             encrypt: topology.encrypt,
             concurrency: serde_name(&topology.concurrency),
             models: None,
+            file: None,
+            description: None,
         },
         AppUnderTest::Launched(_) | AppUnderTest::Remote(_) => TopologyInfo {
             name: app.name().to_owned(),
@@ -589,6 +591,8 @@ fn topology_info(app: &AppUnderTest) -> TopologyInfo {
             encrypt: false,
             concurrency: String::new(),
             models: app.contract().and_then(|c| c.models.clone()),
+            file: app.contract().and_then(|c| c.file.clone()),
+            description: app.contract().and_then(|c| c.description.clone()),
         },
     }
 }
@@ -615,34 +619,42 @@ fn report(
         .unwrap_or_default();
     let mut facets = BTreeMap::new();
     let mut by_window = BTreeMap::new();
+    let mut groups: Vec<AnomalyGroup> = Vec::new();
+    let mut keys = Vec::with_capacity(found.len());
     for anomaly in found {
         if let Some(facet) = &anomaly.facet {
             *facets.entry(facet.clone()).or_insert(0) += 1;
         }
         let window = windows::window_of(windows, anomaly.at)
-            .map_or_else(|| "none".to_owned(), |w| w.label.clone());
-        *by_window.entry(window).or_insert(0) += 1;
+            .map_or_else(|| NO_WINDOW.to_owned(), |w| w.label.clone());
+        *by_window.entry(window.clone()).or_insert(0) += 1;
+        let group = AnomalyGroup {
+            window,
+            facet: anomaly.facet.clone(),
+            between: (kind == Kind::SessionLoss)
+                .then(|| loss_cause(history, anomaly))
+                .flatten(),
+            count: 1,
+        };
+        match groups.iter_mut().find(|g| g.key() == group.key()) {
+            Some(same) => same.count += 1,
+            None => groups.push(group.clone()),
+        }
+        keys.push(group);
     }
-    let across_down: Vec<bool> = found
-        .iter()
-        .map(|a| kind == Kind::SessionLoss && check::sessions::across_instance_down(history, a))
-        .collect();
-    // The first five, and a loss across an instance going down among them
-    // when there is one (the report's restart claim links to it).
-    let mut shown: Vec<usize> = (0..found.len().min(5)).collect();
-    if let Some(down) = across_down.iter().position(|&d| d)
-        && !shown.contains(&down)
-    {
-        shown.pop();
-        shown.push(down);
-    }
-    let examples = shown
+    let key_of: Vec<_> = keys.iter().map(AnomalyGroup::key).collect();
+    // The first five, and one of every group beyond them: each part the
+    // report shows (a loss across a restart, one when a store lost its
+    // data, ...) links an example of its own.
+    let examples = results::pick_examples(&key_of)
         .into_iter()
-        .map(|i| &found[i])
-        .map(|anomaly| Example {
+        .map(|i| (&found[i], &keys[i]))
+        .map(|(anomaly, group)| Example {
             summary: anomaly.summary.clone(),
             source: source.to_owned(),
-            fault_window: windows::window_of(windows, anomaly.at).map(|w| w.label.clone()),
+            fault_window: (group.window != NO_WINDOW).then(|| group.window.clone()),
+            facet: group.facet.clone(),
+            between: group.between,
             events: anomaly
                 .evidence
                 .iter()
@@ -655,9 +667,24 @@ fn report(
         count: found.len() as u64,
         facets,
         by_window,
-        across_instance_down: (kind == Kind::SessionLoss)
-            .then(|| across_down.iter().filter(|&&d| d).count() as u64),
+        across_instance_down: (kind == Kind::SessionLoss).then(|| {
+            keys.iter()
+                .filter(|g| g.between == Some(LossCause::InstanceDown))
+                .count() as u64
+        }),
+        groups,
         examples,
+    }
+}
+
+/// What a session-loss came across, its instance going down first.
+fn loss_cause(history: &History, anomaly: &check::Anomaly) -> Option<LossCause> {
+    if check::sessions::across_instance_down(history, anomaly) {
+        Some(LossCause::InstanceDown)
+    } else if check::sessions::across_store_loss(history, anomaly) {
+        Some(LossCause::StoreLost)
+    } else {
+        None
     }
 }
 

@@ -154,6 +154,29 @@ pub fn went_down_between(good: &Event, lost: &Event, faults: &[FaultStep]) -> bo
     })
 }
 
+/// Whether a session-loss came across a store losing its data: a store was
+/// restarted, crashed or flushed (`windows::STORE_LOSSES`) after the
+/// session's last good answer and before the loss was sent. Lost tokens
+/// count too: a store that held them restarted.
+pub fn across_store_loss(history: &History, anomaly: &Anomaly) -> bool {
+    let [.., last_good, lost] = anomaly.evidence[..] else {
+        return false;
+    };
+    store_lost_between(at(history, last_good), at(history, lost), &history.faults)
+}
+
+/// Whether a store was restarted, crashed or flushed (a step of `faults`)
+/// after `good` was answered and before `lost` was sent.
+pub fn store_lost_between(good: &Event, lost: &Event, faults: &[FaultStep]) -> bool {
+    faults.iter().any(|step| {
+        step.ends.is_none()
+            && step.error.is_none()
+            && super::windows::is_store_loss(&step.action)
+            && step.at + step.took >= good.completed
+            && step.at <= lost.invoked
+    })
+}
+
 /// The instance that answered, by `x-instance`, else where it was sent.
 fn answered_by(event: &Event) -> Option<String> {
     match &event.outcome {

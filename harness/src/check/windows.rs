@@ -54,6 +54,23 @@ fn has_undo(action: &str) -> bool {
         .any(|prefix| action.starts_with(prefix))
 }
 
+/// The fault actions that restart a store or lose what it holds; Redis is
+/// run with nothing persisted, so its restart empties it as a flush does.
+pub const STORE_LOSSES: [&str; 4] = [
+    "redis-restart",
+    "redis-flush",
+    "postgres-restart",
+    "postgres-crash",
+];
+
+/// Whether a fault (a step's action, or a scenario's `at 30s: ...` line)
+/// restarts a store or loses its data.
+pub fn is_store_loss(action: &str) -> bool {
+    action
+        .split([' ', ':'])
+        .any(|word| STORE_LOSSES.contains(&word))
+}
+
 /// The window `at` fell in: the latest-starting one that covers it.
 pub fn window_of(windows: &[Window], at: Micros) -> Option<&Window> {
     windows
@@ -96,5 +113,25 @@ mod tests {
         assert_eq!(window_of(&found, 2_500_000).map(|w| w.step), Some(1));
         assert_eq!(window_of(&found, 1_500_000).map(|w| w.step), Some(0));
         assert_eq!(window_of(&found, 500_000), None);
+    }
+
+    #[test]
+    fn store_losses_are_named_by_their_action() {
+        for action in [
+            "redis-restart",
+            "at 30s: redis-flush",
+            "postgres-crash (down until started)",
+            "postgres-restart",
+        ] {
+            assert!(is_store_loss(action), "{action}");
+        }
+        for action in [
+            "redis-pause",
+            "instance-restart app-1",
+            "postgres-start",
+            "network redis from every instance: latency 5ms",
+        ] {
+            assert!(!is_store_loss(action), "{action}");
+        }
     }
 }

@@ -69,6 +69,7 @@ pub fn from_file(path: &Path) -> Result<AppUnderTest, ScenarioError> {
 /// Reads `text` as the target file `name` in `folder`.
 pub fn parse(text: &str, name: &str, folder: &Path) -> Result<AppUnderTest, ScenarioError> {
     let source = Source::new(text, name);
+    let file = name.to_owned();
     let raw: RawTarget = toml::from_str(text).map_err(|e| source.toml_error(&e, 0, &(0..0)))?;
     let whole = 0..0;
     let name = raw
@@ -105,6 +106,8 @@ pub fn parse(text: &str, name: &str, folder: &Path) -> Result<AppUnderTest, Scen
             .idle_timeout
             .map_or(ContractSettings::default().idle_timeout, |o| o.0),
         models,
+        file: Some(file),
+        description: opening_comment(text),
     };
     match (raw.command, raw.instances) {
         (Some(_), Some(instances)) => Err(source.error(
@@ -215,6 +218,19 @@ pub fn parse(text: &str, name: &str, folder: &Path) -> Result<AppUnderTest, Scen
     }
 }
 
+/// The comment lines a file opens with, as one paragraph: what its author
+/// says the app is (`None` when it opens with none).
+pub fn opening_comment(text: &str) -> Option<String> {
+    let words: Vec<&str> = text
+        .lines()
+        .map(str::trim_start)
+        .take_while(|line| line.starts_with('#'))
+        .map(|line| line.trim_start_matches('#').trim())
+        .filter(|line| !line.is_empty())
+        .collect();
+    (!words.is_empty()).then(|| words.join(" "))
+}
+
 /// Refuses a placeholder the harness does not fill, where it stands.
 fn placeholders_known(value: &Spanned<String>, source: &Source<'_>) -> Result<(), ScenarioError> {
     let text = value.get_ref();
@@ -276,7 +292,14 @@ mod tests {
         assert_eq!(spec.ready, "/healthz");
         assert!(spec.stores.redis && !spec.stores.postgres);
         assert_eq!(spec.env["PORT"], "{port}");
-        assert_eq!(spec.contract, ContractSettings::default());
+        assert_eq!(
+            spec.contract,
+            ContractSettings {
+                file: Some("t.toml".into()),
+                ..ContractSettings::default()
+            },
+            "defaults, and the file it came from"
+        );
     }
 
     #[test]
@@ -375,6 +398,23 @@ mod tests {
             // Its report sits beside the reference app's same option.
             let models = target.contract().and_then(|c| c.models.as_deref());
             assert_eq!(models, Some(format!("option{option}").as_str()));
+            // And says what it is, as its opening comment does.
+            let description = target.contract().and_then(|c| c.description.as_deref());
+            assert!(
+                description.is_some_and(|d| d.starts_with("What this target is: the seed's stack")),
+                "{description:?}"
+            );
         }
+    }
+
+    #[test]
+    fn the_opening_comment_is_the_description() {
+        assert_eq!(
+            opening_comment("# An app.\n#\n#   Its second line.\nname = \"x\"\n# not this\n")
+                .as_deref(),
+            Some("An app. Its second line.")
+        );
+        assert_eq!(opening_comment("name = \"x\"\n# later\n"), None);
+        assert_eq!(opening_comment("#\n\n# after a blank line\n"), None);
     }
 }

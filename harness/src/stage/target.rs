@@ -64,6 +64,10 @@ pub struct ContractSettings {
     /// The reference app's topology this app implements (`option4`), so a
     /// report sets the two runs of one scenario side by side.
     pub models: Option<String>,
+    /// The target file, as named to the harness (results and reports name it).
+    pub file: Option<String>,
+    /// What the target file says the app is: its opening comment.
+    pub description: Option<String>,
 }
 
 impl Default for ContractSettings {
@@ -73,6 +77,8 @@ impl Default for ContractSettings {
             renewal_offset: Duration::from_secs(300),
             idle_timeout: app::session::DEFAULT_IDLE_TIMEOUT,
             models: None,
+            file: None,
+            description: None,
         }
     }
 }
