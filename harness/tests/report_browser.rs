@@ -276,7 +276,7 @@ fn the_report_opens_in_headless_chromium_with_nothing_fetched_and_every_chart_sh
         assert!(chart["texts"].as_u64() > Some(3), "axis labels: {chart}");
     }
     let matrix_cells = browser.evaluate("document.querySelectorAll('table.matrix td').length");
-    assert_eq!(matrix_cells, 24, "6 claims x 4 options");
+    assert_eq!(matrix_cells, 32, "8 claims x 4 options");
 
     // A full-page screenshot for a person to look at.
     let metrics = browser.call("Page.getLayoutMetrics", json!({}));

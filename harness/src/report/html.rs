@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use crate::check::Kind;
-use crate::results::{Example, Results};
+use crate::results::{AppKind, Example, Results, TopologyInfo};
 
 use super::charts::{self, Chart, human_bytes};
 use super::matrix::{self, CLAIMS, Cell, Seen};
@@ -45,6 +45,7 @@ figure.chart { margin: 1em 0; } figure.chart svg { max-width: 100%; height: auto
 figcaption { font-size: .9em; color: #444; } .verdict { margin: .6em 0; }
 code, pre { font-family: ui-monospace, monospace; font-size: .88em; } pre { white-space: pre-wrap; background: #f7f7f7; padding: .5em; }
 .muted { color: #666; font-size: .9em; } nav a { margin-right: 1em; }
+table.matrix th .why { font-weight: normal; font-size: .88em; color: #555; max-width: 22em; margin-top: .3em; }
 ";
 
 /// The whole report.
@@ -129,14 +130,10 @@ fn verdicts(out: &mut String, columns: &[Column<'_>]) {
     *out += "<h2 id=\"verdicts\">Verdicts</h2>\n";
     for column in columns {
         let r = column.results;
-        let t = &r.topology;
         let mut text = format!(
-            "<strong>{}</strong> ({} sessions, {} token cache{}, {}): ",
+            "<strong>{}</strong> ({}): ",
             escape(&column.label),
-            escape(&t.session_backend),
-            escape(&t.token_cache),
-            if t.encrypt { ", encrypted at rest" } else { "" },
-            escape(&t.concurrency)
+            described(&r.topology)
         );
         match r.overall() {
             Ok((count, errors, all)) => {
@@ -165,10 +162,17 @@ fn verdicts(out: &mut String, columns: &[Column<'_>]) {
         } else {
             let _ = write!(text, "Observed: {}", observed.join("; "));
         }
-        let other: u64 = [Kind::TokenAfterLogout, Kind::ExtraIdpCalls]
+        let other: Vec<String> = matrix::OTHER
             .iter()
-            .map(|&k| r.anomaly(k))
-            .sum();
+            .map(|&k| (k, r.anomaly(k)))
+            .filter(|&(_, n)| n > 0)
+            .map(|(k, n)| format!("{n} {k}"))
+            .collect();
+        let other = if other.is_empty() {
+            "0".to_owned()
+        } else {
+            other.join(", ")
+        };
         let _ = write!(
             text,
             ". Other anomalies: {other}. IdP token calls {:.2}x the minimum; {} per live session in the store{}.",
@@ -193,13 +197,94 @@ fn verdicts(out: &mut String, columns: &[Column<'_>]) {
     }
 }
 
+/// What a run measured, in words (escaped): the reference app's topology,
+/// or a target as its file names it (file, `models`, opening comment).
+pub fn described(t: &TopologyInfo) -> String {
+    if t.app == AppKind::Reference {
+        return format!(
+            "{} sessions, {} token cache{}, {}",
+            escape(&t.session_backend),
+            escape(&t.token_cache),
+            if t.encrypt { ", encrypted at rest" } else { "" },
+            escape(&t.concurrency)
+        );
+    }
+    let mut parts = vec![
+        if t.app == AppKind::Remote {
+            "instances running elsewhere"
+        } else {
+            "an app the harness started"
+        }
+        .to_owned(),
+    ];
+    if let Some(file) = &t.file {
+        parts.push(format!("target file <code>{}</code>", escape(file)));
+    }
+    if let Some(models) = &t.models {
+        parts.push(format!("models {}", escape(models)));
+    }
+    let mut text = parts.join(", ");
+    if let Some(description) = &t.description {
+        let _ = write!(text, ": {}", escape(description));
+    }
+    text
+}
+
+/// The reasons a row says once: each that two or more of its cells give
+/// for not knowing, with how many give it, in the order first given.
+fn shared_reasons<'c>(cells: &[&'c Cell]) -> Vec<(&'c str, usize)> {
+    let mut shared: Vec<(&'c str, usize)> = Vec::new();
+    for cell in cells {
+        if let Seen::Unknown(why) = &cell.seen {
+            match shared.iter_mut().find(|(r, _)| *r == why.as_str()) {
+                Some((_, n)) => *n += 1,
+                None => shared.push((why.as_str(), 1)),
+            }
+        }
+    }
+    shared.retain(|&(_, n)| n > 1);
+    shared
+}
+
+/// The mark tying a cell to the reason its row says for it: none when the
+/// row says one reason only.
+fn reason_mark(shared: &[(&str, usize)], index: usize) -> String {
+    if shared.len() > 1 {
+        format!(" ({})", index + 1)
+    } else {
+        String::new()
+    }
+}
+
+/// A row's heading, with the reasons its cells share said once.
+fn row_head(title: &str, shared: &[(&str, usize)], cells: usize) -> String {
+    let mut head = format!("<tr><th>{title}");
+    for (index, (why, n)) in shared.iter().enumerate() {
+        let columns = if *n == cells {
+            "every column".to_owned()
+        } else {
+            format!("{n} columns")
+        };
+        let _ = write!(
+            head,
+            "<div class=\"why\">unknown{} in {columns}: {}</div>",
+            reason_mark(shared, index),
+            escape(why)
+        );
+    }
+    head + "</th>"
+}
+
 /// One cell of a claims table; `differs` marks a target's verdict that is
-/// not the reference app's.
-fn cell_html(column: &Column<'_>, cell: &Cell, differs: bool) -> String {
+/// not the reference app's; a reason among `shared` is said by the row.
+fn cell_html(column: &Column<'_>, cell: &Cell, differs: bool, shared: &[(&str, usize)]) -> String {
     let (class, word) = match &cell.seen {
         Seen::Observed => ("observed", "observed".to_owned()),
         Seen::NotObserved => ("clear", "not observed".to_owned()),
-        Seen::Unknown(why) => ("unknown", format!("unknown: {}", escape(why))),
+        Seen::Unknown(why) => match shared.iter().position(|(r, _)| *r == why.as_str()) {
+            Some(index) => ("unknown", format!("unknown{}", reason_mark(shared, index))),
+            None => ("unknown", format!("unknown: {}", escape(why))),
+        },
     };
     let link = cell.example.map_or_else(String::new, |(kind, i)| {
         format!(" <a href=\"#{}\">example</a>", example_id(column, kind, i))
@@ -222,9 +307,14 @@ fn claims(out: &mut String, columns: &[Column<'_>]) {
     }
     *out += "</tr>\n";
     for claim in CLAIMS {
-        let _ = write!(out, "<tr><th>{}</th>", claim.title());
-        for c in columns {
-            out.push_str(&cell_html(c, &matrix::cell(c.results, claim), false));
+        let cells: Vec<Cell> = columns
+            .iter()
+            .map(|c| matrix::cell(c.results, claim))
+            .collect();
+        let shared = shared_reasons(&cells.iter().collect::<Vec<_>>());
+        *out += &row_head(claim.title(), &shared, cells.len());
+        for (c, cell) in columns.iter().zip(&cells) {
+            out.push_str(&cell_html(c, cell, false, &shared));
         }
         *out += "</tr>\n";
     }
@@ -273,16 +363,22 @@ fn side_by_side(out: &mut String, columns: &[Column<'_>]) {
     *out += "</tr>\n";
     let mut differing = vec![0usize; pairs.len()];
     for claim in CLAIMS {
-        let _ = write!(out, "<tr><th>{}</th>", claim.title());
-        for (i, (reference, target)) in pairs.iter().enumerate() {
-            let (a, b) = (
-                matrix::cell(reference.results, claim),
-                matrix::cell(target.results, claim),
-            );
-            let differs = matrix::agree(&a, &b) == Some(false);
+        let cells: Vec<(Cell, Cell)> = pairs
+            .iter()
+            .map(|(reference, target)| {
+                (
+                    matrix::cell(reference.results, claim),
+                    matrix::cell(target.results, claim),
+                )
+            })
+            .collect();
+        let shared = shared_reasons(&cells.iter().flat_map(|(a, b)| [a, b]).collect::<Vec<_>>());
+        *out += &row_head(claim.title(), &shared, cells.len() * 2);
+        for (i, ((reference, target), (a, b))) in pairs.iter().zip(&cells).enumerate() {
+            let differs = matrix::agree(a, b) == Some(false);
             differing[i] += usize::from(differs);
-            out.push_str(&cell_html(reference, &a, false));
-            out.push_str(&cell_html(target, &b, differs));
+            out.push_str(&cell_html(reference, a, false, &shared));
+            out.push_str(&cell_html(target, b, differs, &shared));
         }
         *out += "</tr>\n";
     }
@@ -605,16 +701,13 @@ fn facts(out: &mut String, columns: &[Column<'_>]) {
         let t = &r.topology;
         let _ = write!(
             out,
-            "<h3>{}</h3>\n<table><tr><th>topology</th><td>{}: sessions {}, token cache {}, encrypted {}, {}</td></tr>\
+            "<h3>{}</h3>\n<table><tr><th>topology</th><td>{}: {}</td></tr>\
              <tr><th>scenario</th><td>{} (seed {}, {} instances){}</td></tr>\
              <tr><th>harness</th><td>{}{}; results schema {}</td></tr>\
              <tr><th>complete</th><td>{}</td></tr>\n",
             escape(&c.label),
             escape(&t.name),
-            escape(&t.session_backend),
-            escape(&t.token_cache),
-            t.encrypt,
-            escape(&t.concurrency),
+            described(t),
             escape(r.scenario.file.as_deref().unwrap_or("built-in smoke")),
             r.scenario.seed,
             r.scenario.instances,

@@ -1,41 +1,56 @@
 //! The claims matrix: for each option, each problem the seed says the
 //! topologies suffer (memory growth, loss on restart, tokens shared across
-//! sessions, inconsistency across instances) plus lost updates and orphans,
-//! as observed or not, the number behind it, and which example history
-//! proves it.
+//! sessions, inconsistency across instances) plus loss when a store
+//! restarts or loses its data, lost updates, orphans and every other session
+//! loss, as observed or not, the number behind it, and which example history
+//! proves it. Each anomaly the results count is counted by one cell (or is
+//! among the verdict's other anomalies): `accounting` checks it.
+
+use std::fmt::Write;
 
 use crate::check::{Kind, resident};
-use crate::results::{AnomalyReport, Results};
+use crate::results::Results;
+
+use super::parts::{self, LossPart, Losses, family};
 
 /// The rows of the matrix, in the order shown.
-pub const CLAIMS: [Claim; 6] = [
+pub const CLAIMS: [Claim; 8] = [
     Claim::MemoryGrowth,
     Claim::LossOnRestart,
+    Claim::LossOnStoreLoss,
     Claim::SharedTokens,
     Claim::CrossInstance,
     Claim::LostUpdates,
     Claim::Orphans,
+    Claim::OtherLosses,
 ];
+
+/// The families no row counts: the verdict gives their number as "other anomalies".
+pub const OTHER: [Kind; 2] = [Kind::TokenAfterLogout, Kind::ExtraIdpCalls];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Claim {
     MemoryGrowth,
     LossOnRestart,
+    LossOnStoreLoss,
     SharedTokens,
     CrossInstance,
     LostUpdates,
     Orphans,
+    OtherLosses,
 }
 
 impl Claim {
     pub fn title(self) -> &'static str {
         match self {
             Claim::MemoryGrowth => "memory growth",
-            Claim::LossOnRestart => "loss on restart",
+            Claim::LossOnRestart => "loss on an instance restart",
+            Claim::LossOnStoreLoss => "loss when a store restarts or loses its data",
             Claim::SharedTokens => "tokens shared across sessions",
             Claim::CrossInstance => "inconsistency across instances",
             Claim::LostUpdates => "lost updates",
             Claim::Orphans => "orphans",
+            Claim::OtherLosses => "other session losses",
         }
     }
 
@@ -49,22 +64,38 @@ impl Claim {
                  orphans remain; unknown when no session ended without a logout"
             }
             Claim::LossOnRestart => {
-                "session-loss anomalies where the session was unknown after the instance that last \
-                 answered for it went down (restart or crash); tokens lost with the session still \
-                 there are not counted here (a shared blob loses them to concurrent writers at any time)"
+                "session-loss anomalies where the session was unknown to the instance that last \
+                 answered for it, after that instance went down (restart or crash) and came back; \
+                 one answered by another instance (a failover) is counted under inconsistency \
+                 across instances, and tokens lost with the session still there under other \
+                 session losses (a shared blob loses them to concurrent writers at any time)"
+            }
+            Claim::LossOnStoreLoss => {
+                "session-loss anomalies (sessions or their tokens) where a store was restarted, \
+                 crashed or emptied between the session's last good answer and the loss (Redis \
+                 restart or flush, Redis holding nothing on disk; Postgres restart or crash), or \
+                 that fell in such a fault's window; unknown when the run had none"
             }
             Claim::SharedTokens => {
                 "cross-session-token plus cross-user-token anomalies: a token this browser never obtained"
             }
             Claim::CrossInstance => {
-                "session-loss on a hop to another instance, plus stale reads (an item or version going backwards)"
+                "session-loss on a hop to another instance than the session's last good answer, \
+                 its own instance gone down or not (unless a store lost its data in between: \
+                 counted above), plus stale reads (an item or version going backwards)"
             }
             Claim::LostUpdates => {
                 "lost-update anomalies: an acknowledged cart item missing from every later read"
             }
             Claim::Orphans => {
-                "orphan anomalies: session records or tokens still stored after logout, past the grace \
-                 period, and state kept in an instance's memory past its sessions' end"
+                "orphan anomalies in the stores: session records or tokens still stored after \
+                 logout, past the grace period (state kept in an instance's own memory past its \
+                 sessions' end is counted under memory growth)"
+            }
+            Claim::OtherLosses => {
+                "every session-loss no row above counts: outside every fault window or in a window \
+                 of another kind, on the instance that last answered for the session, or with the \
+                 session kept and its tokens gone (tokens-lost)"
             }
         }
     }
@@ -87,14 +118,14 @@ pub struct Cell {
     pub number: String,
     /// An example proving it: (anomaly family, index into its examples).
     pub example: Option<(Kind, usize)>,
+    /// The anomalies it counts, by family: its part of each, which no other
+    /// cell counts (`accounting` checks that the parts add up, and that
+    /// `number` shows each).
+    pub counts: Vec<(Kind, u64)>,
 }
 
 /// The orphan facets of state kept in an instance's own memory (`check::resident`).
 const IN_PROCESS_FACETS: [&str; 2] = [resident::MEMORY_SESSIONS, resident::TOKEN_CACHE];
-
-fn family(results: &Results, kind: Kind) -> Option<&AnomalyReport> {
-    results.anomalies.iter().find(|a| a.kind == kind)
-}
 
 fn unchecked(results: &Results, kind: Kind) -> Option<String> {
     results
@@ -106,24 +137,36 @@ fn unchecked(results: &Results, kind: Kind) -> Option<String> {
 
 /// Whether a fault window's label is an instance going down.
 pub fn is_restart(label: &str) -> bool {
-    label.contains("instance-restart") || label.contains("instance-crash")
+    parts::is_restart(label)
 }
 
-/// Whether an example session-loss came across its instance going down
-/// (as `check::sessions::across_instance_down` decides, from the example's
-/// last good answer and its loss).
-fn crosses_down(results: &Results, example: &crate::results::Example) -> bool {
-    let [.., good, lost] = &example.events[..] else {
-        return false;
-    };
-    if crate::check::sessions::tokens_lost(lost) {
-        return false;
-    }
+/// Whether the run had a fault `pred` accepts, by the scenario or the timeline.
+fn had_fault(results: &Results, pred: impl Fn(&str) -> bool) -> bool {
     results
-        .timelines
+        .scenario
+        .faults
         .iter()
-        .filter(|t| t.source == example.source)
-        .any(|t| crate::check::sessions::went_down_between(good, lost, &t.faults))
+        .filter(|f| !f.contains("(skipped"))
+        .any(|f| pred(f))
+        || results
+            .timelines
+            .iter()
+            .flat_map(|t| &t.faults)
+            .any(|s| s.error.is_none() && pred(&s.action))
+}
+
+/// The store faults the run carried out, by name, once each.
+fn store_faults(results: &Results) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for step in results.timelines.iter().flat_map(|t| &t.faults) {
+        if step.error.is_none()
+            && crate::check::windows::is_store_loss(&step.action)
+            && !names.contains(&step.action)
+        {
+            names.push(step.action.clone());
+        }
+    }
+    names
 }
 
 /// The first example of `kind` that `pick` accepts, as a cell link.
@@ -153,19 +196,51 @@ fn seen(observed: bool) -> Seen {
     }
 }
 
+/// Of the orphans: those kept in instances' own memory, and those in the stores.
+fn orphans(results: &Results) -> (u64, u64) {
+    let in_process: u64 = family(results, Kind::Orphan).map_or(0, |f| {
+        IN_PROCESS_FACETS
+            .iter()
+            .filter_map(|facet| f.facets.get(*facet))
+            .sum()
+    });
+    (
+        in_process,
+        results.anomaly(Kind::Orphan).saturating_sub(in_process),
+    )
+}
+
+fn kept_in_process(example: &crate::results::Example) -> bool {
+    match &example.facet {
+        Some(facet) => IN_PROCESS_FACETS.contains(&facet.as_str()),
+        // Files from before examples kept their facet.
+        None => example.summary.contains(" in memory"),
+    }
+}
+
+/// Every row's cell for one run, in the order shown.
+pub fn cells(results: &Results) -> Vec<(Claim, Cell)> {
+    CLAIMS
+        .iter()
+        .map(|&claim| (claim, cell(results, claim)))
+        .collect()
+}
+
 /// The cell of `claim` for one run.
 pub fn cell(results: &Results, claim: Claim) -> Cell {
     let count = |kind: Kind| results.anomaly(kind);
+    let losses = || Losses::of(results);
+    let rebuilt_note = |losses: &Losses| {
+        if losses.rebuilt {
+            " (split from a file that kept no groups: see the per-window table)"
+        } else {
+            ""
+        }
+    };
     match claim {
         Claim::MemoryGrowth => {
             let leaks = &results.leaks;
-            let in_process: u64 = family(results, Kind::Orphan).map_or(0, |f| {
-                IN_PROCESS_FACETS
-                    .iter()
-                    .filter_map(|facet| f.facets.get(*facet))
-                    .sum()
-            });
-            let stored = count(Kind::Orphan).saturating_sub(in_process);
+            let (in_process, stored) = orphans(results);
             let observed = in_process > 0 || (leaks.store_growth_bytes > 0 && stored > 0);
             let mut number = format!(
                 "kept past their sessions' end: {in_process} in instance memory, {stored} in the \
@@ -183,6 +258,7 @@ pub fn cell(results: &Results, claim: Claim) -> Cell {
                     leaks.live_sessions_at_end
                 );
             }
+            let counts = vec![(Kind::Orphan, in_process)];
             if !observed && let Some(reason) = unchecked(results, Kind::Orphan) {
                 return Cell {
                     seen: Seen::Unknown(format!(
@@ -190,6 +266,7 @@ pub fn cell(results: &Results, claim: Claim) -> Cell {
                     )),
                     number,
                     example: None,
+                    counts,
                 };
             }
             if !observed && leaks.sessions_expired == 0 {
@@ -202,6 +279,7 @@ pub fn cell(results: &Results, claim: Claim) -> Cell {
                     ),
                     number,
                     example: None,
+                    counts,
                 };
             }
             Cell {
@@ -209,54 +287,81 @@ pub fn cell(results: &Results, claim: Claim) -> Cell {
                 number,
                 example: observed
                     .then(|| {
-                        example_where(results, Kind::Orphan, |e| e.summary.contains(" in memory"))
+                        example_where(results, Kind::Orphan, kept_in_process)
                             .or_else(|| first_example(results, &[Kind::Orphan]))
                     })
                     .flatten(),
+                counts,
             }
         }
         Claim::LossOnRestart => {
-            let restarts = results.scenario.faults.iter().any(|f| is_restart(f))
-                || results
-                    .timelines
-                    .iter()
-                    .flat_map(|t| &t.faults)
-                    .any(|s| is_restart(&s.action));
-            let in_restart: u64 = family(results, Kind::SessionLoss)
-                .map(|f| {
-                    f.by_window
-                        .iter()
-                        .filter(|(w, _)| is_restart(w))
-                        .map(|(_, n)| n)
-                        .sum()
-                })
-                .unwrap_or(0);
-            if !restarts {
+            let losses = losses();
+            let n = losses.part(LossPart::InstanceDown);
+            let counts = vec![(Kind::SessionLoss, n)];
+            if n == 0 && !had_fault(results, is_restart) {
                 return Cell {
                     seen: Seen::Unknown("the scenario restarts no instance".into()),
                     number: "-".into(),
                     example: None,
+                    counts,
                 };
             }
-            let Some(across) =
-                family(results, Kind::SessionLoss).map_or(Some(0), |f| f.across_instance_down)
-            else {
-                // A file from before losses were tied to the instance going down.
-                return Cell {
-                    seen: seen(in_restart > 0),
-                    number: format!("{in_restart} session losses in restart windows"),
-                    example: example_where(results, Kind::SessionLoss, |e| {
-                        e.fault_window.as_deref().is_some_and(is_restart)
-                    }),
-                };
-            };
+            let legacy = family(results, Kind::SessionLoss)
+                .is_some_and(|f| losses.rebuilt && f.across_instance_down.is_none());
             Cell {
-                seen: seen(across > 0),
-                number: format!(
-                    "{across} sessions lost across their instance's restart or crash \
-                     ({in_restart} session losses in restart windows)"
-                ),
-                example: example_where(results, Kind::SessionLoss, |e| crosses_down(results, e)),
+                seen: seen(n > 0),
+                number: if legacy {
+                    // A file from before losses were tied to the instance going down.
+                    format!(
+                        "{n} session losses in restart windows, on the instance that had answered"
+                    )
+                } else {
+                    format!(
+                        "{n} sessions lost across their instance's restart or crash{}",
+                        rebuilt_note(&losses)
+                    )
+                },
+                example: parts::loss_example(results, LossPart::InstanceDown),
+                counts,
+            }
+        }
+        Claim::LossOnStoreLoss => {
+            let losses = losses();
+            let n = losses.part(LossPart::StoreLost);
+            let counts = vec![(Kind::SessionLoss, n)];
+            let faults = store_faults(results);
+            if n == 0 && !had_fault(results, crate::check::windows::is_store_loss) {
+                return Cell {
+                    seen: Seen::Unknown(
+                        "the scenario restarts, crashes or empties no store this app uses".into(),
+                    ),
+                    number: "-".into(),
+                    example: None,
+                    counts,
+                };
+            }
+            let mut number = format!(
+                "{n} sessions lost across {}",
+                if faults.is_empty() {
+                    "a store's restart or loss of data".to_owned()
+                } else {
+                    faults.join(", ")
+                }
+            );
+            if n > 0 {
+                let inside = losses.store_in_window;
+                let _ = write!(
+                    number,
+                    " ({inside} in a store fault's window, {} later, when their browsers came back)",
+                    n - inside
+                );
+            }
+            number += rebuilt_note(&losses);
+            Cell {
+                seen: seen(n > 0),
+                number,
+                example: parts::loss_example(results, LossPart::StoreLost),
+                counts,
             }
         }
         Claim::SharedTokens => {
@@ -269,29 +374,85 @@ pub fn cell(results: &Results, claim: Claim) -> Cell {
                     count(Kind::CrossUserToken)
                 ),
                 example: first_example(results, &[Kind::CrossUserToken, Kind::CrossSessionToken]),
+                counts: vec![
+                    (Kind::CrossSessionToken, count(Kind::CrossSessionToken)),
+                    (Kind::CrossUserToken, count(Kind::CrossUserToken)),
+                ],
             }
         }
         Claim::CrossInstance => {
-            let hop = family(results, Kind::SessionLoss)
-                .and_then(|f| f.facets.get("hop").copied())
-                .unwrap_or(0);
+            let losses = losses();
+            let hop = losses.part(LossPart::Hop);
             let stale = count(Kind::StaleRead);
             Cell {
                 seen: seen(hop + stale > 0),
-                number: format!("{hop} losses on a hop, {stale} stale reads"),
-                example: example_where(results, Kind::SessionLoss, |e| {
-                    e.summary.contains("its last good answer came from")
-                })
-                .or_else(|| first_example(results, &[Kind::StaleRead])),
+                number: if losses.hop_after_down > 0 {
+                    format!(
+                        "{hop} losses on a hop ({} after their instance went down), {stale} stale reads",
+                        losses.hop_after_down
+                    )
+                } else {
+                    format!("{hop} losses on a hop, {stale} stale reads")
+                },
+                example: parts::loss_example(results, LossPart::Hop)
+                    .or_else(|| first_example(results, &[Kind::StaleRead])),
+                counts: vec![(Kind::SessionLoss, hop), (Kind::StaleRead, stale)],
             }
         }
-        Claim::LostUpdates => counted(results, Kind::LostUpdate, "lost cart items"),
-        Claim::Orphans => counted(results, Kind::Orphan, "left behind"),
+        Claim::LostUpdates => counted(
+            results,
+            Kind::LostUpdate,
+            count(Kind::LostUpdate),
+            "lost cart items",
+        ),
+        Claim::Orphans => {
+            let (_, stored) = orphans(results);
+            let mut cell = counted(results, Kind::Orphan, stored, "left behind in the stores");
+            cell.example = (stored > 0)
+                .then(|| example_where(results, Kind::Orphan, |e| !kept_in_process(e)))
+                .flatten();
+            cell
+        }
+        Claim::OtherLosses => {
+            let losses = losses();
+            let n = losses.part(LossPart::Other);
+            let outside = losses
+                .other_windows
+                .get(crate::results::NO_WINDOW)
+                .copied()
+                .unwrap_or(0);
+            let elsewhere: Vec<String> = losses
+                .other_windows
+                .iter()
+                .filter(|(w, _)| *w != crate::results::NO_WINDOW)
+                .map(|(w, k)| format!("{k} in {w}"))
+                .collect();
+            let mut number = format!("{n} session {}", if n == 1 { "loss" } else { "losses" });
+            if n > 0 {
+                let _ = write!(number, ": {outside} outside every fault window");
+            }
+            if !elsewhere.is_empty() {
+                let _ = write!(number, ", {}", elsewhere.join(", "));
+            }
+            if losses.other_tokens_lost > 0 {
+                number += &format!(
+                    "; {} of them with the session kept and its tokens gone",
+                    losses.other_tokens_lost
+                );
+            }
+            number += rebuilt_note(&losses);
+            Cell {
+                seen: seen(n > 0),
+                number,
+                example: parts::loss_example(results, LossPart::Other),
+                counts: vec![(Kind::SessionLoss, n)],
+            }
+        }
     }
 }
 
-fn counted(results: &Results, kind: Kind, what: &str) -> Cell {
-    let n = results.anomaly(kind);
+/// A row counting `n` of `kind` (all of it, or the part given).
+fn counted(results: &Results, kind: Kind, n: u64, what: &str) -> Cell {
     if n == 0
         && let Some(reason) = unchecked(results, kind)
     {
@@ -299,12 +460,14 @@ fn counted(results: &Results, kind: Kind, what: &str) -> Cell {
             seen: Seen::Unknown(format!("not checked: {reason}")),
             number: "-".into(),
             example: None,
+            counts: vec![(kind, 0)],
         };
     }
     Cell {
         seen: seen(n > 0),
         number: format!("{n} {what}"),
-        example: first_example(results, &[kind]),
+        example: (n > 0).then(|| first_example(results, &[kind])).flatten(),
+        counts: vec![(kind, n)],
     }
 }
 

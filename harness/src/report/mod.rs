@@ -4,15 +4,19 @@
 //!
 //! # Layout
 //! - [`matrix`]: the claims matrix (what the seed says each option suffers, observed or not).
+//! - [`parts`]: how a family's count splits into the parts the matrix shows.
+//! - [`accounting`]: the rule that those parts add up to the results' counts.
 //! - [`charts`]: the charts, drawn by plotters as inline SVG.
 //! - [`projection`]: the capacity projection (store memory and IdP calls at 10x-1000x).
 //! - [`html`]: escaping and the page around the sections.
 //! - [`compare`]: one results file against a baseline: the table and the verdict.
 
+pub mod accounting;
 pub mod charts;
 pub mod compare;
 pub mod html;
 pub mod matrix;
+pub mod parts;
 pub mod projection;
 
 use std::path::Path;
@@ -33,6 +37,12 @@ pub enum ReportError {
     },
     #[error("no results files to report on")]
     Empty,
+    /// The page would misstate what a run found: it is not written.
+    #[error("the report of {label} would not show every anomaly its results count once: {source}")]
+    Unbalanced {
+        label: String,
+        source: accounting::Unbalanced,
+    },
 }
 
 /// One option's results as the report shows them: its label (the topology's
@@ -73,7 +83,14 @@ pub fn render(runs: &[Results]) -> Result<String, ReportError> {
     if runs.is_empty() {
         return Err(ReportError::Empty);
     }
-    html::page(&columns(runs))
+    let columns = columns(runs);
+    for column in &columns {
+        accounting::check(column.results).map_err(|source| ReportError::Unbalanced {
+            label: column.label.clone(),
+            source,
+        })?;
+    }
+    html::page(&columns)
 }
 
 /// Reads `files`, writes the report to `out` (creating its folder).
