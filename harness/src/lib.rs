@@ -11,6 +11,7 @@
 //! - [`reference`]: reference round trips (healthz, Redis PING) beside the load.
 //! - [`results`]: the results document, its schema, the merge of several.
 //! - [`sample`]: RSS, `/metrics`, store sizes over time; what stores keep.
+//! - [`cpu`]: CPU seconds of the instances, Redis, Postgres and the harness.
 //! - [`load`]: the goose driver and the simulated browsers.
 //! - [`check`]: history -> anomalies, one file per family (pure).
 //! - [`history`]: invoke/complete events and fault steps: what the driver
@@ -24,6 +25,7 @@
 
 pub mod bench;
 pub mod check;
+pub mod cpu;
 pub mod faults;
 pub mod history;
 pub mod history_file;

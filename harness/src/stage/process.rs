@@ -13,6 +13,8 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
@@ -96,12 +98,28 @@ impl ChildSpec {
     }
 }
 
+/// A child's current pid as it changes (a respawn gives a new one; none
+/// while it is down), for readers on other tasks: the sampler's CPU figures.
+#[derive(Clone, Debug, Default)]
+pub struct PidWatch(Arc<AtomicU32>);
+
+impl PidWatch {
+    pub fn get(&self) -> Option<u32> {
+        Some(self.0.load(Ordering::Relaxed)).filter(|&pid| pid != 0)
+    }
+
+    fn set(&self, pid: Option<u32>) {
+        self.0.store(pid.unwrap_or(0), Ordering::Relaxed);
+    }
+}
+
 /// A running child and the spec it came from.
 pub struct Supervised {
     spec: ChildSpec,
     child: tokio::process::Child,
     pid: u32,
     exited: bool,
+    watch: PidWatch,
 }
 
 impl Supervised {
@@ -141,12 +159,20 @@ impl Supervised {
             source,
         })?;
         let pid = child.id().unwrap_or_default();
+        let watch = PidWatch::default();
+        watch.set(Some(pid));
         Ok(Self {
             spec,
             child,
             pid,
             exited: false,
+            watch,
         })
+    }
+
+    /// Its pid from now on, across respawns.
+    pub fn pid_watch(&self) -> PidWatch {
+        self.watch.clone()
     }
 
     pub fn name(&self) -> &str {
@@ -210,18 +236,26 @@ impl Supervised {
                 source,
             })?;
         self.exited = true;
+        self.watch.set(None);
         Ok(())
     }
 
     /// Starts the same spec again (after [`Supervised::stop`] or [`Supervised::kill`]).
     pub fn respawn(&mut self) -> Result<(), ProcessError> {
+        let watch = self.watch.clone();
         *self = Self::spawn(self.spec.clone())?;
+        watch.set(Some(self.pid));
+        self.watch = watch;
         Ok(())
     }
 
     /// Whether the child has exited on its own.
     pub fn has_exited(&mut self) -> bool {
-        self.exited || matches!(self.child.try_wait(), Ok(Some(_)))
+        let exited = self.exited || matches!(self.child.try_wait(), Ok(Some(_)));
+        if exited {
+            self.watch.set(None);
+        }
+        exited
     }
 }
 

@@ -121,6 +121,15 @@ impl Server {
         }
     }
 
+    /// How it was provided, in words (`an external server`, ...).
+    pub fn provided_as(&self) -> &'static str {
+        match &self.provision {
+            Provision::External { .. } => "an external server",
+            Provision::Container { .. } => "a container",
+            Provision::Private { .. } => "a private server",
+        }
+    }
+
     /// The server process, when the harness runs it.
     pub fn process(&self) -> Option<&Supervised> {
         match &self.provision {
