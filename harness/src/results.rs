@@ -18,6 +18,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::check::Kind;
+use crate::cpu::{self, CpuSample};
 use crate::history::{Event, FaultStep};
 use crate::sample::Sample;
 use crate::scenario::workload::Workload;
@@ -73,6 +74,138 @@ pub struct Results {
     /// files written before they were measured.
     #[serde(default)]
     pub references: Vec<ReferenceSeries>,
+    /// CPU seconds per component over the measured run, and per 1,000
+    /// requests. Absent in files from before it was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuUse>,
+}
+
+/// CPU time (user + system) the run's processes spent from the load's
+/// start to its end: the cost of a topology, beside its latency.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CpuUse {
+    /// Requests made meanwhile (every type and instance, errors included):
+    /// what the per-1,000 figures divide by.
+    pub requests: u64,
+    /// Each instance (`app-1`, ...), every instance together (`app`), then
+    /// `redis` and `postgres` when the run had them, then `harness` (the
+    /// load driver, sampler and live checker: the measuring's own cost).
+    pub components: Vec<ComponentCpu>,
+}
+
+/// One component's CPU over the measured run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ComponentCpu {
+    pub name: String,
+    /// CPU seconds; absent when unknown (never guessed).
+    pub seconds: Option<f64>,
+    /// CPU milliseconds per 1,000 requests.
+    pub ms_per_1k_requests: Option<f64>,
+    /// Why it is unknown: an external server, an instance that runs elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unknown: Option<String>,
+}
+
+impl ComponentCpu {
+    fn new(name: &str, seconds: Result<f64, String>, requests: u64) -> Self {
+        let (seconds, unknown) = match seconds {
+            Ok(s) => (Some(s), None),
+            Err(why) => (None, Some(why)),
+        };
+        Self {
+            name: name.to_owned(),
+            seconds,
+            ms_per_1k_requests: seconds.and_then(|s| per_1k(s, requests)),
+            unknown,
+        }
+    }
+}
+
+/// CPU milliseconds per 1,000 requests; none without requests.
+fn per_1k(seconds: f64, requests: u64) -> Option<f64> {
+    (requests > 0).then(|| seconds * 1e6 / requests as f64)
+}
+
+impl CpuUse {
+    /// The CPU spent between two readings, for `requests` requests.
+    /// `instances` are the instances' ids; `unknown` says why a component
+    /// has no figure (from [`cpu::CpuMeter::unknown`]).
+    pub fn between(
+        start: &CpuSample,
+        end: &CpuSample,
+        requests: u64,
+        (instances, redis, postgres): (Vec<String>, bool, bool),
+        unknown: &BTreeMap<String, String>,
+    ) -> Self {
+        let spent = |name: &str, from: Option<f64>, to: Option<f64>| -> Result<f64, String> {
+            match (from, to) {
+                (Some(from), Some(to)) => Ok((to - from).max(0.0)),
+                // Down when the load started (it had spent none of the run's CPU yet).
+                (None, Some(to)) if !unknown.contains_key(name) => Ok(to),
+                _ => Err(unknown
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(|| "unknown: its processes were not seen running".into())),
+            }
+        };
+        let mut components: Vec<ComponentCpu> = instances
+            .iter()
+            .map(|id| {
+                let seconds = spent(
+                    id,
+                    start.instances.get(id).copied(),
+                    end.instances.get(id).copied(),
+                );
+                ComponentCpu::new(id, seconds, requests)
+            })
+            .collect();
+        let app = components
+            .iter()
+            .map(|c| c.seconds.ok_or(()))
+            .sum::<Result<f64, ()>>()
+            .map_err(|()| "unknown: not every instance's CPU is known".to_owned());
+        components.push(ComponentCpu::new(cpu::APP, app, requests));
+        if redis {
+            let seconds = spent(cpu::REDIS, start.redis, end.redis);
+            components.push(ComponentCpu::new(cpu::REDIS, seconds, requests));
+        }
+        if postgres {
+            let seconds = spent(cpu::POSTGRES, start.postgres, end.postgres);
+            components.push(ComponentCpu::new(cpu::POSTGRES, seconds, requests));
+        }
+        let harness = Ok((end.harness - start.harness).max(0.0));
+        components.push(ComponentCpu::new(cpu::HARNESS, harness, requests));
+        Self {
+            requests,
+            components,
+        }
+    }
+
+    /// A component by name (`app`, `redis`, `app-1`, ...).
+    pub fn component(&self, name: &str) -> Option<&ComponentCpu> {
+        self.components.iter().find(|c| c.name == name)
+    }
+
+    /// Another run's CPU added: seconds summed component by component
+    /// (unknown in either, unknown in both), per-1,000 figures recomputed
+    /// from the summed requests.
+    fn add(&mut self, other: CpuUse) {
+        self.requests += other.requests;
+        for theirs in other.components {
+            match self.components.iter_mut().find(|c| c.name == theirs.name) {
+                Some(ours) => {
+                    ours.seconds = ours.seconds.zip(theirs.seconds).map(|(a, b)| a + b);
+                    if ours.seconds.is_none() && ours.unknown.is_none() {
+                        ours.unknown = theirs.unknown;
+                    }
+                }
+                None => self.components.push(theirs),
+            }
+        }
+        for component in &mut self.components {
+            component.ms_per_1k_requests = component.seconds.and_then(|s| per_1k(s, self.requests));
+        }
+    }
 }
 
 /// One reference round trip, measured as the load ran.
@@ -579,6 +712,14 @@ pub fn merge(runs: Vec<Results>) -> Result<Results, ResultsError> {
                 None => merged.references.push(reference),
             }
         }
+        // Known only when every run measured it.
+        merged.cpu = match (merged.cpu.take(), run.cpu) {
+            (Some(mut ours), Some(theirs)) => {
+                ours.add(theirs);
+                Some(ours)
+            }
+            _ => None,
+        };
         let idp = &mut merged.idp;
         idp.token_calls += run.idp.token_calls;
         idp.code_exchanges += run.idp.code_exchanges;

@@ -18,6 +18,7 @@ use crate::check::orphans::{self, Leftovers};
 use crate::check::resident;
 use crate::check::windows::{self, Window};
 use crate::check::{self, Findings, Kind, Settings};
+use crate::cpu::{CpuMeter, CpuSample};
 use crate::faults;
 use crate::history::{self, FaultStep, History};
 use crate::load::browser::{InstanceUrl, Shared};
@@ -26,9 +27,9 @@ use crate::load::{self, LoadError};
 use crate::progress::{Figures, Progress};
 use crate::reference::{self, Prober};
 use crate::results::{
-    self, AnomalyGroup, AnomalyReport, AppKind, Example, HarnessInfo, HostFacts, IdpCalls, Leaks,
-    LossCause, NO_WINDOW, Percentiles, ReferenceSeries, RequestSeries, Results, ScenarioInfo,
-    SecondStats, Source, Timeline, TopologyInfo, Unchecked, WorkloadInfo,
+    self, AnomalyGroup, AnomalyReport, AppKind, CpuUse, Example, HarnessInfo, HostFacts, IdpCalls,
+    Leaks, LossCause, NO_WINDOW, Percentiles, ReferenceSeries, RequestSeries, Results,
+    ScenarioInfo, SecondStats, Source, Timeline, TopologyInfo, Unchecked, WorkloadInfo,
 };
 use crate::run_folder::RunFolder;
 use crate::sample::{Place, Sample, Sampler};
@@ -114,9 +115,11 @@ pub async fn run(
         pids: stack.instance_pids(),
         encryption_secret: stack.encryption_secret.clone().into_bytes(),
         sqlite_path: folder.path().join("app-store.db"),
+        cpu: CpuMeter::of(&stack),
     };
     let idp_url = stack.idp_url();
 
+    let cpu_at_start = place.cpu.read();
     let start = Instant::now();
     let started_unix_ms = unix_ms();
     let (recorder, collector) = history::channel();
@@ -263,6 +266,8 @@ pub async fn run(
         stopped_because = Some("interrupted (Ctrl-C)".to_owned());
     }
     let load_end = start.elapsed();
+    let cpu_at_end = place.cpu.read();
+    let cpu = (cpu_at_start, cpu_at_end, place.cpu.clone());
     sampling.abort();
     probing.abort();
     // The abort lands at the task's next await; the lock waits for it.
@@ -342,6 +347,7 @@ pub async fn run(
         duration: load_end,
         stopped_because,
         references,
+        cpu,
     });
     Ok(Outcome {
         results,
@@ -440,13 +446,15 @@ struct Assembly<'a> {
     duration: Duration,
     stopped_because: Option<String>,
     references: Vec<ReferenceSeries>,
+    /// The stage's CPU when the load started and when it ended.
+    cpu: (CpuSample, CpuSample, CpuMeter),
 }
 
 fn assemble(a: Assembly<'_>) -> Results {
     let plan = a.plan;
     let run_end = a.duration.as_micros() as u64;
     let windows = windows::windows(&a.history.faults, run_end);
-    let requests = a
+    let requests: Vec<RequestSeries> = a
         .latencies
         .snapshot()
         .into_iter()
@@ -501,6 +509,14 @@ fn assemble(a: Assembly<'_>) -> Results {
         })
         .collect();
     let leaks = leaks(&a.samples, a.endings);
+    let (cpu_start, cpu_end, meter) = &a.cpu;
+    let cpu = CpuUse::between(
+        cpu_start,
+        cpu_end,
+        requests.iter().map(|r| r.count).sum(),
+        meter.components(),
+        &meter.unknown(),
+    );
     Results {
         schema_version: results::SCHEMA_VERSION,
         complete: a.stopped_because.is_none(),
@@ -562,6 +578,7 @@ fn assemble(a: Assembly<'_>) -> Results {
             seconds,
         }],
         references: a.references,
+        cpu: Some(cpu),
     }
 }
 

@@ -1,7 +1,8 @@
 //! What the stage holds, over time and at the end: every second each
 //! instance's RSS and store figures from its `/metrics`, Redis's memory and
-//! keys per prefix, Postgres's rows and table size; after the run, what the
-//! stores still hold of browsers that logged out.
+//! keys per prefix, Postgres's rows and table size, and the CPU seconds of
+//! each part so far ([`crate::cpu`]); after the run, what the stores still
+//! hold of browsers that logged out.
 //!
 //! Stores are looked into through the app's own store layer (the same
 //! topology, namespace and key), so encrypted records read as the app reads
@@ -21,6 +22,7 @@ use sqlx::Row;
 
 use crate::check::orphans::{EndedSession, LeftoverSession, Leftovers};
 use crate::check::resident::Held;
+use crate::cpu::{CpuMeter, CpuSample};
 use crate::history::Micros;
 use crate::load::browser::InstanceUrl;
 use crate::stage::stack::InstancePids;
@@ -82,6 +84,9 @@ pub struct Sample {
     pub instances: Vec<InstanceSample>,
     pub redis: Option<RedisSample>,
     pub postgres: Option<PostgresSample>,
+    /// CPU seconds so far (absent in files from before it was read).
+    #[serde(default)]
+    pub cpu: Option<CpuSample>,
 }
 
 impl Sample {
@@ -130,6 +135,8 @@ pub struct Place {
     pub pids: InstancePids,
     pub encryption_secret: Vec<u8>,
     pub sqlite_path: PathBuf,
+    /// The stage's CPU, its tallies shared by every sampler of the run.
+    pub cpu: CpuMeter,
 }
 
 /// Takes samples of one stage.
@@ -176,6 +183,8 @@ impl Sampler {
 
     /// One sample, `at` micros into the run.
     pub async fn sample(&mut self, at: Micros) -> Sample {
+        // First, so the figures are of the moment `at` names.
+        let cpu = Some(self.place.cpu.read());
         let mut instances = Vec::with_capacity(self.place.instances.len());
         for (index, instance) in self.place.instances.iter().enumerate() {
             let mut sample = self.instance(instance).await;
@@ -193,6 +202,7 @@ impl Sampler {
             instances,
             redis,
             postgres,
+            cpu,
         }
     }
 

@@ -193,6 +193,7 @@ fn option4_shows_no_anomaly_through_an_instance_restart_and_a_redis_restart() {
     assert!(results.idp.minimum > 0 && results.idp.token_calls > 0);
     let (requests, _, _) = results.overall().expect("histograms decode");
     assert!(requests > 100, "{requests} requests");
+    cpu_adds_up(&results, requests);
 
     // Merging a run with itself doubles every count and every histogram.
     let merged = results::merge(vec![results.clone(), results.clone()]).expect("merges");
@@ -211,6 +212,58 @@ fn option4_shows_no_anomaly_through_an_instance_restart_and_a_redis_restart() {
         assert_eq!(
             (two.kind.as_str(), two.count),
             (one.kind.as_str(), 2 * one.count)
+        );
+    }
+    // CPU seconds add; per 1,000 requests stays (twice the CPU, twice the requests).
+    let (one, two) = (
+        results.cpu.as_ref().expect("measured"),
+        merged.cpu.as_ref().expect("merged"),
+    );
+    assert_eq!(two.requests, 2 * one.requests);
+    for (a, b) in one.components.iter().zip(&two.components) {
+        let (sa, sb) = (a.seconds.expect("known"), b.seconds.expect("known"));
+        assert!((sb - 2.0 * sa).abs() < 1e-9, "{a:?} {b:?}");
+        let (pa, pb) = (a.ms_per_1k_requests.unwrap(), b.ms_per_1k_requests.unwrap());
+        assert!((pa - pb).abs() < 1e-6, "{a:?} {b:?}");
+    }
+}
+
+/// A run's CPU: every instance, Redis and Postgres spent some; the figures
+/// per 1,000 requests are the seconds over the requests; instances add up to
+/// `app`; and no figure in the timeline goes backwards, across the restart
+/// of `app-1` and of Redis.
+fn cpu_adds_up(results: &Results, requests: u64) {
+    let cpu = results.cpu.as_ref().expect("CPU measured");
+    assert_eq!(cpu.requests, requests);
+    let names: Vec<&str> = cpu.components.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["app-1", "app-2", "app", "redis", "postgres", "harness"]
+    );
+    for component in &cpu.components {
+        let seconds = component
+            .seconds
+            .expect("known: every part is the harness's");
+        assert!(seconds > 0.0, "{component:?}");
+        let per_1k = component.ms_per_1k_requests.expect("per 1k");
+        assert!(
+            (per_1k - seconds * 1e6 / requests as f64).abs() < 1e-6,
+            "{component:?}"
+        );
+    }
+    let seconds = |name: &str| cpu.component(name).and_then(|c| c.seconds).unwrap();
+    assert!((seconds("app") - seconds("app-1") - seconds("app-2")).abs() < 1e-9);
+    let samples = &results.timelines[0].samples;
+    let read: Vec<_> = samples.iter().filter_map(|s| s.cpu.as_ref()).collect();
+    assert!(read.len() >= 5, "a reading per sample: {}", read.len());
+    for pair in read.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        for (id, spent) in &a.instances {
+            assert!(b.instances[id] >= *spent, "{id}: {a:?} then {b:?}");
+        }
+        assert!(
+            b.redis >= a.redis && b.postgres >= a.postgres,
+            "{a:?} then {b:?}"
         );
     }
 }
