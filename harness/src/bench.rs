@@ -7,6 +7,7 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 use crate::check::Kind;
+use crate::cpu;
 use crate::history_file::{self, HistoryFileError};
 use crate::results::{Results, ResultsError};
 use crate::run::{self, RunError, RunPlan};
@@ -114,7 +115,7 @@ pub async fn bench(bench: Bench) -> Result<Benched, BenchError> {
 }
 
 /// One line per run: requests, latency, errors, each anomaly family, IdP
-/// calls against the minimum, orphans, memory.
+/// calls against the minimum, orphans, memory, CPU per 1,000 requests.
 pub fn summary_table(runs: &[Results]) -> String {
     let mut out = String::new();
     let _ = write!(
@@ -125,7 +126,11 @@ pub fn summary_table(runs: &[Results]) -> String {
     for kind in Kind::ALL {
         let _ = write!(out, " {:>5}", short(kind));
     }
-    let _ = writeln!(out, " {:>7} {:>9} {:>11}", "idp x", "peak rss", "B/session");
+    let _ = writeln!(
+        out,
+        " {:>7} {:>9} {:>11} {:>9} {:>8} {:>8}",
+        "idp x", "peak rss", "B/session", "cpu app", "redis", "postgres"
+    );
     for run in runs {
         let (requests, errors, all) = match run.overall() {
             Ok(overall) => overall,
@@ -147,12 +152,15 @@ pub fn summary_table(runs: &[Results]) -> String {
         }
         let _ = writeln!(
             out,
-            " {:>7.2} {:>8.1}M {:>11}",
+            " {:>7.2} {:>8.1}M {:>11} {:>9} {:>8} {:>8}",
             run.idp.ratio,
             run.leaks.peak_rss_bytes as f64 / 1048576.0,
             run.leaks
                 .store_bytes_per_session
-                .map_or_else(|| "-".to_owned(), |b| format!("{b:.0}"))
+                .map_or_else(|| "-".to_owned(), |b| format!("{b:.0}")),
+            cpu_cell(run, cpu::APP),
+            cpu_cell(run, cpu::REDIS),
+            cpu_cell(run, cpu::POSTGRES)
         );
     }
     let _ = writeln!(
@@ -163,6 +171,12 @@ pub fn summary_table(runs: &[Results]) -> String {
             .map(|k| format!("{} = {k}", short(*k)))
             .collect::<Vec<_>>()
             .join(", ")
+    );
+    let _ = writeln!(
+        out,
+        "cpu: CPU ms (user + system) per 1,000 requests while the load ran, of every instance \
+         together, Redis and Postgres (- the topology has none; unknown: a server the harness \
+         does not run)"
     );
     for run in runs {
         if !run.complete {
@@ -182,6 +196,18 @@ pub fn summary_table(runs: &[Results]) -> String {
         }
     }
     out
+}
+
+/// A component's CPU ms per 1,000 requests: `-` when the run has no such
+/// component (or was measured before CPU was), `unknown` when it cannot be read.
+fn cpu_cell(run: &Results, component: &str) -> String {
+    match run.cpu.as_ref().and_then(|c| c.component(component)) {
+        None => "-".to_owned(),
+        Some(c) if c.seconds.is_none() => "unknown".to_owned(),
+        Some(c) => c
+            .ms_per_1k_requests
+            .map_or_else(|| "-".to_owned(), |ms| format!("{ms:.1}")),
+    }
 }
 
 /// Column heads of the anomaly families.

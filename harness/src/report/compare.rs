@@ -5,13 +5,15 @@
 //! next on a shared one; absolute limits are opt-in. An anomaly family
 //! that rises past the baseline's count fails: by default any rise at all
 //! (so any family new to the run), or past a slack (a fraction of the
-//! baseline's count) plus an allowance (a count) when asked.
+//! baseline's count) plus an allowance (a count) when asked. CPU per 1,000
+//! requests is shown beside, never judged.
 
 use std::fmt::Write;
 
 use hdrhistogram::Histogram;
 
 use crate::check::Kind;
+use crate::cpu;
 use crate::results::Results;
 
 use super::ReportError;
@@ -270,6 +272,7 @@ pub fn compare(
         },
     );
     latency_rows(&mut rows, "all requests", &samples, &references, limits);
+    cpu_rows(&mut rows, baseline, current);
     for kind in Kind::ALL {
         let (b, c) = (baseline.anomaly(kind), current.anomaly(kind));
         let allowed =
@@ -484,6 +487,47 @@ fn latency_rows(
                 _ => Verdict::Info,
             },
             repeats: Repeats::Best(c),
+        });
+    }
+}
+
+/// CPU ms per 1,000 requests of the instances together, Redis, Postgres and
+/// the harness: shown beside latency, not judged (CPU seconds on a shared
+/// machine move with what else runs on it, as latency does, and no limit
+/// has been set for them).
+fn cpu_rows(rows: &mut Vec<Row>, baseline: &Results, current: &Results) {
+    let per_1k = |r: &Results, name: &str| -> Result<f64, String> {
+        let Some(cpu) = &r.cpu else {
+            return Err("not measured".into());
+        };
+        match cpu.component(name) {
+            None => Err("none".into()),
+            Some(c) => c.ms_per_1k_requests.ok_or_else(|| "unknown".into()),
+        }
+    };
+    for name in [cpu::APP, cpu::REDIS, cpu::POSTGRES, cpu::HARNESS] {
+        let (b, c) = (per_1k(baseline, name), per_1k(current, name));
+        if matches!((&b, &c), (Err(x), Err(y)) if x == "none" && y == "none") {
+            continue;
+        }
+        let shown = |v: &Result<f64, String>| match v {
+            Ok(ms) => format!("{ms:.1}"),
+            Err(why) => why.clone(),
+        };
+        rows.push(Row {
+            metric: format!("CPU ms per 1k requests: {name}"),
+            baseline: shown(&b),
+            current: shown(&c),
+            change: match (&b, &c) {
+                (Ok(b), Ok(c)) => percent(change(*b, *c)),
+                _ => "-".into(),
+            },
+            limit: "shown".into(),
+            verdict: Verdict::Info,
+            repeats: match c {
+                Ok(ms) => Repeats::Best(ms),
+                Err(_) => Repeats::First,
+            },
         });
     }
 }

@@ -79,13 +79,14 @@ pub fn page(columns: &[Column<'_>]) -> Result<String, ReportError> {
     let _ = writeln!(
         out,
         "<nav><a href=\"#verdicts\">Verdicts</a><a href=\"#matrix\">Claims matrix</a>{side_by_side_link}<a href=\"#latency\">Latency</a>\
-         <a href=\"#anomalies\">Anomalies</a><a href=\"#idp\">IdP calls</a><a href=\"#memory\">Memory</a>\
+         <a href=\"#cpu\">CPU</a><a href=\"#anomalies\">Anomalies</a><a href=\"#idp\">IdP calls</a><a href=\"#memory\">Memory</a>\
          <a href=\"#projection\">Capacity projection</a><a href=\"#examples\">Example histories</a><a href=\"#facts\">What was measured</a></nav>"
     );
     verdicts(&mut out, columns);
     claims(&mut out, columns);
     side_by_side(&mut out, columns);
     latency(&mut out, columns)?;
+    super::cpu::section(&mut out, columns)?;
     anomalies(&mut out, columns);
     idp(&mut out, columns)?;
     memory(&mut out, columns)?;

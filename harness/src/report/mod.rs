@@ -7,6 +7,7 @@
 //! - [`parts`]: how a family's count splits into the parts the matrix shows.
 //! - [`accounting`]: the rule that those parts add up to the results' counts.
 //! - [`charts`]: the charts, drawn by plotters as inline SVG.
+//! - [`cpu`]: CPU per 1,000 requests, per option and component.
 //! - [`projection`]: the capacity projection (store memory and IdP calls at 10x-1000x).
 //! - [`html`]: escaping and the page around the sections.
 //! - [`compare`]: one results file against a baseline: the table and the verdict.
@@ -14,6 +15,7 @@
 pub mod accounting;
 pub mod charts;
 pub mod compare;
+pub mod cpu;
 pub mod html;
 pub mod matrix;
 pub mod parts;
