@@ -227,6 +227,7 @@ fn the_shipped_scenarios_read_and_say_what_they_are_for() {
         "restart-storm",
         "redis-outage",
         "hop-heavy",
+        "hop-40",
         "idp-throttling",
     ] {
         let path = folder.join(format!("{name}.toml"));
