@@ -345,3 +345,55 @@ fn a_faster_reference_fails_ratios_unless_the_absolute_time_must_confirm() {
     assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
     assert!(stdout(&output).contains(&format!("REGRESSION in {kind}: p50 / healthz p50")));
 }
+
+/// `run`'s CPU as if its instances spent `app` seconds each, Redis `redis`
+/// and Postgres `postgres`, over its requests.
+fn with_cpu(run: &mut Results, app: f64, redis: f64, postgres: f64) {
+    use harness::cpu::CpuSample;
+    let start = CpuSample::default();
+    let end = CpuSample {
+        instances: [("app-1".to_owned(), app), ("app-2".to_owned(), app)].into(),
+        redis: Some(redis),
+        postgres: Some(postgres),
+        harness: 1.0,
+    };
+    let requests = run.overall().expect("decodes").0;
+    run.cpu = Some(results::CpuUse::between(
+        &start,
+        &end,
+        requests,
+        (vec!["app-1".into(), "app-2".into()], true, true),
+        &Default::default(),
+    ));
+}
+
+#[test]
+fn cpu_per_1k_requests_is_shown_beside_latency_and_never_judged() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut base = fixture();
+    with_cpu(&mut base, 1.0, 0.5, 0.25);
+    let mut current = fixture();
+    with_cpu(&mut current, 3.0, 1.5, 0.75);
+    let output = compare(dir.path(), &base, &current, &[]);
+    let text = stdout(&output);
+    assert!(output.status.success(), "three times the CPU fails nothing:\n{text}");
+    let requests = base.cpu.as_ref().expect("set").requests as f64;
+    let app = row(&text, "CPU ms per 1k requests: app ");
+    assert!(
+        app.contains(&format!("{:.1}", 2.0 * 1e6 / requests)) && app.contains("+200.0%"),
+        "{app}"
+    );
+    assert!(app.contains("shown"), "{app}");
+    row(&text, "CPU ms per 1k requests: redis");
+    row(&text, "CPU ms per 1k requests: postgres");
+    row(&text, "CPU ms per 1k requests: harness");
+    // A baseline from before CPU was read: shown as such, still not judged.
+    base.cpu = None;
+    let output = compare(dir.path(), &base, &current, &[]);
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}");
+    assert!(
+        row(&text, "CPU ms per 1k requests: app ").contains("not measured"),
+        "{text}"
+    );
+}

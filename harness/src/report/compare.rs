@@ -496,37 +496,37 @@ fn latency_rows(
 /// machine move with what else runs on it, as latency does, and no limit
 /// has been set for them).
 fn cpu_rows(rows: &mut Vec<Row>, baseline: &Results, current: &Results) {
-    let per_1k = |r: &Results, name: &str| -> Result<f64, String> {
+    // None: the run has no such part; an error: why its figure is missing.
+    let per_1k = |r: &Results, name: &str| -> Option<Result<f64, &'static str>> {
         let Some(cpu) = &r.cpu else {
-            return Err("not measured".into());
+            return Some(Err("not measured"));
         };
-        match cpu.component(name) {
-            None => Err("none".into()),
-            Some(c) => c.ms_per_1k_requests.ok_or_else(|| "unknown".into()),
-        }
+        let component = cpu.component(name)?;
+        Some(component.ms_per_1k_requests.ok_or("unknown"))
     };
     for name in [cpu::APP, cpu::REDIS, cpu::POSTGRES, cpu::HARNESS] {
         let (b, c) = (per_1k(baseline, name), per_1k(current, name));
-        if matches!((&b, &c), (Err(x), Err(y)) if x == "none" && y == "none") {
+        if b.is_none() && c.is_none() {
             continue;
         }
-        let shown = |v: &Result<f64, String>| match v {
-            Ok(ms) => format!("{ms:.1}"),
-            Err(why) => why.clone(),
+        let shown = |v: &Option<Result<f64, &str>>| match v {
+            Some(Ok(ms)) => format!("{ms:.1}"),
+            Some(Err(why)) => (*why).to_owned(),
+            None => "none".to_owned(),
         };
         rows.push(Row {
             metric: format!("CPU ms per 1k requests: {name}"),
             baseline: shown(&b),
             current: shown(&c),
-            change: match (&b, &c) {
-                (Ok(b), Ok(c)) => percent(change(*b, *c)),
+            change: match (b, c) {
+                (Some(Ok(b)), Some(Ok(c))) => percent(change(b, c)),
                 _ => "-".into(),
             },
             limit: "shown".into(),
             verdict: Verdict::Info,
             repeats: match c {
-                Ok(ms) => Repeats::Best(ms),
-                Err(_) => Repeats::First,
+                Some(Ok(ms)) => Repeats::Best(ms),
+                _ => Repeats::First,
             },
         });
     }
