@@ -26,6 +26,8 @@ pub struct Bench {
     pub keep: bool,
     /// Also write each run's whole history beside its results file.
     pub history: bool,
+    /// A test hook (see [`RunPlan::witness`]).
+    pub witness: Option<contract::Witness>,
 }
 
 /// What a bench wrote.
@@ -75,6 +77,7 @@ pub async fn bench(bench: Bench) -> Result<Benched, BenchError> {
             run_dir: bench.run_dir.clone(),
             keep: bench.keep,
             source: bench.source.clone(),
+            witness: bench.witness.clone(),
         };
         let outcome = match run::run(&plan, &mut stop).await {
             Ok(outcome) => outcome,

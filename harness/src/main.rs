@@ -359,6 +359,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                 run_dir,
                 keep,
                 history,
+                witness: None,
             })
             .await?;
             print!("{}", harness::bench::summary_table(&outcome.results));
