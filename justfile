@@ -57,9 +57,9 @@ lint:
 idp *ARGS:
     cargo run --release -p mock-idp -- {{ARGS}}
 
-# Run one app instance (default option4 on :8080; needs `just idp`); extra flags pass through.
+# Run one local app instance (default option4 on :8080, the built-in dev secret; needs `just idp`); extra flags pass through.
 app *ARGS:
-    cargo run --release -p app -- --redis-url "${REDIS_URL:-redis://127.0.0.1:6379}" --database-url "${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}" {{ARGS}}
+    cargo run --release -p app -- --dev --redis-url "${REDIS_URL:-redis://127.0.0.1:6379}" --database-url "${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}" {{ARGS}}
 
 # Measure GET /profile per option (p50/p99, throughput) beside a Redis round trip.
 bench-app:

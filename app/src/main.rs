@@ -68,12 +68,14 @@ struct Args {
     namespace: String,
     /// Secret the at-rest encryption keys and the store-key HMAC keys derive
     /// from (also signs the sign-in cookie); every instance needs the same.
-    #[arg(
-        long,
-        env = "APP_ENCRYPTION_SECRET",
-        default_value = "dev-only-secret-change-me"
-    )]
+    /// Its built-in default is refused unless `--dev` asks for it.
+    #[arg(long, env = "APP_ENCRYPTION_SECRET", default_value = DEV_SECRET)]
     encryption_secret: String,
+    /// A local, throwaway instance: allows the built-in default secret
+    /// (anyone can read it here, so anyone could forge this instance's
+    /// sign-in cookies and find its store keys).
+    #[arg(long)]
+    dev: bool,
     #[arg(long, default_value = "k1")]
     encryption_key_id: String,
     /// Older key ids still accepted for decryption (comma-separated).
@@ -98,6 +100,9 @@ struct Args {
     renewal_offset_secs: u64,
 }
 
+/// The secret in the source, for local runs only.
+const DEV_SECRET: &str = "dev-only-secret-change-me";
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     service_kit::init_tracing();
@@ -105,6 +110,18 @@ async fn main() -> anyhow::Result<()> {
     // reqwest bring their own); naming one avoids rustls's ambiguity panic.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let args = Args::parse();
+    if args.encryption_secret == DEV_SECRET {
+        if !args.dev {
+            anyhow::bail!(
+                "refusing the built-in default secret: it signs the sign-in cookie and derives the store keys, and anyone can read it in the source. Give one with --encryption-secret or APP_ENCRYPTION_SECRET (the same on every instance), or pass --dev for a local, throwaway instance"
+            );
+        }
+        // Said at start, where whoever runs it sees it.
+        eprintln!(
+            "app: --dev: using the built-in default secret; sign-in cookies and store keys are not secret: never expose this instance"
+        );
+        tracing::warn!("running with the built-in default secret (--dev)");
+    }
     let topology = match &args.topology_file {
         Some(path) => Topology::from_file(path)?,
         None => Topology::named(&args.topology)?,

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::Method;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
@@ -15,8 +16,8 @@ use axum::{Json, Router, middleware};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use contract::{
-    CartItem, CartReply, ErrorCode, ErrorReply, HomeReply, INSTANCE_HEADER, LogoutReply,
-    ProfileReply, SESSION_VERSION_HEADER,
+    CART_ITEM_MAX_BYTES, CART_MAX_BYTES, CART_MAX_ITEMS, CartItem, CartReply, ErrorCode,
+    ErrorReply, HomeReply, INSTANCE_HEADER, LogoutReply, ProfileReply, SESSION_VERSION_HEADER,
 };
 use serde::{Deserialize, Serialize};
 
@@ -52,13 +53,19 @@ pub struct App {
     pub breakers: Vec<Arc<Breaker>>,
 }
 
-/// Why a request failed, and how that is answered.
+/// Why a request failed, and how that is answered: a stable code and a
+/// short reason of our own ([`AppError::reason`]); the internal text (a
+/// store's or the IdP's own words) goes to the log, never to the client.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("not signed in")]
     NotSignedIn,
+    /// A mistake in the request; the text is ours, never the client's echoed.
     #[error("{0}")]
-    BadRequest(String),
+    BadRequest(&'static str),
+    /// The cart holds as many items, or bytes, as it may.
+    #[error("the cart is full")]
+    CartFull,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -72,6 +79,7 @@ impl AppError {
         match self {
             AppError::NotSignedIn => (StatusCode::UNAUTHORIZED, ErrorCode::NotSignedIn),
             AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
+            AppError::CartFull => (StatusCode::CONFLICT, ErrorCode::CartFull),
             AppError::Store(e) | AppError::Acquire(AcquireError::Store(e)) => match e {
                 StoreError::Conflict { .. } => {
                     (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::WriteContention)
@@ -94,6 +102,27 @@ impl AppError {
             }
         }
     }
+
+    /// What the client is told: short, fixed, nothing internal.
+    fn reason(&self) -> String {
+        match self {
+            AppError::NotSignedIn => "not signed in".into(),
+            AppError::BadRequest(why) => (*why).into(),
+            AppError::CartFull => {
+                format!("the cart holds its most: {CART_MAX_ITEMS} items or {CART_MAX_BYTES} bytes")
+            }
+            _ => match self.status_and_code().1 {
+                ErrorCode::WriteContention => "concurrent writes kept conflicting; try again",
+                ErrorCode::StoreMisconfigured => "the store is misconfigured",
+                ErrorCode::StoreUnavailable => "a store is unavailable; try again",
+                ErrorCode::IdpUnavailable => "the identity provider is unavailable; try again",
+                ErrorCode::IdpError => "the identity provider answered with something unusable",
+                ErrorCode::SigninRequired => "sign in again",
+                _ => "the request failed",
+            }
+            .into(),
+        }
+    }
 }
 
 impl IntoResponse for AppError {
@@ -104,7 +133,7 @@ impl IntoResponse for AppError {
         }
         let body = ErrorReply {
             error,
-            detail: self.to_string(),
+            detail: self.reason(),
         };
         (status, Json(body)).into_response()
     }
@@ -285,22 +314,17 @@ async fn callback(
     Query(query): Query<CallbackQuery>,
 ) -> Result<Response, AppError> {
     if let Some(error) = query.error {
-        return Err(AppError::BadRequest(format!(
-            "the IdP refused the sign-in: {error}"
-        )));
+        tracing::info!(%error, "the IdP refused a sign-in");
+        return Err(AppError::BadRequest("the IdP refused the sign-in"));
     }
     let pending = app
         .sessions
         .pending_login(&headers)
-        .ok_or_else(|| AppError::BadRequest("no sign-in in progress".into()))?;
+        .ok_or(AppError::BadRequest("no sign-in in progress"))?;
     if query.state.as_deref() != Some(pending.state.as_str()) {
-        return Err(AppError::BadRequest(
-            "state does not match the sign-in".into(),
-        ));
+        return Err(AppError::BadRequest("state does not match the sign-in"));
     }
-    let code = query
-        .code
-        .ok_or_else(|| AppError::BadRequest("no code".into()))?;
+    let code = query.code.ok_or(AppError::BadRequest("no code"))?;
     let tokens = app
         .idp
         .redeem_code(&code, &app.callback_url(), &pending.verifier)
@@ -409,19 +433,41 @@ async fn read_cart(State(app): Shared, headers: HeaderMap) -> Result<Response, A
     Ok(versioned(reply, &current.session))
 }
 
+/// Whether `item` fits in `cart`: at most [`CART_MAX_ITEMS`] items and
+/// [`CART_MAX_BYTES`] bytes once it is in.
+fn fits(cart: &[String], item: &str) -> bool {
+    let bytes: usize = cart.iter().map(String::len).sum();
+    cart.len() < CART_MAX_ITEMS && bytes + item.len() <= CART_MAX_BYTES
+}
+
 /// Appends an item. Under compare-and-set a conflict re-reads and re-applies,
 /// so no acknowledged item is lost; last-writer-wins may drop another's item.
+/// A full cart refuses the item (409 `cart_full`): every write rewrites the
+/// whole record, so an unbounded cart would make every write dearer.
 async fn add_to_cart(
     State(app): Shared,
     headers: HeaderMap,
-    Json(item): Json<CartItem>,
+    body: Result<Json<CartItem>, JsonRejection>,
 ) -> Result<Response, AppError> {
-    if item.item.is_empty() || item.item.len() > 256 {
-        return Err(AppError::BadRequest("item must be 1 to 256 bytes".into()));
+    // axum's own rejection text names serde's internals: ours instead.
+    let Ok(Json(item)) = body else {
+        return Err(AppError::BadRequest(
+            "the body must be JSON {\"item\": ID} with a content-type of application/json",
+        ));
+    };
+    if item.item.is_empty() || item.item.len() > CART_ITEM_MAX_BYTES {
+        return Err(AppError::BadRequest("item must be 1 to 256 bytes"));
     }
     let mut current = app.signed_in(&headers).await?;
+    let already = |data: &SessionData| data.cart.contains(&item.item);
+    if !already(&current.session.data) && !fits(&current.session.data.cart, &item.item) {
+        return Err(AppError::CartFull);
+    }
+    let mut full = false;
     let added = |data: &mut SessionData| {
-        if !data.cart.contains(&item.item) {
+        // Checked again on every attempt: a conflict re-reads the session.
+        full = !already(data) && !fits(&data.cart, &item.item);
+        if !already(data) && !full {
             data.cart.push(item.item.clone());
         }
     };
@@ -431,6 +477,9 @@ async fn add_to_cart(
         .await?;
     if !still_signed_in {
         return Err(AppError::NotSignedIn);
+    }
+    if full {
+        return Err(AppError::CartFull);
     }
     let reply = CartReply {
         version: current.session.version,
@@ -505,4 +554,20 @@ async fn metrics(State(app): Shared) -> Response {
         &app.breakers,
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cart_holds_at_most_its_items_and_its_bytes() {
+        let almost: Vec<String> = (0..CART_MAX_ITEMS - 1).map(|n| n.to_string()).collect();
+        assert!(fits(&almost, "x"), "one more fits");
+        let full: Vec<String> = (0..CART_MAX_ITEMS).map(|n| n.to_string()).collect();
+        assert!(!fits(&full, "x"), "{CART_MAX_ITEMS} items is full");
+        let heavy = vec!["z".repeat(CART_MAX_BYTES - 3)];
+        assert!(fits(&heavy, "abc"), "exactly the most bytes fits");
+        assert!(!fits(&heavy, "abcd"), "a byte more does not");
+    }
 }

@@ -42,6 +42,48 @@ const MAX_REDIRECTS: usize = 10;
 pub struct HttpClient {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     origins: Arc<Mutex<Vec<(String, Url)>>>,
+    witness: Option<Witness>,
+}
+
+/// Every secret the browsers of a client were handed: each cookie value
+/// and each credential in a redirect's query (`code`, `state`, tokens).
+/// A test hook: a test gives one to a run and then looks for every value
+/// in what the run wrote, where none may appear.
+#[derive(Clone, Default)]
+pub struct Witness(Arc<Mutex<std::collections::HashSet<String>>>);
+
+/// Query parameters that carry credentials in a sign-in's redirects.
+const SECRET_PARAMETERS: [&str; 7] = [
+    "code",
+    "state",
+    "nonce",
+    "session_state",
+    "id_token",
+    "access_token",
+    "refresh_token",
+];
+
+/// Shorter values are not worth looking for (they match by chance: `1`, `ok`).
+const SHORTEST_SECRET: usize = 8;
+
+/// Says how many values it holds, never the values.
+impl std::fmt::Debug for Witness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Witness({} values)", self.0.lock().len())
+    }
+}
+
+impl Witness {
+    /// What the browsers were handed so far.
+    pub fn values(&self) -> Vec<String> {
+        self.0.lock().iter().cloned().collect()
+    }
+
+    fn saw(&self, value: &str) {
+        if value.len() >= SHORTEST_SECRET {
+            self.0.lock().insert(value.to_owned());
+        }
+    }
 }
 
 /// How many origins [`HttpClient::parse`] remembers (a run talks to its
@@ -114,7 +156,14 @@ impl HttpClient {
         Self {
             client,
             origins: Arc::default(),
+            witness: None,
         }
+    }
+
+    /// This client, its browsers telling `witness` every secret they are handed.
+    pub fn witnessed_by(mut self, witness: Witness) -> Self {
+        self.witness = Some(witness);
+        self
     }
 
     /// Parses `url` as [`Url::parse`] does, reusing the parse of its origin:
@@ -182,6 +231,45 @@ pub enum BrowserError {
 }
 
 impl BrowserError {
+    /// The message without any URL's query or fragment, where a sign-in's
+    /// redirects carry credentials (`code`, `state`): what may be kept.
+    pub fn redacted(&self) -> String {
+        let bare = |url: &str| match url.find(['?', '#']) {
+            Some(end) => format!("{}?...", &url[..end]),
+            None => url.to_owned(),
+        };
+        let mut copy = match self {
+            BrowserError::BadUrl { url, reason } => BrowserError::BadUrl {
+                url: bare(url),
+                reason: reason.clone(),
+            },
+            BrowserError::Connect { url, reason } => BrowserError::Connect {
+                url: bare(url),
+                reason: reason.clone(),
+            },
+            BrowserError::Timeout { url, timeout } => BrowserError::Timeout {
+                url: bare(url),
+                timeout: *timeout,
+            },
+            BrowserError::Transport { url, reason } => BrowserError::Transport {
+                url: bare(url),
+                reason: reason.clone(),
+            },
+            BrowserError::TooManyRedirects { url } => {
+                BrowserError::TooManyRedirects { url: bare(url) }
+            }
+        }
+        .to_string();
+        // A reason may quote a URL of its own (hyper names the one it tried).
+        while let Some(start) = copy.find("code=").or_else(|| copy.find("state=")) {
+            let end = copy[start..]
+                .find(['&', ' ', '"', ')'])
+                .map_or(copy.len(), |e| start + e);
+            copy.replace_range(start..end, "...");
+        }
+        copy
+    }
+
     /// Whether the request may have been carried out although no answer came.
     pub fn is_indeterminate(&self) -> bool {
         matches!(
@@ -452,6 +540,15 @@ impl Browser {
                 other => other?,
             };
             body = None;
+            if let (Some(witness), Some(location)) = (&self.http.witness, &page.location)
+                && let Ok(next) = url.join(location)
+            {
+                for (name, value) in next.query_pairs() {
+                    if SECRET_PARAMETERS.contains(&name.as_ref()) {
+                        witness.saw(&value);
+                    }
+                }
+            }
             let next = match (&page.location, (300..400).contains(&page.status) && follow) {
                 (Some(location), true) => url.join(location).map_err(|e| BrowserError::BadUrl {
                     url: location.clone(),
@@ -534,7 +631,12 @@ impl Browser {
             .get_all(SET_COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .filter_map(|v| RawCookie::parse(v.to_owned()).ok());
+            .filter_map(|v| RawCookie::parse(v.to_owned()).ok())
+            .inspect(|cookie| {
+                if let Some(witness) = &self.http.witness {
+                    witness.saw(cookie.value());
+                }
+            });
         let mut set = set.peekable();
         if set.peek().is_some() {
             self.jar.lock().keep(set, url);
@@ -679,6 +781,28 @@ mod tests {
         }
         assert!(http.parse("ftp://127.0.0.1/x").is_err(), "only http://");
         assert!(http.parse("http://[::1/x").is_err());
+    }
+
+    #[test]
+    fn a_redacted_error_keeps_no_query_where_a_sign_in_carries_its_code() {
+        let error = BrowserError::Timeout {
+            url: "http://127.0.0.1:8080/auth/callback?code=SECRETCODE1234&state=SECRETSTATE".into(),
+            timeout: Duration::from_secs(10),
+        };
+        let kept = error.redacted();
+        assert_eq!(
+            kept,
+            "http://127.0.0.1:8080/auth/callback?...: no answer within 10s"
+        );
+        let quoted = BrowserError::Transport {
+            url: "http://h/x".into(),
+            reason: "sending http://h/auth/callback?code=SECRETCODE1234&state=S2 failed".into(),
+        };
+        assert!(
+            !quoted.redacted().contains("SECRET"),
+            "{}",
+            quoted.redacted()
+        );
     }
 
     /// The header as `CookieStore` would make it afresh.

@@ -15,5 +15,5 @@
 pub mod browser;
 pub mod reply;
 
-pub use browser::{Answer, Browser, BrowserError, HttpClient, Outcome, Page, TrustError};
+pub use browser::{Answer, Browser, BrowserError, HttpClient, Outcome, Page, TrustError, Witness};
 pub use reply::*;

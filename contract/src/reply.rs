@@ -66,6 +66,18 @@ pub struct ProfileReply {
     pub scopes: Option<String>,
 }
 
+/// The most items one session's cart holds: a write past it is refused
+/// with 409 `cart_full`, so no client can grow its record (and the cost of
+/// every write of it, which rewrites the whole record) without bound.
+pub const CART_MAX_ITEMS: usize = 10_000;
+
+/// The most bytes a cart's items may add up to (their lengths summed);
+/// past it, 409 `cart_full` as for [`CART_MAX_ITEMS`].
+pub const CART_MAX_BYTES: usize = 256 << 10;
+
+/// The longest item id (`POST /cart` refuses a longer one with 400).
+pub const CART_ITEM_MAX_BYTES: usize = 256;
+
 /// `POST /cart` body: a client-chosen unique item id.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CartItem {
@@ -124,6 +136,8 @@ pub enum ErrorCode {
     IdpUnavailable,
     /// 502: the IdP answered with something unusable.
     IdpError,
+    /// 409: the cart holds [`CART_MAX_ITEMS`] items or [`CART_MAX_BYTES`] bytes.
+    CartFull,
     Other(String),
 }
 
@@ -138,6 +152,7 @@ impl ErrorCode {
             ErrorCode::StoreMisconfigured => "store_misconfigured",
             ErrorCode::IdpUnavailable => "idp_unavailable",
             ErrorCode::IdpError => "idp_error",
+            ErrorCode::CartFull => "cart_full",
             ErrorCode::Other(code) => code,
         }
     }
@@ -154,6 +169,7 @@ impl From<String> for ErrorCode {
             "store_misconfigured" => ErrorCode::StoreMisconfigured,
             "idp_unavailable" => ErrorCode::IdpUnavailable,
             "idp_error" => ErrorCode::IdpError,
+            "cart_full" => ErrorCode::CartFull,
             _ => ErrorCode::Other(code),
         }
     }
@@ -189,6 +205,7 @@ mod tests {
             ErrorCode::StoreMisconfigured,
             ErrorCode::IdpUnavailable,
             ErrorCode::IdpError,
+            ErrorCode::CartFull,
         ] {
             let text = serde_json::to_string(&code).expect("serializes");
             assert_eq!(text, format!("\"{}\"", code.as_str()));

@@ -12,6 +12,7 @@ use crate::history_file::{self, HistoryFileError};
 use crate::results::{Results, ResultsError};
 use crate::run::{self, RunError, RunPlan};
 use crate::scenario::Scenario;
+use crate::scenario::names::file_safe;
 use crate::stage::target::AppUnderTest;
 
 /// What to bench.
@@ -27,6 +28,8 @@ pub struct Bench {
     pub keep: bool,
     /// Also write each run's whole history beside its results file.
     pub history: bool,
+    /// A test hook (see [`RunPlan::witness`]).
+    pub witness: Option<contract::Witness>,
 }
 
 /// What a bench wrote.
@@ -49,18 +52,30 @@ pub enum BenchError {
     History(#[from] HistoryFileError),
     #[error("cannot handle signals: {0}")]
     Signals(std::io::Error),
+    #[error("cannot make the results folder {path}: {error}")]
+    Out {
+        path: PathBuf,
+        error: std::io::Error,
+    },
 }
 
 /// Runs the scenario on each app in turn; an interrupted run is
 /// written (marked incomplete) and ends the bench.
 pub async fn bench(bench: Bench) -> Result<Benched, BenchError> {
+    // Before any run: a results folder that cannot be made should not cost a run.
+    std::fs::create_dir_all(&bench.out).map_err(|error| BenchError::Out {
+        path: bench.out.clone(),
+        error,
+    })?;
     let stop = service_kit::shutdown_signal().map_err(BenchError::Signals)?;
     tokio::pin!(stop);
+    // Every part of a results file's name is made safe, so it lands in
+    // `out` whatever the scenario file or the app is called.
     let stem = bench
         .scenario_file
         .as_ref()
         .and_then(|f| f.file_stem())
-        .map_or_else(|| "smoke".to_owned(), |s| s.to_string_lossy().into_owned());
+        .map_or_else(|| "smoke".to_owned(), |s| file_safe(&s.to_string_lossy()));
     let mut done = Benched {
         results: Vec::new(),
         written: Vec::new(),
@@ -76,6 +91,7 @@ pub async fn bench(bench: Bench) -> Result<Benched, BenchError> {
             run_dir: bench.run_dir.clone(),
             keep: bench.keep,
             source: bench.source.clone(),
+            witness: bench.witness.clone(),
         };
         let outcome = match run::run(&plan, &mut stop).await {
             Ok(outcome) => outcome,
@@ -91,9 +107,7 @@ pub async fn bench(bench: Bench) -> Result<Benched, BenchError> {
             .first()
             .map(|s| s.started_at.replace([':', '-'], ""))
             .unwrap_or_default();
-        let path = bench
-            .out
-            .join(format!("{stem}-{}-{stamp}.json", app.name()));
+        let path = results_path(&bench.out, &stem, app.name(), &stamp);
         outcome.results.write(&path)?;
         if bench.history {
             let history = history_file::beside(&path);
@@ -114,13 +128,31 @@ pub async fn bench(bench: Bench) -> Result<Benched, BenchError> {
     Ok(done)
 }
 
+/// Where a run's results go: in `out`, whatever the scenario, the app or
+/// the time is called (each part made a safe file name).
+fn results_path(out: &std::path::Path, stem: &str, app: &str, stamp: &str) -> PathBuf {
+    out.join(format!(
+        "{}-{}-{}.json",
+        file_safe(stem),
+        file_safe(app),
+        file_safe(stamp)
+    ))
+}
+
 /// One line per run: requests, latency, errors, each anomaly family, IdP
 /// calls against the minimum, orphans, memory, CPU per 1,000 requests.
 pub fn summary_table(runs: &[Results]) -> String {
     let mut out = String::new();
+    // As wide as the longest name, so every column stays aligned.
+    let width = runs
+        .iter()
+        .map(|r| r.topology.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(10);
     let _ = write!(
         out,
-        "{:<10} {:>8} {:>8} {:>8} {:>8} {:>6}",
+        "{:<width$} {:>8} {:>8} {:>8} {:>8} {:>6}",
         "topology", "requests", "p50 ms", "p99 ms", "p99.9 ms", "errors"
     );
     for kind in Kind::ALL {
@@ -139,7 +171,7 @@ pub fn summary_table(runs: &[Results]) -> String {
         let ms = |q: f64| all.value_at_quantile(q) as f64 / 1e3;
         let _ = write!(
             out,
-            "{:<10} {:>8} {:>8.2} {:>8.2} {:>8.2} {:>6}",
+            "{:<width$} {:>8} {:>8.2} {:>8.2} {:>8.2} {:>6}",
             run.topology.name,
             requests,
             ms(0.5),
@@ -221,5 +253,57 @@ fn short(kind: Kind) -> &'static str {
         Kind::TokenAfterLogout => "aftlo",
         Kind::ExtraIdpCalls => "xidp",
         Kind::Orphan => "orph",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_results_file_lands_in_out_whatever_the_names() {
+        let out = std::path::Path::new("/tmp/o/t25");
+        for (stem, app) in [
+            ("smoke", "option4"),
+            ("..", "x/../../escaped"),
+            ("a/b", "../.."),
+            ("", ""),
+            ("/etc", "/passwd"),
+        ] {
+            let path = results_path(out, stem, app, "20261130T101010Z");
+            assert_eq!(
+                path.parent(),
+                Some(out),
+                "{stem:?} {app:?}: {}",
+                path.display()
+            );
+            assert!(
+                path.components().count() == out.components().count() + 1,
+                "{}",
+                path.display()
+            );
+        }
+        assert_eq!(
+            results_path(out, "smoke", "option4", "20261130T101010Z"),
+            out.join("smoke-option4-20261130T101010Z.json")
+        );
+    }
+
+    #[test]
+    fn the_summary_table_stays_aligned_for_long_names() {
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/short-option4.json");
+        let short = Results::read(&fixture).expect("fixture reads");
+        let mut long = short.clone();
+        long.topology.name = "express-msal-option4-on-staging".into();
+        let table = summary_table(&[short, long]);
+        let rows: Vec<&str> = table.lines().take(3).collect();
+        // Header and both runs are as long as each other: every column aligned.
+        let lengths: Vec<usize> = rows.iter().map(|r| r.chars().count()).collect();
+        assert!(lengths.windows(2).all(|w| w[0] == w[1]), "{table}");
+        assert!(
+            rows[2].starts_with("express-msal-option4-on-staging "),
+            "{table}"
+        );
     }
 }

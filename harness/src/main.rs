@@ -18,8 +18,10 @@ use harness::faults;
 use harness::report::compare;
 use harness::results::{self, Results};
 use harness::run_folder::RunFolder;
+use harness::scenario::capacity::{self, Estimate};
 use harness::scenario::target;
-use harness::scenario::{Scenario, ScenarioError};
+use harness::scenario::workload::written;
+use harness::scenario::{self as scenarios, Scenario, ScenarioError};
 use harness::stage::stack::{Stack, StackSpec};
 use harness::stage::target::AppUnderTest;
 
@@ -52,8 +54,8 @@ struct Deployment {
     /// concurrency); the harness brings up exactly the stores it needs.
     #[arg(long, value_name = "FILE")]
     topology_file: Option<PathBuf>,
-    /// App instances, at least 1 (default: the scenario's, else 3).
-    #[arg(long)]
+    /// App instances, 1 to 64 (default: the scenario's, else 2).
+    #[arg(long, value_parser = scenarios::parse_instances)]
     instances: Option<NonZeroUsize>,
 }
 
@@ -62,7 +64,7 @@ impl Deployment {
     fn topology(&self, scenario: &Scenario) -> anyhow::Result<Topology> {
         Ok(
             match (&self.topology_file, &self.topology, &scenario.topology) {
-                (Some(path), _, _) => Topology::from_file(path)?,
+                (Some(path), _, _) => scenarios::topology_from_file(path)?,
                 (None, Some(name), _) => Topology::named(name)?,
                 (None, None, Some(topology)) => topology.clone(),
                 (None, None, None) => Topology::named("option4")?,
@@ -79,10 +81,7 @@ impl Deployment {
     }
 
     fn instances(&self, scenario: &Scenario, app: &AppUnderTest) -> NonZeroUsize {
-        instance_count(app)
-            .or(self.instances)
-            .or(scenario.instances)
-            .unwrap_or(NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN))
+        scenarios::instances(instance_count(app), self.instances, scenario)
     }
 }
 
@@ -115,8 +114,8 @@ enum Command {
         /// The scenario (default: the built-in smoke scenario, scenarios/smoke.toml).
         #[arg(long, value_name = "FILE")]
         scenario: Option<PathBuf>,
-        /// App instances (default: the scenario's, else 2).
-        #[arg(long)]
+        /// App instances, 1 to 64 (default: the scenario's, else 2).
+        #[arg(long, value_parser = scenarios::parse_instances)]
         instances: Option<NonZeroUsize>,
         /// Where results files go (reports/runs is git-ignored).
         #[arg(long, default_value = "reports/runs")]
@@ -248,7 +247,7 @@ fn apps_to_run(
     scenario_topology: Option<&Topology>,
 ) -> anyhow::Result<Vec<AppUnderTest>> {
     let topologies = match (option, topology_file) {
-        (_, Some(path)) => vec![Topology::from_file(path)?],
+        (_, Some(path)) => vec![scenarios::topology_from_file(path)?],
         (Some("all"), None) => Topology::PRESETS
             .iter()
             .map(|name| Topology::named(name))
@@ -304,11 +303,49 @@ async fn main() -> ExitCode {
     match execute(Cli::parse().command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
-            let bad_input = error.downcast_ref::<ScenarioError>().is_some()
-                || error.downcast_ref::<TopologyError>().is_some();
-            ExitCode::from(if bad_input { 2 } else { 1 })
+            eprintln!("error: {}", said_once(&error));
+            ExitCode::from(if bad_input(&error) { 2 } else { 1 })
         }
+    }
+}
+
+/// The error and the causes under it, each said once: most messages
+/// already carry their cause's text (`cannot read F: No such file`), and
+/// printing the chain as well said the OS's words twice.
+fn said_once(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text = format!("{text}: {cause}");
+        }
+    }
+    text
+}
+
+/// Whether the error is in what the user gave (a file, a flag): exit 2.
+fn bad_input(error: &anyhow::Error) -> bool {
+    error.downcast_ref::<ScenarioError>().is_some()
+        || error.downcast_ref::<TopologyError>().is_some()
+        || error
+            .downcast_ref::<results::ResultsError>()
+            .is_some_and(results::ResultsError::is_bad_input)
+        || error
+            .downcast_ref::<harness::report::ReportError>()
+            .is_some_and(|e| match e {
+                harness::report::ReportError::Results(e) => e.is_bad_input(),
+                _ => false,
+            })
+}
+
+/// Refuses a run this machine cannot hold, before anything starts.
+fn fits_this_machine(estimate: Estimate) -> Result<(), ScenarioError> {
+    match harness::run::host_facts().memory_bytes {
+        Some(memory) => match estimate.too_big_for(memory) {
+            Some(why) => Err(ScenarioError::Bound(why)),
+            None => Ok(()),
+        },
+        None => Ok(()),
     }
 }
 
@@ -340,14 +377,15 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                 &target,
                 scenario.topology.as_ref(),
             )?;
-            let instances = apps
-                .iter()
-                .find_map(instance_count)
-                .or(instances)
-                .or(scenario.instances)
-                .unwrap_or(NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN));
+            let instances =
+                scenarios::instances(apps.iter().find_map(instance_count), instances, &scenario);
             for app in &apps {
                 scenario.check(app, instances)?;
+                fits_this_machine(Estimate::of(
+                    scenario.workload.browsers(),
+                    instances.get(),
+                    app.topology().is_some(),
+                ))?;
             }
             let outcome = harness::bench::bench(harness::bench::Bench {
                 scenario,
@@ -359,6 +397,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                 run_dir,
                 keep,
                 history,
+                witness: None,
             })
             .await?;
             print!("{}", harness::bench::summary_table(&outcome.results));
@@ -470,10 +509,10 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             scenario.check(&app, instances)?;
             let workload = &scenario.workload;
             println!(
-                "{} people x {} browsers, {:?} in all (stages {}), think time {:?}, hopping {:?}, seed {}",
+                "{} people x {} browsers, {} in all (stages {}), think time {}, hopping {}, seed {}",
                 workload.people,
                 workload.browsers_per_person,
-                workload.duration(),
+                written(workload.duration()),
                 workload.test_plan(),
                 workload.think_time,
                 workload.hopping,
@@ -489,16 +528,46 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                     .join(", ")
             );
             if let Some(idle) = workload.session_idle_timeout {
-                println!("sessions end {idle:?} after their last use (handed to the app)");
+                println!(
+                    "sessions end {} after their last use (handed to the app)",
+                    written(idle)
+                );
+            }
+            let estimate = Estimate::of(
+                workload.browsers(),
+                instances.get(),
+                app.topology().is_some(),
+            );
+            println!(
+                "memory: about {} ({estimate})",
+                capacity::mib(estimate.total())
+            );
+            fits_this_machine(estimate)?;
+            match workload.cart_items_bound() {
+                Some(0) => {}
+                Some(items) if items <= contract::CART_MAX_ITEMS as u64 => println!(
+                    "carts: at most {items} items a session, under the reference app's limit of {}",
+                    contract::CART_MAX_ITEMS
+                ),
+                Some(items) => println!(
+                    "carts: up to {items} items a session if every request were instant; the reference app refuses writes past {} (cart_full), which the checker does not count as an anomaly",
+                    contract::CART_MAX_ITEMS
+                ),
+                None => println!(
+                    "carts: a pause can be zero, so a session's cart has no bound here; the reference app refuses writes past {} items (cart_full)",
+                    contract::CART_MAX_ITEMS
+                ),
             }
             for fault in &scenario.faults.faults {
                 let lasts = fault
                     .lasts
-                    .map(|l| format!(" for {l:?}"))
+                    .map(|l| format!(" for {}", written(l)))
                     .unwrap_or_default();
                 println!(
-                    "{}: at {:?}{lasts}: {}",
-                    fault.origin, fault.at, fault.action
+                    "{}: at {}{lasts}: {}",
+                    fault.origin,
+                    written(fault.at),
+                    fault.action
                 );
             }
             println!(

@@ -21,6 +21,7 @@ use crate::check::Kind;
 use crate::cpu::{self, CpuSample};
 use crate::history::{Event, FaultStep};
 use crate::sample::Sample;
+use crate::scenario::source::{self, ReadError};
 use crate::scenario::workload::Workload;
 
 /// Bumped when the document's shape changes.
@@ -29,20 +30,41 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// Why a results file could not be read, written or merged.
 #[derive(Debug, thiserror::Error)]
 pub enum ResultsError {
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path}: not a results file: {source}")]
+    /// Writing failed (the OS's reason, said once).
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
+    /// The file could not be read as text (through the one guarded reader).
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// Text that is not a results document, where it goes wrong.
+    #[error("{path}:{line}:{column}: not a results file: {reason}")]
     Json {
         path: String,
-        source: serde_json::Error,
+        line: usize,
+        column: usize,
+        reason: String,
     },
     #[error("a histogram does not decode: {0}")]
     Histogram(String),
     #[error("nothing to merge")]
     Empty,
+}
+
+/// serde_json's message without its trailing " at line L column C" (the
+/// position leads the message instead).
+fn json_reason(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    match text.rfind(" at line ") {
+        Some(end) => text[..end].to_owned(),
+        None => text,
+    }
+}
+
+impl ResultsError {
+    /// Whether the user gave a file that is not a readable results file.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(self, ResultsError::Read(_) | ResultsError::Json { .. })
+    }
 }
 
 /// One run's results (or several, merged).
@@ -548,33 +570,30 @@ pub fn decode(text: &str) -> Result<Histogram<u64>, ResultsError> {
 
 impl Results {
     pub fn read(path: &Path) -> Result<Self, ResultsError> {
-        let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ResultsError::Io {
-            path: shown.clone(),
-            source,
-        })?;
-        serde_json::from_str(&text).map_err(|source| ResultsError::Json {
-            path: shown,
-            source,
+        let text = source::read_text(path, source::MAX_RESULTS_BYTES)?;
+        serde_json::from_str(&text).map_err(|e| ResultsError::Json {
+            path: path.display().to_string(),
+            line: e.line(),
+            // serde_json counts 0 at the end of a line's text; a place in a
+            // file counts from 1.
+            column: e.column().max(1),
+            reason: json_reason(&e),
         })
     }
 
     pub fn write(&self, path: &Path) -> Result<(), ResultsError> {
         let shown = path.display().to_string();
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| ResultsError::Io {
+            std::fs::create_dir_all(parent).map_err(|error| ResultsError::Io {
                 path: parent.display().to_string(),
-                source,
+                error,
             })?;
         }
-        let text = serde_json::to_string_pretty(self).map_err(|source| ResultsError::Json {
+        let text = serde_json::to_string_pretty(self).map_err(|e| ResultsError::Io {
             path: shown.clone(),
-            source,
+            error: std::io::Error::other(e),
         })?;
-        std::fs::write(path, text).map_err(|source| ResultsError::Io {
-            path: shown,
-            source,
-        })
+        std::fs::write(path, text).map_err(|error| ResultsError::Io { path: shown, error })
     }
 
     pub fn anomaly(&self, kind: Kind) -> u64 {

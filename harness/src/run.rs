@@ -56,6 +56,9 @@ pub struct RunPlan {
     pub keep: bool,
     /// Names this machine's run in the results (merges keep sources apart).
     pub source: String,
+    /// A test hook: told every cookie and credential the browsers are
+    /// handed, for a test to look for in what the run wrote.
+    pub witness: Option<contract::Witness>,
 }
 
 /// Why a run could not be made.
@@ -145,6 +148,10 @@ pub async fn run(
         shared.http =
             contract::HttpClient::trusting(ca).map_err(|e| RunError::Setup(e.to_string()))?;
     }
+    if let Some(witness) = &plan.witness {
+        shared.http = shared.http.clone().witnessed_by(witness.clone());
+    }
+    let labels = shared.labels.clone();
     let shared = Arc::new(shared);
     let mut settings = Settings {
         idle_timeout: contract.idle_timeout,
@@ -305,9 +312,27 @@ pub async fn run(
     let standings = resident::Standings::new(&history, look, settings.idle_timeout);
     let signed_in = standings.live_users();
     let gone = standings.gone_users();
-    let leftovers: Leftovers = sampler
-        .leftovers(&ended, &signed_in, &settings.subjects, counted_in_process)
+    // The app keys its records by the cookie; the history holds labels.
+    let by_cookie: Vec<orphans::EndedSession> = ended
+        .iter()
+        .filter_map(|e| {
+            Some(orphans::EndedSession {
+                session: labels.session_cookie(&e.session)?,
+                ..e.clone()
+            })
+        })
+        .collect();
+    let mut leftovers: Leftovers = sampler
+        .leftovers(
+            &by_cookie,
+            &signed_in,
+            &settings.subjects,
+            counted_in_process,
+        )
         .await;
+    for left in &mut leftovers.sessions {
+        left.session = labels.session(&left.session);
+    }
     if let Some(reason) = &leftovers.unchecked {
         findings.unchecked.push((Kind::Orphan, reason.clone()));
     }

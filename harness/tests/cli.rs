@@ -270,3 +270,139 @@ fn postgres_data_can_live_in_the_run_folder_instead_of_memory() {
     );
     assert!(run_dir.join("postgres.log").is_file(), "logs stay");
 }
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_under(&path));
+        }
+        found.push(path);
+    }
+    found.sort();
+    found
+}
+
+/// A target's or a topology's name becomes part of the results file's
+/// name: one that would lead out of `--out` is refused before anything
+/// runs, and nothing is written anywhere.
+#[test]
+fn a_name_that_would_escape_out_is_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().expect("dir");
+    let target = write(
+        &dir,
+        "escaping-target.toml",
+        "name = \"x/../../escaped\"\ninstances = [\"http://127.0.0.1:9\"]\nidp = \"http://127.0.0.1:9\"\n",
+    );
+    let topology = write(
+        &dir,
+        "escaping-topology.toml",
+        "name = \"../../escaped\"\nsession_backend = \"memory\"\ntoken_cache = \"instance-wide\"\n\
+         concurrency = \"last-writer-wins\"\n",
+    );
+    let scenario = write(&dir, "quiet.toml", "[load]\nduration = \"1s\"\n");
+    let out = dir.path().join("o").join("t25");
+    let out_arg = out.display().to_string();
+    let before = files_under(dir.path());
+    for (flag, file, column) in [("--target", &target, 8), ("--topology-file", &topology, 8)] {
+        let run = harness(&[
+            "bench",
+            flag,
+            file,
+            "--scenario",
+            &scenario,
+            "--out",
+            &out_arg,
+            "--history",
+        ]);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(2), "{flag}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("error: {file}:1:{column}: "))
+                && stderr.contains("cannot be a name"),
+            "{flag}: {stderr}"
+        );
+        assert_eq!(files_under(dir.path()), before, "{flag}: nothing written");
+        let parent = dir.path().parent().expect("temp parent");
+        assert!(
+            !parent.join("escaped").exists()
+                && std::fs::read_dir(parent)
+                    .expect("temp")
+                    .flatten()
+                    .all(|e| !e.file_name().to_string_lossy().starts_with("escaped")),
+            "{flag}: nothing beside the folder either"
+        );
+    }
+}
+
+/// `check` and `bench` resolve the instances in one place: a scenario that
+/// names no count gets the same default from both.
+#[test]
+fn check_and_bench_agree_on_the_default_instance_count() {
+    let dir = tempfile::tempdir().expect("dir");
+    let third = write(
+        &dir,
+        "third.toml",
+        "[load]\nduration = \"1s\"\n\n[[faults]]\nat = \"1s\"\naction = \"instance-restart\"\ninstance = 3\n",
+    );
+    let check = harness(&["check", &third]);
+    let bench = harness(&[
+        "bench",
+        "option1",
+        "--scenario",
+        &third,
+        "--out",
+        &dir.path().join("out").display().to_string(),
+    ]);
+    for (what, out) in [("check", &check), ("bench", &bench)] {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{what}: {stderr}");
+        assert!(
+            stderr.contains("there is no app-3: the stack has 2 instances"),
+            "{what}: {stderr}"
+        );
+    }
+    let second = write(
+        &dir,
+        "second.toml",
+        "[load]\nduration = \"1s\"\n\n[[faults]]\nat = \"1s\"\naction = \"instance-restart\"\ninstance = 2\n",
+    );
+    let check = harness(&["check", &second]);
+    assert!(
+        String::from_utf8_lossy(&check.stdout).contains("fine for option4 with 2 instances"),
+        "{check:?}"
+    );
+}
+
+/// `check` speaks as the file does: durations as `50ms`, policies by their
+/// names, the memory the run needs; never Rust's debug text.
+#[test]
+fn check_says_durations_and_policies_as_written_and_the_memory_needed() {
+    let smoke = concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios/smoke.toml");
+    let out = harness(&["check", smoke]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains("think time { min = \"20ms\", max = \"80ms\" }, hopping sticky"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("memory: about "), "{stdout}");
+    assert!(stdout.contains("at 4s: instance-restart"), "{stdout}");
+    for debug in ["Fixed", "Uniform", "Sticky", "Duration", "{ each", "ms }"] {
+        assert!(!stdout.contains(debug), "{debug:?} in {stdout}");
+    }
+}
+
+/// The OS's reason is said once, with the path.
+#[test]
+fn an_os_error_is_said_once_with_its_path() {
+    let out = harness(&["check", "/nonexistent/scenario.toml"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr.trim_end(),
+        "error: cannot read /nonexistent/scenario.toml: No such file or directory (os error 2)"
+    );
+}

@@ -153,7 +153,7 @@ const CASES: &[(&str, &str, &str, &str)] = &[
     (
         "a stage with more browsers than there are",
         "[browsers]\npeople = 2\n\n[load]\nstages = [{ browsers = 9, over = \"5s\" }]\n",
-        "5:10",
+        "5:24",
         "9 browsers",
     ),
     (
@@ -248,4 +248,35 @@ fn the_shipped_scenarios_read_and_say_what_they_are_for() {
             }
         }
     }
+}
+
+/// Every shipped scenario stays under the reference app's cart limit, even
+/// were every request instant (each step takes at least the shortest think
+/// time; a burst writes two items): a `cart_full` refusal would change what
+/// the runs measure.
+#[test]
+fn no_shipped_scenario_can_fill_a_cart_past_the_reference_apps_limit() {
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&folder).expect("scenarios").flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        seen += 1;
+        let workload = Scenario::from_file(&path).expect("valid").workload;
+        let items = workload
+            .cart_items_bound()
+            .unwrap_or_else(|| panic!("{}: a pause can be zero", path.display()));
+        let bytes = workload.cart_bytes_bound().expect("bounded");
+        assert!(
+            items <= contract::CART_MAX_ITEMS as u64 && bytes <= contract::CART_MAX_BYTES as u64,
+            "{}: up to {items} items, {bytes} bytes",
+            path.display()
+        );
+    }
+    assert!(seen >= 7, "{seen} scenarios");
+    // claims: 45 s at 20 ms at least a step, bursts of two.
+    let claims = Scenario::from_file(&folder.join("claims.toml")).expect("claims");
+    assert_eq!(claims.workload.cart_items_bound(), Some(4502));
 }

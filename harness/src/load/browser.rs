@@ -14,6 +14,7 @@ use rand::rngs::StdRng;
 use tokio::time::Instant;
 
 use super::hopping::Hop;
+use super::labels::Labels;
 use super::latency::Latencies;
 use crate::history::{
     BrowserId, BrowserInfo, Event, NoAnswer, Observed, Outcome, Recorder, Request,
@@ -48,6 +49,8 @@ pub struct Shared {
     pub seed: u64,
     /// The run's start: every time in the history counts from it.
     pub start: Instant,
+    /// Cookies and token ids go into the history as labels only.
+    pub labels: Arc<Labels>,
     mix: WeightedIndex<u32>,
     actions: Vec<Action>,
 }
@@ -77,6 +80,7 @@ impl Shared {
             workload,
             seed,
             start,
+            labels: Arc::new(Labels::new()),
             mix,
             actions,
         })
@@ -298,18 +302,25 @@ async fn exchange(
                 if !home.signed_in {
                     return Observed::Nothing;
                 }
+                // Labels, never the cookies: a history is passed around.
                 Observed::SignedIn {
                     user: home.user.clone(),
-                    session: browser.cookie(base, &shared.session_cookie),
-                    idp_sid: browser.cookie(
-                        &shared.idp_base,
-                        mock_idp::endpoints::authorize::SESSION_COOKIE,
-                    ),
+                    session: browser
+                        .cookie(base, &shared.session_cookie)
+                        .map(|cookie| shared.labels.session(&cookie)),
+                    idp_sid: browser
+                        .cookie(
+                            &shared.idp_base,
+                            mock_idp::endpoints::authorize::SESSION_COOKIE,
+                        )
+                        .map(|sid| shared.labels.label("idp", &sid)),
                 }
             })
         }
-        Request::Profile => answered(browser.profile(base).await, token),
-        Request::Data { resource } => answered(browser.data(base, resource).await, token),
+        Request::Profile => answered(browser.profile(base).await, |r| token(r, &shared.labels)),
+        Request::Data { resource } => answered(browser.data(base, resource).await, |r| {
+            token(r, &shared.labels)
+        }),
         Request::CartWrite { item } => {
             let own = format!("{id}-");
             let answer = browser.add_to_cart(base, &format!("{own}{item}")).await;
@@ -385,17 +396,21 @@ fn no_answer(error: &BrowserError) -> Outcome {
     };
     Outcome::NoAnswer {
         cause,
-        detail: error.to_string(),
+        // A sign-in's redirect URLs carry its code and state.
+        detail: error.redacted(),
     }
 }
 
-fn token(reply: &contract::ProfileReply) -> Observed {
+/// The API's echo of a token; its IdP session (labelled as the sign-in's
+/// IdP cookie is, the mock IdP's cookie being the session id) and its id
+/// kept as labels.
+fn token(reply: &contract::ProfileReply, labels: &Labels) -> Observed {
     Observed::Token {
         user: reply.user.clone(),
         source: reply.token_source,
         sub: reply.api.sub.clone(),
-        sid: reply.api.sid.clone(),
-        jti: reply.api.jti.clone(),
+        sid: reply.api.sid.as_deref().map(|sid| labels.label("idp", sid)),
+        jti: labels.label("jti", &reply.api.jti),
         scopes: reply.scopes.clone(),
         exp: reply.api.exp,
     }

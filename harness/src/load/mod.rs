@@ -9,10 +9,12 @@
 //! # Layout
 //! - [`browser`]: one browser's choices and requests.
 //! - [`hopping`]: which instance each request goes to.
+//! - [`labels`]: what the history keeps instead of cookies and token ids.
 //! - [`latency`]: HDR histograms per request type and instance.
 
 pub mod browser;
 pub mod hopping;
+pub mod labels;
 pub mod latency;
 
 use std::sync::Arc;

@@ -3,7 +3,9 @@
 //! `file:line:column` before anything starts.
 //!
 //! # Layout
-//! - [`source`]: reading the file safely, offsets to positions, the error type.
+//! - [`source`]: the one guarded reader of every file the harness reads, offsets to positions, the error type.
+//! - [`names`]: names that become part of file names, checked or made safe.
+//! - [`capacity`]: bounds on browsers and instances, and the memory a run needs.
 //! - [`time`]: durations as written (`"5s"`), bounded.
 //! - [`workload`]: browsers, load shape, think time, the mix, hopping, IdP settings.
 //! - [`faults`]: the `[[faults]]` schedule and its check against a topology.
@@ -24,7 +26,9 @@
 //! [[faults]]               # see `faults`
 //! ```
 
+pub mod capacity;
 pub mod faults;
+pub mod names;
 pub mod source;
 pub mod target;
 pub mod time;
@@ -37,6 +41,7 @@ use app::topology::Topology;
 use serde::Deserialize;
 use toml::Spanned;
 
+use self::capacity::{INSTANCES_REASON, MAX_INSTANCES};
 use self::faults::{FaultSchedule, RawFault};
 use self::source::Source;
 pub use self::source::{Position, ScenarioError};
@@ -68,8 +73,93 @@ struct RawScenario {
     mix: Option<Spanned<RawMix>>,
     idp: Option<Spanned<RawIdp>>,
     app: Option<Spanned<RawApp>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "fault_list")]
     faults: Vec<Spanned<RawFault>>,
+}
+
+/// `[[faults]]` entries; `[faults]` (one table) is refused with what to write.
+fn fault_list<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<Spanned<RawFault>>, D::Error> {
+    struct Faults;
+    impl<'de> serde::de::Visitor<'de> for Faults {
+        type Value = Vec<Spanned<RawFault>>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("`[[faults]]` entries (an array of tables)")
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut faults = Vec::new();
+            while let Some(fault) = seq.next_element()? {
+                faults.push(fault);
+            }
+            Ok(faults)
+        }
+
+        fn visit_map<M: serde::de::MapAccess<'de>>(self, _: M) -> Result<Self::Value, M::Error> {
+            Err(serde::de::Error::custom(
+                "`[faults]` is one table; write each fault as `[[faults]]` (double brackets), one per fault",
+            ))
+        }
+    }
+    deserializer.deserialize_seq(Faults)
+}
+
+/// The app instances a run has when neither the command line nor the
+/// scenario says: the one default of every subcommand.
+pub const DEFAULT_INSTANCES: NonZeroUsize = NonZeroUsize::new(2).expect("2 is not zero");
+
+/// How many instances a run has: a remote target's own count, else the
+/// command line's, else the scenario's, else [`DEFAULT_INSTANCES`]. Every
+/// subcommand resolves it here, so `check` says what `bench` will do.
+pub fn instances(
+    remote: Option<NonZeroUsize>,
+    flag: Option<NonZeroUsize>,
+    scenario: &Scenario,
+) -> NonZeroUsize {
+    remote
+        .or(flag)
+        .or(scenario.instances)
+        .unwrap_or(DEFAULT_INSTANCES)
+}
+
+/// Reads `--instances` from the command line, bounded as files are.
+pub fn parse_instances(text: &str) -> Result<NonZeroUsize, String> {
+    let count: NonZeroUsize = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a count of at least 1"))?;
+    if count.get() > MAX_INSTANCES {
+        return Err(format!(
+            "{count} instances is above the {MAX_INSTANCES} a run may have: {INSTANCES_REASON}"
+        ));
+    }
+    Ok(count)
+}
+
+/// A `--topology-file`, read as scenario files are (the guarded reader,
+/// errors at `file:line:column`), its name checked.
+pub fn topology_from_file(path: &Path) -> Result<Topology, ScenarioError> {
+    let text = source::read(path)?;
+    parse_topology(&text, &path.display().to_string())
+}
+
+/// Reads `text` as the topology file `name`.
+pub fn parse_topology(text: &str, name: &str) -> Result<Topology, ScenarioError> {
+    let source = Source::new(text, name);
+    let topology: Topology = toml::from_str(text).map_err(|e| source.toml_error(&e, 0, &(0..0)))?;
+    let named: NameOnly = toml::from_str(text).map_err(|e| source.toml_error(&e, 0, &(0..0)))?;
+    names::check(named.name.get_ref()).map_err(|why| source.error(&named.name.span(), why))?;
+    Ok(topology)
+}
+
+/// A file's `name` and where it stands (other keys are read elsewhere).
+#[derive(Deserialize)]
+struct NameOnly {
+    name: Spanned<String>,
 }
 
 impl Scenario {
@@ -91,16 +181,30 @@ impl Scenario {
                     toml::Value::String(name) => {
                         Topology::named(&name).map_err(|e| source.error(&span, e.to_string()))?
                     }
-                    custom => source.value::<Topology>(&span, custom)?,
+                    custom => {
+                        let topology = source.value::<Topology>(&span, custom)?;
+                        names::check(&topology.name)
+                            .map_err(|why| source.error(&span, format!("topology: {why}")))?;
+                        topology
+                    }
                 })
             }
         };
         let instances = match raw.instances {
             None => None,
-            Some(count) => Some(
-                NonZeroUsize::new(*count.get_ref())
-                    .ok_or_else(|| source.error(&count.span(), "`instances` must be at least 1"))?,
-            ),
+            Some(count) => {
+                let at_least_one = NonZeroUsize::new(*count.get_ref())
+                    .ok_or_else(|| source.error(&count.span(), "`instances` must be at least 1"))?;
+                if at_least_one.get() > MAX_INSTANCES {
+                    return Err(source.error(
+                        &count.span(),
+                        format!(
+                            "`instances` is {at_least_one}, above the {MAX_INSTANCES} a run may have: {INSTANCES_REASON}"
+                        ),
+                    ));
+                }
+                Some(at_least_one)
+            }
         };
         let workload = RawWorkload {
             browsers: raw.browsers,

@@ -34,6 +34,8 @@ use app::topology::{StoreNeeds, Topology};
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::capacity::{INSTANCES_REASON, MAX_INSTANCES};
+use super::names;
 use super::source::{self, ScenarioError, Source};
 use super::time::Offset;
 use crate::stage::StoreKind;
@@ -45,7 +47,7 @@ struct RawTarget {
     name: Option<Spanned<String>>,
     command: Option<Spanned<Vec<Spanned<String>>>>,
     workdir: Option<Spanned<String>>,
-    install: Option<Spanned<Vec<String>>>,
+    install: Option<Spanned<Vec<Spanned<String>>>>,
     ready: Option<Spanned<String>>,
     #[serde(default)]
     stores: Vec<StoreKind>,
@@ -78,6 +80,9 @@ pub fn parse(text: &str, name: &str, folder: &Path) -> Result<AppUnderTest, Scen
         .map(|n| n.get_ref().trim().to_owned())
         .filter(|n| !n.is_empty())
         .ok_or_else(|| source.error(&whole, "`name` is missing (e.g. name = \"my-app\")"))?;
+    if let (Some(spanned), Err(why)) = (&raw.name, names::check(&name)) {
+        return Err(source.error(&spanned.span(), why));
+    }
     let models = match &raw.models {
         Some(models) if Topology::PRESETS.contains(&models.get_ref().as_str()) => {
             Some(models.get_ref().clone())
@@ -124,13 +129,32 @@ pub fn parse(text: &str, name: &str, folder: &Path) -> Result<AppUnderTest, Scen
                     return Err(source.error(&span, format!("`{name}` goes with `command`")));
                 }
             }
-            let urls = instances
-                .get_ref()
-                .iter()
-                .map(|url| http_url(url, &source))
-                .collect::<Result<Vec<_>, _>>()?;
+            let mut urls: Vec<String> = Vec::new();
+            for url in instances.get_ref() {
+                let parsed = http_url(url, &source)?;
+                if let Some(first) = urls.iter().position(|u| same_url(u, &parsed)) {
+                    return Err(source.error(
+                        &url.span(),
+                        format!(
+                            "`instances` names {parsed} twice (app-{} and app-{}): each instance once",
+                            first + 1,
+                            urls.len() + 1
+                        ),
+                    ));
+                }
+                urls.push(parsed);
+            }
             if urls.is_empty() {
                 return Err(source.error(&instances.span(), "`instances` names no instance"));
+            }
+            if urls.len() > MAX_INSTANCES {
+                return Err(source.error(
+                    &instances.span(),
+                    format!(
+                        "`instances` names {} instances, above the {MAX_INSTANCES} a run may have: {INSTANCES_REASON}",
+                        urls.len()
+                    ),
+                ));
             }
             let idp = raw.idp.ok_or_else(|| {
                 source.error(
@@ -152,16 +176,22 @@ pub fn parse(text: &str, name: &str, folder: &Path) -> Result<AppUnderTest, Scen
                     "`idp` goes with `instances`; the harness starts its own IdP for a command",
                 ));
             }
+            let stores = StoreNeeds {
+                redis: raw.stores.contains(&StoreKind::Redis),
+                postgres: raw.stores.contains(&StoreKind::Postgres),
+            };
             let words: Vec<String> = command
                 .get_ref()
                 .iter()
-                .map(|word| placeholders_known(word, &source).map(|()| word.get_ref().clone()))
+                .map(|word| {
+                    placeholders(word, &source, Some(stores)).map(|()| word.get_ref().clone())
+                })
                 .collect::<Result<_, _>>()?;
             if words.is_empty() {
                 return Err(source.error(&command.span(), "`command` is empty"));
             }
             for value in raw.env.values() {
-                placeholders_known(value, &source)?;
+                placeholders(value, &source, Some(stores))?;
             }
             let workdir = match &raw.workdir {
                 Some(dir) => {
@@ -187,26 +217,27 @@ pub fn parse(text: &str, name: &str, folder: &Path) -> Result<AppUnderTest, Scen
                 })
                 .transpose()?
                 .unwrap_or_else(|| "/healthz".into());
-            let install = raw
-                .install
-                .map(|i| {
-                    if i.get_ref().is_empty() {
-                        Err(source.error(&i.span(), "`install` is empty"))
-                    } else {
-                        Ok(i.into_inner())
+            let install = match raw.install {
+                Some(install) if install.get_ref().is_empty() => {
+                    return Err(source.error(&install.span(), "`install` is empty"));
+                }
+                Some(install) => {
+                    let mut words = Vec::new();
+                    for word in install.into_inner() {
+                        placeholders(&word, &source, None)?;
+                        words.push(word.into_inner());
                     }
-                })
-                .transpose()?;
+                    Some(words)
+                }
+                None => None,
+            };
             Ok(AppUnderTest::Launched(LaunchSpec {
                 name,
                 command: words,
                 workdir,
                 install,
                 ready,
-                stores: StoreNeeds {
-                    redis: raw.stores.contains(&StoreKind::Redis),
-                    postgres: raw.stores.contains(&StoreKind::Postgres),
-                },
+                stores,
                 env: raw
                     .env
                     .into_iter()
@@ -231,26 +262,91 @@ pub fn opening_comment(text: &str) -> Option<String> {
     (!words.is_empty()).then(|| words.join(" "))
 }
 
-/// Refuses a placeholder the harness does not fill, where it stands.
-fn placeholders_known(value: &Spanned<String>, source: &Source<'_>) -> Result<(), ScenarioError> {
+/// Checks the `{name}` placeholders of one value, each at the place it
+/// stands: closed, one the harness fills, and a store's URL only when
+/// `stores` names that store. `stores` is `None` for `install`, which runs
+/// before any instance and is not filled: no placeholder goes there.
+fn placeholders(
+    value: &Spanned<String>,
+    source: &Source<'_>,
+    stores: Option<StoreNeeds>,
+) -> Result<(), ScenarioError> {
     let text = value.get_ref();
-    let mut rest = text.as_str();
-    while let Some(open) = rest.find('{') {
-        let after = &rest[open + 1..];
-        let Some(close) = after.find('}') else { break };
+    let at = |index: usize| inside(value, source, index);
+    let mut from = 0;
+    while let Some(open) = text[from..].find('{').map(|i| i + from) {
+        let after = &text[open + 1..];
+        let close = after.find('}');
+        let nested = after.find('{');
+        let Some(close) = close.filter(|&c| nested.is_none_or(|n| c < n)) else {
+            let name: String = after
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            return Err(source.error(
+                &at(open),
+                format!("`{{{name}` is not closed: write `{{{name}}}`"),
+            ));
+        };
         let name = &after[..close];
+        let Some(stores) = stores else {
+            return Err(source.error(
+                &at(open),
+                format!(
+                    "`install` runs once, before any instance, and is not filled: {{{name}}} has no value there"
+                ),
+            ));
+        };
         if !PLACEHOLDERS.contains(&name) {
             return Err(source.error(
-                &value.span(),
+                &at(open),
                 format!(
                     "unknown placeholder {{{name}}}; the harness fills {}",
                     PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(", ")
                 ),
             ));
         }
-        rest = &after[close + 1..];
+        let missing = match name {
+            "redis_url" if !stores.redis => Some("redis"),
+            "database_url" if !stores.postgres => Some("postgres"),
+            _ => None,
+        };
+        if let Some(store) = missing {
+            return Err(source.error(
+                &at(open),
+                format!(
+                    "{{{name}}} has a value only when the harness provides {store}: add \"{store}\" to `stores`"
+                ),
+            ));
+        }
+        from = open + 1 + close + 1;
     }
     Ok(())
+}
+
+/// Where byte `index` of a string value stands in the file: exact for a
+/// string written without escapes, else the string's start.
+fn inside(value: &Spanned<String>, source: &Source<'_>, index: usize) -> Range<usize> {
+    let span = value.span();
+    let raw = source.text.get(span.clone()).unwrap_or_default();
+    let plain = raw.len() == value.get_ref().len() + 2
+        && (raw.starts_with('"') || raw.starts_with('\''))
+        && raw.get(1..raw.len() - 1) == Some(value.get_ref().as_str());
+    if plain {
+        let at = span.start + 1 + index;
+        at..at
+    } else {
+        span
+    }
+}
+
+/// Whether two instance URLs name the same instance (case of the scheme and
+/// host, a default port and a trailing `/` aside).
+fn same_url(a: &str, b: &str) -> bool {
+    match (url::Url::parse(a), url::Url::parse(b)) {
+        (Ok(a), Ok(b)) => a.as_str().trim_end_matches('/') == b.as_str().trim_end_matches('/'),
+        _ => a == b,
+    }
 }
 
 fn http_url(value: &Spanned<String>, source: &Source<'_>) -> Result<String, ScenarioError> {
@@ -319,13 +415,38 @@ mod tests {
             ),
             (
                 "name = \"x\"\ncommand = [\"a\", \"{prot}\"]\n",
-                "t.toml:2:17",
+                "t.toml:2:18",
                 "unknown placeholder {prot}",
             ),
             (
-                "name = \"x\"\ncommand = [\"a\"]\n[env]\nP = \"{port\"\nQ = \"{nope}\"\n",
-                "t.toml:5:5",
+                "name = \"x\"\ncommand = [\"a\"]\n[env]\nQ = \"{nope}\"\n",
+                "t.toml:4:6",
                 "{nope}",
+            ),
+            (
+                "name = \"x\"\ncommand = [\"a\"]\n[env]\nP = \"--port={port\"\n",
+                "t.toml:4:13",
+                "`{port` is not closed",
+            ),
+            (
+                "name = \"x\"\ncommand = [\"a\"]\n[env]\nDB = \"{database_url}\"\n",
+                "t.toml:4:7",
+                "add \"postgres\" to `stores`",
+            ),
+            (
+                "name = \"x\"\ncommand = [\"a\"]\ninstall = [\"npm\", \"{bogus}\"]\n",
+                "t.toml:3:20",
+                "`install` runs once",
+            ),
+            (
+                "name = \"x/../../escaped\"\ncommand = [\"a\"]\n",
+                "t.toml:1:8",
+                "cannot be a name",
+            ),
+            (
+                "name = \"x\"\ninstances = [\"http://h:1\", \"HTTP://H:1/\"]\nidp = \"http://i\"\n",
+                "t.toml:2:28",
+                "twice",
             ),
             (
                 "name = \"x\"\ncommand = [\"a\"]\nworkdir = \"no/such/folder\"\n",

@@ -35,6 +35,7 @@ use crate::stage::stack::IdpOptions;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use super::capacity::{BROWSERS_REASON, MAX_BROWSERS, MAX_PER_PERSON};
 use super::source::{ScenarioError, Source};
 use super::time::Offset;
 
@@ -102,6 +103,32 @@ impl ThinkTime {
     }
 }
 
+/// A duration as a scenario file writes it (`50ms`, `1m 30s`).
+pub fn written(duration: Duration) -> String {
+    humantime_serde::re::humantime::format_duration(duration).to_string()
+}
+
+impl fmt::Display for ThinkTime {
+    /// As the file writes it: `"50ms"`, `{ min = "50ms", max = "250ms" }`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ThinkTime::Fixed { each } => write!(f, "\"{}\"", written(each)),
+            ThinkTime::Uniform { min, max } => write!(
+                f,
+                "{{ min = \"{}\", max = \"{}\" }}",
+                written(min),
+                written(max)
+            ),
+            ThinkTime::Exponential { mean, max } => write!(
+                f,
+                "{{ mean = \"{}\", max = \"{}\" }}",
+                written(mean),
+                written(max)
+            ),
+        }
+    }
+}
+
 /// Which instance a browser's requests go to.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -116,6 +143,18 @@ pub enum Hopping {
     /// Sticky, but a browser whose instance fails (no connection, 502/503/504)
     /// moves to the next one and stays there.
     StickyFailover,
+}
+
+impl fmt::Display for Hopping {
+    /// As the file writes it (`sticky-failover`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Hopping::Sticky => "sticky",
+            Hopping::RoundRobin => "round-robin",
+            Hopping::Random => "random",
+            Hopping::StickyFailover => "sticky-failover",
+        })
+    }
 }
 
 /// What a browser can do next; the mix weighs them.
@@ -239,9 +278,44 @@ impl Default for Workload {
 }
 
 impl Workload {
-    /// Every browser that can be active at once.
+    /// Every browser that can be active at once (a file's are at most
+    /// [`MAX_BROWSERS`]; saturating for workloads made in code).
     pub fn browsers(&self) -> usize {
-        self.people.get() * self.browsers_per_person.get()
+        self.people
+            .get()
+            .saturating_mul(self.browsers_per_person.get())
+    }
+
+    /// The most items one session's cart can reach, were every request
+    /// instant: each step takes at least the shortest think time and writes
+    /// at most two items (a burst). `None`: no bound (a pause can be zero).
+    pub fn cart_items_bound(&self) -> Option<u64> {
+        let per_step = if self.weight(Action::Burst) > 0 {
+            2
+        } else if self.weight(Action::CartWrite) > 0 {
+            1
+        } else {
+            return Some(0);
+        };
+        let shortest = match self.think_time {
+            ThinkTime::Fixed { each } => each,
+            ThinkTime::Uniform { min, .. } => min,
+            ThinkTime::Exponential { .. } => Duration::ZERO,
+        };
+        if shortest.is_zero() {
+            return None;
+        }
+        let steps = self.duration().as_nanos() / shortest.as_nanos() + 1;
+        Some(u64::try_from(steps.saturating_mul(per_step)).unwrap_or(u64::MAX))
+    }
+
+    /// The bytes of [`Self::cart_items_bound`] items as the browsers name
+    /// them (`b{browser}-{n}`, a browser number of up to 10 digits).
+    pub fn cart_bytes_bound(&self) -> Option<u64> {
+        self.cart_items_bound().map(|items| {
+            let digits = u64::from(items.max(1).ilog10() + 1);
+            items.saturating_mul(2 + 10 + digits)
+        })
     }
 
     /// The whole run, ramps included.
@@ -279,13 +353,12 @@ pub struct RawBrowsers {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStage {
-    browsers: usize,
+    browsers: Spanned<usize>,
     over: Spanned<Offset>,
 }
 
 /// `think_time` as written: `"100ms"`, or a table of bounds.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 pub enum RawThink {
     Fixed(Offset),
     Bounds {
@@ -294,6 +367,49 @@ pub enum RawThink {
         mean: Option<Offset>,
     },
 }
+
+/// A table of think-time bounds as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBounds {
+    min: Option<Offset>,
+    max: Option<Offset>,
+    mean: Option<Offset>,
+}
+
+/// Read by hand rather than as an untagged enum, whose only error is
+/// "data did not match any variant": a mistake says what to write.
+impl<'de> Deserialize<'de> for RawThink {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Think;
+        impl<'de> serde::de::Visitor<'de> for Think {
+            type Value = RawThink;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(THINK_FORMS)
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<RawThink, E> {
+                Offset::deserialize(serde::de::value::StrDeserializer::<E>::new(text))
+                    .map(RawThink::Fixed)
+            }
+
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, map: M) -> Result<RawThink, M::Error> {
+                let bounds =
+                    RawBounds::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawThink::Bounds {
+                    min: bounds.min,
+                    max: bounds.max,
+                    mean: bounds.mean,
+                })
+            }
+        }
+        deserializer.deserialize_any(Think)
+    }
+}
+
+/// The forms `think_time` takes, for messages.
+const THINK_FORMS: &str = "a duration (\"200ms\"), { min, max } for a uniform pause, or { mean, max } for an exponential one";
 
 /// `[load]` as written.
 #[derive(Debug, Default, Deserialize)]
@@ -359,11 +475,36 @@ impl RawWorkload {
         let mut workload = Workload::default();
         if let Some(browsers) = self.browsers {
             let browsers = browsers.into_inner();
-            if let Some(people) = browsers.people {
-                workload.people = nonzero(people, source, "people")?;
+            if let Some(people) = &browsers.people {
+                workload.people = bounded(people, source, "people", MAX_BROWSERS, BROWSERS_REASON)?;
             }
-            if let Some(per) = browsers.per_person {
-                workload.browsers_per_person = nonzero(per, source, "per_person")?;
+            if let Some(per) = &browsers.per_person {
+                workload.browsers_per_person = bounded(
+                    per,
+                    source,
+                    "per_person",
+                    MAX_PER_PERSON,
+                    "more browsers open at once is a crowd, not a person",
+                )?;
+            }
+            let product = workload
+                .people
+                .get()
+                .checked_mul(workload.browsers_per_person.get())
+                .filter(|&all| all <= MAX_BROWSERS);
+            if product.is_none() {
+                let span = browsers
+                    .per_person
+                    .as_ref()
+                    .or(browsers.people.as_ref())
+                    .map_or(0..0, Spanned::span);
+                return Err(source.error(
+                    &span,
+                    format!(
+                        "people x per_person is {} x {} browsers, above the {MAX_BROWSERS} a run may have: {BROWSERS_REASON}",
+                        workload.people, workload.browsers_per_person
+                    ),
+                ));
             }
         }
         let all = workload.browsers();
@@ -451,17 +592,17 @@ fn resolve_load(
             }
             let mut resolved = Vec::new();
             for stage in stages.get_ref() {
-                if stage.browsers > browsers {
+                if *stage.browsers.get_ref() > browsers {
                     return Err(source.error(
-                        &stages.span(),
+                        &stage.browsers.span(),
                         format!(
                             "a stage asks for {} browsers; [browsers] has {browsers} (people x per_person)",
-                            stage.browsers
+                            stage.browsers.get_ref()
                         ),
                     ));
                 }
                 resolved.push(Stage {
-                    browsers: stage.browsers,
+                    browsers: *stage.browsers.get_ref(),
                     over: stage.over.get_ref().0,
                 });
             }
@@ -490,8 +631,9 @@ fn resolve_load(
             return Err(source.error(
                 &think.span(),
                 format!(
-                    "think time up to {:?} is longer than the whole run ({run:?})",
-                    workload.think_time.longest()
+                    "think time up to {} is longer than the whole run ({})",
+                    written(workload.think_time.longest()),
+                    written(run)
                 ),
             ));
         }
@@ -560,9 +702,7 @@ fn think_time(think: &Spanned<RawThink>, source: &Source<'_>) -> Result<ThinkTim
                 max: max.0,
             })
         }
-        RawThink::Bounds { .. } => bad(
-            "write a duration (\"200ms\"), { min, max } for a uniform pause, or { mean, max } for an exponential one",
-        ),
+        RawThink::Bounds { .. } => bad(&format!("write {THINK_FORMS}")),
     }
 }
 
@@ -587,13 +727,23 @@ fn resolve_mix(mix: RawMix) -> Vec<(Action, u32)> {
         .collect()
 }
 
-fn nonzero(
-    value: Spanned<usize>,
+/// A count of at least 1 and at most `most` (`why`: the bound's reason).
+fn bounded(
+    value: &Spanned<usize>,
     source: &Source<'_>,
     name: &str,
+    most: usize,
+    why: &str,
 ) -> Result<NonZeroUsize, ScenarioError> {
-    NonZeroUsize::new(*value.get_ref())
-        .ok_or_else(|| source.error(&value.span(), format!("`{name}` must be at least 1")))
+    let count = NonZeroUsize::new(*value.get_ref())
+        .ok_or_else(|| source.error(&value.span(), format!("`{name}` must be at least 1")))?;
+    if count.get() > most {
+        return Err(source.error(
+            &value.span(),
+            format!("`{name}` is {count}, above the {most} a run may have: {why}"),
+        ));
+    }
+    Ok(count)
 }
 
 fn at_least(
@@ -606,7 +756,10 @@ fn at_least(
     if duration < floor {
         return Err(source.error(
             &value.span(),
-            format!("`{name}` must be at least {floor:?} (tokens are stamped in whole seconds)"),
+            format!(
+                "`{name}` must be at least {} (tokens are stamped in whole seconds)",
+                written(floor)
+            ),
         ));
     }
     Ok(duration)

@@ -177,7 +177,8 @@ pub fn target_instance(
 }
 
 /// Runs a target's install step once, in its folder, its output in
-/// `install.log` of the run folder; a failure stops the bring-up and names the log.
+/// `install.log` of the run folder; a failure stops the bring-up and says
+/// the log's last lines (the run folder goes with the failed run).
 /// The stack runs it under the folder's install lock ([`super::workdir_lease`]),
 /// so harnesses started side by side take turns instead of wiping each
 /// other's `node_modules`.
@@ -211,10 +212,6 @@ pub async fn install(spec: &LaunchSpec, run_dir: &Path) -> Result<(), StageError
     if status.success() {
         Ok(())
     } else {
-        Err(StageError::ProgramFailed {
-            program: shown,
-            status,
-            log: Some(log_path),
-        })
+        Err(StageError::program_failed(shown, status, Some(&log_path)))
     }
 }

@@ -285,6 +285,19 @@ pub fn alive(pid: u32) -> bool {
     nix::sys::signal::kill(Pid::from_raw(pid as i32), None).is_ok()
 }
 
+/// Whether a child has exited (gone, or a zombie not reaped yet), told
+/// without the handle: a readiness wait only looks.
+pub fn exited(pid: u32) -> bool {
+    if !alive(pid) {
+        return true;
+    }
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // The state follows the command name, which is in parentheses.
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']))
+    })
+}
+
 /// A name prefix that marks what this process leaves in a shared folder,
 /// `<kind><pid>-`, so a later harness can tell leftovers of a dead one.
 pub fn owned_prefix(kind: &str) -> String {

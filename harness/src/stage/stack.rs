@@ -26,6 +26,46 @@ use super::{InstanceId, StageError, StoreKind};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How long instances and an IdP running elsewhere get to answer: they are
+/// meant to be up before the harness starts.
+const REMOTE_READY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a readiness probe got no 2xx, in the user's words: connection
+/// refused, timed out, TLS, not HTTP, or the status that came.
+fn why_not_ready(answer: &Result<reqwest::Response, reqwest::Error>) -> String {
+    let error = match answer {
+        Ok(response) => return format!("answered {}, not 2xx", response.status()),
+        Err(error) => error,
+    };
+    let mut chain = error.to_string();
+    let mut refused = false;
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            refused |= io.kind() == std::io::ErrorKind::ConnectionRefused;
+        }
+        chain = format!("{chain}: {cause}");
+        source = cause.source();
+    }
+    let lower = chain.to_lowercase();
+    if refused || lower.contains("connection refused") {
+        "connection refused: nothing listens there".into()
+    } else if error.is_timeout() {
+        "timed out: no answer within 1 s".into()
+    } else if lower.contains("tls") || lower.contains("certificate") || lower.contains("handshake")
+    {
+        format!("TLS failed: {chain}")
+    } else if lower.contains("invalid http") || lower.contains("parse") {
+        format!(
+            "the answer was not HTTP (an https:// server? the harness speaks plain HTTP to apps): {chain}"
+        )
+    } else if lower.contains("dns") || lower.contains("resolve") {
+        format!("the host name does not resolve: {chain}")
+    } else {
+        format!("cannot connect: {chain}")
+    }
+}
+
 /// The IdP's token settings for a run.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct IdpOptions {
@@ -208,11 +248,11 @@ impl Stack {
             (&idp, idp_listeners.as_ref().and_then(IdpListeners::ca_file))
             && !poll_until(READY_TIMEOUT, || async { ca.is_file() }).await
         {
-            return Err(StageError::NotReady {
-                service: format!("{} (its CA file {})", process.name(), ca.display()),
-                seconds: READY_TIMEOUT.as_secs(),
-                log: process.log().to_owned(),
-            });
+            return Err(StageError::not_ready(
+                format!("{} (its CA file {})", process.name(), ca.display()),
+                READY_TIMEOUT.as_secs(),
+                process.log(),
+            ));
         }
         let namespace = format!(
             "run{}",
@@ -324,36 +364,71 @@ impl Stack {
     }
 
     async fn wait_http_ready(&self) -> Result<(), StageError> {
-        let idp = self
-            .idp
-            .as_ref()
-            .map(|process| (format!("{}/healthz", self.idp_base), Some(process)));
-        let instances = self
-            .instances
-            .iter()
-            .map(|i| (format!("{}{}", i.base, self.ready_path), i.process.as_ref()));
-        for (url, process) in idp.into_iter().chain(instances) {
-            let healthy = poll_until(READY_TIMEOUT, || async {
-                self.http
+        // The IdP too, the harness's own or a remote target's (its mock IdP).
+        let idp = Some((
+            "the IdP".to_owned(),
+            format!("{}/healthz", self.idp_base),
+            self.idp.as_ref(),
+        ));
+        let instances = self.instances.iter().map(|i| {
+            (
+                i.id.to_string(),
+                format!("{}{}", i.base, self.ready_path),
+                i.process.as_ref(),
+            )
+        });
+        for (who, url, process) in idp.into_iter().chain(instances) {
+            // A server of someone else's is meant to be up already: a short
+            // wait, then what stood in the way, in words.
+            let timeout = if process.is_some() {
+                READY_TIMEOUT
+            } else {
+                REMOTE_READY_TIMEOUT
+            };
+            let last = Mutex::new(String::new());
+            let exited = std::sync::atomic::AtomicBool::new(false);
+            let healthy = poll_until(timeout, || async {
+                // One that exited will never answer: say so now, not at the deadline.
+                if process.is_some_and(|p| super::process::exited(p.pid())) {
+                    exited.store(true, std::sync::atomic::Ordering::Relaxed);
+                    return true;
+                }
+                let answer = self
+                    .http
                     .get(&url)
                     .timeout(Duration::from_secs(1))
                     .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success())
+                    .await;
+                match answer {
+                    Ok(response) if response.status().is_success() => true,
+                    other => {
+                        *last.lock() = why_not_ready(&other);
+                        false
+                    }
+                }
             })
             .await;
+            if let (true, Some(process)) = (exited.into_inner(), process) {
+                return Err(StageError::ExitedEarly {
+                    service: process.name().to_owned(),
+                    log: process.log().to_owned(),
+                    tail: super::error::log_tail(process.log()),
+                });
+            }
             if healthy {
                 continue;
             }
             return Err(match process {
-                Some(process) => StageError::NotReady {
-                    service: process.name().to_owned(),
-                    seconds: READY_TIMEOUT.as_secs(),
-                    log: process.log().to_owned(),
-                },
+                Some(process) => {
+                    StageError::not_ready(process.name(), timeout.as_secs(), process.log())
+                }
                 None => StageError::Request {
-                    what: format!("GET {url}"),
-                    reason: format!("no 2xx within {} s", READY_TIMEOUT.as_secs()),
+                    what: format!("{who}: GET {url}"),
+                    reason: format!(
+                        "{} (for {} s; is it running, and is this its address?)",
+                        last.into_inner(),
+                        timeout.as_secs()
+                    ),
                 },
             });
         }

@@ -164,11 +164,11 @@ impl Server {
         {
             return Ok(());
         }
-        Err(StageError::NotReady {
-            service: self.kind.name.to_owned(),
-            seconds: self.kind.ready_timeout.as_secs(),
-            log: server.log().to_owned(),
-        })
+        Err(StageError::not_ready(
+            self.kind.name,
+            self.kind.ready_timeout.as_secs(),
+            server.log(),
+        ))
     }
 
     /// Asks the server to stop and starts it again on the same port.

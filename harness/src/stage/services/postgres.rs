@@ -200,11 +200,7 @@ fn run(command: &mut Command, log: Option<&Path>) -> Result<(), StageError> {
     if status.success() {
         return Ok(());
     }
-    Err(StageError::ProgramFailed {
-        program,
-        status,
-        log: log.map(Path::to_path_buf),
-    })
+    Err(StageError::program_failed(program, status, log))
 }
 
 impl Postgres {
