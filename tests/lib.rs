@@ -140,6 +140,8 @@ impl InProcessStack {
                 encryption_key_id: "k1".into(),
                 previous_key_ids: Vec::new(),
                 breaker: Default::default(),
+                instance: instance_id.to_owned(),
+                coherence: Default::default(),
             },
             sessions: self.sessions.clone(),
             idp: IdpSettings {

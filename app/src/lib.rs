@@ -125,6 +125,7 @@ pub fn build_with_clock(config: AppConfig, clock: Clock) -> Result<Arc<App>, Set
         metrics,
         encrypted: built.encrypted,
         breakers: built.breakers,
+        coherence: built.coherence,
     }))
 }
 

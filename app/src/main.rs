@@ -9,6 +9,7 @@ use anyhow::Context;
 use app::idp_client::IdpSettings;
 use app::session::SessionSettings;
 use app::store::breaker::BreakerSettings;
+use app::store::tiered::coherence::CoherenceSettings;
 use app::topology::{Backends, Topology};
 use app::web::WebSettings;
 use app::{AppConfig, build, run};
@@ -157,6 +158,8 @@ async fn main() -> anyhow::Result<()> {
                 timeout: Duration::from_millis(args.store_timeout_ms),
                 ..BreakerSettings::default()
             },
+            instance: args.instance_id.clone(),
+            coherence: CoherenceSettings::default(),
         },
         sessions: SessionSettings {
             cookie_name: args.cookie_name,

@@ -9,6 +9,7 @@ use parking_lot::Mutex;
 
 use crate::store::StoreSize;
 use crate::store::breaker::Breaker;
+use crate::store::tiered::coherence::CoherenceStats;
 use crate::tokencache::placement::Resident;
 
 /// Counters kept by this instance.
@@ -59,6 +60,7 @@ impl Metrics {
         token_cache: Option<Resident>,
         undecryptable: u64,
         breakers: &[Arc<Breaker>],
+        coherence: Option<&CoherenceStats>,
     ) -> String {
         let mut out = String::new();
         let _ = writeln!(
@@ -140,6 +142,11 @@ impl Metrics {
         let _ = writeln!(out, "# TYPE app_store_timeouts_total counter");
         let _ = writeln!(out, "# TYPE app_store_fast_failures_total counter");
         let _ = writeln!(out, "# TYPE app_store_cut_short_total counter");
+        let _ = writeln!(
+            out,
+            "# HELP app_store_round_trips_total Operations the request path sent to a store (a pipeline or batched query counts once)."
+        );
+        let _ = writeln!(out, "# TYPE app_store_round_trips_total counter");
         for breaker in breakers {
             let store = breaker.store_kind();
             let stats = breaker.stats();
@@ -154,6 +161,7 @@ impl Metrics {
                 ("timeouts", &stats.timeouts),
                 ("fast_failures", &stats.fast_failures),
                 ("cut_short", &stats.cut_short),
+                ("round_trips", &stats.round_trips),
             ] {
                 let _ = writeln!(
                     out,
@@ -161,6 +169,52 @@ impl Metrics {
                     counter.load(Ordering::Relaxed)
                 );
             }
+        }
+        if let Some(stats) = coherence {
+            let _ = writeln!(
+                out,
+                "# HELP app_cache_reads_total Reads of the Redis cache tier, by how they were served: trusted (Redis alone), checked (against Postgres's versions), durable (Postgres)."
+            );
+            let _ = writeln!(out, "# TYPE app_cache_reads_total counter");
+            for (path, counter) in [
+                ("trusted", &stats.trusted_reads),
+                ("checked", &stats.checked_reads),
+                ("durable", &stats.durable_reads),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "app_cache_reads_total{{instance=\"{instance}\",path=\"{path}\"}} {}",
+                    counter.load(Ordering::Relaxed)
+                );
+            }
+            let _ = writeln!(
+                out,
+                "# HELP app_coherence_events_total This instance's coherence protocol events: registered as degraded, recovered, adopted a Redis server."
+            );
+            let _ = writeln!(out, "# TYPE app_coherence_events_total counter");
+            for (event, counter) in [
+                ("registered", &stats.registrations),
+                ("recovered", &stats.recoveries),
+                ("adopted", &stats.adoptions),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "app_coherence_events_total{{instance=\"{instance}\",event=\"{event}\"}} {}",
+                    counter.load(Ordering::Relaxed)
+                );
+            }
+            let _ = writeln!(out, "# TYPE app_coherence_generation gauge");
+            let _ = writeln!(
+                out,
+                "app_coherence_generation{{instance=\"{instance}\"}} {}",
+                stats.generation.load(Ordering::Relaxed)
+            );
+            let _ = writeln!(out, "# TYPE app_coherence_fleet_degraded gauge");
+            let _ = writeln!(
+                out,
+                "app_coherence_fleet_degraded{{instance=\"{instance}\"}} {}",
+                stats.fleet_degraded.load(Ordering::Relaxed)
+            );
         }
         let _ = writeln!(
             out,

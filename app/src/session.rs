@@ -192,13 +192,36 @@ impl Sessions {
         id: &str,
         extra: impl Fn(&str) -> Vec<String>,
     ) -> Result<(Option<LoadedSession>, Vec<Option<Record>>), StoreError> {
+        self.load_from(id, extra, false).await
+    }
+
+    /// As [`Sessions::load_with`], never from a cache copy that may lag the
+    /// truth: after a compare-and-set conflict, the version to retry from.
+    pub async fn load_latest_with(
+        &self,
+        id: &str,
+        extra: impl Fn(&str) -> Vec<String>,
+    ) -> Result<(Option<LoadedSession>, Vec<Option<Record>>), StoreError> {
+        self.load_from(id, extra, true).await
+    }
+
+    async fn load_from(
+        &self,
+        id: &str,
+        extra: impl Fn(&str) -> Vec<String>,
+        latest: bool,
+    ) -> Result<(Option<LoadedSession>, Vec<Option<Record>>), StoreError> {
         let mut first_extras = None;
         for store_id in self.keys.candidates(id) {
             let key = session_key(&store_id);
             let extra_keys = extra(&store_id);
             let mut keys: Vec<&str> = vec![&key];
             keys.extend(extra_keys.iter().map(String::as_str));
-            let mut records = self.store.load_many(&keys).await?;
+            let mut records = if latest {
+                self.store.load_many_latest(&keys).await?
+            } else {
+                self.store.load_many(&keys).await?
+            };
             let extras = records.split_off(1);
             match records.pop().flatten() {
                 Some(record) => {
@@ -284,17 +307,16 @@ impl Sessions {
             Concurrency::CompareAndSet => Expect::Version(session.version),
         };
         let ttl = self.ttl_of(&session.data);
+        // The companion (option4's token partition) lives as long as the
+        // session: renewed with it, in the same round trip where the store can.
+        let companion = self
+            .companions
+            .map(|companion| companion(&session.store_id));
+        let renew: Vec<&str> = companion.iter().map(String::as_str).collect();
         session.version = self
             .store
-            .save(&session_key(&session.store_id), &bytes, expect, Some(ttl))
+            .save_renewing(&session_key(&session.store_id), &bytes, expect, ttl, &renew)
             .await?;
-        if let Some(companion) = self.companions {
-            // Best effort: a companion that keeps its older TTL ends a little
-            // earlier than the session, never later.
-            if let Err(e) = self.store.expire(&companion(&session.store_id), ttl).await {
-                tracing::debug!(error = %e, "companion TTL not renewed");
-            }
-        }
         Ok(())
     }
 
@@ -312,7 +334,7 @@ impl Sessions {
         loop {
             if attempts.is_retry() {
                 on_conflict();
-                match self.load(&session.id).await? {
+                match self.load_latest_with(&session.id, |_| Vec::new()).await?.0 {
                     Some(fresh) => *session = fresh,
                     None => return Ok(false),
                 }

@@ -13,8 +13,10 @@ use crate::store::encrypted::{EncryptedStore, Keyring};
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
 use crate::store::sql::{PostgresStore, SqliteStore};
-use crate::store::tiered::TieredStore;
+use crate::store::tiered::coherence::{Coherence, CoherenceSettings};
+use crate::store::tiered::{TierSettings, TieredStore};
 use crate::store::{Store, StoreError};
+use crate::tokencache::lease::{PgLeases, RefreshLeases, StoreLeases};
 use crate::tokencache::placement::{CacheAccess, InSession, InstanceWide, Partitioned, SharedBlob};
 
 /// Where session records live.
@@ -170,6 +172,9 @@ pub struct Backends {
     /// How long a Redis or Postgres operation may take before the store
     /// counts as down, and how often a down store is probed.
     pub breaker: BreakerSettings,
+    /// Names this instance in the fleet's coherence record (Redis + Postgres).
+    pub instance: String,
+    pub coherence: CoherenceSettings,
 }
 
 /// The stores and the token-cache placement a topology needs.
@@ -179,6 +184,8 @@ pub struct Built {
     pub encrypted: Option<Arc<EncryptedStore>>,
     /// The breakers in front of Redis and Postgres, for metrics.
     pub breakers: Vec<Arc<Breaker>>,
+    /// This instance's side of the cache tier's coherence protocol, for metrics.
+    pub coherence: Option<Arc<Coherence>>,
 }
 
 impl Topology {
@@ -203,30 +210,54 @@ impl Topology {
         let sqlite = || SqliteStore::open(&backends.sqlite_path, &backends.namespace);
         // Networked stores go behind a breaker, so an outage costs one timeout.
         let mut breakers = Vec::new();
-        let mut guarded = |store: Arc<dyn Store>| -> Arc<dyn Store> {
+        let mut guarded = |store: Arc<dyn Store>| -> Arc<Breaker> {
             let breaker = Breaker::new(store, backends.breaker);
             breakers.push(breaker.clone());
-            Arc::new(breaker)
+            breaker
         };
+        // Refresh leases live in Postgres where the sessions do (fenced
+        // writes), else beside the sessions in their own store.
+        let mut pg_leases = None;
+        let mut coherence = None;
         let plain: Arc<dyn Store> = match self.session_backend {
             SessionBackend::Memory => Arc::new(MemoryStore::new()),
             SessionBackend::Persisted => match &backends.database_url {
-                Some(url) => guarded(Arc::new(postgres(url)?)),
+                Some(url) => {
+                    let postgres = Arc::new(postgres(url)?);
+                    let breaker = guarded(postgres.clone());
+                    pg_leases = Some(PgLeases::new(postgres, breaker.clone()));
+                    Arc::new(breaker)
+                }
                 None => Arc::new(sqlite()?),
             },
             SessionBackend::Sqlite => Arc::new(sqlite()?),
-            SessionBackend::Postgres => guarded(Arc::new(postgres(&need(
-                &backends.database_url,
-                "a database URL",
-            )?)?)),
-            SessionBackend::Redis => guarded(Arc::new(redis()?)),
+            SessionBackend::Postgres => {
+                let postgres =
+                    Arc::new(postgres(&need(&backends.database_url, "a database URL")?)?);
+                let breaker = guarded(postgres.clone());
+                pg_leases = Some(PgLeases::new(postgres, breaker.clone()));
+                Arc::new(breaker)
+            }
+            SessionBackend::Redis => Arc::new(guarded(Arc::new(redis()?))),
             SessionBackend::RedisPostgres => {
-                let cache = guarded(Arc::new(redis()?));
-                let durable = guarded(Arc::new(postgres(&need(
-                    &backends.database_url,
-                    "a database URL",
-                )?)?));
-                Arc::new(TieredStore::new(cache, durable))
+                let tiered = TieredStore::connect(TierSettings {
+                    redis: Arc::new(RedisStore::link(
+                        &need(&backends.redis_url, "a Redis URL")?,
+                        backends.redis_ca_pem.clone(),
+                    )?),
+                    redis_prefix: &prefix,
+                    database_url: &need(&backends.database_url, "a database URL")?,
+                    namespace: &backends.namespace,
+                    instance: &backends.instance,
+                    breaker: backends.breaker,
+                    coherence: backends.coherence,
+                })?;
+                let [cache_breaker, durable_breaker] = tiered.breakers();
+                breakers.push(cache_breaker);
+                breakers.push(durable_breaker.clone());
+                pg_leases = Some(PgLeases::new(tiered.durable().clone(), durable_breaker));
+                coherence = Some(tiered.coherence().clone());
+                Arc::new(tiered)
             }
         };
         let (store, encrypted) = if self.encrypt {
@@ -253,7 +284,11 @@ impl Topology {
             TokenPlacement::SharedBlob => Arc::new(SharedBlob::new(store.clone())),
             TokenPlacement::InSession => Arc::new(InSession),
             TokenPlacement::Partitioned => {
-                Arc::new(Partitioned::new(store.clone(), session_lifetime))
+                let leases: Arc<dyn RefreshLeases> = match pg_leases {
+                    Some(leases) => Arc::new(leases),
+                    None => Arc::new(StoreLeases::new(store.clone())),
+                };
+                Arc::new(Partitioned::new(store.clone(), session_lifetime, leases))
             }
         };
         Ok(Built {
@@ -261,6 +296,7 @@ impl Topology {
             cache,
             encrypted,
             breakers,
+            coherence,
         })
     }
 }

@@ -26,6 +26,7 @@ use crate::metrics::Metrics;
 use crate::session::{LoadedSession, PendingLogin, SessionData, Sessions, SignedIn};
 use crate::store::breaker::Breaker;
 use crate::store::encrypted::EncryptedStore;
+use crate::store::tiered::coherence::Coherence;
 use crate::store::{Record, StoreError};
 use crate::tokencache::acquire::{AcquireError, TokenAcquirer};
 
@@ -51,6 +52,8 @@ pub struct App {
     pub encrypted: Option<Arc<EncryptedStore>>,
     /// The breakers in front of Redis and Postgres.
     pub breakers: Vec<Arc<Breaker>>,
+    /// The cache tier's coherence protocol, where there is one (option4).
+    pub coherence: Option<Arc<Coherence>>,
 }
 
 /// Why a request failed, and how that is answered: a stable code and a
@@ -99,6 +102,12 @@ impl AppError {
             },
             AppError::Acquire(AcquireError::NoRefreshToken) => {
                 (StatusCode::UNAUTHORIZED, ErrorCode::SigninRequired)
+            }
+            AppError::Acquire(AcquireError::RefreshElsewhere) => {
+                (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::IdpUnavailable)
+            }
+            AppError::Acquire(AcquireError::LeaseLost) => {
+                (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::WriteContention)
             }
         }
     }
@@ -552,6 +561,7 @@ async fn metrics(State(app): Shared) -> Response {
         app.tokens.cache().resident(),
         app.encrypted.as_ref().map_or(0, |e| e.undecryptable()),
         &app.breakers,
+        app.coherence.as_ref().map(|c| c.stats()),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

@@ -71,6 +71,8 @@ async fn signed_in(timeout: Duration) -> Fixture {
             encryption_key_id: "k1".into(),
             previous_key_ids: Vec::new(),
             breaker: Default::default(),
+            instance: "wiremock".into(),
+            coherence: Default::default(),
         },
         sessions: default_session_settings(),
         idp: IdpSettings {

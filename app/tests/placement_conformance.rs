@@ -32,6 +32,8 @@ fn fixture(option: &str) -> Fixture {
         encryption_key_id: "k1".into(),
         previous_key_ids: Vec::new(),
         breaker: Default::default(),
+        instance: "placement-conformance".into(),
+        coherence: Default::default(),
     };
     let built = topology
         .build(&backends, Duration::from_secs(3600))
@@ -98,6 +100,7 @@ impl Fixture {
                 &self.sessions,
                 session,
                 &account,
+                None,
                 None,
                 |cache| cache.add(grant(user, token, scope), 1000),
                 || {},
@@ -247,7 +250,7 @@ mod checks {
             .cache
             .add(grant("cw", "at-a", "api://x/data.read"), 1000);
         f.cache
-            .after_access(&mut a, account, snap_a, &f.sessions)
+            .after_access(&mut a, account, snap_a, &f.sessions, None)
             .await
             .expect("a writes");
         // b writes what it read before a's write, through the app's one
@@ -258,6 +261,7 @@ mod checks {
                 &mut b,
                 account,
                 Some(snap_b),
+                None,
                 |cache| cache.add(grant("cw", "at-b", "api://x/data.write"), 1000),
                 || {},
             )

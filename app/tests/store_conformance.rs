@@ -13,7 +13,6 @@ use app::store::encrypted::{EncryptedStore, Keyring};
 use app::store::memory::MemoryStore;
 use app::store::redis::RedisStore;
 use app::store::sql::{PostgresStore, SqliteStore};
-use app::store::tiered::TieredStore;
 use app::store::{Expect, Store, StoreError};
 use common::{database_url, redis_url, unique};
 
@@ -44,7 +43,12 @@ mod backends {
     }
 
     pub fn redis_postgres() -> Arc<dyn Store> {
-        Arc::new(TieredStore::new(redis(), postgres()))
+        Arc::new(common::tiered(
+            &unique("tier"),
+            "app-1",
+            &redis_url(),
+            &database_url(),
+        ))
     }
 
     pub fn encrypted_memory() -> Arc<dyn Store> {

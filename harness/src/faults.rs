@@ -68,6 +68,7 @@ pub async fn apply(stack: &mut Stack, action: &FaultAction) -> Result<(), StageE
         FaultAction::InstanceStart(id) => stack.start_instance(*id).await,
         FaultAction::RedisRestart => stack.redis()?.restart().await,
         FaultAction::RedisFlush => stack.redis()?.flush().await,
+        FaultAction::RedisSnapshot => stack.redis()?.snapshot().await,
         FaultAction::RedisPause => stack.redis()?.pause(),
         FaultAction::RedisResume => stack.redis()?.resume(),
         FaultAction::PostgresRestart => stack.postgres()?.restart().await,

@@ -62,8 +62,13 @@ pub struct InstanceSample {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RedisSample {
     pub used_memory: u64,
-    /// This run's keys by the prefix after the namespace (`sess`, `tc`, ...).
+    /// This run's keys by the prefix after the namespace (`sess`, `tc`, ...),
+    /// tombstones left out.
     pub keys: BTreeMap<String, u64>,
+    /// Tombstones of deleted records (option4's cache tier keeps them a
+    /// while, so a late copy cannot bring a record back).
+    #[serde(default)]
+    pub tombstones: u64,
 }
 
 /// Postgres at one moment.
@@ -258,6 +263,7 @@ impl Sampler {
             .unwrap_or(0);
         let pattern = format!("{}:*", self.place.namespace);
         let mut keys = BTreeMap::new();
+        let mut tombstones = 0;
         let mut cursor: u64 = 0;
         loop {
             let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
@@ -269,17 +275,35 @@ impl Sampler {
                 .query_async(connection)
                 .await
                 .ok()?;
-            for key in batch {
-                *keys
-                    .entry(prefix_of(&key, &self.place.namespace))
-                    .or_insert(0) += 1;
+            // A tombstone is a hash with a `t` field; only the tiered store writes them.
+            let mut pipe = redis::pipe();
+            for key in &batch {
+                pipe.cmd("HEXISTS").arg(key).arg("t");
+            }
+            let tombstone: Vec<bool> = if batch.is_empty() {
+                Vec::new()
+            } else {
+                pipe.query_async(connection).await.unwrap_or_default()
+            };
+            for (i, key) in batch.iter().enumerate() {
+                if tombstone.get(i).copied().unwrap_or(false) {
+                    tombstones += 1;
+                } else {
+                    *keys
+                        .entry(prefix_of(key, &self.place.namespace))
+                        .or_insert(0) += 1;
+                }
             }
             if next == 0 {
                 break;
             }
             cursor = next;
         }
-        Some(RedisSample { used_memory, keys })
+        Some(RedisSample {
+            used_memory,
+            keys,
+            tombstones,
+        })
     }
 
     async fn postgres_sample(&self) -> Option<PostgresSample> {
@@ -291,7 +315,7 @@ impl Sampler {
         let rows = sqlx::query(
             "SELECT split_part(key, ':', 1) AS prefix, count(*) AS rows,
                     COALESCE(SUM(LENGTH(data)), 0)::BIGINT AS bytes
-             FROM kv_store WHERE ns = $1 AND (expires_at IS NULL OR expires_at > $2)
+             FROM kv_store WHERE ns = $1 AND NOT deleted AND (expires_at IS NULL OR expires_at > $2)
              GROUP BY 1",
         )
         .bind(&self.place.namespace)
@@ -357,6 +381,8 @@ impl Sampler {
             encryption_key_id: "k1".into(),
             previous_key_ids: Vec::new(),
             breaker: Default::default(),
+            instance: "harness-store-probe".into(),
+            coherence: Default::default(),
         };
         // The app stores a session under a keyed hash of its id, with the
         // secret it was given (the harness gave it).

@@ -1,6 +1,7 @@
 //! Cookies the server did not issue, tampered ciphertexts, and session-id rotation at sign-in.
 
-use e2e_tests::{InProcessStack, browser, redis_url, sign_in, status};
+use e2e_tests::{InProcessStack, browser, database_url, redis_url, sign_in, status};
+use sqlx::Connection;
 
 /// The session id a `Set-Cookie` of this page gave the browser, if it set one.
 fn session_cookie(browser: &contract::Browser, stack: &InProcessStack) -> Option<String> {
@@ -99,6 +100,13 @@ async fn the_session_id_changes_at_sign_in() {
     assert_eq!(status(&user, &stack.url(0, "/profile")).await, 200);
 }
 
+/// Flips one bit in the middle of a stored ciphertext.
+fn tamper(mut data: Vec<u8>) -> Vec<u8> {
+    let middle = data.len() / 2;
+    data[middle] ^= 0x01;
+    data
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tampered_ciphertext_is_a_counted_miss_not_a_crash() {
     let stack = InProcessStack::start("option4", 1).await;
@@ -114,39 +122,71 @@ async fn a_tampered_ciphertext_is_a_counted_miss_not_a_crash() {
         .await
         .expect("keys");
     assert_eq!(keys.len(), 1, "{keys:?}");
-    let mut data: Vec<u8> = redis::cmd("HGET")
-        .arg(&keys[0])
-        .arg("d")
-        .query_async(&mut redis)
-        .await
-        .expect("get");
-    let middle = data.len() / 2;
-    data[middle] ^= 0x01;
-    let _: () = redis::cmd("HSET")
-        .arg(&keys[0])
-        .arg("d")
-        .arg(data)
-        .query_async(&mut redis)
-        .await
-        .expect("set");
+    let tamper_copy = async |redis: &mut redis::aio::MultiplexedConnection| {
+        let data: Vec<u8> = redis::cmd("HGET")
+            .arg(&keys[0])
+            .arg("d")
+            .query_async(redis)
+            .await
+            .expect("get");
+        let _: () = redis::cmd("HSET")
+            .arg(&keys[0])
+            .arg("d")
+            .arg(tamper(data))
+            .query_async(redis)
+            .await
+            .expect("set");
+    };
+    let undecryptable = async || {
+        let metrics = reqwest::get(stack.url(0, "/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("app_undecryptable_records_total"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .expect("counted")
+    };
 
+    // Only the Redis copy: not served; the session is read from Postgres.
+    tamper_copy(&mut redis).await;
+    assert_eq!(
+        status(&user, &stack.url(0, "/profile")).await,
+        200,
+        "a bad copy costs a Postgres read, not the session"
+    );
+    assert_eq!(undecryptable().await, 0);
+
+    // Postgres's record too: nothing readable is left, the session reads as none.
+    let store_key = keys[0]
+        .strip_prefix(&format!("{}:", stack.namespace))
+        .expect("namespaced");
+    let mut db = sqlx::PgConnection::connect(&database_url())
+        .await
+        .expect("postgres");
+    let data: Vec<u8> = sqlx::query_scalar("SELECT data FROM kv_store WHERE ns = $1 AND key = $2")
+        .bind(&stack.namespace)
+        .bind(store_key)
+        .fetch_one(&mut db)
+        .await
+        .expect("row");
+    sqlx::query("UPDATE kv_store SET data = $3 WHERE ns = $1 AND key = $2")
+        .bind(&stack.namespace)
+        .bind(store_key)
+        .bind(tamper(data))
+        .execute(&mut db)
+        .await
+        .expect("tamper the row");
+    tamper_copy(&mut redis).await;
     assert_eq!(
         status(&user, &stack.url(0, "/profile")).await,
         401,
         "unreadable session reads as none"
     );
-    let metrics = reqwest::get(stack.url(0, "/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("app_undecryptable_records_total") && l.ends_with(" 1")),
-        "{metrics}"
-    );
+    assert_eq!(undecryptable().await, 1);
     let again = sign_in(&stack, 0, "grace").await;
     assert_eq!(
         status(&again, &stack.url(0, "/profile")).await,

@@ -13,7 +13,7 @@ use app::metrics::Metrics;
 use app::msal_model::TokenCache;
 use app::session::{Concurrency, LoadedSession, Sessions};
 use app::store::memory::MemoryStore;
-use app::store::{Record, StoreError};
+use app::store::{Fence, Record, StoreError};
 use app::tokencache::acquire::TokenAcquirer;
 use app::tokencache::placement::{CacheAccess, CacheSnapshot};
 use app::web::App;
@@ -63,6 +63,7 @@ impl CacheAccess for Leaky {
         _: &str,
         snapshot: CacheSnapshot,
         _: &Sessions,
+        _: Option<&Fence>,
     ) -> Result<(), StoreError> {
         *self.cache.lock() = snapshot.cache;
         Ok(())
@@ -101,6 +102,7 @@ async fn leaky_instance(stack: &InProcessStack) -> (SocketAddr, tokio::task::Joi
         metrics,
         encrypted: None,
         breakers: Vec::new(),
+        coherence: None,
     });
     let task = tokio::spawn(async move {
         let _ = app::run(listener, app, std::future::pending()).await;

@@ -47,7 +47,7 @@ async fn postgres_keys(stack: &InProcessStack) -> Vec<String> {
         .arg(database_url())
         .args(["-At", "-c"])
         .arg(format!(
-            "SELECT key FROM kv_store WHERE ns = '{}' AND (expires_at IS NULL OR expires_at > {})",
+            "SELECT key FROM kv_store WHERE ns = '{}' AND NOT deleted AND (expires_at IS NULL OR expires_at > {})",
             stack.namespace,
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

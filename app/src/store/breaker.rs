@@ -50,6 +50,9 @@ pub struct BreakerStats {
     pub fast_failures: AtomicU64,
     /// Operations cut short when another one found the store down.
     pub cut_short: AtomicU64,
+    /// Operations sent to the store (each one round trip: a pipeline or a
+    /// batched query counts once), the request path's cost in store calls.
+    pub round_trips: AtomicU64,
 }
 
 /// A store behind a circuit breaker.
@@ -87,8 +90,8 @@ impl Breaker {
         self.inner.kind()
     }
 
-    /// Runs one operation under the breaker.
-    async fn guard<T>(
+    /// Runs one operation (one round trip to the store) under the breaker.
+    pub async fn call<T>(
         self: &Arc<Self>,
         operation: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
@@ -97,6 +100,7 @@ impl Breaker {
             self.stats.fast_failures.fetch_add(1, Ordering::Relaxed);
             return Err(self.unavailable("down, waiting for a probe to find it back"));
         }
+        self.stats.round_trips.fetch_add(1, Ordering::Relaxed);
         let started = tokio::time::Instant::now();
         let outcome = tokio::select! {
             outcome = tokio::time::timeout(self.settings.timeout, operation) => outcome,
@@ -172,11 +176,11 @@ impl Store for Arc<Breaker> {
     }
 
     async fn load(&self, key: &str) -> Result<Option<Record>, StoreError> {
-        self.guard(self.inner.load(key)).await
+        self.call(self.inner.load(key)).await
     }
 
     async fn load_many(&self, keys: &[&str]) -> Result<Vec<Option<Record>>, StoreError> {
-        self.guard(self.inner.load_many(keys)).await
+        self.call(self.inner.load_many(keys)).await
     }
 
     async fn save(
@@ -186,7 +190,7 @@ impl Store for Arc<Breaker> {
         expect: Expect,
         ttl: Option<Duration>,
     ) -> Result<u64, StoreError> {
-        self.guard(self.inner.save(key, data, expect, ttl)).await
+        self.call(self.inner.save(key, data, expect, ttl)).await
     }
 
     async fn save_if_newer(
@@ -196,20 +200,20 @@ impl Store for Arc<Breaker> {
         version: u64,
         ttl: Option<Duration>,
     ) -> Result<bool, StoreError> {
-        self.guard(self.inner.save_if_newer(key, data, version, ttl))
+        self.call(self.inner.save_if_newer(key, data, version, ttl))
             .await
     }
 
     async fn versions(&self, keys: &[&str]) -> Result<Vec<Option<u64>>, StoreError> {
-        self.guard(self.inner.versions(keys)).await
+        self.call(self.inner.versions(keys)).await
     }
 
     async fn expire(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
-        self.guard(self.inner.expire(key, ttl)).await
+        self.call(self.inner.expire(key, ttl)).await
     }
 
     async fn delete(&self, key: &str) -> Result<bool, StoreError> {
-        self.guard(self.inner.delete(key)).await
+        self.call(self.inner.delete(key)).await
     }
 
     /// Metrics only, and a walk of every key may take longer than one
@@ -222,6 +226,6 @@ impl Store for Arc<Breaker> {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.guard(self.inner.ping()).await
+        self.call(self.inner.ping()).await
     }
 }

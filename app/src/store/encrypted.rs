@@ -1,4 +1,14 @@
 //! Encryption at rest: AES-256-GCM around any store, with key ids so keys can rotate.
+//!
+//! The associated data binds a ciphertext to its record kind (the key's
+//! prefix: `sess`, `tc`), its key, and the version it is stored at: a
+//! ciphertext moved to another key, or written back under another version
+//! (a replayed older copy given the current version), does not decrypt.
+//! So the version a write will get is needed before it is sealed: one more
+//! than the expected version for a compare-and-set, 1 for a create; a store
+//! that numbers otherwise (a create over a tombstone) makes the record be
+//! sealed again at its number, and a last-writer-wins write becomes a
+//! compare-and-set on the version just read.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,10 +21,11 @@ use async_trait::async_trait;
 use hkdf::Hkdf;
 use sha2::Sha256;
 
-use super::{Expect, Record, Store, StoreError, StoreSize};
+use super::{Expect, Fence, Record, Store, StoreError, StoreSize};
 
 /// Format tag of an encrypted record: `MAGIC | kid length | kid | nonce | ciphertext+tag`.
-const MAGIC: &[u8; 2] = b"e1";
+/// (`e1`, before the version was bound, is no longer read.)
+const MAGIC: &[u8; 2] = b"e2";
 const NONCE_LEN: usize = 12;
 
 /// Data keys by id: new records use `current`; any known key decrypts.
@@ -54,7 +65,7 @@ impl Keyring {
         key
     }
 
-    fn seal(&self, aad: &str, plaintext: &[u8]) -> Result<Vec<u8>, StoreError> {
+    fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, StoreError> {
         let cipher = &self.keys[&self.current];
         let nonce_bytes: [u8; NONCE_LEN] = rand::random();
         let ciphertext = cipher
@@ -62,7 +73,7 @@ impl Keyring {
                 &Nonce::from(nonce_bytes),
                 Payload {
                     msg: plaintext,
-                    aad: aad.as_bytes(),
+                    aad,
                 },
             )
             .map_err(|_| StoreError::Corrupt("encryption failed".into()))?;
@@ -76,7 +87,7 @@ impl Keyring {
     }
 
     /// The plaintext, or why not; never panics on any input.
-    fn open(&self, aad: &str, sealed: &[u8]) -> Result<Vec<u8>, &'static str> {
+    fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, &'static str> {
         let rest = sealed
             .strip_prefix(MAGIC.as_slice())
             .ok_or("not an encrypted record")?;
@@ -95,15 +106,33 @@ impl Keyring {
                 &Nonce::from(nonce),
                 Payload {
                     msg: ciphertext,
-                    aad: aad.as_bytes(),
+                    aad,
                 },
             )
             .map_err(|_| "authentication failed")
     }
 }
 
+/// The associated data of a record: its kind, key and version.
+fn associated(key: &str, version: u64) -> Vec<u8> {
+    let kind = key.split_once(':').map_or(key, |(kind, _)| kind);
+    let mut aad = Vec::with_capacity(kind.len() + key.len() + 10);
+    aad.extend_from_slice(kind.as_bytes());
+    aad.push(0);
+    aad.extend_from_slice(key.as_bytes());
+    aad.push(0);
+    aad.extend_from_slice(&version.to_be_bytes());
+    aad
+}
+
+/// How many times a write is sealed again at the version the store gave it.
+const RESEAL_ATTEMPTS: usize = 4;
+
 /// Encrypts every record of an inner store. A record that does not decrypt
-/// (tampered, truncated, or under an unknown key) reads as a miss and is counted.
+/// (tampered, truncated, replayed under another version, or under an
+/// unknown key) is read again from the truth ([`Store::load_many_latest`]:
+/// a bad cache copy is not served); if that does not decrypt either it
+/// reads as a miss, and is counted.
 pub struct EncryptedStore {
     inner: Arc<dyn Store>,
     keys: Keyring,
@@ -124,20 +153,88 @@ impl EncryptedStore {
         self.undecryptable.load(Ordering::Relaxed)
     }
 
-    fn decrypt(&self, key: &str, record: Option<Record>) -> Option<Record> {
-        let record = record?;
-        // The store key is the associated data: a ciphertext moved to another key fails.
-        match self.keys.open(key, &record.data) {
-            Ok(data) => Some(Record { data, ..record }),
-            Err(reason) => {
-                self.undecryptable.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(
-                    reason,
-                    "an encrypted record did not decrypt; treating it as missing"
-                );
-                None
+    fn decrypt(&self, key: &str, record: Record) -> Result<Record, &'static str> {
+        let data = self
+            .keys
+            .open(&associated(key, record.version), &record.data)?;
+        Ok(Record { data, ..record })
+    }
+
+    /// Decrypts what was read; records that do not decrypt are read again
+    /// from the truth, and what still does not is counted and missing.
+    async fn decrypt_all(
+        &self,
+        keys: &[&str],
+        records: Vec<Option<Record>>,
+    ) -> Result<Vec<Option<Record>>, StoreError> {
+        let mut out = Vec::with_capacity(records.len());
+        let mut failed = Vec::new();
+        for (i, (key, record)) in keys.iter().zip(records).enumerate() {
+            match record.map(|r| self.decrypt(key, r)) {
+                None => out.push(None),
+                Some(Ok(record)) => out.push(Some(record)),
+                Some(Err(_)) => {
+                    out.push(None);
+                    failed.push(i);
+                }
             }
         }
+        if failed.is_empty() {
+            return Ok(out);
+        }
+        let again: Vec<&str> = failed.iter().map(|&i| keys[i]).collect();
+        let reread = self.inner.load_many_latest(&again).await?;
+        for (i, record) in failed.into_iter().zip(reread) {
+            out[i] = match record.map(|r| self.decrypt(keys[i], r)) {
+                None => None,
+                Some(Ok(record)) => Some(record),
+                Some(Err(reason)) => {
+                    self.undecryptable.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        reason,
+                        "an encrypted record did not decrypt; treating it as missing"
+                    );
+                    None
+                }
+            };
+        }
+        Ok(out)
+    }
+
+    /// Seals `data` at the version the write will get and writes it with
+    /// `write`; a store that gave another version gets the record sealed
+    /// again at that one (see the module doc).
+    async fn sealed_write<'a, W, Fut>(
+        &'a self,
+        key: &'a str,
+        data: &'a [u8],
+        expect: Expect,
+        write: W,
+    ) -> Result<u64, StoreError>
+    where
+        W: Fn(Vec<u8>, Expect) -> Fut,
+        Fut: Future<Output = Result<u64, StoreError>>,
+    {
+        let mut expect = match expect {
+            Expect::Any => match self.inner.versions(&[key]).await?.pop().flatten() {
+                Some(current) => Expect::Version(current),
+                None => Expect::Absent,
+            },
+            other => other,
+        };
+        for _ in 0..RESEAL_ATTEMPTS {
+            let predicted = match expect {
+                Expect::Version(v) => v + 1,
+                Expect::Absent | Expect::Any => 1,
+            };
+            let sealed = self.keys.seal(&associated(key, predicted), data)?;
+            let version = write(sealed, expect).await?;
+            if version == predicted {
+                return Ok(version);
+            }
+            expect = Expect::Version(version);
+        }
+        Err(StoreError::Conflict { current: None })
     }
 }
 
@@ -148,16 +245,17 @@ impl Store for EncryptedStore {
     }
 
     async fn load(&self, key: &str) -> Result<Option<Record>, StoreError> {
-        Ok(self.decrypt(key, self.inner.load(key).await?))
+        Ok(self.load_many(&[key]).await?.pop().flatten())
     }
 
     async fn load_many(&self, keys: &[&str]) -> Result<Vec<Option<Record>>, StoreError> {
         let records = self.inner.load_many(keys).await?;
-        Ok(keys
-            .iter()
-            .zip(records)
-            .map(|(key, r)| self.decrypt(key, r))
-            .collect())
+        self.decrypt_all(keys, records).await
+    }
+
+    async fn load_many_latest(&self, keys: &[&str]) -> Result<Vec<Option<Record>>, StoreError> {
+        let records = self.inner.load_many_latest(keys).await?;
+        self.decrypt_all(keys, records).await
     }
 
     async fn save(
@@ -167,9 +265,42 @@ impl Store for EncryptedStore {
         expect: Expect,
         ttl: Option<Duration>,
     ) -> Result<u64, StoreError> {
-        self.inner
-            .save(key, &self.keys.seal(key, data)?, expect, ttl)
-            .await
+        self.sealed_write(key, data, expect, |sealed, expect| async move {
+            self.inner.save(key, &sealed, expect, ttl).await
+        })
+        .await
+    }
+
+    async fn save_renewing(
+        &self,
+        key: &str,
+        data: &[u8],
+        expect: Expect,
+        ttl: Duration,
+        renew: &[&str],
+    ) -> Result<u64, StoreError> {
+        self.sealed_write(key, data, expect, |sealed, expect| async move {
+            self.inner
+                .save_renewing(key, &sealed, expect, ttl, renew)
+                .await
+        })
+        .await
+    }
+
+    async fn save_fenced(
+        &self,
+        key: &str,
+        data: &[u8],
+        expect: Expect,
+        ttl: Option<Duration>,
+        fence: &Fence,
+    ) -> Result<u64, StoreError> {
+        self.sealed_write(key, data, expect, |sealed, expect| async move {
+            self.inner
+                .save_fenced(key, &sealed, expect, ttl, fence)
+                .await
+        })
+        .await
     }
 
     async fn save_if_newer(
@@ -179,9 +310,8 @@ impl Store for EncryptedStore {
         version: u64,
         ttl: Option<Duration>,
     ) -> Result<bool, StoreError> {
-        self.inner
-            .save_if_newer(key, &self.keys.seal(key, data)?, version, ttl)
-            .await
+        let sealed = self.keys.seal(&associated(key, version), data)?;
+        self.inner.save_if_newer(key, &sealed, version, ttl).await
     }
 
     async fn versions(&self, keys: &[&str]) -> Result<Vec<Option<u64>>, StoreError> {
@@ -214,33 +344,54 @@ mod tests {
     #[test]
     fn sealed_records_open_only_with_their_key_and_store_key() {
         let keys = ring();
-        let sealed = keys.seal("sess:a", b"hello").expect("seal");
-        assert_eq!(keys.open("sess:a", &sealed).expect("open"), b"hello");
-        assert_eq!(keys.open("sess:b", &sealed), Err("authentication failed"));
+        let at = |key, version| associated(key, version);
+        let sealed = keys.seal(&at("sess:a", 3), b"hello").expect("seal");
+        assert_eq!(
+            keys.open(&at("sess:a", 3), &sealed).expect("open"),
+            b"hello"
+        );
+        assert_eq!(
+            keys.open(&at("sess:b", 3), &sealed),
+            Err("authentication failed")
+        );
+        // Another version: an older ciphertext given the current version.
+        assert_eq!(
+            keys.open(&at("sess:a", 4), &sealed),
+            Err("authentication failed")
+        );
         let mut flipped = sealed.clone();
         let last = flipped.len() - 1;
         flipped[last] ^= 1;
-        assert_eq!(keys.open("sess:a", &flipped), Err("authentication failed"));
+        assert_eq!(
+            keys.open(&at("sess:a", 3), &flipped),
+            Err("authentication failed")
+        );
         for cut in 0..sealed.len() {
-            assert!(keys.open("sess:a", &sealed[..cut]).is_err(), "cut at {cut}");
+            assert!(
+                keys.open(&at("sess:a", 3), &sealed[..cut]).is_err(),
+                "cut at {cut}"
+            );
         }
         assert_eq!(
-            keys.open("sess:a", b"plain json"),
+            keys.open(&at("sess:a", 3), b"plain json"),
             Err("not an encrypted record")
         );
+        // The kind is bound too, beside the key that names it.
+        assert_ne!(at("sess:a", 3), at("tc:a", 3));
     }
 
     #[test]
     fn a_rotated_keyring_still_opens_records_of_the_old_key() {
         let old_only =
             Keyring::new(&[("k1", Keyring::derive_key(b"secret", "k1"))], "k1").expect("keyring");
-        let sealed = old_only.seal("tc:x", b"tokens").expect("seal");
+        let aad = associated("tc:x", 1);
+        let sealed = old_only.seal(&aad, b"tokens").expect("seal");
         assert_eq!(
-            ring().open("tc:x", &sealed).expect("old key opens"),
+            ring().open(&aad, &sealed).expect("old key opens"),
             b"tokens"
         );
         let without_old =
             Keyring::new(&[("k2", Keyring::derive_key(b"secret", "k2"))], "k2").expect("keyring");
-        assert_eq!(without_old.open("tc:x", &sealed), Err("unknown key id"));
+        assert_eq!(without_old.open(&aad, &sealed), Err("unknown key id"));
     }
 }

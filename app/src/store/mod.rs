@@ -10,6 +10,7 @@ pub mod encrypted;
 pub mod keys;
 pub mod memory;
 pub mod redis;
+pub mod redis_link;
 pub mod sql;
 pub mod tiered;
 
@@ -62,6 +63,18 @@ pub enum StoreError {
     /// The store was set up wrongly (a bad URL, a failed migration).
     #[error("store configuration: {0}")]
     Config(String),
+    /// A fenced write whose lease had passed to another holder (or expired):
+    /// nothing was written.
+    #[error("the write's lease is no longer held")]
+    Fenced,
+}
+
+/// A lease a fenced write must still hold when it lands: the lease row's key
+/// and the fencing token it was granted with (see `tokencache::lease`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fence {
+    pub lease_key: String,
+    pub token: i64,
 }
 
 /// A key-value store of versioned records with optional TTLs.
@@ -81,6 +94,13 @@ pub trait Store: Send + Sync + 'static {
         Ok(out)
     }
 
+    /// As [`Store::load_many`], but never from a copy that may lag the
+    /// truth: what a compare-and-set retry reads after a conflict, and a
+    /// refresh under its lease. Stores without tiers read as usual.
+    async fn load_many_latest(&self, keys: &[&str]) -> Result<Vec<Option<Record>>, StoreError> {
+        self.load_many(keys).await
+    }
+
     /// Writes `data` if `expect` holds; returns the new version.
     async fn save(
         &self,
@@ -89,6 +109,45 @@ pub trait Store: Send + Sync + 'static {
         expect: Expect,
         ttl: Option<Duration>,
     ) -> Result<u64, StoreError>;
+
+    /// As [`Store::save`], and gives each live key of `renew` the same TTL
+    /// (a session and its token partition live as long as each other).
+    /// Renewal is best effort: a companion that keeps an older TTL ends a
+    /// little earlier, never later. Stores that can do both in one round
+    /// trip do.
+    async fn save_renewing(
+        &self,
+        key: &str,
+        data: &[u8],
+        expect: Expect,
+        ttl: Duration,
+        renew: &[&str],
+    ) -> Result<u64, StoreError> {
+        let version = self.save(key, data, expect, Some(ttl)).await?;
+        for companion in renew {
+            if let Err(e) = self.expire(companion, ttl).await {
+                tracing::debug!(error = %e, "companion TTL not renewed");
+            }
+        }
+        Ok(version)
+    }
+
+    /// As [`Store::save`], only while `fence`'s lease is still held, judged in
+    /// the same step as the write ([`StoreError::Fenced`] otherwise). Only
+    /// stores that hold leases (Postgres) can fence.
+    async fn save_fenced(
+        &self,
+        _key: &str,
+        _data: &[u8],
+        _expect: Expect,
+        _ttl: Option<Duration>,
+        _fence: &Fence,
+    ) -> Result<u64, StoreError> {
+        Err(StoreError::Config(format!(
+            "{} cannot fence writes: leases with fencing tokens live in Postgres",
+            self.kind()
+        )))
+    }
 
     /// Writes `data` as `version` if the key is absent or holds an older
     /// version (replication between tiers); returns whether it wrote.

@@ -1,12 +1,14 @@
-//! A Redis store (redis-rs, async, connection manager): one hash per record, writes as Lua scripts.
+//! A Redis store (redis-rs, async, one multiplexed connection): one hash per record, writes as Lua scripts.
 
-use std::sync::LazyLock;
+use std::future::Future;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, RedisError, Script};
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncCommands, RedisError, RedisResult, Script};
 
+use super::redis_link::RedisLink;
 use super::{Expect, Record, Store, StoreError, StoreSize};
 
 /// Compare-and-set write: `ARGV = mode (any|absent|version), expected, data, ttl_ms`.
@@ -46,11 +48,11 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Records under `{prefix}{key}`, each a hash of version `v` and data `d`.
 pub struct RedisStore {
-    connection: ConnectionManager,
+    link: Arc<RedisLink>,
     prefix: String,
 }
 
-fn failed(e: RedisError) -> StoreError {
+pub(crate) fn failed(e: RedisError) -> StoreError {
     if e.kind() == redis::ErrorKind::UnexpectedReturnType || e.kind() == redis::ErrorKind::Parse {
         StoreError::Corrupt(e.to_string())
     } else {
@@ -64,8 +66,9 @@ fn ttl_millis(ttl: Option<Duration>) -> u64 {
 
 impl RedisStore {
     /// A store at `url` (`redis://` or `rediss://` for TLS) with keys under `prefix`.
-    /// Connects lazily and reconnects by itself, so a Redis that is down makes
-    /// operations fail (503 upstream), and one that returns is used again.
+    /// Connects lazily and again after a failure ([`RedisLink`]), so a Redis
+    /// that is down makes operations fail (503 upstream), and one that
+    /// returns is used again.
     pub fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
         Self::connect_with_ca(url, prefix, None)
     }
@@ -77,6 +80,11 @@ impl RedisStore {
         prefix: &str,
         ca_pem: Option<Vec<u8>>,
     ) -> Result<Self, StoreError> {
+        Ok(Self::on_link(Arc::new(Self::link(url, ca_pem)?), prefix))
+    }
+
+    /// A link to the server at `url` (see [`RedisStore::connect_with_ca`]), to share between stores.
+    pub fn link(url: &str, ca_pem: Option<Vec<u8>>) -> Result<RedisLink, StoreError> {
         let bad_url = |e: RedisError| StoreError::Config(format!("bad Redis URL: {e}"));
         let client = match ca_pem {
             Some(root_cert) if url.starts_with("rediss://") => redis::Client::build_with_tls(
@@ -89,19 +97,33 @@ impl RedisStore {
             .map_err(bad_url)?,
             _ => redis::Client::open(url).map_err(bad_url)?,
         };
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(RESPONSE_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_number_of_retries(1);
-        let connection = ConnectionManager::new_lazy_with_config(client, config).map_err(failed)?;
-        Ok(Self {
-            connection,
+        Ok(RedisLink::new(client, RESPONSE_TIMEOUT))
+    }
+
+    /// A store with keys under `prefix`, over an existing link.
+    pub fn on_link(link: Arc<RedisLink>, prefix: &str) -> Self {
+        Self {
+            link,
             prefix: prefix.to_owned(),
-        })
+        }
     }
 
     fn key(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
+    }
+
+    /// Runs one command or pipeline; which server process answers does not
+    /// matter to a store of its own (it does to a cache tier's copies).
+    async fn run<T, F, Fut>(&self, work: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        self.link
+            .run(work)
+            .await
+            .map(|(value, _)| value)
+            .map_err(failed)
     }
 }
 
@@ -142,9 +164,9 @@ impl Store for RedisStore {
                 .cmd("PTTL")
                 .arg(&key);
         }
-        let mut connection = self.connection.clone();
-        let replies: Vec<(Loaded, i64)> =
-            pipe.query_async(&mut connection).await.map_err(failed)?;
+        let replies: Vec<(Loaded, i64)> = self
+            .run(|mut c| async move { pipe.query_async(&mut c).await })
+            .await?;
         replies
             .into_iter()
             .map(|(loaded, pttl)| to_record(loaded, pttl))
@@ -163,16 +185,15 @@ impl Store for RedisStore {
             Expect::Absent => ("absent", 0),
             Expect::Version(v) => ("version", v),
         };
-        let mut connection = self.connection.clone();
-        let (written, version): (i64, i64) = SAVE
-            .key(self.key(key))
+        let mut save = SAVE.prepare_invoke();
+        save.key(self.key(key))
             .arg(mode)
             .arg(expected)
             .arg(data)
-            .arg(ttl_millis(ttl))
-            .invoke_async(&mut connection)
-            .await
-            .map_err(failed)?;
+            .arg(ttl_millis(ttl));
+        let (written, version): (i64, i64) = self
+            .run(|mut c| async move { save.invoke_async(&mut c).await })
+            .await?;
         if written == 1 {
             Ok(version as u64)
         } else {
@@ -189,68 +210,63 @@ impl Store for RedisStore {
         version: u64,
         ttl: Option<Duration>,
     ) -> Result<bool, StoreError> {
-        let mut connection = self.connection.clone();
-        let written: i64 = SAVE_IF_NEWER
-            .key(self.key(key))
+        let mut save = SAVE_IF_NEWER.prepare_invoke();
+        save.key(self.key(key))
             .arg(version)
             .arg(data)
-            .arg(ttl_millis(ttl))
-            .invoke_async(&mut connection)
-            .await
-            .map_err(failed)?;
+            .arg(ttl_millis(ttl));
+        let written: i64 = self
+            .run(|mut c| async move { save.invoke_async(&mut c).await })
+            .await?;
         Ok(written == 1)
     }
 
     async fn expire(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
-        let mut connection = self.connection.clone();
-        let set: i64 = redis::cmd("PEXPIRE")
-            .arg(self.key(key))
-            .arg(ttl_millis(Some(ttl)))
-            .query_async(&mut connection)
-            .await
-            .map_err(failed)?;
+        let mut expire = redis::cmd("PEXPIRE");
+        expire.arg(self.key(key)).arg(ttl_millis(Some(ttl)));
+        let set: i64 = self
+            .run(|mut c| async move { expire.query_async(&mut c).await })
+            .await?;
         Ok(set == 1)
     }
 
     async fn delete(&self, key: &str) -> Result<bool, StoreError> {
-        let mut connection = self.connection.clone();
-        let removed: i64 = connection.del(self.key(key)).await.map_err(failed)?;
+        let key = self.key(key);
+        let removed: i64 = self.run(|mut c| async move { c.del(key).await }).await?;
         Ok(removed > 0)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let mut connection = self.connection.clone();
-        redis::cmd("PING")
-            .query_async::<String>(&mut connection)
+        self.run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
             .await
             .map(drop)
-            .map_err(failed)
     }
 
     /// Walks the prefix with SCAN (never KEYS, which blocks the server). SCAN
     /// may return a key twice while Redis resizes its table, so this is a
     /// close count, as metrics need, not an exact one.
     async fn size(&self) -> Result<StoreSize, StoreError> {
-        let mut connection = self.connection.clone();
         let pattern = format!("{}*", escape_glob(&self.prefix));
         let mut cursor: u64 = 0;
         let mut size = StoreSize::default();
         loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
                 .arg("MATCH")
                 .arg(&pattern)
                 .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut connection)
-                .await
-                .map_err(failed)?;
+                .arg(1000);
+            let (next, keys): (u64, Vec<String>) = self
+                .run(|mut c| async move { scan.query_async(&mut c).await })
+                .await?;
             if !keys.is_empty() {
                 let mut pipe = redis::pipe();
                 for key in &keys {
                     pipe.cmd("HSTRLEN").arg(key).arg("d");
                 }
-                let lengths: Vec<u64> = pipe.query_async(&mut connection).await.map_err(failed)?;
+                let lengths: Vec<u64> = self
+                    .run(|mut c| async move { pipe.query_async(&mut c).await })
+                    .await?;
                 size.entries += keys.len() as u64;
                 size.bytes += lengths.iter().sum::<u64>();
             }

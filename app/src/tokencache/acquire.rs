@@ -3,9 +3,13 @@
 //! session's tokens at logout.
 //!
 //! Where the placement asks for it, at most one refresh per session runs at a
-//! time: a lock within the instance and a lease in the store across
-//! instances; the others wait, then find the fresh token. A strict IdP takes a
-//! second use of one refresh token for theft and revokes the family.
+//! time across the fleet: a lock within the instance, and a lease across
+//! instances ([`super::lease`]) that the holder renews while its IdP call
+//! runs, whose token fences the write of what the refresh got. A request
+//! that finds another refresh under way serves the cached access token at
+//! once if it is still valid, even if due for renewal; only one with no
+//! usable token waits, and never refreshes without the lease. A strict IdP
+//! takes a second use of one refresh token for theft and revokes the family.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -14,17 +18,23 @@ use std::time::Duration;
 use contract::TokenSource;
 use parking_lot::Mutex;
 
+use super::lease::{Lease, RENEW_EVERY};
 use super::placement::{CacheAccess, CacheSnapshot};
 use crate::idp_client::{IdpCallError, IdpClient, TokenResponse};
 use crate::metrics::Metrics;
 use crate::msal_model::{Account, ScopeSet, TokenGrant};
 use crate::session::{LoadedSession, Sessions, SignedIn};
-use crate::store::{Record, StoreError};
+use crate::store::{Fence, Record, StoreError};
 
-/// How long a request waits for another instance's refresh of its session.
+/// How long a request with no usable token waits for another holder's
+/// refresh of its session before it gives up (503); it never refreshes
+/// without the lease.
 const LEASE_WAIT: Duration = Duration::from_secs(5);
-/// How often it looks for that refresh's result meanwhile.
+/// How often it looks for that refresh's result, or a free lease, meanwhile.
 const LEASE_POLL: Duration = Duration::from_millis(25);
+/// A cached access token with at least this long left may be served while
+/// another request refreshes it (the API call it is for takes milliseconds).
+const USABLE_FOR: u64 = 1;
 
 /// Why no token could be had.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +46,21 @@ pub enum AcquireError {
     /// Nothing in the cache to refresh with: the user must sign in again.
     #[error("no refresh token cached; sign in again")]
     NoRefreshToken,
+    /// Another instance holds the session's refresh lease, and no cached
+    /// token is usable meanwhile.
+    #[error("a refresh of this session is under way elsewhere")]
+    RefreshElsewhere,
+    /// The lease was lost while the IdP call ran (renewals failed): the
+    /// refresh was abandoned rather than finished without it.
+    #[error("the refresh lease was lost")]
+    LeaseLost,
+}
+
+/// A cached access token for the wanted scopes.
+struct Cached {
+    secret: String,
+    /// Not yet due for renewal: serve it.
+    fresh: bool,
 }
 
 /// Acquires tokens for the sessions of one instance.
@@ -86,52 +111,113 @@ impl TokenAcquirer {
     ) -> Result<(String, TokenSource), AcquireError> {
         let wanted = ScopeSet::parse(scopes);
         let prefetched = (!prefetched.is_empty()).then_some(prefetched);
-        let (snapshot, fresh) = self
+        let (snapshot, cached) = self
             .cached_token(sessions, session, user, &wanted, prefetched)
             .await?;
-        if let Some(token) = fresh {
-            return Ok((token, TokenSource::Cache));
+        if let Some(token) = cached.as_ref().filter(|c| c.fresh) {
+            return Ok((token.secret.clone(), TokenSource::Cache));
         }
-        if !self.cache.single_flight() {
+        let Some(leases) = self.cache.leases().filter(|_| self.cache.single_flight()) else {
             return self
-                .refresh(sessions, session, user, scopes, snapshot)
+                .refresh(sessions, session, user, scopes, snapshot, None)
                 .await;
-        }
+        };
+        // Within this instance: one request refreshes, the others serve the
+        // still-valid token meanwhile, or wait for the refresh.
         let lock = self.refresh_lock(&session.id);
-        let _guard = lock.lock().await;
+        let _guard = match (lock.try_lock(), cached) {
+            (Ok(guard), _) => guard,
+            (Err(_), Some(usable)) => return Ok((usable.secret, TokenSource::Cache)),
+            (Err(_), None) => lock.lock().await,
+        };
         let deadline = tokio::time::Instant::now() + LEASE_WAIT;
         loop {
             // Another request may have refreshed while this one waited.
-            let (snapshot, fresh) = self
+            let (_, cached) = self
                 .cached_token(sessions, session, user, &wanted, None)
                 .await?;
-            if let Some(token) = fresh {
-                return Ok((token, TokenSource::Cache));
+            if let Some(token) = cached.as_ref().filter(|c| c.fresh) {
+                return Ok((token.secret.clone(), TokenSource::Cache));
             }
-            if self.cache.lease_refresh(session, &self.holder).await? {
-                // Read again under the lease: the last holder may have just stored.
-                let (snapshot, fresh) = self
-                    .cached_token(sessions, session, user, &wanted, None)
-                    .await?;
-                let result = match fresh {
-                    Some(token) => Ok((token, TokenSource::Cache)),
-                    None => {
-                        self.refresh(sessions, session, user, scopes, snapshot)
-                            .await
+            let lease_key = self.cache.lease_key(session);
+            if let Some(lease) = leases.acquire(&lease_key, &self.holder).await? {
+                let result = self
+                    .refresh_under(&lease, sessions, session, user, scopes, &wanted)
+                    .await;
+                let leases = self.cache.clone();
+                tokio::spawn(async move {
+                    if let Some(leases) = leases.leases()
+                        && let Err(e) = leases.release(&lease).await
+                    {
+                        tracing::debug!(error = %e, "releasing the refresh lease failed; it expires by itself");
                     }
-                };
-                if let Err(e) = self.cache.release_refresh(session).await {
-                    tracing::debug!(error = %e, "releasing the refresh lease failed; it expires by itself");
-                }
+                });
                 return result;
             }
+            if let Some(usable) = cached {
+                return Ok((usable.secret, TokenSource::Cache));
+            }
             if tokio::time::Instant::now() >= deadline {
-                tracing::warn!("refresh lease still held elsewhere; refreshing without it");
-                return self
-                    .refresh(sessions, session, user, scopes, snapshot)
-                    .await;
+                return Err(AcquireError::RefreshElsewhere);
             }
             tokio::time::sleep(LEASE_POLL).await;
+        }
+    }
+
+    /// Under the lease: reads the cache from the truth (the last holder may
+    /// have stored just before it died, its copy never made), refreshes if
+    /// still needed, renewing the lease while the IdP call runs; a lease
+    /// lost meanwhile abandons the refresh.
+    async fn refresh_under(
+        &self,
+        lease: &Lease,
+        sessions: &Sessions,
+        session: &mut LoadedSession,
+        user: &SignedIn,
+        scopes: &str,
+        wanted: &ScopeSet,
+    ) -> Result<(String, TokenSource), AcquireError> {
+        let (fresh_session, prefetched) = sessions
+            .load_latest_with(&session.id, |store_id| self.cache.prefetch_keys(store_id))
+            .await?;
+        if let Some(fresh_session) = fresh_session {
+            *session = fresh_session;
+        }
+        let (snapshot, cached) = self
+            .cached_token(sessions, session, user, wanted, Some(&prefetched))
+            .await?;
+        if let Some(token) = cached.filter(|c| c.fresh) {
+            return Ok((token.secret, TokenSource::Cache));
+        }
+        let refresh = self.refresh(
+            sessions,
+            session,
+            user,
+            scopes,
+            snapshot,
+            lease.fence.as_ref(),
+        );
+        let keep = async {
+            let Some(leases) = self.cache.leases() else {
+                return;
+            };
+            loop {
+                tokio::time::sleep(RENEW_EVERY).await;
+                match leases.renew(lease).await {
+                    Ok(true) => {}
+                    Ok(false) | Err(_) => return,
+                }
+            }
+        };
+        tokio::select! {
+            result = refresh => match result {
+                Err(AcquireError::Store(StoreError::Fenced)) => Err(AcquireError::LeaseLost),
+                other => other,
+            },
+            () = keep => {
+                tracing::warn!("refresh lease lost while the IdP call ran; refresh abandoned");
+                Err(AcquireError::LeaseLost)
+            }
         }
     }
 
@@ -143,7 +229,8 @@ impl TokenAcquirer {
         user: &SignedIn,
         response: &TokenResponse,
     ) -> Result<(), StoreError> {
-        self.store(sessions, session, user, response, None).await
+        self.store(sessions, session, user, response, None, None)
+            .await
     }
 
     /// At logout: what the placement removes with the session.
@@ -155,8 +242,8 @@ impl TokenAcquirer {
         self.cache.on_logout(session, &user.home_account_id).await
     }
 
-    /// Loads the session's cache view and, if it holds one, an access token
-    /// for `wanted` that is not due for renewal.
+    /// Loads the session's cache view and, if it holds one still valid, an
+    /// access token for `wanted`, and whether it is due for renewal.
     async fn cached_token(
         &self,
         sessions: &Sessions,
@@ -164,23 +251,31 @@ impl TokenAcquirer {
         user: &SignedIn,
         wanted: &ScopeSet,
         prefetched: Option<&[Option<Record>]>,
-    ) -> Result<(CacheSnapshot, Option<String>), StoreError> {
+    ) -> Result<(CacheSnapshot, Option<Cached>), StoreError> {
         let account = &user.home_account_id;
         let snapshot = self
             .cache
             .before_access(session, account, prefetched)
             .await?;
-        let fresh = snapshot
-            .cache
-            .access_token(
-                account,
-                &self.idp.settings().client_id,
-                wanted,
-                sessions.clock().now(),
-                self.renewal_offset,
-            )
-            .map(|at| at.secret.clone());
-        Ok((snapshot, fresh))
+        let client_id = &self.idp.settings().client_id;
+        let now = sessions.clock().now();
+        let valid_for = |offset| {
+            snapshot
+                .cache
+                .access_token(account, client_id, wanted, now, offset)
+                .map(|at| at.secret.clone())
+        };
+        let cached = match valid_for(self.renewal_offset) {
+            Some(secret) => Some(Cached {
+                secret,
+                fresh: true,
+            }),
+            None => valid_for(USABLE_FOR).map(|secret| Cached {
+                secret,
+                fresh: false,
+            }),
+        };
+        Ok((snapshot, cached))
     }
 
     /// Redeems the cached refresh token and stores the answer.
@@ -191,6 +286,7 @@ impl TokenAcquirer {
         user: &SignedIn,
         scopes: &str,
         snapshot: CacheSnapshot,
+        fence: Option<&Fence>,
     ) -> Result<(String, TokenSource), AcquireError> {
         let refresh_token = snapshot
             .cache
@@ -204,7 +300,7 @@ impl TokenAcquirer {
                 &format!("{scopes} openid profile offline_access"),
             )
             .await?;
-        self.store(sessions, session, user, &response, Some(snapshot))
+        self.store(sessions, session, user, &response, Some(snapshot), fence)
             .await?;
         Ok((response.access_token, TokenSource::Refresh))
     }
@@ -218,6 +314,7 @@ impl TokenAcquirer {
         user: &SignedIn,
         response: &TokenResponse,
         loaded: Option<CacheSnapshot>,
+        fence: Option<&Fence>,
     ) -> Result<(), StoreError> {
         let client_id = self.idp.settings().client_id.as_str();
         let account = self.account(user, response);
@@ -228,6 +325,7 @@ impl TokenAcquirer {
                 session,
                 &user.home_account_id,
                 loaded,
+                fence,
                 |cache| cache.add(grant(account.clone(), client_id, response), now),
                 || self.metrics.write_conflict(),
             )

@@ -7,9 +7,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
+use super::lease::RefreshLeases;
 use crate::msal_model::TokenCache;
 use crate::session::{LoadedSession, Sessions};
-use crate::store::{Attempts, Expect, Record, Store, StoreError};
+use crate::store::{Attempts, Expect, Fence, Record, Store, StoreError};
 
 /// A cache as loaded before an access, with what is needed to write it back.
 pub struct CacheSnapshot {
@@ -43,20 +44,16 @@ pub trait CacheAccess: Send + Sync {
         false
     }
 
-    /// Takes the lease that lets one instance at a time refresh this session's
-    /// tokens; false while another holder has it. Placements without
-    /// cross-instance refresh coordination always grant it.
-    async fn lease_refresh(
-        &self,
-        _session: &LoadedSession,
-        _holder: &str,
-    ) -> Result<bool, StoreError> {
-        Ok(true)
+    /// Where the leases live that let one instance at a time refresh a
+    /// session's tokens, for placements that coordinate refreshes across
+    /// instances ([`CacheAccess::single_flight`]).
+    fn leases(&self) -> Option<&dyn RefreshLeases> {
+        None
     }
 
-    /// Gives the lease back.
-    async fn release_refresh(&self, _session: &LoadedSession) -> Result<(), StoreError> {
-        Ok(())
+    /// The key of a session's refresh lease.
+    fn lease_key(&self, session: &LoadedSession) -> String {
+        format!("lease:tc:{}", session.store_id)
     }
 
     /// Before access: load the cache this session's account may use.
@@ -69,13 +66,15 @@ pub trait CacheAccess: Send + Sync {
     ) -> Result<CacheSnapshot, StoreError>;
 
     /// After a changing access: write the cache back. May write the session (option3).
-    /// A compare-and-set placement returns `Conflict` when another writer was first.
+    /// A compare-and-set placement returns `Conflict` when another writer was
+    /// first; a write under a lease is fenced with it where the store can.
     async fn after_access(
         &self,
         session: &mut LoadedSession,
         account: &str,
         snapshot: CacheSnapshot,
         sessions: &Sessions,
+        fence: Option<&Fence>,
     ) -> Result<(), StoreError>;
 
     /// At logout: what this placement removes.
@@ -91,14 +90,17 @@ impl dyn CacheAccess {
     /// One changing access, as MSAL makes it: load the cache (or take the
     /// snapshot just loaded), apply `change`, write it back. Where the
     /// placement compares versions, a conflict re-reads the session and the
-    /// cache and applies `change` again, so a token another writer stored
-    /// meanwhile is kept. A session that ended meanwhile gets nothing written.
+    /// cache (never from a copy that may lag) and applies `change` again, so
+    /// a token another writer stored meanwhile is kept. A session that ended
+    /// meanwhile gets nothing written.
+    #[allow(clippy::too_many_arguments)]
     pub async fn update(
         &self,
         sessions: &Sessions,
         session: &mut LoadedSession,
         account: &str,
         mut loaded: Option<CacheSnapshot>,
+        fence: Option<&Fence>,
         mut change: impl FnMut(&mut TokenCache),
         mut on_conflict: impl FnMut(),
     ) -> Result<(), StoreError> {
@@ -106,10 +108,17 @@ impl dyn CacheAccess {
         loop {
             if attempts.is_retry() {
                 on_conflict();
-                match sessions.load(&session.id).await? {
+                let (fresh, prefetched) = sessions
+                    .load_latest_with(&session.id, |store_id| self.prefetch_keys(store_id))
+                    .await?;
+                match fresh {
                     Some(fresh) => *session = fresh,
                     None => return Ok(()),
                 }
+                loaded = Some(
+                    self.before_access(session, account, Some(&prefetched))
+                        .await?,
+                );
             }
             let mut snapshot = match loaded.take() {
                 Some(snapshot) => snapshot,
@@ -117,7 +126,7 @@ impl dyn CacheAccess {
             };
             change(&mut snapshot.cache);
             let written = self
-                .after_access(session, account, snapshot, sessions)
+                .after_access(session, account, snapshot, sessions, fence)
                 .await;
             if let Some(done) = attempts.settle(written) {
                 return done;
@@ -161,6 +170,7 @@ impl CacheAccess for InstanceWide {
         account: &str,
         snapshot: CacheSnapshot,
         _: &Sessions,
+        _: Option<&Fence>,
     ) -> Result<(), StoreError> {
         let mut cache = self.cache.lock();
         cache.remove_account(account);
@@ -234,6 +244,7 @@ impl CacheAccess for SharedBlob {
         _: &str,
         snapshot: CacheSnapshot,
         _: &Sessions,
+        _: Option<&Fence>,
     ) -> Result<(), StoreError> {
         self.store
             .save(
@@ -280,6 +291,7 @@ impl CacheAccess for InSession {
         _: &str,
         snapshot: CacheSnapshot,
         sessions: &Sessions,
+        _: Option<&Fence>,
     ) -> Result<(), StoreError> {
         session.data.token_cache = Some(snapshot.cache);
         sessions.save(session).await
@@ -296,24 +308,19 @@ pub fn partition_key(store_id: &str) -> String {
     format!("tc:{store_id}")
 }
 
-fn lease_key(store_id: &str) -> String {
-    format!("lease:tc:{store_id}")
-}
-
-/// How long a refresh lease lasts if its holder dies before giving it back.
-const LEASE_TTL: Duration = Duration::from_secs(10);
-
 /// Option4: one partition per session (`tc:{keyed hash of the id}`), written
 /// with compare-and-set, with the session's TTL (idle and absolute, renewed
-/// with every write of the session), deleted at logout.
+/// with every write of the session), deleted at logout; refreshed under a
+/// lease ([`super::lease`]), its writes fenced with it where the store can.
 pub struct Partitioned {
     store: Arc<dyn Store>,
     ttl: Duration,
+    leases: Arc<dyn RefreshLeases>,
 }
 
 impl Partitioned {
-    pub fn new(store: Arc<dyn Store>, ttl: Duration) -> Self {
-        Self { store, ttl }
+    pub fn new(store: Arc<dyn Store>, ttl: Duration, leases: Arc<dyn RefreshLeases>) -> Self {
+        Self { store, ttl, leases }
     }
 }
 
@@ -351,20 +358,23 @@ impl CacheAccess for Partitioned {
         _: &str,
         snapshot: CacheSnapshot,
         sessions: &Sessions,
+        fence: Option<&Fence>,
     ) -> Result<(), StoreError> {
         let expect = snapshot.version.map_or(Expect::Absent, Expect::Version);
         // The partition lives as long as its session would if written now,
         // and every write of the session renews both (Sessions' companion).
-        let ttl = sessions.ttl_of(&session.data).min(self.ttl);
-        self.store
-            .save(
-                &partition_key(&session.store_id),
-                &snapshot.cache.to_bytes(),
-                expect,
-                Some(ttl),
-            )
-            .await
-            .map(|_| ())
+        let ttl = Some(sessions.ttl_of(&session.data).min(self.ttl));
+        let key = partition_key(&session.store_id);
+        let data = snapshot.cache.to_bytes();
+        match fence {
+            Some(fence) => {
+                self.store
+                    .save_fenced(&key, &data, expect, ttl, fence)
+                    .await
+            }
+            None => self.store.save(&key, &data, expect, ttl).await,
+        }
+        .map(drop)
     }
 
     async fn on_logout(&self, session: &LoadedSession, _: &str) -> Result<(), StoreError> {
@@ -374,33 +384,7 @@ impl CacheAccess for Partitioned {
             .map(|_| ())
     }
 
-    /// A create-if-absent record with a TTL: the store's compare-and-set makes
-    /// it exclusive across instances, the TTL frees it if the holder dies.
-    async fn lease_refresh(
-        &self,
-        session: &LoadedSession,
-        holder: &str,
-    ) -> Result<bool, StoreError> {
-        match self
-            .store
-            .save(
-                &lease_key(&session.store_id),
-                holder.as_bytes(),
-                Expect::Absent,
-                Some(LEASE_TTL),
-            )
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(StoreError::Conflict { .. }) => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
-    async fn release_refresh(&self, session: &LoadedSession) -> Result<(), StoreError> {
-        self.store
-            .delete(&lease_key(&session.store_id))
-            .await
-            .map(|_| ())
+    fn leases(&self) -> Option<&dyn RefreshLeases> {
+        Some(self.leases.as_ref())
     }
 }

@@ -46,6 +46,9 @@ pub enum FaultAction {
     InstanceStart(InstanceId),
     RedisRestart,
     RedisFlush,
+    /// Saves the dataset to disk (`SAVE`); a later restart loads this
+    /// snapshot: Redis comes back with older contents than it went down with.
+    RedisSnapshot,
     /// SIGSTOP; undone by `for` or `redis-resume`.
     RedisPause,
     RedisResume,
@@ -128,6 +131,7 @@ impl FaultAction {
         match self {
             FaultAction::RedisRestart
             | FaultAction::RedisFlush
+            | FaultAction::RedisSnapshot
             | FaultAction::RedisPause
             | FaultAction::RedisResume => Some(StoreKind::Redis),
             FaultAction::PostgresRestart
@@ -172,6 +176,7 @@ impl fmt::Display for FaultAction {
             FaultAction::InstanceStart(id) => write!(f, "instance-start {id}"),
             FaultAction::RedisRestart => f.write_str("redis-restart"),
             FaultAction::RedisFlush => f.write_str("redis-flush"),
+            FaultAction::RedisSnapshot => f.write_str("redis-snapshot"),
             FaultAction::RedisPause => f.write_str("redis-pause"),
             FaultAction::RedisResume => f.write_str("redis-resume"),
             FaultAction::PostgresRestart => f.write_str("postgres-restart"),
@@ -386,6 +391,7 @@ enum ActionName {
     InstanceCrash,
     RedisRestart,
     RedisFlush,
+    RedisSnapshot,
     RedisPause,
     RedisResume,
     PostgresRestart,
@@ -489,6 +495,7 @@ impl RawFault {
             },
             ActionName::RedisRestart => FaultAction::RedisRestart,
             ActionName::RedisFlush => FaultAction::RedisFlush,
+            ActionName::RedisSnapshot => FaultAction::RedisSnapshot,
             ActionName::RedisPause => FaultAction::RedisPause,
             ActionName::RedisResume => FaultAction::RedisResume,
             ActionName::PostgresRestart => FaultAction::PostgresRestart,

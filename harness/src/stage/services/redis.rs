@@ -59,8 +59,22 @@ impl Redis {
     /// Empties the server (FLUSHALL). Refused on an external server, which may be shared.
     pub async fn flush(&mut self) -> Result<(), StageError> {
         self.server.require_private("flushed")?;
+        self.command("FLUSHALL").await
+    }
+
+    /// Saves the dataset to `dump.rdb` in the server's folder (SAVE, which
+    /// blocks it for the moment that takes). The private server saves
+    /// nothing by itself, but loads that file when it starts: a restart after
+    /// a snapshot brings back the snapshot's contents, older than what it
+    /// held when it went down. Refused on an external server.
+    pub async fn snapshot(&mut self) -> Result<(), StageError> {
+        self.server.require_private("snapshotted")?;
+        self.command("SAVE").await
+    }
+
+    async fn command(&self, name: &str) -> Result<(), StageError> {
         let failed = |reason: String| StageError::Request {
-            what: "redis FLUSHALL".into(),
+            what: format!("redis {name}"),
             reason,
         };
         let client = ::redis::Client::open(self.url()).map_err(|e| failed(e.to_string()))?;
@@ -68,7 +82,7 @@ impl Redis {
             .get_multiplexed_async_connection()
             .await
             .map_err(|e| failed(e.to_string()))?;
-        ::redis::cmd("FLUSHALL")
+        ::redis::cmd(name)
             .query_async::<()>(&mut connection)
             .await
             .map_err(|e| failed(e.to_string()))
