@@ -136,6 +136,7 @@ pub async fn run(
         start,
     )
     .map_err(RunError::Setup)?;
+    shared.renewal_offset = contract.renewal_offset;
     // A launched app signs in over HTTPS (MSAL insists), so the browsers
     // trust the IdP's own CA.
     if let Some(ca) = stack.idp_listeners.as_ref().and_then(|l| l.ca_file()) {
@@ -318,6 +319,21 @@ pub async fn run(
             .push(anomaly);
     }
     let idp_stats = idp_stats(&idp_url).await;
+    let (reused, unattributed) =
+        check::idp_calls::reuse(&history, &history.by_browser(), &idp_stats.reuse_by_session);
+    for anomaly in reused {
+        findings
+            .anomalies
+            .entry(anomaly.kind)
+            .or_default()
+            .push(anomaly);
+    }
+    if unattributed > 0 {
+        findings.unchecked.push((
+            Kind::ExtraIdpCalls,
+            format!("the IdP counted {unattributed} refresh-token reuse(s) of IdP sessions no browser's sign-in names"),
+        ));
+    }
     drop(stack);
     let kept = plan.keep.then(|| folder.keep());
 
@@ -395,6 +411,7 @@ struct IdpStats {
     refreshes: u64,
     failed: u64,
     refresh_reuse: u64,
+    reuse_by_session: check::idp_calls::ReuseBySession,
 }
 
 async fn idp_stats(idp_url: &str) -> IdpStats {
@@ -424,6 +441,8 @@ async fn idp_stats(idp_url: &str) -> IdpStats {
             .as_object()
             .map(|actions| actions.values().filter_map(|n| n.as_u64()).sum())
             .unwrap_or(0),
+        reuse_by_session: serde_json::from_value(json["refresh_reuse_by_session"].clone())
+            .unwrap_or_default(),
     }
 }
 

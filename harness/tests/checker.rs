@@ -425,6 +425,82 @@ fn a_refresh_while_a_good_token_was_cached_is_an_extra_idp_call() {
 }
 
 #[test]
+fn a_waiter_showing_the_token_a_concurrent_refresh_got_makes_it_no_extra_call() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    s.clock += 55 * 1_000_000;
+    // Two instances at once: one waited on the other's lease and shows the
+    // very token the refresh got (same jti); it was invoked a moment earlier.
+    let exp = STARTED_MS / 1000 + s.clock / 1_000_000 + 62;
+    let token = |source| {
+        ok(
+            Observed::Token {
+                user: "alice".into(),
+                source,
+                sub: "sub-alice".into(),
+                sid: Some("sid-1".into()),
+                jti: "same".into(),
+                scopes: None,
+                exp,
+            },
+            None,
+            "app-1",
+        )
+    };
+    s.clock += 1_000_000;
+    for (at, source) in [
+        (s.clock, TokenSource::Cache),
+        (s.clock + 50, TokenSource::Refresh),
+    ] {
+        s.history.events.push(Event {
+            browser: b,
+            request: Request::Profile,
+            sent_to: "app-1".into(),
+            invoked: at,
+            completed: at + 300_000,
+            outcome: token(source),
+        });
+    }
+    let findings = s.findings();
+    assert_eq!(
+        findings.count(Kind::ExtraIdpCalls),
+        0,
+        "{:?}",
+        findings.anomalies
+    );
+}
+
+#[test]
+fn every_refresh_token_reuse_the_idp_counted_is_an_extra_call_of_the_browser_in_that_session() {
+    let mut s = Script::new();
+    let alice = s.browser("alice");
+    let bob = s.browser("bob");
+    let signed_in = s.sign_in(alice, "sid-a", "s1");
+    s.sign_in(bob, "sid-b", "s2");
+    let refreshed = s.token(alice, TokenSource::Refresh, "sub-alice", "sid-a", 60);
+    s.token(bob, TokenSource::Cache, "sub-bob", "sid-b", 60);
+    let counted = std::collections::BTreeMap::from([
+        (
+            "sid-a".to_owned(),
+            std::collections::BTreeMap::from([("allowed".to_owned(), 2)]),
+        ),
+        (
+            "sid-unknown".to_owned(),
+            std::collections::BTreeMap::from([("family_revoked".to_owned(), 1)]),
+        ),
+    ]);
+    let (found, unattributed) =
+        check::idp_calls::reuse(&s.history, &s.history.by_browser(), &counted);
+    assert_eq!(found.len(), 2, "one per reuse counted: {found:?}");
+    assert!(found.iter().all(|a| a.browser == alice
+        && a.kind == Kind::ExtraIdpCalls
+        && a.facet.as_deref() == Some(check::idp_calls::REFRESH_TOKEN_REUSE)
+        && a.evidence == [signed_in, refreshed]));
+    assert_eq!(unattributed, 1, "a session no sign-in names is said apart");
+}
+
+#[test]
 fn stores_that_kept_a_logged_out_session_hold_orphans() {
     let mut s = Script::new();
     let b = s.browser("alice");

@@ -48,6 +48,9 @@ pub struct Shared {
     pub seed: u64,
     /// The run's start: every time in the history counts from it.
     pub start: Instant,
+    /// How long before its expiry the app renews an access token (the
+    /// reference app's flag, or a target's file): when a race's refresh is due.
+    pub renewal_offset: Duration,
     mix: WeightedIndex<u32>,
     actions: Vec<Action>,
 }
@@ -74,6 +77,7 @@ impl Shared {
             http: contract::HttpClient::new(),
             recorder,
             latencies,
+            renewal_offset: workload.idp.renewal_offset(),
             workload,
             seed,
             start,
@@ -104,6 +108,9 @@ pub struct SimBrowser {
     next_item: u32,
     /// Whether the next action must be a sign-in first.
     signed_out: bool,
+    /// When (Unix seconds) the session's `/profile` token is due for
+    /// renewal, as far as its answers tell: a race waits for it.
+    profile_due: Option<f64>,
 }
 
 impl SimBrowser {
@@ -127,6 +134,7 @@ impl SimBrowser {
             departures: 0,
             next_item: 0,
             signed_out: true,
+            profile_due: None,
         }
     }
 
@@ -164,6 +172,11 @@ impl SimBrowser {
     pub async fn sign_in(&mut self, shared: &Shared) {
         let outcome = self.send(shared, Request::SignIn).await;
         self.signed_out = !outcome.ok();
+        // The code exchange just stored a token of the whole lifetime.
+        self.profile_due = outcome.ok().then(|| {
+            unix_now() + (shared.workload.idp.access_token_lifetime).as_secs_f64()
+                - shared.renewal_offset.as_secs_f64()
+        });
     }
 
     async fn act(&mut self, shared: &Shared, action: Action) {
@@ -183,6 +196,7 @@ impl SimBrowser {
                 self.send(shared, Request::CartRead).await;
             }
             Action::Burst => self.burst(shared).await,
+            Action::Race => self.race(shared).await,
             Action::Idle => {
                 let idle = shared.workload.idp.access_token_lifetime + Duration::from_secs(1);
                 tokio::time::sleep(idle).await;
@@ -229,6 +243,53 @@ impl SimBrowser {
         self.after(outcomes.iter().map(|(t, o)| (*t, o)));
     }
 
+    /// Once the session's token is due: a profile call and a cart write to
+    /// each of two or three instances at the same moment, then a cart read
+    /// (what the writes left).
+    async fn race(&mut self, shared: &Shared) {
+        // A second past due: the app stamps expiries in whole seconds.
+        // Never longer than a token lives (an `idle` waits as long).
+        let longest = shared.workload.idp.access_token_lifetime + Duration::from_secs(1);
+        let wait = self.profile_due.map_or(Duration::ZERO, |due| {
+            Duration::try_from_secs_f64(due + 1.0 - unix_now())
+                .unwrap_or(Duration::ZERO)
+                .min(longest)
+        });
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        let width = if shared.instances.len() >= 3 { 3 } else { 2 };
+        let targets = self.hop.spread(&mut self.rng, width);
+        let mut sent = Vec::with_capacity(2 * width);
+        for &target in &targets {
+            sent.push((target, Request::Profile));
+            sent.push((target, Request::CartWrite { item: self.item() }));
+        }
+        let outcomes = futures::future::join_all(sent.into_iter().map(|(target, request)| {
+            exchange(shared, &self.browser, self.id, &self.user, target, request)
+        }))
+        .await;
+        for (_, outcome) in &outcomes {
+            self.note(shared, outcome);
+        }
+        self.after(outcomes.iter().map(|(t, o)| (*t, o)));
+        if !self.signed_out {
+            self.send(shared, Request::CartRead).await;
+        }
+    }
+
+    /// What an answer tells of the session's token: a `/profile` echo says
+    /// when it expires.
+    fn note(&mut self, shared: &Shared, outcome: &Outcome) {
+        if let Some(Observed::Token {
+            scopes: None, exp, ..
+        }) = outcome.observed()
+            && outcome.ok()
+        {
+            self.profile_due = Some(*exp as f64 - shared.renewal_offset.as_secs_f64());
+        }
+    }
+
     fn item(&mut self) -> u32 {
         self.next_item += 1;
         self.next_item
@@ -238,6 +299,7 @@ impl SimBrowser {
         let target = self.hop.next(&mut self.rng);
         let (target, outcome) =
             exchange(shared, &self.browser, self.id, &self.user, target, request).await;
+        self.note(shared, &outcome);
         self.after(std::iter::once((target, &outcome)));
         outcome
     }
@@ -262,7 +324,13 @@ impl SimBrowser {
     }
 }
 
-/// A seed per browser and generation, from the scenario's seed.
+/// Now, in Unix seconds (what token expiries are stamped in).
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 /// The person who sits down at `slot` after its `departures`-th leaver:
 /// numbered past the scenario's people, one number per (slot, departure),
 /// so every newcomer is a user nobody else signs in as.
@@ -270,6 +338,7 @@ fn newcomer(workload: &Workload, slot: usize, departures: usize) -> usize {
     workload.people.get() + slot + workload.browsers() * (departures - 1)
 }
 
+/// A seed per browser and generation, from the scenario's seed.
 fn seed_of(seed: u64, slot: usize, generation: u64) -> u64 {
     // SplitMix64 of the three, so neighbouring browsers differ in every bit.
     let mut x = seed ^ (slot as u64).rotate_left(32) ^ generation.rotate_left(48);

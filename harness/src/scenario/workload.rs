@@ -132,6 +132,12 @@ pub enum Action {
     CartRead,
     /// Two cart writes and a data call at once, as a page loading in parallel.
     Burst,
+    /// Waits until the session's access token is due for renewal, then sends
+    /// at the same moment a profile call and a cart write to each of two or
+    /// three different instances (as tabs of one browser behind a load
+    /// balancer), then reads the cart: every instance wants the one refresh
+    /// at once, and every write races the others' read-modify-write.
+    Race,
     /// Nothing, for longer than an access token lives.
     Idle,
     /// Logout, then sign in again.
@@ -149,12 +155,13 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 11] = [
+    pub const ALL: [Action; 12] = [
         Action::Profile,
         Action::Data,
         Action::CartWrite,
         Action::CartRead,
         Action::Burst,
+        Action::Race,
         Action::Idle,
         Action::Relogin,
         Action::SignIn,
@@ -170,6 +177,7 @@ impl Action {
             Action::CartWrite => "cart_write",
             Action::CartRead => "cart_read",
             Action::Burst => "burst",
+            Action::Race => "race",
             Action::Idle => "idle",
             Action::Relogin => "relogin",
             Action::SignIn => "sign_in",
@@ -318,6 +326,7 @@ pub struct RawMix {
     cart_write: Option<u32>,
     cart_read: Option<u32>,
     burst: Option<u32>,
+    race: Option<u32>,
     idle: Option<u32>,
     relogin: Option<u32>,
     sign_in: Option<u32>,
@@ -573,6 +582,7 @@ fn resolve_mix(mix: RawMix) -> Vec<(Action, u32)> {
         (Action::CartWrite, mix.cart_write),
         (Action::CartRead, mix.cart_read),
         (Action::Burst, mix.burst),
+        (Action::Race, mix.race),
         (Action::Idle, mix.idle),
         (Action::Relogin, mix.relogin),
         (Action::SignIn, mix.sign_in),
