@@ -96,7 +96,7 @@ pub async fn bench(bench: Bench) -> Result<Benched, BenchError> {
         outcome.results.write(&path)?;
         if bench.history {
             let history = history_file::beside(&path);
-            history_file::write(&outcome.history, &history)?;
+            history_file::write_run(&outcome.history, Some(&outcome.facts), &history)?;
             done.histories.push(history);
         }
         if let Some(folder) = outcome.folder {

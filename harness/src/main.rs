@@ -3,7 +3,7 @@
 //! scenario file and says what it would do; `up` brings a topology up by
 //! hand; `merge` combines results files; `schema` prints their JSON Schema;
 //! `report` writes the HTML report of results files; `compare` judges one
-//! against a baseline.
+//! against a baseline; `analyze` judges a saved history again.
 
 use std::io::Write;
 use std::num::NonZeroUsize;
@@ -213,6 +213,19 @@ enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Judge a saved history again (NAME.history.jsonl, from `bench
+    /// --history`): the same findings and results document the run made,
+    /// from the file alone. Prints the summary table and every anomaly.
+    Analyze {
+        /// The history file.
+        file: PathBuf,
+        /// Write the results document here (as the run wrote it).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Examples printed per anomaly family.
+        #[arg(long, default_value_t = 5)]
+        examples: usize,
+    },
     /// Print the JSON Schema of results files (as reports/schema.json holds it).
     Schema,
     /// Bring up the stores, the mock IdP and app instances; print the URLs;
@@ -375,6 +388,23 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             }
             if let Some(why) = outcome.stopped_because {
                 anyhow::bail!("the run was cut short ({why}); the results written cover what ran");
+            }
+            Ok(())
+        }
+        Command::Analyze {
+            file,
+            output,
+            examples,
+        } => {
+            let analysis = harness::analyze::analyze(&file)?;
+            print!(
+                "{}",
+                harness::bench::summary_table(std::slice::from_ref(&analysis.results))
+            );
+            print!("{}", harness::analyze::findings_text(&analysis, examples));
+            if let Some(output) = output {
+                analysis.results.write(&output)?;
+                println!("results: {}", output.display());
             }
             Ok(())
         }

@@ -88,7 +88,7 @@ pub struct ReferenceSeries {
     pub histogram: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct HarnessInfo {
     pub version: String,
     /// `git describe` of the harness's checkout when it was built, if known.
@@ -106,7 +106,7 @@ pub struct Source {
     pub duration_secs: f64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct HostFacts {
     pub hostname: String,
     pub os: String,
@@ -139,7 +139,7 @@ impl WorkloadInfo {
 /// What was measured: the reference app in a topology (all fields), or an
 /// app the harness did not build (`app` says which; the topology fields
 /// are empty, its storage being its own).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TopologyInfo {
     pub name: String,
     /// Absent in files written before targets existed: the reference app.

@@ -4,7 +4,7 @@
 //! document. An interrupted run (Ctrl-C, SIGTERM) stops the load, checks and
 //! writes what it measured, marked incomplete, and tears the stage down.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,20 +16,17 @@ use tokio::time::Instant;
 
 use crate::check::orphans::{self, Leftovers};
 use crate::check::resident;
-use crate::check::windows::{self, Window};
-use crate::check::{self, Findings, Kind, Settings};
+use crate::check::windows;
+use crate::check::{self, Settings};
 use crate::faults;
 use crate::history::{self, FaultStep, History};
+use crate::judge::{self, AppFacts, IdpCounts, Judged, RunFacts, ScenarioFacts};
 use crate::load::browser::{InstanceUrl, Shared};
 use crate::load::latency::Latencies;
 use crate::load::{self, LoadError};
 use crate::progress::{Figures, Progress};
 use crate::reference::{self, Prober};
-use crate::results::{
-    self, AnomalyReport, AppKind, Example, HarnessInfo, HostFacts, IdpCalls, Leaks, Percentiles,
-    ReferenceSeries, RequestSeries, Results, ScenarioInfo, SecondStats, Source, Timeline,
-    TopologyInfo, Unchecked, WorkloadInfo,
-};
+use crate::results::{AppKind, HarnessInfo, HostFacts, Results, TopologyInfo};
 use crate::run_folder::RunFolder;
 use crate::sample::{Place, Sample, Sampler};
 use crate::scenario::Scenario;
@@ -76,6 +73,8 @@ pub struct Outcome {
     pub folder: Option<PathBuf>,
     /// Every request the checker read (for `bench --history`).
     pub history: History,
+    /// What the verdict rests on besides the history (its file's first line).
+    pub facts: RunFacts,
 }
 
 /// Runs `plan`; `stop` completing (a signal) ends it early.
@@ -296,74 +295,78 @@ pub async fn run(
             .entry(info.user.clone())
             .or_insert_with(|| mock_idp::users::oid_of(&info.user));
     }
-    let mut findings = check::check(&history, &settings);
     let ended = orphans::ended_sessions(&history);
     let standings = resident::Standings::new(&history, look, settings.idle_timeout);
-    let signed_in = standings.live_users();
-    let gone = standings.gone_users();
     let leftovers: Leftovers = sampler
-        .leftovers(&ended, &signed_in, &settings.subjects, counted_in_process)
+        .leftovers(
+            &ended,
+            &standings.live_users(),
+            &settings.subjects,
+            counted_in_process,
+        )
         .await;
-    if let Some(reason) = &leftovers.unchecked {
-        findings.unchecked.push((Kind::Orphan, reason.clone()));
-    }
-    let in_process = standings.check(&held);
-    for anomaly in orphans::check(&history, &ended, &leftovers, &gone)
-        .into_iter()
-        .chain(in_process)
-    {
-        findings
-            .anomalies
-            .entry(anomaly.kind)
-            .or_default()
-            .push(anomaly);
-    }
-    let idp_stats = idp_stats(&idp_url).await;
-    let (reused, unattributed) =
-        check::idp_calls::reuse(&history, &history.by_browser(), &idp_stats.reuse_by_session);
-    for anomaly in reused {
-        findings
-            .anomalies
-            .entry(anomaly.kind)
-            .or_default()
-            .push(anomaly);
-    }
-    if unattributed > 0 {
-        findings.unchecked.push((
-            Kind::ExtraIdpCalls,
-            format!("the IdP counted {unattributed} refresh-token reuse(s) of IdP sessions no browser's sign-in names"),
-        ));
-    }
+    let idp = idp_stats(&idp_url).await;
     drop(stack);
     let kept = plan.keep.then(|| folder.keep());
 
-    let by_browser = history.by_browser();
-    let minimum = check::idp_calls::minimum_token_calls(
-        &history,
-        &by_browser,
-        &settings,
-        workload.idp.access_token_lifetime,
-    );
-    let samples = samples.lock().clone();
-    let results = assemble(Assembly {
-        plan,
-        history: &history,
-        findings: &findings,
-        latencies: &latencies,
-        samples,
-        idp_stats,
-        minimum,
-        endings: standings.endings(),
+    let facts = RunFacts {
+        scenario: ScenarioFacts {
+            file: plan.scenario_file.as_ref().map(|p| p.display().to_string()),
+            seed: plan.scenario.seed,
+            instances: plan.instances.get(),
+            workload: plan.scenario.workload.clone(),
+            faults: fault_entries(plan),
+        },
+        topology: topology_info(&plan.app),
+        app: AppFacts {
+            idle_timeout: contract.idle_timeout,
+            renewal_offset: contract.renewal_offset,
+        },
+        instances: shared.instances.iter().map(|i| i.id.clone()).collect(),
+        source: plan.source.clone(),
+        harness: HarnessInfo {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            git_revision: option_env!("HARNESS_GIT_REVISION").map(str::to_owned),
+        },
+        host: host_facts(),
         started_unix_ms,
-        duration: load_end,
+        duration_secs: load_end.as_secs_f64(),
         stopped_because,
+        samples: samples.lock().clone(),
         references,
-    });
+        idp,
+        look,
+        leftovers,
+    };
+    let Judged { results, .. } = judge::judge(&facts, &history);
     Ok(Outcome {
         results,
         folder: kept,
         history,
+        facts,
     })
+}
+
+/// The `[[faults]]` entries as the results list them, each said skipped
+/// where the app runs without the store it needs.
+fn fault_entries(plan: &RunPlan) -> Vec<String> {
+    plan.scenario
+        .faults
+        .faults
+        .iter()
+        .map(|f| {
+            let when = match f.lasts {
+                Some(lasts) => format!("at {:?} for {lasts:?}", f.at),
+                None => format!("at {:?}", f.at),
+            };
+            let skipped = if f.fits(&plan.app) {
+                ""
+            } else {
+                " (skipped: the app runs without its store)"
+            };
+            format!("{when}: {}{skipped}", f.action)
+        })
+        .collect()
 }
 
 /// What the checker must know of the app: a target's file says it; the
@@ -404,22 +407,13 @@ pub fn instance_urls(stack: &Stack) -> Vec<InstanceUrl> {
         .collect()
 }
 
-/// The IdP's own counters: token calls by grant and outcome, reuse.
-#[derive(Default)]
-struct IdpStats {
-    code_exchanges: u64,
-    refreshes: u64,
-    failed: u64,
-    refresh_reuse: u64,
-    reuse_by_session: check::idp_calls::ReuseBySession,
-}
-
-async fn idp_stats(idp_url: &str) -> IdpStats {
+/// The IdP's own counters (`/stats`): token calls by grant and outcome, reuse.
+async fn idp_stats(idp_url: &str) -> IdpCounts {
     let Ok(response) = reqwest::get(format!("{idp_url}/stats")).await else {
-        return IdpStats::default();
+        return IdpCounts::default();
     };
     let Ok(json) = response.json::<serde_json::Value>().await else {
-        return IdpStats::default();
+        return IdpCounts::default();
     };
     let count = |grant: &str, ok: bool| -> u64 {
         json["token_calls"][grant]
@@ -433,7 +427,7 @@ async fn idp_stats(idp_url: &str) -> IdpStats {
             })
             .unwrap_or(0)
     };
-    IdpStats {
+    IdpCounts {
         code_exchanges: count("authorization_code", true),
         refreshes: count("refresh_token", true),
         failed: count("authorization_code", false) + count("refresh_token", false),
@@ -443,144 +437,6 @@ async fn idp_stats(idp_url: &str) -> IdpStats {
             .unwrap_or(0),
         reuse_by_session: serde_json::from_value(json["refresh_reuse_by_session"].clone())
             .unwrap_or_default(),
-    }
-}
-
-struct Assembly<'a> {
-    plan: &'a RunPlan,
-    history: &'a History,
-    findings: &'a Findings,
-    latencies: &'a Latencies,
-    samples: Vec<Sample>,
-    idp_stats: IdpStats,
-    minimum: u64,
-    endings: resident::Endings,
-    started_unix_ms: u64,
-    duration: Duration,
-    stopped_because: Option<String>,
-    references: Vec<ReferenceSeries>,
-}
-
-fn assemble(a: Assembly<'_>) -> Results {
-    let plan = a.plan;
-    let run_end = a.duration.as_micros() as u64;
-    let windows = windows::windows(&a.history.faults, run_end);
-    let requests = a
-        .latencies
-        .snapshot()
-        .into_iter()
-        .map(|((kind, instance), s)| RequestSeries {
-            kind,
-            instance,
-            count: s.raw.len(),
-            ok: s.ok,
-            client_errors: s.client_errors,
-            server_errors: s.server_errors,
-            refused: s.refused,
-            timeouts: s.timeouts,
-            lost: s.lost,
-            latency: Percentiles::of(&s.corrected),
-            raw_latency: Percentiles::of(&s.raw),
-            histogram: results::encode(&s.corrected),
-            raw_histogram: results::encode(&s.raw),
-        })
-        .collect();
-    let anomalies = Kind::ALL
-        .iter()
-        .map(|&kind| report(kind, a.findings, a.history, &windows, &plan.source))
-        .collect();
-    let unchecked = a
-        .findings
-        .unchecked
-        .iter()
-        .map(|(kind, reason)| Unchecked {
-            kind: *kind,
-            reason: reason.clone(),
-        })
-        .collect();
-    let token_calls = a.idp_stats.code_exchanges + a.idp_stats.refreshes;
-    let sessions = a
-        .history
-        .events
-        .iter()
-        .filter(|e| matches!(e.request, history::Request::SignIn) && e.outcome.ok())
-        .count() as u64;
-    let seconds = a
-        .latencies
-        .seconds()
-        .into_iter()
-        .enumerate()
-        .map(|(second, s)| SecondStats {
-            second: second as u64,
-            requests: s.latency.len(),
-            errors: s.errors,
-            p50_us: s.latency.value_at_quantile(0.5),
-            p99_us: s.latency.value_at_quantile(0.99),
-            max_us: s.latency.max(),
-        })
-        .collect();
-    let leaks = leaks(&a.samples, a.endings);
-    Results {
-        schema_version: results::SCHEMA_VERSION,
-        complete: a.stopped_because.is_none(),
-        stopped_because: a.stopped_because,
-        harness: HarnessInfo {
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            git_revision: option_env!("HARNESS_GIT_REVISION").map(str::to_owned),
-        },
-        sources: vec![Source {
-            name: plan.source.clone(),
-            host: host_facts(),
-            started_at: rfc3339(a.started_unix_ms),
-            started_unix_ms: a.started_unix_ms,
-            duration_secs: a.duration.as_secs_f64(),
-        }],
-        scenario: ScenarioInfo {
-            file: plan.scenario_file.as_ref().map(|p| p.display().to_string()),
-            seed: plan.scenario.seed,
-            instances: plan.instances.get(),
-            workload: WorkloadInfo::of(&plan.scenario.workload),
-            faults: plan
-                .scenario
-                .faults
-                .faults
-                .iter()
-                .map(|f| {
-                    let when = match f.lasts {
-                        Some(lasts) => format!("at {:?} for {lasts:?}", f.at),
-                        None => format!("at {:?}", f.at),
-                    };
-                    let skipped = if f.fits(&plan.app) {
-                        ""
-                    } else {
-                        " (skipped: the app runs without its store)"
-                    };
-                    format!("{when}: {}{skipped}", f.action)
-                })
-                .collect(),
-        },
-        topology: topology_info(&plan.app),
-        requests,
-        anomalies,
-        unchecked,
-        idp: IdpCalls {
-            token_calls,
-            code_exchanges: a.idp_stats.code_exchanges,
-            refreshes: a.idp_stats.refreshes,
-            failed_token_calls: a.idp_stats.failed,
-            minimum: a.minimum,
-            ratio: results::ratio(token_calls, a.minimum),
-            sessions,
-            refresh_reuse: a.idp_stats.refresh_reuse,
-        },
-        leaks,
-        timelines: vec![Timeline {
-            source: plan.source.clone(),
-            faults: a.history.faults.clone(),
-            samples: a.samples,
-            seconds,
-        }],
-        references: a.references,
     }
 }
 
@@ -620,118 +476,11 @@ fn serde_name<T: serde::Serialize>(value: &T) -> String {
         .unwrap_or_default()
 }
 
-fn report(
-    kind: Kind,
-    findings: &Findings,
-    history: &History,
-    windows: &[Window],
-    source: &str,
-) -> AnomalyReport {
-    let found = findings
-        .anomalies
-        .get(&kind)
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    let mut facets = BTreeMap::new();
-    let mut by_window = BTreeMap::new();
-    for anomaly in found {
-        if let Some(facet) = &anomaly.facet {
-            *facets.entry(facet.clone()).or_insert(0) += 1;
-        }
-        let window = windows::window_of(windows, anomaly.at)
-            .map_or_else(|| "none".to_owned(), |w| w.label.clone());
-        *by_window.entry(window).or_insert(0) += 1;
-    }
-    let across_down: Vec<bool> = found
-        .iter()
-        .map(|a| kind == Kind::SessionLoss && check::sessions::across_instance_down(history, a))
-        .collect();
-    // The first five, and a loss across an instance going down among them
-    // when there is one (the report's restart claim links to it).
-    let mut shown: Vec<usize> = (0..found.len().min(5)).collect();
-    if let Some(down) = across_down.iter().position(|&d| d)
-        && !shown.contains(&down)
-    {
-        shown.pop();
-        shown.push(down);
-    }
-    let examples = shown
-        .into_iter()
-        .map(|i| &found[i])
-        .map(|anomaly| Example {
-            summary: anomaly.summary.clone(),
-            source: source.to_owned(),
-            fault_window: windows::window_of(windows, anomaly.at).map(|w| w.label.clone()),
-            events: anomaly
-                .evidence
-                .iter()
-                .filter_map(|&i| history.events.get(i).cloned())
-                .collect(),
-        })
-        .collect();
-    AnomalyReport {
-        kind,
-        count: found.len() as u64,
-        facets,
-        by_window,
-        across_instance_down: (kind == Kind::SessionLoss)
-            .then(|| across_down.iter().filter(|&&d| d).count() as u64),
-        examples,
-    }
-}
-
-fn leaks(samples: &[Sample], endings: resident::Endings) -> Leaks {
-    let live_sessions = endings.live;
-    let first = samples.first();
-    let last = samples.last();
-    let store = |s: Option<&Sample>| s.map_or(0, Sample::store_bytes) as i64;
-    let rss = |s: Option<&Sample>| s.map_or(0, Sample::rss_bytes) as i64;
-    Leaks {
-        live_sessions_at_end: live_sessions,
-        store_bytes_per_session: (live_sessions > 0)
-            .then(|| store(last) as f64 / live_sessions as f64),
-        store_growth_bytes: store(last) - store(first),
-        peak_rss_bytes: samples.iter().map(Sample::rss_bytes).max().unwrap_or(0),
-        rss_growth_bytes: rss(last) - rss(first),
-        token_cache_entries_at_end: last.and_then(|s| {
-            s.instances
-                .iter()
-                .filter_map(|i| i.token_cache_entries)
-                .reduce(|a, b| a + b)
-        }),
-        sessions_logged_out: endings.logged_out,
-        sessions_expired: endings.expired,
-    }
-}
-
 fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ` of Unix milliseconds (UTC).
-fn rfc3339(unix_ms: u64) -> String {
-    let secs = unix_ms / 1000;
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
 }
 
 /// This machine, as the results name it.

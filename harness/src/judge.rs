@@ -1,0 +1,420 @@
+//! A run's verdict: its history and what was measured beside it (the
+//! [`RunFacts`]) in, the findings and the results document out. The run
+//! calls [`judge`] once the load is over, and `harness analyze` calls it on a
+//! saved history file, whose first line carries the facts: the same code on
+//! the same input, so a saved history gives the very same results.
+//!
+//! Nothing here measures: latencies are made again from the events (every
+//! request is one event), everything else the run measured live (samples,
+//! reference round trips, the IdP's counts, what the stores kept) comes in
+//! the facts.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::check::idp_calls::ReuseBySession;
+use crate::check::orphans::{self, Leftovers};
+use crate::check::resident;
+use crate::check::windows::{self, Window};
+use crate::check::{self, Findings, Kind, Settings};
+use crate::history::{self, History, Micros};
+use crate::load::latency::Latencies;
+use crate::results::{
+    self, AnomalyReport, Example, HarnessInfo, HostFacts, IdpCalls, Leaks, Percentiles,
+    ReferenceSeries, RequestSeries, Results, ScenarioInfo, SecondStats, Source, Timeline,
+    TopologyInfo, Unchecked, WorkloadInfo,
+};
+use crate::sample::Sample;
+use crate::scenario::workload::Workload;
+
+/// Everything besides the history that the verdict rests on: what was run,
+/// where, and what was measured live. A history file's first line carries it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunFacts {
+    /// The scenario as resolved (defaults filled in).
+    pub scenario: ScenarioFacts,
+    pub topology: TopologyInfo,
+    /// What the checker must know of the app (its timeouts and renewal).
+    pub app: AppFacts,
+    /// The instances requests went to, in order (`app-1`, ...).
+    pub instances: Vec<String>,
+    /// Names this machine's run in the results.
+    pub source: String,
+    pub harness: HarnessInfo,
+    pub host: HostFacts,
+    pub started_unix_ms: u64,
+    /// How long the load ran.
+    pub duration_secs: f64,
+    /// Why it ended early, when it did.
+    pub stopped_because: Option<String>,
+    /// A sample a second, the last one taken after the grace period.
+    pub samples: Vec<Sample>,
+    pub references: Vec<ReferenceSeries>,
+    /// The IdP's own counts (`/stats`) at the end.
+    pub idp: IdpCounts,
+    /// When the stores were last looked into (after the grace period).
+    pub look: Micros,
+    /// What the stores still held then of browsers that had logged out.
+    pub leftovers: Leftovers,
+}
+
+/// The scenario as it ran.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ScenarioFacts {
+    /// The file, when the run came from one.
+    pub file: Option<String>,
+    pub seed: u64,
+    pub instances: usize,
+    pub workload: Workload,
+    /// The `[[faults]]` entries, as the harness read them.
+    pub faults: Vec<String>,
+}
+
+/// The app's side of the contract the checker relies on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AppFacts {
+    /// A session unused this long ends.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A cached access token is renewed this long before it expires.
+    #[serde(with = "humantime_serde")]
+    pub renewal_offset: Duration,
+}
+
+impl Default for AppFacts {
+    fn default() -> Self {
+        Self {
+            idle_timeout: app::session::DEFAULT_IDLE_TIMEOUT,
+            renewal_offset: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The IdP's counters, as `/stats` gave them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IdpCounts {
+    pub code_exchanges: u64,
+    pub refreshes: u64,
+    pub failed: u64,
+    pub refresh_reuse: u64,
+    pub reuse_by_session: ReuseBySession,
+}
+
+/// What [`judge`] makes of a run.
+pub struct Judged {
+    pub findings: Findings,
+    pub results: Results,
+}
+
+/// The checker's settings for a run: the app's timeouts, and every user's
+/// IdP subject (the mock IdP derives it from the user name).
+pub fn settings(facts: &RunFacts, history: &History) -> Settings {
+    Settings {
+        idle_timeout: facts.app.idle_timeout,
+        renewal_offset: facts.app.renewal_offset,
+        started_unix_ms: facts.started_unix_ms,
+        subjects: history
+            .browsers
+            .iter()
+            .map(|b| (b.user.clone(), mock_idp::users::oid_of(&b.user)))
+            .collect(),
+    }
+}
+
+/// The findings and the results document of a run.
+pub fn judge(facts: &RunFacts, history: &History) -> Judged {
+    let settings = settings(facts, history);
+    let by_browser = history.by_browser();
+    let mut findings = check::check(history, &settings);
+
+    let (reused, unattributed) =
+        check::idp_calls::reuse(history, &by_browser, &facts.idp.reuse_by_session);
+    add(&mut findings, reused);
+    if unattributed > 0 {
+        findings.unchecked.push((
+            Kind::ExtraIdpCalls,
+            format!(
+                "the IdP counted {unattributed} refresh-token reuse(s) of IdP sessions no browser's sign-in names"
+            ),
+        ));
+    }
+
+    let ended = orphans::ended_sessions(history);
+    let standings = resident::Standings::new(history, facts.look, settings.idle_timeout);
+    if let Some(reason) = &facts.leftovers.unchecked {
+        findings.unchecked.push((Kind::Orphan, reason.clone()));
+    }
+    let held = facts
+        .samples
+        .last()
+        .map(Sample::held_in_process)
+        .unwrap_or_default();
+    let in_store = orphans::check(history, &ended, &facts.leftovers, &standings.gone_users());
+    add(&mut findings, in_store);
+    add(&mut findings, standings.check(&held));
+
+    let minimum = check::idp_calls::minimum_token_calls(
+        history,
+        &by_browser,
+        &settings,
+        facts.scenario.workload.idp.access_token_lifetime,
+    );
+    let results = assemble(facts, history, &findings, minimum, standings.endings());
+    Judged { findings, results }
+}
+
+fn add(findings: &mut Findings, anomalies: Vec<check::Anomaly>) {
+    for anomaly in anomalies {
+        findings
+            .anomalies
+            .entry(anomaly.kind)
+            .or_default()
+            .push(anomaly);
+    }
+}
+
+/// Every request's latency, made again from the events as the driver
+/// timed them (invoked to completed, per request type and instance).
+pub fn latencies(facts: &RunFacts, history: &History) -> Latencies {
+    let latencies = Latencies::new(
+        facts.scenario.workload.think_time.mean().as_micros() as u64,
+        facts.instances.clone(),
+    );
+    let index: HashMap<&str, usize> = facts
+        .instances
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    for event in &history.events {
+        if let Some(&instance) = index.get(event.sent_to.as_str()) {
+            latencies.record(
+                event.request.kind_index(),
+                instance,
+                event.invoked,
+                event.completed.saturating_sub(event.invoked),
+                &event.outcome,
+            );
+        }
+    }
+    latencies
+}
+
+fn assemble(
+    facts: &RunFacts,
+    history: &History,
+    findings: &Findings,
+    minimum: u64,
+    endings: resident::Endings,
+) -> Results {
+    let run_end = Duration::from_secs_f64(facts.duration_secs.max(0.0)).as_micros() as u64;
+    let windows = windows::windows(&history.faults, run_end);
+    let latencies = latencies(facts, history);
+    let requests = latencies
+        .snapshot()
+        .into_iter()
+        .map(|((kind, instance), s)| RequestSeries {
+            kind,
+            instance,
+            count: s.raw.len(),
+            ok: s.ok,
+            client_errors: s.client_errors,
+            server_errors: s.server_errors,
+            refused: s.refused,
+            timeouts: s.timeouts,
+            lost: s.lost,
+            latency: Percentiles::of(&s.corrected),
+            raw_latency: Percentiles::of(&s.raw),
+            histogram: results::encode(&s.corrected),
+            raw_histogram: results::encode(&s.raw),
+        })
+        .collect();
+    let anomalies = Kind::ALL
+        .iter()
+        .map(|&kind| report(kind, findings, history, &windows, &facts.source))
+        .collect();
+    let unchecked = findings
+        .unchecked
+        .iter()
+        .map(|(kind, reason)| Unchecked {
+            kind: *kind,
+            reason: reason.clone(),
+        })
+        .collect();
+    let idp = &facts.idp;
+    let token_calls = idp.code_exchanges + idp.refreshes;
+    let sessions = history
+        .events
+        .iter()
+        .filter(|e| matches!(e.request, history::Request::SignIn) && e.outcome.ok())
+        .count() as u64;
+    let seconds = latencies
+        .seconds()
+        .into_iter()
+        .enumerate()
+        .map(|(second, s)| SecondStats {
+            second: second as u64,
+            requests: s.latency.len(),
+            errors: s.errors,
+            p50_us: s.latency.value_at_quantile(0.5),
+            p99_us: s.latency.value_at_quantile(0.99),
+            max_us: s.latency.max(),
+        })
+        .collect();
+    let scenario = &facts.scenario;
+    Results {
+        schema_version: results::SCHEMA_VERSION,
+        complete: facts.stopped_because.is_none(),
+        stopped_because: facts.stopped_because.clone(),
+        harness: facts.harness.clone(),
+        sources: vec![Source {
+            name: facts.source.clone(),
+            host: facts.host.clone(),
+            started_at: rfc3339(facts.started_unix_ms),
+            started_unix_ms: facts.started_unix_ms,
+            duration_secs: facts.duration_secs,
+        }],
+        scenario: ScenarioInfo {
+            file: scenario.file.clone(),
+            seed: scenario.seed,
+            instances: scenario.instances,
+            workload: WorkloadInfo::of(&scenario.workload),
+            faults: scenario.faults.clone(),
+        },
+        topology: facts.topology.clone(),
+        requests,
+        anomalies,
+        unchecked,
+        idp: IdpCalls {
+            token_calls,
+            code_exchanges: idp.code_exchanges,
+            refreshes: idp.refreshes,
+            failed_token_calls: idp.failed,
+            minimum,
+            ratio: results::ratio(token_calls, minimum),
+            sessions,
+            refresh_reuse: idp.refresh_reuse,
+        },
+        leaks: leaks(&facts.samples, endings),
+        timelines: vec![Timeline {
+            source: facts.source.clone(),
+            faults: history.faults.clone(),
+            samples: facts.samples.clone(),
+            seconds,
+        }],
+        references: facts.references.clone(),
+    }
+}
+
+fn report(
+    kind: Kind,
+    findings: &Findings,
+    history: &History,
+    windows: &[Window],
+    source: &str,
+) -> AnomalyReport {
+    let found = findings
+        .anomalies
+        .get(&kind)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let mut facets = BTreeMap::new();
+    let mut by_window = BTreeMap::new();
+    for anomaly in found {
+        if let Some(facet) = &anomaly.facet {
+            *facets.entry(facet.clone()).or_insert(0) += 1;
+        }
+        let window = windows::window_of(windows, anomaly.at)
+            .map_or_else(|| "none".to_owned(), |w| w.label.clone());
+        *by_window.entry(window).or_insert(0) += 1;
+    }
+    let across_down: Vec<bool> = found
+        .iter()
+        .map(|a| kind == Kind::SessionLoss && check::sessions::across_instance_down(history, a))
+        .collect();
+    // The first five, and a loss across an instance going down among them
+    // when there is one (the report's restart claim links to it).
+    let mut shown: Vec<usize> = (0..found.len().min(5)).collect();
+    if let Some(down) = across_down.iter().position(|&d| d)
+        && !shown.contains(&down)
+    {
+        shown.pop();
+        shown.push(down);
+    }
+    let examples = shown
+        .into_iter()
+        .map(|i| &found[i])
+        .map(|anomaly| Example {
+            summary: anomaly.summary.clone(),
+            source: source.to_owned(),
+            fault_window: windows::window_of(windows, anomaly.at).map(|w| w.label.clone()),
+            events: anomaly
+                .evidence
+                .iter()
+                .filter_map(|&i| history.events.get(i).cloned())
+                .collect(),
+        })
+        .collect();
+    AnomalyReport {
+        kind,
+        count: found.len() as u64,
+        facets,
+        by_window,
+        across_instance_down: (kind == Kind::SessionLoss)
+            .then(|| across_down.iter().filter(|&&d| d).count() as u64),
+        examples,
+    }
+}
+
+fn leaks(samples: &[Sample], endings: resident::Endings) -> Leaks {
+    let live_sessions = endings.live;
+    let first = samples.first();
+    let last = samples.last();
+    let store = |s: Option<&Sample>| s.map_or(0, Sample::store_bytes) as i64;
+    let rss = |s: Option<&Sample>| s.map_or(0, Sample::rss_bytes) as i64;
+    Leaks {
+        live_sessions_at_end: live_sessions,
+        store_bytes_per_session: (live_sessions > 0)
+            .then(|| store(last) as f64 / live_sessions as f64),
+        store_growth_bytes: store(last) - store(first),
+        peak_rss_bytes: samples.iter().map(Sample::rss_bytes).max().unwrap_or(0),
+        rss_growth_bytes: rss(last) - rss(first),
+        token_cache_entries_at_end: last.and_then(|s| {
+            s.instances
+                .iter()
+                .filter_map(|i| i.token_cache_entries)
+                .reduce(|a, b| a + b)
+        }),
+        sessions_logged_out: endings.logged_out,
+        sessions_expired: endings.expired,
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` of Unix milliseconds (UTC).
+pub fn rfc3339(unix_ms: u64) -> String {
+    let secs = unix_ms / 1000;
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
