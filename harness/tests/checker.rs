@@ -264,7 +264,7 @@ fn an_acknowledged_item_missing_from_every_later_read_is_a_lost_update() {
     let acked = s.write(b, 1, &[1], 2);
     s.write(b, 2, &[1, 2], 3);
     let missing = s.read(b, &[2], 4);
-    s.read(b, &[2], 4);
+    let confirming = s.read(b, &[2], 4);
     let findings = s.findings();
     let lost = only(&findings, Kind::LostUpdate);
     assert_eq!(
@@ -272,8 +272,30 @@ fn an_acknowledged_item_missing_from_every_later_read_is_a_lost_update() {
         1,
         "reported once, at the first read that lacks it"
     );
-    assert_eq!(lost[0].evidence, [acked, missing]);
+    assert_eq!(lost[0].evidence, [acked, missing, confirming]);
     assert!(lost[0].summary.contains("item 1"));
+    // The read shows item 2, written after item 1 was acknowledged.
+    assert_eq!(lost[0].facet.as_deref(), Some("monotonic-writes"));
+}
+
+#[test]
+fn a_miss_by_the_sessions_last_read_is_stale_not_lost() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    let acked = s.write(b, 1, &[1], 2);
+    let last = s.read(b, &[], 2);
+    logout(&mut s, b);
+    let findings = s.findings();
+    let stale = only(&findings, Kind::StaleRead);
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    assert_eq!(stale[0].evidence, [acked, last]);
+    assert_eq!(stale[0].facet.as_deref(), Some("read-your-writes"));
+    assert!(
+        stale[0].summary.contains("cannot be told"),
+        "{}",
+        stale[0].summary
+    );
 }
 
 #[test]
@@ -304,7 +326,8 @@ fn indeterminate_writes_and_concurrent_writes_are_not_anomalies() {
     let mut s = Script::new();
     let b = s.browser("alice");
     s.sign_in(b, "sid-1", "s1");
-    // A write that timed out, and one that got a 503: either may have happened.
+    // A write that timed out, and one that got a 503: either may have
+    // happened; the second did (a read shows it) and stays.
     s.at(b, Request::CartWrite { item: 1 }, lost());
     s.at(
         b,
@@ -312,11 +335,11 @@ fn indeterminate_writes_and_concurrent_writes_are_not_anomalies() {
         failed(503, "store_unavailable"),
     );
     s.read(b, &[2], 3);
-    s.read(b, &[], 3);
+    s.read(b, &[2], 3);
     // Two writes in flight together: neither reply need show the other.
     s.clock += 1_000_000;
     let start = s.clock;
-    for (item, items) in [(3, vec![3]), (4, vec![4])] {
+    for (item, items) in [(3, vec![2, 3]), (4, vec![2, 4])] {
         s.history.events.push(Event {
             browser: b,
             request: Request::CartWrite { item },
@@ -335,7 +358,7 @@ fn indeterminate_writes_and_concurrent_writes_are_not_anomalies() {
         });
     }
     s.clock = start + 600_000;
-    let later = s.read(b, &[3, 4], 5);
+    let later = s.read(b, &[2, 3, 4], 5);
     let findings = s.findings();
     assert_eq!(
         findings.count(Kind::LostUpdate),
@@ -349,17 +372,34 @@ fn indeterminate_writes_and_concurrent_writes_are_not_anomalies() {
         "{:?}",
         findings.anomalies
     );
-    // But a later read that lacks one of the two acknowledged items loses it.
+    // But reads that lack one of the two acknowledged items lose it.
     s.history.events[later].outcome = ok(
         Observed::Cart {
             version: 5,
-            items: vec![4],
+            items: vec![2, 4],
             foreign: 0,
         },
         Some(5),
         "app-1",
     );
+    s.read(b, &[2, 4], 5);
     assert_eq!(s.findings().count(Kind::LostUpdate), 1);
+}
+
+#[test]
+fn an_item_of_an_indeterminate_write_is_known_once_seen_and_lost_when_it_vanishes() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    s.at(b, Request::CartWrite { item: 1 }, lost());
+    let seen = s.read(b, &[1], 2);
+    let gone = s.read(b, &[], 3);
+    let confirming = s.read(b, &[], 3);
+    let findings = s.findings();
+    let lost = only(&findings, Kind::LostUpdate);
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    assert_eq!(lost[0].evidence, [seen, gone, confirming]);
+    assert_eq!(lost[0].facet.as_deref(), Some("monotonic-reads"));
 }
 
 #[test]

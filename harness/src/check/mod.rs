@@ -5,7 +5,8 @@
 //! # Layout
 //! One file per family of DESIGN.md's anomaly table:
 //! - [`sessions`] finds session-loss.
-//! - [`cart`] finds lost-update and stale-read.
+//! - [`cart`] finds lost-update and stale-read (set-full semantics; the
+//!   session guarantees as facets).
 //! - [`tokens`] finds cross-session-token, cross-user-token, token-after-logout.
 //! - [`idp_calls`] finds extra-idp-calls and the minimum token calls a run needs.
 //! - [`orphans`] judges what stores kept of browsers that logged out.
@@ -13,7 +14,9 @@
 //! - [`windows`] puts anomalies in the fault window they fell in.
 //!
 //! Timeouts, lost connections and 5xx answers are indeterminate: a write
-//! with such an outcome may or may not have happened, and neither is an anomaly.
+//! with such an outcome may or may not have happened, and neither is an
+//! anomaly; but an item such a write stored is known from the first read
+//! that shows it, and its later disappearance is a loss (Jepsen's set-full).
 
 pub mod cart;
 pub mod idp_calls;
