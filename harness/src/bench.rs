@@ -195,5 +195,7 @@ fn short(kind: Kind) -> &'static str {
         Kind::TokenAfterLogout => "aftlo",
         Kind::ExtraIdpCalls => "xidp",
         Kind::Orphan => "orph",
+        Kind::CrossSessionData => "xdata",
+        Kind::SessionResurrected => "resur",
     }
 }

@@ -52,11 +52,16 @@ pub enum Request {
     CartRead,
     Logout,
     Health,
+    /// A `GET /cart` with only the session cookie this browser held before
+    /// its last logout, sent once a while after it from a jar of its own:
+    /// a session that answers is resurrected. It is no part of the
+    /// browser's current session.
+    Replay,
 }
 
 impl Request {
     /// Every request type, as latencies are kept under them.
-    pub const KINDS: [&'static str; 7] = [
+    pub const KINDS: [&'static str; 8] = [
         "sign_in",
         "profile",
         "data",
@@ -64,6 +69,7 @@ impl Request {
         "cart_read",
         "logout",
         "health",
+        "replay",
     ];
 
     /// Its position in [`Request::KINDS`].
@@ -76,12 +82,19 @@ impl Request {
             Request::CartRead => 4,
             Request::Logout => 5,
             Request::Health => 6,
+            Request::Replay => 7,
         }
     }
 
     /// The request type latencies are kept under.
     pub fn kind(&self) -> &'static str {
         Self::KINDS[self.kind_index()]
+    }
+
+    /// Whether it belongs to the browser's own session (a replay of a
+    /// logged-out cookie does not).
+    pub fn in_session(&self) -> bool {
+        !matches!(self, Request::Replay)
     }
 
     /// Whether it changes state at the server (its outcome may be unknown).
@@ -129,6 +142,10 @@ pub enum Observed {
         version: u64,
         items: Vec<u32>,
         foreign: u32,
+        /// The first few of the items not this browser's, as the app named
+        /// them (`b7-3`: browser 7's item 3), so their writer can be found.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        others: Vec<String>,
     },
     LoggedOut {
         idp_session_ended: bool,
@@ -268,10 +285,18 @@ impl fmt::Display for Event {
                         source.as_str(),
                         sid.as_deref().unwrap_or("-")
                     ),
-                    Observed::Cart { items, foreign, .. } => {
+                    Observed::Cart {
+                        items,
+                        foreign,
+                        others,
+                        ..
+                    } => {
                         write!(f, " items {items:?}")?;
                         if *foreign > 0 {
                             write!(f, " and {foreign} not this browser's")?;
+                        }
+                        if !others.is_empty() {
+                            write!(f, " ({})", others.join(", "))?;
                         }
                         Ok(())
                     }
@@ -323,11 +348,16 @@ impl History {
         self.browsers.get(id.0 as usize)
     }
 
-    /// Each browser's events, in invocation order (a browser's own requests
-    /// mostly run one at a time, but a burst overlaps them).
+    /// Each browser's events in its own sessions, in invocation order (a
+    /// browser's own requests mostly run one at a time, but a burst overlaps
+    /// them). Replays of a logged-out cookie are left out: they are no part
+    /// of the session the browser is in.
     pub fn by_browser(&self) -> Vec<Vec<usize>> {
         let mut out = vec![Vec::new(); self.browsers.len()];
         for (index, event) in self.events.iter().enumerate() {
+            if !event.request.in_session() {
+                continue;
+            }
             if let Some(list) = out.get_mut(event.browser.0 as usize) {
                 list.push(index);
             }

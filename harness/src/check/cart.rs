@@ -37,7 +37,7 @@
 
 use std::collections::HashMap;
 
-use super::{Anomaly, Kind, at, secs};
+use super::{Anomaly, Kind, at, secs, starts_session};
 use crate::history::{Event, History, Micros, Observed, Request};
 
 /// The facet of a miss that breaks read-your-writes.
@@ -110,14 +110,8 @@ pub fn check(history: &History, by_browser: &[Vec<usize>]) -> Vec<Anomaly> {
         let mut session = Session::default();
         for &index in events {
             let event = at(history, index);
-            // A sign-in, even one whose outcome is unknown, may have replaced
-            // the session: nothing is compared across it.
-            let starts_new = match &event.request {
-                Request::SignIn => true,
-                Request::Logout => event.outcome.ok(),
-                _ => event.outcome.status() == Some(401),
-            };
-            if starts_new {
+            // Nothing is compared across sessions.
+            if starts_session(event) {
                 found.extend(session_anomalies(history, &session));
                 session = Session::default();
                 continue;

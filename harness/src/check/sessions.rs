@@ -51,7 +51,8 @@ pub fn check(history: &History, by_browser: &[Vec<usize>], settings: &Settings) 
                         SignedIn::Unknown
                     };
                 }
-                Request::Health => {}
+                // Not part of the session (and left out of `by_browser`).
+                Request::Health | Request::Replay => {}
                 Request::Profile
                 | Request::Data { .. }
                 | Request::CartWrite { .. }

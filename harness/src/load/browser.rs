@@ -26,6 +26,14 @@ const RESOURCES: [&str; 6] = [
     "reports", "orders", "invoices", "photos", "messages", "calendar",
 ];
 
+/// How long after a logout a browser replays its old session cookie: a
+/// random while in this range (long enough for a store copy that a delete
+/// missed, or an instance's own cache, to be what answers).
+const REPLAY_AFTER: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
+
+/// How many of the items in a cart that are not a browser's own the history names.
+const OTHERS_NAMED: usize = 8;
+
 /// An app instance the browsers can reach.
 #[derive(Clone, Debug)]
 pub struct InstanceUrl {
@@ -111,6 +119,9 @@ pub struct SimBrowser {
     /// When (Unix seconds) the session's `/profile` token is due for
     /// renewal, as far as its answers tell: a race waits for it.
     profile_due: Option<f64>,
+    /// The session cookie held before the last logout, to be sent once more
+    /// when the instant comes: (browser that held it, cookie, when).
+    replay: Option<(BrowserId, String, Instant)>,
 }
 
 impl SimBrowser {
@@ -135,6 +146,7 @@ impl SimBrowser {
             next_item: 0,
             signed_out: true,
             profile_due: None,
+            replay: None,
         }
     }
 
@@ -153,6 +165,14 @@ impl SimBrowser {
     /// One step: sign in if signed out, else an action drawn from the mix;
     /// then the think time.
     pub async fn step(&mut self, shared: &Shared) {
+        if self
+            .replay
+            .as_ref()
+            .is_some_and(|(_, _, due)| *due <= Instant::now())
+            && let Some((id, cookie, _)) = self.replay.take()
+        {
+            self.replay(shared, id, &cookie).await;
+        }
         if self.signed_out {
             self.sign_in(shared).await;
         } else {
@@ -202,7 +222,16 @@ impl SimBrowser {
                 tokio::time::sleep(idle).await;
             }
             Action::Relogin => {
-                self.send(shared, Request::Logout).await;
+                let cookie = shared
+                    .instances
+                    .first()
+                    .and_then(|i| self.browser.cookie(&i.base, &shared.session_cookie));
+                let outcome = self.send(shared, Request::Logout).await;
+                if let (true, Some(cookie)) = (outcome.ok(), cookie) {
+                    let (least, most) = REPLAY_AFTER;
+                    let after = least + (most - least).mul_f64(self.rng.random::<f64>());
+                    self.replay = Some((self.id, cookie, Instant::now() + after));
+                }
                 self.sign_in(shared).await;
             }
             Action::SignIn => self.sign_in(shared).await,
@@ -241,6 +270,17 @@ impl SimBrowser {
         });
         let outcomes = futures::future::join_all(sent).await;
         self.after(outcomes.iter().map(|(t, o)| (*t, o)));
+    }
+
+    /// The cookie held before a logout, alone in a jar of its own, on an
+    /// instance drawn at random: it must not be answered as signed in.
+    async fn replay(&mut self, shared: &Shared, id: BrowserId, cookie: &str) {
+        let target = self.rng.random_range(0..shared.instances.len());
+        let old = Browser::new(&shared.http, shared.workload.request_timeout);
+        let set = format!("{}={cookie}; Path=/", shared.session_cookie);
+        if old.set_cookie(&shared.instances[target].base, &set).is_ok() {
+            exchange(shared, &old, id, &self.user, target, Request::Replay).await;
+        }
     }
 
     /// Once the session's token is due: a profile call and a cart write to
@@ -384,7 +424,7 @@ async fn exchange(
             let answer = browser.add_to_cart(base, &format!("{own}{item}")).await;
             answered(answer, |cart| items(cart, &own))
         }
-        Request::CartRead => {
+        Request::CartRead | Request::Replay => {
             let own = format!("{id}-");
             answered(browser.cart(base).await, |cart| items(cart, &own))
         }
@@ -474,16 +514,23 @@ fn token(reply: &contract::ProfileReply) -> Observed {
 fn items(cart: &contract::CartReply, own: &str) -> Observed {
     let mut items = Vec::with_capacity(cart.items.len());
     let mut foreign = 0;
+    let mut others = Vec::new();
     for item in &cart.items {
         match item.strip_prefix(own).and_then(|n| n.parse().ok()) {
             Some(n) => items.push(n),
-            None => foreign += 1,
+            None => {
+                foreign += 1;
+                if others.len() < OTHERS_NAMED {
+                    others.push(item.clone());
+                }
+            }
         }
     }
     Observed::Cart {
         version: cart.version,
         items,
         foreign,
+        others,
     }
 }
 
