@@ -81,6 +81,13 @@ pub struct AppFacts {
     /// A session unused this long ends.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// A session this old ends however busy, if the app says it has such a timeout.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub absolute_timeout: Option<Duration>,
     /// A cached access token is renewed this long before it expires.
     #[serde(with = "humantime_serde")]
     pub renewal_offset: Duration,
@@ -90,6 +97,7 @@ impl Default for AppFacts {
     fn default() -> Self {
         Self {
             idle_timeout: app::session::DEFAULT_IDLE_TIMEOUT,
+            absolute_timeout: None,
             renewal_offset: Duration::from_secs(300),
         }
     }
@@ -117,6 +125,7 @@ pub struct Judged {
 pub fn settings(facts: &RunFacts, history: &History) -> Settings {
     Settings {
         idle_timeout: facts.app.idle_timeout,
+        absolute_timeout: facts.app.absolute_timeout,
         renewal_offset: facts.app.renewal_offset,
         started_unix_ms: facts.started_unix_ms,
         subjects: history
@@ -146,7 +155,12 @@ pub fn judge(facts: &RunFacts, history: &History) -> Judged {
     }
 
     let ended = orphans::ended_sessions(history);
-    let standings = resident::Standings::new(history, facts.look, settings.idle_timeout);
+    let standings = resident::Standings::with_timeouts(
+        history,
+        facts.look,
+        settings.idle_timeout,
+        settings.absolute_timeout,
+    );
     if let Some(reason) = &facts.leftovers.unchecked {
         findings.unchecked.push((Kind::Orphan, reason.clone()));
     }

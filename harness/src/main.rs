@@ -521,6 +521,11 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             if let Some(idle) = workload.session_idle_timeout {
                 println!("sessions end {idle:?} after their last use (handed to the app)");
             }
+            if let Some(absolute) = workload.session_absolute_timeout {
+                println!(
+                    "sessions end {absolute:?} after they began, however busy (handed to the app)"
+                );
+            }
             for fault in &scenario.faults.faults {
                 let lasts = fault
                     .lasts
@@ -562,6 +567,7 @@ async fn up(
         network_proxy: scenario.faults.needs_network_proxy(),
         idp: scenario.workload.idp.clone(),
         session_idle_timeout: scenario.workload.session_idle_timeout,
+        session_absolute_timeout: scenario.workload.session_absolute_timeout,
     };
     let mut stack = tokio::select! {
         stack = Stack::up(&spec) => stack?,

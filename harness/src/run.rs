@@ -92,6 +92,7 @@ pub async fn run(
         network_proxy: schedule.needs_network_proxy(),
         idp: workload.idp.clone(),
         session_idle_timeout: workload.session_idle_timeout,
+        session_absolute_timeout: workload.session_absolute_timeout,
     };
     let mut stack = tokio::select! {
         stack = Stack::up(&spec) => stack?,
@@ -145,6 +146,7 @@ pub async fn run(
     let shared = Arc::new(shared);
     let mut settings = Settings {
         idle_timeout: contract.idle_timeout,
+        absolute_timeout: contract.absolute_timeout,
         renewal_offset: contract.renewal_offset,
         started_unix_ms,
         subjects: subjects(workload.people.get()),
@@ -296,7 +298,12 @@ pub async fn run(
             .or_insert_with(|| mock_idp::users::oid_of(&info.user));
     }
     let ended = orphans::ended_sessions(&history);
-    let standings = resident::Standings::new(&history, look, settings.idle_timeout);
+    let standings = resident::Standings::with_timeouts(
+        &history,
+        look,
+        settings.idle_timeout,
+        settings.absolute_timeout,
+    );
     let leftovers: Leftovers = sampler
         .leftovers(
             &ended,
@@ -320,6 +327,7 @@ pub async fn run(
         topology: topology_info(&plan.app),
         app: AppFacts {
             idle_timeout: contract.idle_timeout,
+            absolute_timeout: contract.absolute_timeout,
             renewal_offset: contract.renewal_offset,
         },
         instances: shared.instances.iter().map(|i| i.id.clone()).collect(),
@@ -382,6 +390,13 @@ fn contract_settings(plan: &RunPlan, workload: &Workload) -> ContractSettings {
             {
                 settings.idle_timeout = idle;
             }
+            // So does one that takes its absolute timeout.
+            if let (Some(absolute), AppUnderTest::Launched(target)) =
+                (workload.session_absolute_timeout, &plan.app)
+                && target.takes("session_absolute_timeout_secs")
+            {
+                settings.absolute_timeout = Some(absolute);
+            }
             settings
         }
         None => ContractSettings {
@@ -390,6 +405,11 @@ fn contract_settings(plan: &RunPlan, workload: &Workload) -> ContractSettings {
             idle_timeout: workload
                 .session_idle_timeout
                 .unwrap_or(app::session::DEFAULT_IDLE_TIMEOUT),
+            absolute_timeout: Some(
+                workload
+                    .session_absolute_timeout
+                    .unwrap_or(app::session::DEFAULT_ABSOLUTE_TIMEOUT),
+            ),
             models: None,
         },
     }

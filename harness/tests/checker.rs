@@ -23,6 +23,7 @@ const STARTED_MS: u64 = 1_700_000_000_000;
 fn settings() -> Settings {
     Settings {
         idle_timeout: Duration::from_secs(1800),
+        absolute_timeout: None,
         renewal_offset: Duration::from_secs(10),
         started_unix_ms: STARTED_MS,
         subjects: HashMap::from([
@@ -819,4 +820,23 @@ fn a_session_loss_is_tied_to_a_restart_only_when_its_instance_went_down_in_betwe
         .faults
         .push(step("instance-crash app-1 (down until started)", 2_500_000));
     assert!(check::sessions::across_instance_down(&s.history, losses[0]));
+}
+
+#[test]
+fn a_busy_session_past_its_absolute_timeout_has_ended() {
+    let mut s = Script::new();
+    let alice = s.browser("alice");
+    s.sign_in(alice, "sid-a", "sa");
+    for _ in 0..20 {
+        s.read(alice, &[], 1);
+    }
+    // Used a second ago, so idle it is live; begun 21 s ago, past a 15 s
+    // absolute timeout (and its slack), it has ended.
+    let look = s.clock + 1_000_000;
+    let live = resident::Standings::with_timeouts(&s.history, look, IDLE, None).endings();
+    assert_eq!((live.live, live.expired), (1, 0));
+    let ended =
+        resident::Standings::with_timeouts(&s.history, look, IDLE, Some(Duration::from_secs(15)))
+            .endings();
+    assert_eq!((ended.live, ended.expired), (0, 1));
 }

@@ -113,6 +113,9 @@ pub struct Anomaly {
 pub struct Settings {
     /// The app's session idle timeout: a gap this long is an expiry, not a loss.
     pub idle_timeout: Duration,
+    /// The app's absolute session timeout, if known: a session this old
+    /// ends however busy, and a 401 past it is no loss.
+    pub absolute_timeout: Option<Duration>,
     /// Tokens are renewed this long before they expire.
     pub renewal_offset: Duration,
     /// When the run started (Unix milliseconds), to compare token expiries with.

@@ -52,15 +52,23 @@ pub fn certainly_expired_after(idle_timeout: Duration) -> Duration {
     idle_timeout + (idle_timeout / 10).max(Duration::from_secs(2))
 }
 
-fn standing(history: &History, events: &[usize], look: Micros, idle: Duration) -> Standing {
+fn standing(
+    history: &History,
+    events: &[usize],
+    look: Micros,
+    idle: Duration,
+    absolute: Option<Duration>,
+) -> Standing {
     let mut state = Standing::Never;
     let mut last = None;
+    let mut signed_in_at = 0;
     for &index in events {
         let event = at(history, index);
         last = Some(index);
         match event.request {
             Request::SignIn if event.outcome.ok() || event.outcome.indeterminate() => {
                 state = Standing::Live;
+                signed_in_at = event.invoked;
             }
             Request::SignIn => state = Standing::Never,
             Request::Logout if event.outcome.ok() => state = Standing::LoggedOut(index),
@@ -73,7 +81,11 @@ fn standing(history: &History, events: &[usize], look: Micros, idle: Duration) -
     }
     if let (Standing::Live, Some(last)) = (state, last) {
         let quiet_since = at(history, last).completed;
-        let ends = quiet_since + certainly_expired_after(idle).as_micros() as Micros;
+        let idle_ends = quiet_since + certainly_expired_after(idle).as_micros() as Micros;
+        // However busy, a session ends its absolute timeout after it began.
+        let absolute_ends =
+            absolute.map(|a| signed_in_at + certainly_expired_after(a).as_micros() as Micros);
+        let ends = absolute_ends.map_or(idle_ends, |a| a.min(idle_ends));
         if ends <= look {
             return Standing::Expired(last, ends);
         }
@@ -115,10 +127,21 @@ impl<'h> Standings<'h> {
     /// How each browser of `history` stood at `look`, sessions ending
     /// `idle` after their last use.
     pub fn new(history: &'h History, look: Micros, idle: Duration) -> Self {
+        Self::with_timeouts(history, look, idle, None)
+    }
+
+    /// As [`Standings::new`], sessions also ending `absolute` after they
+    /// began, when the app has such a timeout.
+    pub fn with_timeouts(
+        history: &'h History,
+        look: Micros,
+        idle: Duration,
+        absolute: Option<Duration>,
+    ) -> Self {
         let by_browser = history.by_browser();
         let of = by_browser
             .iter()
-            .map(|events| standing(history, events, look, idle))
+            .map(|events| standing(history, events, look, idle, absolute))
             .collect();
         Self {
             history,

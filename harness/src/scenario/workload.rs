@@ -23,6 +23,7 @@
 //!
 //! [app]
 //! session_idle_timeout = "15s"  # sessions idle this long end (the app's default: 30 min)
+//! session_absolute_timeout = "60s"  # sessions this old end however busy (default: 8 h)
 //! ```
 
 use std::fmt;
@@ -219,6 +220,15 @@ pub struct Workload {
         skip_serializing_if = "Option::is_none"
     )]
     pub session_idle_timeout: Option<Duration>,
+    /// The absolute session timeout handed to the app (the reference app,
+    /// or a target that takes `{session_absolute_timeout_secs}`); absent:
+    /// the app's own.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub session_absolute_timeout: Option<Duration>,
 }
 
 impl Default for Workload {
@@ -242,6 +252,7 @@ impl Default for Workload {
             idp: IdpOptions::default(),
             orphan_grace: Duration::from_secs(2),
             session_idle_timeout: None,
+            session_absolute_timeout: None,
         }
     }
 }
@@ -349,6 +360,7 @@ pub struct RawIdp {
 #[serde(deny_unknown_fields)]
 pub struct RawApp {
     session_idle_timeout: Option<Spanned<Offset>>,
+    session_absolute_timeout: Option<Spanned<Offset>>,
 }
 
 /// The workload tables of a file, with where each stands.
@@ -409,21 +421,48 @@ impl RawWorkload {
                 workload.idp.refresh_reuse = policy;
             }
         }
-        if let Some(idle) = self
-            .app
-            .and_then(|app| app.into_inner().session_idle_timeout)
-        {
-            if idle.get_ref().0 < Duration::from_secs(1) {
+        let app = self.app.map(Spanned::into_inner).unwrap_or_default();
+        if let Some(idle) = app.session_idle_timeout {
+            workload.session_idle_timeout =
+                Some(whole_seconds(&idle, source, "session_idle_timeout")?);
+        }
+        if let Some(absolute) = app.session_absolute_timeout {
+            let seconds = whole_seconds(&absolute, source, "session_absolute_timeout")?;
+            let idle = workload
+                .session_idle_timeout
+                .unwrap_or(app::session::DEFAULT_IDLE_TIMEOUT);
+            if seconds < idle {
                 return Err(source.error(
-                    &idle.span(),
-                    "`session_idle_timeout` must be at least 1s (apps count it in whole seconds)",
+                    &absolute.span(),
+                    format!(
+                        "`session_absolute_timeout` ({seconds:?}) is shorter than the session idle timeout ({idle:?}{}): apps refuse an absolute timeout below the idle one",
+                        if workload.session_idle_timeout.is_none() {
+                            ", the reference app's default; set `session_idle_timeout` too"
+                        } else {
+                            ""
+                        }
+                    ),
                 ));
             }
-            // Whole seconds: that is what the apps take.
-            workload.session_idle_timeout = Some(Duration::from_secs(idle.get_ref().0.as_secs()));
+            workload.session_absolute_timeout = Some(seconds);
         }
         Ok(workload)
     }
+}
+
+/// A session timeout as the apps take it: whole seconds, at least one.
+fn whole_seconds(
+    value: &Spanned<Offset>,
+    source: &Source<'_>,
+    name: &str,
+) -> Result<Duration, ScenarioError> {
+    if value.get_ref().0 < Duration::from_secs(1) {
+        return Err(source.error(
+            &value.span(),
+            format!("`{name}` must be at least 1s (apps count it in whole seconds)"),
+        ));
+    }
+    Ok(Duration::from_secs(value.get_ref().0.as_secs()))
 }
 
 fn resolve_load(

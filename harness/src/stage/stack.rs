@@ -75,6 +75,10 @@ pub struct StackSpec {
     /// `--idle-timeout-secs`, a target's `{session_idle_timeout_secs}`);
     /// absent: the app's own.
     pub session_idle_timeout: Option<Duration>,
+    /// The absolute session timeout handed to the app (the reference app's
+    /// `--absolute-timeout-secs`, a target's `{session_absolute_timeout_secs}`);
+    /// absent: the app's own.
+    pub session_absolute_timeout: Option<Duration>,
 }
 
 impl StackSpec {
@@ -87,6 +91,7 @@ impl StackSpec {
             network_proxy: false,
             idp: IdpOptions::default(),
             session_idle_timeout: None,
+            session_absolute_timeout: None,
         }
     }
 }
@@ -252,6 +257,7 @@ impl Stack {
                     encryption_secret: &encryption_secret,
                     idp: listeners,
                     session_idle_timeout: spec.session_idle_timeout,
+                    session_absolute_timeout: spec.session_absolute_timeout,
                 };
                 for id in InstanceId::all(spec.instances.get()) {
                     let port = free_port().map_err(StageError::io("finding a free port"))?;
