@@ -173,6 +173,9 @@ pub fn summary_table(runs: &[Results]) -> String {
                 run.stopped_because.as_deref().unwrap_or("cut short")
             );
         }
+        for line in run.exits() {
+            let _ = writeln!(out, "{}: {line}", run.topology.name);
+        }
         for unchecked in &run.unchecked {
             let _ = writeln!(
                 out,

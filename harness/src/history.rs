@@ -309,7 +309,10 @@ impl fmt::Display for Event {
     }
 }
 
-/// A fault step as it happened.
+/// A fault step as it happened, or an event of the stage's own that no
+/// fault asked for (an instance that exited by itself: `instance-exit
+/// app-2`, and the supervisor's `instance-start app-2` when the scenario has
+/// it start such an instance again), which is put on the timeline as a fault.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FaultStep {
     /// Since the run started.
@@ -317,15 +320,37 @@ pub struct FaultStep {
     /// How long carrying it out took.
     pub took: Micros,
     pub action: String,
-    /// For an undo step (the end of a `for`), the index of the step it ends.
+    /// For an undo step (the end of a `for`, or the supervisor's start of an
+    /// instance that exited), the index of the step it ends.
     pub ends: Option<usize>,
     /// Why the step failed; absent when it worked.
     pub error: Option<String>,
+    /// Present on the stage's own events: no fault of the scenario asked for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unscheduled: Option<Unscheduled>,
+}
+
+/// What the stage saw happen by itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Unscheduled {
+    /// How it happened: the exit status (`exit status: 3`, `signal: 9
+    /// (SIGKILL)`), or who started the instance again.
+    pub status: String,
+    /// The last lines the instance wrote to its log (stderr and stdout).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub last_output: Vec<String>,
 }
 
 impl fmt::Display for FaultStep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "+{:.3}s {}", self.at as f64 / 1e6, self.action)?;
+        if let Some(unscheduled) = &self.unscheduled {
+            write!(f, " (no fault asked for it): {}", unscheduled.status)?;
+            if let Some(last) = unscheduled.last_output.last() {
+                write!(f, "; last output: {last}")?;
+            }
+            return Ok(());
+        }
         match &self.error {
             None => write!(f, ": ok in {:.0} ms", self.took as f64 / 1e3),
             Some(error) => write!(f, ": FAILED: {error}"),

@@ -366,6 +366,29 @@ impl Results {
             .map_or(0, |a| a.count)
     }
 
+    /// The app instances that exited with no fault asking, a sentence each:
+    /// the app under test crashed (what the anomalies and errors after it
+    /// come from).
+    pub fn exits(&self) -> Vec<String> {
+        self.timelines
+            .iter()
+            .flat_map(|t| &t.faults)
+            .filter_map(|step| {
+                let instance = step.action.strip_prefix("instance-exit ")?;
+                let unscheduled = step.unscheduled.as_ref()?;
+                let last = unscheduled
+                    .last_output
+                    .last()
+                    .map_or_else(String::new, |line| format!("; its last output: {line}"));
+                Some(format!(
+                    "{instance} EXITED by itself at {:.3}s, no fault asking ({}){last}",
+                    step.at as f64 / 1e6,
+                    unscheduled.status
+                ))
+            })
+            .collect()
+    }
+
     /// A reference round trip by name (`healthz`, `redis-ping`).
     pub fn reference(&self, name: &str) -> Option<&ReferenceSeries> {
         self.references.iter().find(|r| r.name == name)

@@ -190,14 +190,32 @@ pub async fn run(
     {
         let print = progress.printer();
         let kept = steps.clone();
-        let fault_run = faults::run_watched(&schedule, &mut stack, start, &applying, move |step| {
-            print(&format!("fault {step}"));
-            kept.lock().push(step.clone());
-        });
+        let watch = if workload.restart_exited {
+            faults::Watch::Restart
+        } else {
+            faults::Watch::Record
+        };
+        let fault_run = faults::run_watched(
+            &schedule,
+            &mut stack,
+            start,
+            &applying,
+            watch,
+            move |step| {
+                let what = if step.unscheduled.is_some() {
+                    "stage"
+                } else {
+                    "fault"
+                };
+                print(&format!("{what} {step}"));
+                kept.lock().push(step.clone());
+            },
+        );
         tokio::pin!(fault_run);
         let driving = load::drive_on_own_thread(shared.clone());
         tokio::pin!(driving);
-        let mut faults_over = schedule.faults.is_empty();
+        // The fault runner also watches the instances: it runs as long as the load.
+        let mut faults_over = false;
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let mut last_check = Instant::now();
         let mut anomalies = Some(0);

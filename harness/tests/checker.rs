@@ -765,6 +765,7 @@ fn a_restart_wipes_what_an_instance_held_of_browsers_it_served_before() {
         action: "instance-restart app-1".into(),
         ends: None,
         error: None,
+        unscheduled: None,
     });
     let found =
         resident::Standings::new(&s.history, look, IDLE).check(&[held("app-1", None, Some(2))]);
@@ -796,6 +797,7 @@ fn a_session_loss_is_tied_to_a_restart_only_when_its_instance_went_down_in_betwe
         action: action.into(),
         ends: None,
         error: None,
+        unscheduled: None,
     };
     // Nothing went down: a loss, but not a restart's.
     assert!(!check::sessions::across_instance_down(
@@ -815,6 +817,10 @@ fn a_session_loss_is_tied_to_a_restart_only_when_its_instance_went_down_in_betwe
     assert!(!check::sessions::across_instance_down(
         &s.history, losses[0]
     ));
+    // Its instance exited by itself (no fault asked) in between: it went down.
+    let mut exited = s.history.clone();
+    exited.faults.push(step("instance-exit app-1", 2_500_000));
+    assert!(check::sessions::across_instance_down(&exited, losses[0]));
     // Its instance crashed between the last good answer (2.1 s) and the loss (3 s).
     s.history
         .faults

@@ -149,16 +149,19 @@ pub fn across_instance_down(history: &History, anomaly: &Anomaly) -> bool {
     went_down_between(at(history, last_good), at(history, lost), &history.faults)
 }
 
-/// Whether the instance that answered `good` was restarted or crashed
-/// (a step of `faults`) after that answer and before `lost` was sent.
+/// Whether the instance that answered `good` was restarted, crashed or
+/// exited by itself (a step of `faults`) after that answer and before
+/// `lost` was sent.
 pub fn went_down_between(good: &Event, lost: &Event, faults: &[FaultStep]) -> bool {
     let Some(instance) = answered_by(good) else {
         return false;
     };
     faults.iter().any(|step| {
         let mut words = step.action.split_whitespace();
-        matches!(words.next(), Some("instance-restart" | "instance-crash"))
-            && words.next() == Some(instance.as_str())
+        matches!(
+            words.next(),
+            Some("instance-restart" | "instance-crash" | "instance-exit")
+        ) && words.next() == Some(instance.as_str())
             && step.at + step.took >= good.completed
             && step.at <= lost.invoked
     })

@@ -165,10 +165,23 @@ fn verdicts(out: &mut String, columns: &[Column<'_>]) {
         } else {
             let _ = write!(text, "Observed: {}", observed.join("; "));
         }
-        let other: u64 = [Kind::TokenAfterLogout, Kind::ExtraIdpCalls]
-            .iter()
-            .map(|&k| r.anomaly(k))
-            .sum();
+        let exits = r.exits();
+        if !exits.is_empty() {
+            let _ = write!(
+                text,
+                ". <strong>The app under test crashed</strong>: {}",
+                escape(&exits.join("; "))
+            );
+        }
+        let other: u64 = [
+            Kind::TokenAfterLogout,
+            Kind::ExtraIdpCalls,
+            Kind::CrossSessionData,
+            Kind::SessionResurrected,
+        ]
+        .iter()
+        .map(|&k| r.anomaly(k))
+        .sum();
         let _ = write!(
             text,
             ". Other anomalies: {other}. IdP token calls {:.2}x the minimum; {} per live session in the store{}.",

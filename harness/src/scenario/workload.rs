@@ -24,6 +24,7 @@
 //! [app]
 //! session_idle_timeout = "15s"  # sessions idle this long end (the app's default: 30 min)
 //! session_absolute_timeout = "60s"  # sessions this old end however busy (default: 8 h)
+//! restart_exited = true   # start an instance that exited by itself again (default: it stays down)
 //! ```
 
 use std::fmt;
@@ -229,6 +230,11 @@ pub struct Workload {
         skip_serializing_if = "Option::is_none"
     )]
     pub session_absolute_timeout: Option<Duration>,
+    /// Whether an instance that exits by itself (no fault asked for it) is
+    /// started again, as a process supervisor would; else it stays down.
+    /// Either way the run records it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restart_exited: bool,
 }
 
 impl Default for Workload {
@@ -253,6 +259,7 @@ impl Default for Workload {
             orphan_grace: Duration::from_secs(2),
             session_idle_timeout: None,
             session_absolute_timeout: None,
+            restart_exited: false,
         }
     }
 }
@@ -361,6 +368,7 @@ pub struct RawIdp {
 pub struct RawApp {
     session_idle_timeout: Option<Spanned<Offset>>,
     session_absolute_timeout: Option<Spanned<Offset>>,
+    restart_exited: Option<bool>,
 }
 
 /// The workload tables of a file, with where each stands.
@@ -446,6 +454,7 @@ impl RawWorkload {
             }
             workload.session_absolute_timeout = Some(seconds);
         }
+        workload.restart_exited = app.restart_exited.unwrap_or(false);
         Ok(workload)
     }
 }

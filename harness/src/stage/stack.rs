@@ -96,6 +96,9 @@ impl StackSpec {
     }
 }
 
+/// How many lines of an exited instance's log the timeline keeps.
+const EXIT_LOG_LINES: usize = 10;
+
 /// One app instance.
 pub struct Instance {
     pub id: InstanceId,
@@ -461,6 +464,24 @@ impl Stack {
         let pid = process.pid();
         self.pids.set(id.index(), Some(pid));
         self.wait_http_ready().await
+    }
+
+    /// The app instances that exited by themselves (not stopped or killed
+    /// by the harness) since the last call: their id, exit status and the
+    /// last lines of their log.
+    pub fn instances_exited(&mut self) -> Vec<(InstanceId, String, Vec<String>)> {
+        let mut exited = Vec::new();
+        for instance in &mut self.instances {
+            let Some(process) = instance.process.as_mut() else {
+                continue;
+            };
+            if let Some(status) = process.exited_by_itself() {
+                let tail = crate::stage::process::log_tail(process.log(), EXIT_LOG_LINES);
+                exited.push((instance.id, status.to_string(), tail));
+                self.pids.set(instance.id.index(), None);
+            }
+        }
+        exited
     }
 
     /// Reaps children that exited on their own or were killed from outside
