@@ -125,7 +125,11 @@ pub fn summary_table(runs: &[Results]) -> String {
     for kind in Kind::ALL {
         let _ = write!(out, " {:>5}", short(kind));
     }
-    let _ = writeln!(out, " {:>7} {:>9} {:>11}", "idp x", "peak rss", "B/session");
+    let _ = writeln!(
+        out,
+        " {:>7} {:>9} {:>9} {:>9}",
+        "idp x", "peak rss", "B/session", "fit B/s"
+    );
     for run in runs {
         let (requests, errors, all) = match run.overall() {
             Ok(overall) => overall,
@@ -145,16 +149,20 @@ pub fn summary_table(runs: &[Results]) -> String {
         for kind in Kind::ALL {
             let _ = write!(out, " {:>5}", run.anomaly(kind));
         }
+        let bytes = |b: Option<f64>| b.map_or_else(|| "-".to_owned(), |b| format!("{b:.0}"));
         let _ = writeln!(
             out,
-            " {:>7.2} {:>8.1}M {:>11}",
+            " {:>7.2} {:>8.1}M {:>9} {:>9}",
             run.idp.ratio,
             run.leaks.peak_rss_bytes as f64 / 1048576.0,
-            run.leaks
-                .store_bytes_per_session
-                .map_or_else(|| "-".to_owned(), |b| format!("{b:.0}"))
+            bytes(run.leaks.store_bytes_per_session),
+            bytes(run.leaks.store_bytes_per_session_fitted),
         );
     }
+    let _ = writeln!(
+        out,
+        "B/session: store growth over the empty store per live session at the end; fit B/s: the slope of store bytes over live sessions, every sample"
+    );
     let _ = writeln!(
         out,
         "anomalies: {}",

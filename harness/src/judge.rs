@@ -315,7 +315,7 @@ fn assemble(
             sessions,
             refresh_reuse: idp.refresh_reuse,
         },
-        leaks: leaks(&facts.samples, endings),
+        leaks: leaks(&facts.samples, endings, &live_at_samples(facts, history)),
         timelines: vec![Timeline {
             source: facts.source.clone(),
             faults: history.faults.clone(),
@@ -386,16 +386,52 @@ fn report(
     }
 }
 
-fn leaks(samples: &[Sample], endings: resident::Endings) -> Leaks {
+/// How many browsers could be signed in at each sample.
+fn live_at_samples(facts: &RunFacts, history: &History) -> Vec<u64> {
+    let times: Vec<Micros> = facts.samples.iter().map(|s| s.at).collect();
+    resident::live_at(
+        history,
+        &times,
+        facts.app.idle_timeout,
+        facts.app.absolute_timeout,
+    )
+}
+
+/// The slope of `y` over `x` by least squares; none with fewer than three
+/// points or no spread in `x`.
+pub fn fitted_slope(points: &[(f64, f64)]) -> Option<f64> {
+    if points.len() < 3 {
+        return None;
+    }
+    let n = points.len() as f64;
+    let (mx, my) = points
+        .iter()
+        .fold((0.0, 0.0), |(x, y), p| (x + p.0 / n, y + p.1 / n));
+    let (cov, var) = points.iter().fold((0.0, 0.0), |(c, v), p| {
+        (c + (p.0 - mx) * (p.1 - my), v + (p.0 - mx) * (p.0 - mx))
+    });
+    (var > 0.0).then(|| cov / var)
+}
+
+/// `live` is the live sessions at each sample (the first sample being the
+/// empty store, before any browser).
+fn leaks(samples: &[Sample], endings: resident::Endings, live: &[u64]) -> Leaks {
     let live_sessions = endings.live;
     let first = samples.first();
     let last = samples.last();
     let store = |s: Option<&Sample>| s.map_or(0, Sample::store_bytes) as i64;
     let rss = |s: Option<&Sample>| s.map_or(0, Sample::rss_bytes) as i64;
+    let points: Vec<(f64, f64)> = samples
+        .iter()
+        .zip(live)
+        .map(|(s, &n)| (n as f64, s.store_bytes() as f64))
+        .collect();
     Leaks {
         live_sessions_at_end: live_sessions,
         store_bytes_per_session: (live_sessions > 0)
-            .then(|| store(last) as f64 / live_sessions as f64),
+            .then(|| (store(last) - store(first)) as f64 / live_sessions as f64),
+        store_bytes_per_session_fitted: fitted_slope(&points),
+        store_bytes_empty: first.map(Sample::store_bytes),
         store_growth_bytes: store(last) - store(first),
         peak_rss_bytes: samples.iter().map(Sample::rss_bytes).max().unwrap_or(0),
         rss_growth_bytes: rss(last) - rss(first),
@@ -431,4 +467,76 @@ pub fn rfc3339(unix_ms: u64) -> String {
         rest % 3600 / 60,
         rest % 60
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{BrowserId, BrowserInfo, Event, Observed, Outcome, Request};
+    use crate::sample::RedisSample;
+
+    fn redis_at(at: Micros, used_memory: u64) -> Sample {
+        Sample {
+            at,
+            redis: Some(RedisSample {
+                used_memory,
+                ..RedisSample::default()
+            }),
+            ..Sample::default()
+        }
+    }
+
+    #[test]
+    fn store_bytes_per_session_are_growth_over_the_empty_store() {
+        let signed_in = |browser: u32, at: Micros| Event {
+            browser: BrowserId(browser),
+            request: Request::SignIn,
+            sent_to: "app-1".into(),
+            invoked: at,
+            completed: at + 1_000,
+            outcome: Outcome::Answered {
+                status: 200,
+                instance: Some("app-1".into()),
+                session_version: None,
+                error: None,
+                observed: Observed::SignedIn {
+                    user: None,
+                    session: None,
+                    idp_sid: None,
+                },
+            },
+        };
+        let history = History {
+            browsers: (0..2)
+                .map(|p| BrowserInfo {
+                    person: p,
+                    user: format!("person-{p}"),
+                })
+                .collect(),
+            events: vec![signed_in(0, 1_000_000), signed_in(1, 2_000_000)],
+            faults: Vec::new(),
+        };
+        let facts = RunFacts {
+            samples: vec![
+                redis_at(0, 1_000_000),
+                redis_at(1_500_000, 1_010_000),
+                redis_at(2_500_000, 1_021_000),
+                redis_at(3_000_000, 1_020_000),
+            ],
+            look: 3_000_000,
+            duration_secs: 3.0,
+            ..RunFacts::default()
+        };
+        let leaks = judge(&facts, &history).results.leaks;
+        assert_eq!(leaks.live_sessions_at_end, 2);
+        assert_eq!(leaks.store_bytes_empty, Some(1_000_000));
+        assert_eq!(
+            leaks.store_bytes_per_session,
+            Some(10_000.0),
+            "the empty server's megabyte is not the sessions'"
+        );
+        // Live 0, 1, 2, 2 against 0, 10, 21, 20 KB.
+        let fitted = leaks.store_bytes_per_session_fitted.expect("fitted");
+        assert!((fitted - 10_272.73).abs() < 0.01, "{fitted}");
+    }
 }

@@ -272,8 +272,19 @@ pub struct Leaks {
     /// Browsers possibly still signed in at the last look (after the grace
     /// period): signed in, not logged out, used within the idle timeout.
     pub live_sessions_at_end: u64,
-    /// Store bytes at the last sample, per live session (None without live sessions).
+    /// What the store grew by over the empty store (the first sample, taken
+    /// before any browser), at the last sample, per live session then (None
+    /// without live sessions). Files written before the empty store was
+    /// sampled first divided the whole store.
     pub store_bytes_per_session: Option<f64>,
+    /// The slope of store bytes against live sessions over every sample
+    /// (least squares): bytes per session as the run went, not only at its
+    /// end. None with fewer than three samples or no change in live sessions.
+    #[serde(default)]
+    pub store_bytes_per_session_fitted: Option<f64>,
+    /// The empty store's bytes (the first sample).
+    #[serde(default)]
+    pub store_bytes_empty: Option<u64>,
     /// Store bytes at the last sample minus the first.
     pub store_growth_bytes: i64,
     pub peak_rss_bytes: u64,
@@ -516,11 +527,20 @@ pub fn merge(runs: Vec<Results>) -> Result<Results, ResultsError> {
         leaks.store_growth_bytes += run.leaks.store_growth_bytes;
         leaks.rss_growth_bytes += run.leaks.rss_growth_bytes;
         leaks.peak_rss_bytes = leaks.peak_rss_bytes.max(run.leaks.peak_rss_bytes);
-        leaks.store_bytes_per_session = match (
+        let mean = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => Some((a + b) / 2.0),
+            (a, b) => a.or(b),
+        };
+        leaks.store_bytes_per_session = mean(
             leaks.store_bytes_per_session,
             run.leaks.store_bytes_per_session,
-        ) {
-            (Some(a), Some(b)) => Some((a + b) / 2.0),
+        );
+        leaks.store_bytes_per_session_fitted = mean(
+            leaks.store_bytes_per_session_fitted,
+            run.leaks.store_bytes_per_session_fitted,
+        );
+        leaks.store_bytes_empty = match (leaks.store_bytes_empty, run.leaks.store_bytes_empty) {
+            (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
         leaks.token_cache_entries_at_end = match (

@@ -28,7 +28,7 @@ use crate::progress::{Figures, Progress};
 use crate::reference::{self, Prober};
 use crate::results::{AppKind, HarnessInfo, HostFacts, Results, TopologyInfo};
 use crate::run_folder::RunFolder;
-use crate::sample::{Place, Sample, Sampler};
+use crate::sample::{Place, Sampler};
 use crate::scenario::Scenario;
 use crate::scenario::workload::Workload;
 use crate::scenario::workload::person_name;
@@ -116,6 +116,8 @@ pub async fn run(
         sqlite_path: folder.path().join("app-store.db"),
     };
     let idp_url = stack.idp_url();
+    // The stores before any browser: what each run's store figures grow from.
+    let empty = Sampler::new(place.clone()).sample(0).await;
 
     let start = Instant::now();
     let started_unix_ms = unix_ms();
@@ -152,8 +154,8 @@ pub async fn run(
         subjects: subjects(workload.people.get()),
     };
 
-    // The sampler looks every second on a task of its own.
-    let samples = Arc::new(Mutex::new(Vec::<Sample>::new()));
+    // The sampler looks every second on a task of its own, after the empty stores.
+    let samples = Arc::new(Mutex::new(vec![empty]));
     let sampling = {
         let samples = samples.clone();
         let mut sampler = Sampler::new(place.clone());

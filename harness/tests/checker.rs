@@ -846,3 +846,64 @@ fn a_busy_session_past_its_absolute_timeout_has_ended() {
             .endings();
     assert_eq!((ended.live, ended.expired), (0, 1));
 }
+
+#[test]
+fn live_sessions_over_time_follow_sign_ins_logouts_401s_and_timeouts() {
+    let mut s = Script::new();
+    let (alice, bob, carol) = (s.browser("alice"), s.browser("bob"), s.browser("carol"));
+    s.sign_in(alice, "sid-a", "sa"); // 1 s
+    s.sign_in(bob, "sid-b", "sb"); // 2 s
+    logout(&mut s, alice); // 3 s
+    s.sign_in(carol, "sid-c", "sc"); // 4 s
+    s.at(bob, Request::CartRead, failed(401, "not_signed_in")); // 5 s
+    let second = |n: u64| n * 1_000_000 + 150_000;
+    let times = [
+        0,
+        second(1),
+        second(2),
+        second(3),
+        second(4),
+        second(5),
+        second(40),
+    ];
+    let live = resident::live_at(&s.history, &times, IDLE, None);
+    assert_eq!(
+        live,
+        [0, 1, 2, 1, 2, 1, 0],
+        "carol idle 36 s past a 10 s timeout"
+    );
+    // As many as the standings count live at the same look.
+    let look = second(5);
+    assert_eq!(
+        resident::live_at(&s.history, &[look], IDLE, None),
+        [resident::Standings::new(&s.history, look, IDLE)
+            .endings()
+            .live]
+    );
+    // An absolute timeout of 2 s ends carol's (begun at 4 s) by 8 s, its
+    // slack included, though idle it would live to 16 s.
+    let absolute = resident::live_at(
+        &s.history,
+        &[second(5), second(9)],
+        IDLE,
+        Some(Duration::from_secs(2)),
+    );
+    assert_eq!(absolute, [1, 0]);
+}
+
+#[test]
+fn the_fitted_slope_is_the_least_squares_one() {
+    use harness::judge::fitted_slope;
+    assert_eq!(
+        fitted_slope(&[(0.0, 100.0), (10.0, 1100.0), (20.0, 2100.0)]),
+        Some(100.0)
+    );
+    assert_eq!(fitted_slope(&[(0.0, 1.0), (1.0, 2.0)]), None, "two points");
+    assert_eq!(
+        fitted_slope(&[(3.0, 1.0), (3.0, 2.0), (3.0, 5.0)]),
+        None,
+        "no spread"
+    );
+    let noisy = fitted_slope(&[(0.0, 0.0), (1.0, 2.0), (2.0, 2.0), (3.0, 4.0)]).expect("slope");
+    assert!((noisy - 1.2).abs() < 1e-9, "{noisy}");
+}

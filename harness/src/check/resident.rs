@@ -93,6 +93,104 @@ fn standing(
     state
 }
 
+/// When each browser's sessions could be signed in, as [`standing`] would
+/// tell at each moment: from a sign-in that landed (or whose outcome is
+/// unknown) to an acknowledged logout, a failed sign-in, a 401, or the idle
+/// or absolute timeout after it.
+fn live_spans(
+    history: &History,
+    events: &[usize],
+    idle: Duration,
+    absolute: Option<Duration>,
+) -> Vec<(Micros, Micros)> {
+    let idle = certainly_expired_after(idle).as_micros() as Micros;
+    let absolute = absolute.map(|a| certainly_expired_after(a).as_micros() as Micros);
+    let mut spans = Vec::new();
+    // The open span: its start, and when it ends unless used again.
+    let mut open: Option<(Micros, Micros, Micros)> = None;
+    let ends = |began: Micros, used: Micros| {
+        let by_idle = used + idle;
+        absolute.map_or(by_idle, |a| by_idle.min(began + a))
+    };
+    for &index in events {
+        let event = at(history, index);
+        if let Some((from, _, until)) = open
+            && event.invoked >= until
+        {
+            spans.push((from, until));
+            open = None;
+        }
+        match event.request {
+            Request::SignIn if event.outcome.ok() || event.outcome.indeterminate() => {
+                if let Some((from, _, _)) = open.take() {
+                    spans.push((from, event.invoked));
+                }
+                open = Some((
+                    event.invoked,
+                    event.invoked,
+                    ends(event.invoked, event.completed),
+                ));
+            }
+            Request::SignIn => {
+                if let Some((from, _, _)) = open.take() {
+                    spans.push((from, event.invoked));
+                }
+            }
+            Request::Logout if event.outcome.ok() => {
+                if let Some((from, _, _)) = open.take() {
+                    spans.push((from, event.completed));
+                }
+            }
+            _ if event.outcome.status() == Some(401) => {
+                if let Some((from, _, _)) = open.take() {
+                    spans.push((from, event.invoked));
+                }
+            }
+            _ => {
+                if let Some((from, began, _)) = open {
+                    open = Some((from, began, ends(began, event.completed)));
+                }
+            }
+        }
+    }
+    if let Some((from, _, until)) = open {
+        spans.push((from, until));
+    }
+    spans
+}
+
+/// How many browsers could be signed in at each of `times` (sorted or not).
+pub fn live_at(
+    history: &History,
+    times: &[Micros],
+    idle: Duration,
+    absolute: Option<Duration>,
+) -> Vec<u64> {
+    // +1 where a span begins, -1 where it ends; swept once over sorted times.
+    let mut edges: Vec<(Micros, i64)> = Vec::new();
+    for events in history.by_browser() {
+        for (from, until) in live_spans(history, &events, idle, absolute) {
+            if until > from {
+                edges.push((from, 1));
+                edges.push((until, -1));
+            }
+        }
+    }
+    edges.sort_unstable();
+    let mut order: Vec<usize> = (0..times.len()).collect();
+    order.sort_by_key(|&i| times[i]);
+    let mut counts = vec![0; times.len()];
+    let (mut live, mut next) = (0i64, 0);
+    for i in order {
+        while next < edges.len() && edges[next].0 <= times[i] {
+            live += edges[next].1;
+            next += 1;
+        }
+        counts[i] = live.max(0) as u64;
+    }
+    counts
+}
+
 /// How the browsers' sessions stood at the last look.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Endings {
