@@ -18,6 +18,7 @@
 //! - [`check`]: history -> anomalies, one file per family (pure).
 //! - [`history`]: invoke/complete events and fault steps: what the driver
 //!   writes and the checker reads.
+//! - [`elle`]: a history as Elle's list-append EDN, for an independent checker.
 //! - [`history_file`]: a run's whole history as JSON lines (`bench --history`).
 //! - [`faults`]: runs a scenario's fault schedule against a stack.
 //! - [`scenario`]: scenario files as a model (pure: read, validate, no stack).
@@ -28,6 +29,7 @@
 pub mod analyze;
 pub mod bench;
 pub mod check;
+pub mod elle;
 pub mod faults;
 pub mod history;
 pub mod history_file;

@@ -225,6 +225,10 @@ enum Command {
         /// Examples printed per anomaly family.
         #[arg(long, default_value_t = 5)]
         examples: usize,
+        /// Also write the cart requests as Elle's list-append history (EDN),
+        /// for `elle-cli --model list-append` (see README).
+        #[arg(long, value_name = "FILE")]
+        elle: Option<PathBuf>,
     },
     /// Print the JSON Schema of results files (as reports/schema.json holds it).
     Schema,
@@ -395,7 +399,24 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             file,
             output,
             examples,
+            elle,
         } => {
+            if let Some(path) = elle {
+                let history = harness::history_file::read(&file)?;
+                let out = std::fs::File::create(&path)
+                    .with_context(|| format!("creating {}", path.display()))?;
+                let mut out = std::io::BufWriter::new(out);
+                let exported = harness::elle::write(&history, &mut out)
+                    .and_then(|e| out.flush().map(|()| e))
+                    .with_context(|| format!("writing {}", path.display()))?;
+                println!(
+                    "elle: {} ({} transactions on {} keys by {} processes)",
+                    path.display(),
+                    exported.transactions,
+                    exported.keys,
+                    exported.processes
+                );
+            }
             let analysis = harness::analyze::analyze(&file)?;
             print!(
                 "{}",

@@ -174,7 +174,7 @@ pub fn check(history: &History, settings: &Settings) -> Findings {
 /// Whether `event` ends the browser's session and any after it is another:
 /// a sign-in (even one whose outcome is unknown: it may have replaced the
 /// session), an acknowledged logout, or a 401 (the app did not know it).
-fn starts_session(event: &Event) -> bool {
+pub fn starts_session(event: &Event) -> bool {
     match &event.request {
         Request::SignIn => true,
         Request::Logout => event.outcome.ok(),
