@@ -33,7 +33,6 @@ pub mod topology;
 pub mod web;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::idp_client::{IdpClient, IdpSettings};
 use crate::metrics::Metrics;
@@ -155,6 +154,6 @@ pub fn default_session_settings() -> SessionSettings {
         cookie_name: "app_session".into(),
         cookie_secure: false,
         idle_timeout: session::DEFAULT_IDLE_TIMEOUT,
-        absolute_timeout: Duration::from_secs(8 * 3600),
+        absolute_timeout: session::DEFAULT_ABSOLUTE_TIMEOUT,
     }
 }

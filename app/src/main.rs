@@ -89,7 +89,7 @@ struct Args {
     cookie_secure: bool,
     #[arg(long, default_value_t = app::session::DEFAULT_IDLE_TIMEOUT.as_secs())]
     idle_timeout_secs: u64,
-    #[arg(long, default_value_t = 8 * 3600)]
+    #[arg(long, default_value_t = app::session::DEFAULT_ABSOLUTE_TIMEOUT.as_secs())]
     absolute_timeout_secs: u64,
     /// Milliseconds a Redis or Postgres operation may take; past it the store
     /// counts as down and requests fail fast to their fallback until a

@@ -78,6 +78,8 @@ pub struct LoadedSession {
 
 /// How long an unused session lives when nobody says otherwise.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(1800);
+/// How long a session lasts at most, however busy, unless told otherwise.
+pub const DEFAULT_ABSOLUTE_TIMEOUT: Duration = Duration::from_secs(8 * 3600);
 
 /// Cookie and lifetime settings.
 #[derive(Clone, Debug)]

@@ -117,6 +117,7 @@ async fn main() {
         network_proxy: false,
         idp: Default::default(),
         session_idle_timeout: None,
+        session_absolute_timeout: None,
     })
     .await
     .expect("stack up (cargo build --release --bins first)");

@@ -111,7 +111,7 @@ pub async fn bench(bench: Bench) -> Result<Benched, BenchError> {
         outcome.results.write(&path)?;
         if bench.history {
             let history = history_file::beside(&path);
-            history_file::write(&outcome.history, &history)?;
+            history_file::write_run(&outcome.history, Some(&outcome.facts), &history)?;
             done.histories.push(history);
         }
         if let Some(folder) = outcome.folder {
@@ -160,8 +160,8 @@ pub fn summary_table(runs: &[Results]) -> String {
     }
     let _ = writeln!(
         out,
-        " {:>7} {:>9} {:>11} {:>9} {:>8} {:>8}",
-        "idp x", "peak rss", "B/session", "cpu app", "redis", "postgres"
+        " {:>7} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8}",
+        "idp x", "peak rss", "B/session", "fit B/s", "cpu app", "redis", "postgres"
     );
     for run in runs {
         let (requests, errors, all) = match run.overall() {
@@ -182,19 +182,23 @@ pub fn summary_table(runs: &[Results]) -> String {
         for kind in Kind::ALL {
             let _ = write!(out, " {:>5}", run.anomaly(kind));
         }
+        let bytes = |b: Option<f64>| b.map_or_else(|| "-".to_owned(), |b| format!("{b:.0}"));
         let _ = writeln!(
             out,
-            " {:>7.2} {:>8.1}M {:>11} {:>9} {:>8} {:>8}",
+            " {:>7.2} {:>8.1}M {:>9} {:>9} {:>9} {:>8} {:>8}",
             run.idp.ratio,
             run.leaks.peak_rss_bytes as f64 / 1048576.0,
-            run.leaks
-                .store_bytes_per_session
-                .map_or_else(|| "-".to_owned(), |b| format!("{b:.0}")),
+            bytes(run.leaks.store_bytes_per_session),
+            bytes(run.leaks.store_bytes_per_session_fitted),
             cpu_cell(run, cpu::APP),
             cpu_cell(run, cpu::REDIS),
             cpu_cell(run, cpu::POSTGRES)
         );
     }
+    let _ = writeln!(
+        out,
+        "B/session: store growth over the empty store per live session at the end; fit B/s: the slope of store bytes over live sessions, every sample"
+    );
     let _ = writeln!(
         out,
         "anomalies: {}",
@@ -218,6 +222,9 @@ pub fn summary_table(runs: &[Results]) -> String {
                 run.topology.name,
                 run.stopped_because.as_deref().unwrap_or("cut short")
             );
+        }
+        for line in run.exits() {
+            let _ = writeln!(out, "{}: {line}", run.topology.name);
         }
         for unchecked in &run.unchecked {
             let _ = writeln!(
@@ -253,6 +260,8 @@ fn short(kind: Kind) -> &'static str {
         Kind::TokenAfterLogout => "aftlo",
         Kind::ExtraIdpCalls => "xidp",
         Kind::Orphan => "orph",
+        Kind::CrossSessionData => "xdata",
+        Kind::SessionResurrected => "resur",
     }
 }
 

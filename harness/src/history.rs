@@ -52,11 +52,16 @@ pub enum Request {
     CartRead,
     Logout,
     Health,
+    /// A `GET /cart` with only the session cookie this browser held before
+    /// its last logout, sent once a while after it from a jar of its own:
+    /// a session that answers is resurrected. It is no part of the
+    /// browser's current session.
+    Replay,
 }
 
 impl Request {
     /// Every request type, as latencies are kept under them.
-    pub const KINDS: [&'static str; 7] = [
+    pub const KINDS: [&'static str; 8] = [
         "sign_in",
         "profile",
         "data",
@@ -64,6 +69,7 @@ impl Request {
         "cart_read",
         "logout",
         "health",
+        "replay",
     ];
 
     /// Its position in [`Request::KINDS`].
@@ -76,12 +82,19 @@ impl Request {
             Request::CartRead => 4,
             Request::Logout => 5,
             Request::Health => 6,
+            Request::Replay => 7,
         }
     }
 
     /// The request type latencies are kept under.
     pub fn kind(&self) -> &'static str {
         Self::KINDS[self.kind_index()]
+    }
+
+    /// Whether it belongs to the browser's own session (a replay of a
+    /// logged-out cookie does not).
+    pub fn in_session(&self) -> bool {
+        !matches!(self, Request::Replay)
     }
 
     /// Whether it changes state at the server (its outcome may be unknown).
@@ -129,6 +142,10 @@ pub enum Observed {
         version: u64,
         items: Vec<u32>,
         foreign: u32,
+        /// The first few of the items not this browser's, as the app named
+        /// them (`b7-3`: browser 7's item 3), so their writer can be found.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        others: Vec<String>,
     },
     LoggedOut {
         idp_session_ended: bool,
@@ -268,10 +285,18 @@ impl fmt::Display for Event {
                         source.as_str(),
                         sid.as_deref().unwrap_or("-")
                     ),
-                    Observed::Cart { items, foreign, .. } => {
+                    Observed::Cart {
+                        items,
+                        foreign,
+                        others,
+                        ..
+                    } => {
                         write!(f, " items {items:?}")?;
                         if *foreign > 0 {
                             write!(f, " and {foreign} not this browser's")?;
+                        }
+                        if !others.is_empty() {
+                            write!(f, " ({})", others.join(", "))?;
                         }
                         Ok(())
                     }
@@ -284,7 +309,10 @@ impl fmt::Display for Event {
     }
 }
 
-/// A fault step as it happened.
+/// A fault step as it happened, or an event of the stage's own that no
+/// fault asked for (an instance that exited by itself: `instance-exit
+/// app-2`, and the supervisor's `instance-start app-2` when the scenario has
+/// it start such an instance again), which is put on the timeline as a fault.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FaultStep {
     /// Since the run started.
@@ -292,15 +320,37 @@ pub struct FaultStep {
     /// How long carrying it out took.
     pub took: Micros,
     pub action: String,
-    /// For an undo step (the end of a `for`), the index of the step it ends.
+    /// For an undo step (the end of a `for`, or the supervisor's start of an
+    /// instance that exited), the index of the step it ends.
     pub ends: Option<usize>,
     /// Why the step failed; absent when it worked.
     pub error: Option<String>,
+    /// Present on the stage's own events: no fault of the scenario asked for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unscheduled: Option<Unscheduled>,
+}
+
+/// What the stage saw happen by itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Unscheduled {
+    /// How it happened: the exit status (`exit status: 3`, `signal: 9
+    /// (SIGKILL)`), or who started the instance again.
+    pub status: String,
+    /// The last lines the instance wrote to its log (stderr and stdout).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub last_output: Vec<String>,
 }
 
 impl fmt::Display for FaultStep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "+{:.3}s {}", self.at as f64 / 1e6, self.action)?;
+        if let Some(unscheduled) = &self.unscheduled {
+            write!(f, " (no fault asked for it): {}", unscheduled.status)?;
+            if let Some(last) = unscheduled.last_output.last() {
+                write!(f, "; last output: {last}")?;
+            }
+            return Ok(());
+        }
         match &self.error {
             None => write!(f, ": ok in {:.0} ms", self.took as f64 / 1e3),
             Some(error) => write!(f, ": FAILED: {error}"),
@@ -323,11 +373,16 @@ impl History {
         self.browsers.get(id.0 as usize)
     }
 
-    /// Each browser's events, in invocation order (a browser's own requests
-    /// mostly run one at a time, but a burst overlaps them).
+    /// Each browser's events in its own sessions, in invocation order (a
+    /// browser's own requests mostly run one at a time, but a burst overlaps
+    /// them). Replays of a logged-out cookie are left out: they are no part
+    /// of the session the browser is in.
     pub fn by_browser(&self) -> Vec<Vec<usize>> {
         let mut out = vec![Vec::new(); self.browsers.len()];
         for (index, event) in self.events.iter().enumerate() {
+            if !event.request.in_session() {
+                continue;
+            }
             if let Some(list) = out.get_mut(event.browser.0 as usize) {
                 list.push(index);
             }

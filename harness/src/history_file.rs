@@ -1,9 +1,11 @@
 //! A run's whole history on disk (`harness bench --history`), so every
 //! count in a results file can be traced to the requests behind it, not only
-//! the few example histories the results keep. JSON lines: the first line
-//! holds the browsers (index = browser id) and the fault steps, then one
-//! event per line in the order the events completed, so `grep '"browser":7,'`
-//! or `jq` finds one browser's requests without loading the rest.
+//! the few example histories the results keep, and the whole verdict made
+//! again (`harness analyze`). JSON lines: the first line holds the browsers
+//! (index = browser id), the fault steps and the run's facts (the resolved
+//! scenario and all that was measured live: [`RunFacts`]), then one event per
+//! line in the order the events completed, so `grep '"browser":7,'` or `jq`
+//! finds one browser's requests without loading the rest.
 
 use std::io::{BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -11,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::history::{BrowserInfo, Event, FaultStep, History};
+use crate::judge::RunFacts;
 
 /// The extension beside the results file's stem (`.json` globs of results
 /// files do not pick it up).
@@ -21,6 +24,9 @@ pub const EXTENSION: &str = "history.jsonl";
 struct Head {
     browsers: Vec<BrowserInfo>,
     faults: Vec<FaultStep>,
+    /// Absent in files written before the verdict could be made again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    run: Option<Box<RunFacts>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +51,17 @@ pub fn beside(results: &Path) -> PathBuf {
     results.with_extension(EXTENSION)
 }
 
+/// Writes `history` alone (no run facts: it can be read, not judged again).
 pub fn write(history: &History, path: &Path) -> Result<(), HistoryFileError> {
+    write_run(history, None, path)
+}
+
+/// Writes `history` with the facts its verdict rests on.
+pub fn write_run(
+    history: &History,
+    facts: Option<&RunFacts>,
+    path: &Path,
+) -> Result<(), HistoryFileError> {
     let io = |source| HistoryFileError::Io {
         path: path.display().to_string(),
         source,
@@ -59,6 +75,7 @@ pub fn write(history: &History, path: &Path) -> Result<(), HistoryFileError> {
     let head = Head {
         browsers: history.browsers.clone(),
         faults: history.faults.clone(),
+        run: facts.cloned().map(Box::new),
     };
     serde_json::to_writer(&mut out, &head).map_err(json)?;
     out.write_all(b"\n").map_err(io)?;
@@ -69,7 +86,13 @@ pub fn write(history: &History, path: &Path) -> Result<(), HistoryFileError> {
     out.flush().map_err(io)
 }
 
+/// The history of a file (its run facts, if any, left aside).
 pub fn read(path: &Path) -> Result<History, HistoryFileError> {
+    read_run(path).map(|(history, _)| history)
+}
+
+/// The history of a file and the run facts its first line carries.
+pub fn read_run(path: &Path) -> Result<(History, Option<RunFacts>), HistoryFileError> {
     let shown = path.display().to_string();
     let io = |source| HistoryFileError::Io {
         path: shown.clone(),
@@ -96,11 +119,12 @@ pub fn read(path: &Path) -> Result<History, HistoryFileError> {
             events.push(serde_json::from_str::<Event>(&line).map_err(parse_error(index))?);
         }
     }
-    Ok(History {
+    let history = History {
         browsers: head.browsers,
         events,
         faults: head.faults,
-    })
+    };
+    Ok((history, head.run.map(|facts| *facts)))
 }
 
 #[cfg(test)]
@@ -145,6 +169,22 @@ mod tests {
             2,
             "browsers line and one event per line"
         );
+    }
+
+    #[test]
+    fn the_run_facts_come_back_with_the_history() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("h.history.jsonl");
+        let facts = RunFacts {
+            source: "here".into(),
+            started_unix_ms: 1_700_000_000_123,
+            duration_secs: 8.123_456_789,
+            ..RunFacts::default()
+        };
+        write_run(&sample(), Some(&facts), &path).expect("write");
+        assert_eq!(read_run(&path).expect("read"), (sample(), Some(facts)));
+        write(&sample(), &path).expect("write without");
+        assert_eq!(read_run(&path).expect("read"), (sample(), None));
     }
 
     #[test]

@@ -4,8 +4,11 @@
 //! # Layout
 //! Dependencies point down this list only.
 //! - [`bench`]: one scenario on one or more topologies; the summary table.
+//! - [`analyze`]: a saved history file judged again, offline.
 //! - [`run`]: one run: stage up -> faults, load and sampler side by side ->
-//!   check -> the results document.
+//!   the facts measured beside the history -> the verdict.
+//! - [`judge`]: history and run facts -> findings and the results document
+//!   (the one path from a history to a verdict, live or offline).
 //! - [`report`]: results files -> the HTML report; `compare` against baselines.
 //! - [`progress`]: the live progress bar.
 //! - [`reference`]: reference round trips (healthz, Redis PING) beside the load.
@@ -16,6 +19,7 @@
 //! - [`check`]: history -> anomalies, one file per family (pure).
 //! - [`history`]: invoke/complete events and fault steps: what the driver
 //!   writes and the checker reads.
+//! - [`elle`]: a history as Elle's list-append EDN, for an independent checker.
 //! - [`history_file`]: a run's whole history as JSON lines (`bench --history`).
 //! - [`faults`]: runs a scenario's fault schedule against a stack.
 //! - [`scenario`]: scenario files as a model (pure: read, validate, no stack).
@@ -23,12 +27,15 @@
 //! - [`stage`]: supervised children, Redis and Postgres, the fault proxy, the
 //!   stack of one topology up and ready.
 
+pub mod analyze;
 pub mod bench;
 pub mod check;
 pub mod cpu;
+pub mod elle;
 pub mod faults;
 pub mod history;
 pub mod history_file;
+pub mod judge;
 pub mod load;
 pub mod progress;
 pub mod reference;

@@ -3,7 +3,7 @@
 //! scenario file and says what it would do; `up` brings a topology up by
 //! hand; `merge` combines results files; `schema` prints their JSON Schema;
 //! `report` writes the HTML report of results files; `compare` judges one
-//! against a baseline.
+//! against a baseline; `analyze` judges a saved history again.
 
 use std::io::Write;
 use std::num::NonZeroUsize;
@@ -212,6 +212,23 @@ enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Judge a saved history again (NAME.history.jsonl, from `bench
+    /// --history`): the same findings and results document the run made,
+    /// from the file alone. Prints the summary table and every anomaly.
+    Analyze {
+        /// The history file.
+        file: PathBuf,
+        /// Write the results document here (as the run wrote it).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Examples printed per anomaly family.
+        #[arg(long, default_value_t = 5)]
+        examples: usize,
+        /// Also write the cart requests as Elle's list-append history (EDN),
+        /// for `elle-cli --model list-append` (see README).
+        #[arg(long, value_name = "FILE")]
+        elle: Option<PathBuf>,
+    },
     /// Print the JSON Schema of results files (as reports/schema.json holds it).
     Schema,
     /// Bring up the stores, the mock IdP and app instances; print the URLs;
@@ -417,6 +434,40 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Analyze {
+            file,
+            output,
+            examples,
+            elle,
+        } => {
+            if let Some(path) = elle {
+                let history = harness::history_file::read(&file)?;
+                let out = std::fs::File::create(&path)
+                    .with_context(|| format!("creating {}", path.display()))?;
+                let mut out = std::io::BufWriter::new(out);
+                let exported = harness::elle::write(&history, &mut out)
+                    .and_then(|e| out.flush().map(|()| e))
+                    .with_context(|| format!("writing {}", path.display()))?;
+                println!(
+                    "elle: {} ({} transactions on {} keys by {} processes)",
+                    path.display(),
+                    exported.transactions,
+                    exported.keys,
+                    exported.processes
+                );
+            }
+            let analysis = harness::analyze::analyze(&file)?;
+            print!(
+                "{}",
+                harness::bench::summary_table(std::slice::from_ref(&analysis.results))
+            );
+            print!("{}", harness::analyze::findings_text(&analysis, examples));
+            if let Some(output) = output {
+                analysis.results.write(&output)?;
+                println!("results: {}", output.display());
+            }
+            Ok(())
+        }
         Command::Merge { files, output } => {
             let runs = files
                 .iter()
@@ -558,6 +609,11 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                     contract::CART_MAX_ITEMS
                 ),
             }
+            if let Some(absolute) = workload.session_absolute_timeout {
+                println!(
+                    "sessions end {absolute:?} after they began, however busy (handed to the app)"
+                );
+            }
             for fault in &scenario.faults.faults {
                 let lasts = fault
                     .lasts
@@ -601,6 +657,7 @@ async fn up(
         network_proxy: scenario.faults.needs_network_proxy(),
         idp: scenario.workload.idp.clone(),
         session_idle_timeout: scenario.workload.session_idle_timeout,
+        session_absolute_timeout: scenario.workload.session_absolute_timeout,
     };
     let mut stack = tokio::select! {
         stack = Stack::up(&spec) => stack?,

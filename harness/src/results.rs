@@ -243,7 +243,7 @@ pub struct ReferenceSeries {
     pub histogram: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct HarnessInfo {
     pub version: String,
     /// `git describe` of the harness's checkout when it was built, if known.
@@ -261,7 +261,7 @@ pub struct Source {
     pub duration_secs: f64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct HostFacts {
     pub hostname: String,
     pub os: String,
@@ -294,7 +294,7 @@ impl WorkloadInfo {
 /// What was measured: the reference app in a topology (all fields), or an
 /// app the harness did not build (`app` says which; the topology fields
 /// are empty, its storage being its own).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TopologyInfo {
     pub name: String,
     /// Absent in files written before targets existed: the reference app.
@@ -512,8 +512,19 @@ pub struct Leaks {
     /// Browsers possibly still signed in at the last look (after the grace
     /// period): signed in, not logged out, used within the idle timeout.
     pub live_sessions_at_end: u64,
-    /// Store bytes at the last sample, per live session (None without live sessions).
+    /// What the store grew by over the empty store (the first sample, taken
+    /// before any browser), at the last sample, per live session then (None
+    /// without live sessions). Files written before the empty store was
+    /// sampled first divided the whole store.
     pub store_bytes_per_session: Option<f64>,
+    /// The slope of store bytes against live sessions over every sample
+    /// (least squares): bytes per session as the run went, not only at its
+    /// end. None with fewer than three samples or no change in live sessions.
+    #[serde(default)]
+    pub store_bytes_per_session_fitted: Option<f64>,
+    /// The empty store's bytes (the first sample).
+    #[serde(default)]
+    pub store_bytes_empty: Option<u64>,
     /// Store bytes at the last sample minus the first.
     pub store_growth_bytes: i64,
     pub peak_rss_bytes: u64,
@@ -601,6 +612,29 @@ impl Results {
             .iter()
             .find(|a| a.kind == kind)
             .map_or(0, |a| a.count)
+    }
+
+    /// The app instances that exited with no fault asking, a sentence each:
+    /// the app under test crashed (what the anomalies and errors after it
+    /// come from).
+    pub fn exits(&self) -> Vec<String> {
+        self.timelines
+            .iter()
+            .flat_map(|t| &t.faults)
+            .filter_map(|step| {
+                let instance = step.action.strip_prefix("instance-exit ")?;
+                let unscheduled = step.unscheduled.as_ref()?;
+                let last = unscheduled
+                    .last_output
+                    .last()
+                    .map_or_else(String::new, |line| format!("; its last output: {line}"));
+                Some(format!(
+                    "{instance} EXITED by itself at {:.3}s, no fault asking ({}){last}",
+                    step.at as f64 / 1e6,
+                    unscheduled.status
+                ))
+            })
+            .collect()
     }
 
     /// A reference round trip by name (`healthz`, `redis-ping`).
@@ -755,11 +789,20 @@ pub fn merge(runs: Vec<Results>) -> Result<Results, ResultsError> {
         leaks.store_growth_bytes += run.leaks.store_growth_bytes;
         leaks.rss_growth_bytes += run.leaks.rss_growth_bytes;
         leaks.peak_rss_bytes = leaks.peak_rss_bytes.max(run.leaks.peak_rss_bytes);
-        leaks.store_bytes_per_session = match (
+        let mean = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => Some((a + b) / 2.0),
+            (a, b) => a.or(b),
+        };
+        leaks.store_bytes_per_session = mean(
             leaks.store_bytes_per_session,
             run.leaks.store_bytes_per_session,
-        ) {
-            (Some(a), Some(b)) => Some((a + b) / 2.0),
+        );
+        leaks.store_bytes_per_session_fitted = mean(
+            leaks.store_bytes_per_session_fitted,
+            run.leaks.store_bytes_per_session_fitted,
+        );
+        leaks.store_bytes_empty = match (leaks.store_bytes_empty, run.leaks.store_bytes_empty) {
+            (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
         leaks.token_cache_entries_at_end = match (

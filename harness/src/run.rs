@@ -4,7 +4,7 @@
 //! document. An interrupted run (Ctrl-C, SIGTERM) stops the load, checks and
 //! writes what it measured, marked incomplete, and tears the stage down.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,23 +16,20 @@ use tokio::time::Instant;
 
 use crate::check::orphans::{self, Leftovers};
 use crate::check::resident;
-use crate::check::windows::{self, Window};
-use crate::check::{self, Findings, Kind, Settings};
-use crate::cpu::{CpuMeter, CpuSample};
+use crate::check::windows;
+use crate::check::{self, Settings};
+use crate::cpu::CpuMeter;
 use crate::faults;
 use crate::history::{self, FaultStep, History};
+use crate::judge::{self, AppFacts, CpuFacts, IdpCounts, Judged, RunFacts, ScenarioFacts};
 use crate::load::browser::{InstanceUrl, Shared};
 use crate::load::latency::Latencies;
 use crate::load::{self, LoadError};
 use crate::progress::{Figures, Progress};
 use crate::reference::{self, Prober};
-use crate::results::{
-    self, AnomalyGroup, AnomalyReport, AppKind, CpuUse, Example, HarnessInfo, HostFacts, IdpCalls,
-    Leaks, LossCause, NO_WINDOW, Percentiles, ReferenceSeries, RequestSeries, Results,
-    ScenarioInfo, SecondStats, Source, Timeline, TopologyInfo, Unchecked, WorkloadInfo,
-};
+use crate::results::{AppKind, HarnessInfo, HostFacts, Results, TopologyInfo};
 use crate::run_folder::RunFolder;
-use crate::sample::{Place, Sample, Sampler};
+use crate::sample::{Place, Sampler};
 use crate::scenario::Scenario;
 use crate::scenario::workload::Workload;
 use crate::scenario::workload::person_name;
@@ -80,6 +77,8 @@ pub struct Outcome {
     pub folder: Option<PathBuf>,
     /// Every request the checker read (for `bench --history`).
     pub history: History,
+    /// What the verdict rests on besides the history (its file's first line).
+    pub facts: RunFacts,
 }
 
 /// Runs `plan`; `stop` completing (a signal) ends it early.
@@ -97,6 +96,7 @@ pub async fn run(
         network_proxy: schedule.needs_network_proxy(),
         idp: workload.idp.clone(),
         session_idle_timeout: workload.session_idle_timeout,
+        session_absolute_timeout: workload.session_absolute_timeout,
     };
     let mut stack = tokio::select! {
         stack = Stack::up(&spec) => stack?,
@@ -121,6 +121,8 @@ pub async fn run(
         cpu: CpuMeter::of(&stack),
     };
     let idp_url = stack.idp_url();
+    // The stores before any browser: what each run's store figures grow from.
+    let empty = Sampler::new(place.clone()).sample(0).await;
 
     let cpu_at_start = place.cpu.read();
     let start = Instant::now();
@@ -142,6 +144,7 @@ pub async fn run(
         start,
     )
     .map_err(RunError::Setup)?;
+    shared.renewal_offset = contract.renewal_offset;
     // A launched app signs in over HTTPS (MSAL insists), so the browsers
     // trust the IdP's own CA.
     if let Some(ca) = stack.idp_listeners.as_ref().and_then(|l| l.ca_file()) {
@@ -155,13 +158,14 @@ pub async fn run(
     let shared = Arc::new(shared);
     let mut settings = Settings {
         idle_timeout: contract.idle_timeout,
+        absolute_timeout: contract.absolute_timeout,
         renewal_offset: contract.renewal_offset,
         started_unix_ms,
         subjects: subjects(workload.people.get()),
     };
 
-    // The sampler looks every second on a task of its own.
-    let samples = Arc::new(Mutex::new(Vec::<Sample>::new()));
+    // The sampler looks every second on a task of its own, after the empty stores.
+    let samples = Arc::new(Mutex::new(vec![empty]));
     let sampling = {
         let samples = samples.clone();
         let mut sampler = Sampler::new(place.clone());
@@ -198,14 +202,32 @@ pub async fn run(
     {
         let print = progress.printer();
         let kept = steps.clone();
-        let fault_run = faults::run_watched(&schedule, &mut stack, start, &applying, move |step| {
-            print(&format!("fault {step}"));
-            kept.lock().push(step.clone());
-        });
+        let watch = if workload.restart_exited {
+            faults::Watch::Restart
+        } else {
+            faults::Watch::Record
+        };
+        let fault_run = faults::run_watched(
+            &schedule,
+            &mut stack,
+            start,
+            &applying,
+            watch,
+            move |step| {
+                let what = if step.unscheduled.is_some() {
+                    "stage"
+                } else {
+                    "fault"
+                };
+                print(&format!("{what} {step}"));
+                kept.lock().push(step.clone());
+            },
+        );
         tokio::pin!(fault_run);
         let driving = load::drive_on_own_thread(shared.clone());
         tokio::pin!(driving);
-        let mut faults_over = schedule.faults.is_empty();
+        // The fault runner also watches the instances: it runs as long as the load.
+        let mut faults_over = false;
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let mut last_check = Instant::now();
         let mut anomalies = Some(0);
@@ -274,7 +296,7 @@ pub async fn run(
     }
     let load_end = start.elapsed();
     let cpu_at_end = place.cpu.read();
-    let cpu = (cpu_at_start, cpu_at_end, place.cpu.clone());
+    let cpu = CpuFacts::between(cpu_at_start, cpu_at_end, &place.cpu);
     sampling.abort();
     probing.abort();
     // The abort lands at the task's next await; the lock waits for it.
@@ -307,11 +329,13 @@ pub async fn run(
             .entry(info.user.clone())
             .or_insert_with(|| mock_idp::users::oid_of(&info.user));
     }
-    let mut findings = check::check(&history, &settings);
     let ended = orphans::ended_sessions(&history);
-    let standings = resident::Standings::new(&history, look, settings.idle_timeout);
-    let signed_in = standings.live_users();
-    let gone = standings.gone_users();
+    let standings = resident::Standings::with_timeouts(
+        &history,
+        look,
+        settings.idle_timeout,
+        settings.absolute_timeout,
+    );
     // The app keys its records by the cookie; the history holds labels.
     let by_cookie: Vec<orphans::EndedSession> = ended
         .iter()
@@ -325,7 +349,7 @@ pub async fn run(
     let mut leftovers: Leftovers = sampler
         .leftovers(
             &by_cookie,
-            &signed_in,
+            &standings.live_users(),
             &settings.subjects,
             counted_in_process,
         )
@@ -333,52 +357,70 @@ pub async fn run(
     for left in &mut leftovers.sessions {
         left.session = labels.session(&left.session);
     }
-    if let Some(reason) = &leftovers.unchecked {
-        findings.unchecked.push((Kind::Orphan, reason.clone()));
-    }
-    let in_process = standings.check(&held);
-    for anomaly in orphans::check(&history, &ended, &leftovers, &gone)
-        .into_iter()
-        .chain(in_process)
-    {
-        findings
-            .anomalies
-            .entry(anomaly.kind)
-            .or_default()
-            .push(anomaly);
-    }
-    let idp_stats = idp_stats(&idp_url).await;
+    let idp = idp_stats(&idp_url).await;
     drop(stack);
     let kept = plan.keep.then(|| folder.keep());
 
-    let by_browser = history.by_browser();
-    let minimum = check::idp_calls::minimum_token_calls(
-        &history,
-        &by_browser,
-        &settings,
-        workload.idp.access_token_lifetime,
-    );
-    let samples = samples.lock().clone();
-    let results = assemble(Assembly {
-        plan,
-        history: &history,
-        findings: &findings,
-        latencies: &latencies,
-        samples,
-        idp_stats,
-        minimum,
-        endings: standings.endings(),
+    let facts = RunFacts {
+        scenario: ScenarioFacts {
+            file: plan.scenario_file.as_ref().map(|p| p.display().to_string()),
+            seed: plan.scenario.seed,
+            instances: plan.instances.get(),
+            workload: plan.scenario.workload.clone(),
+            faults: fault_entries(plan),
+        },
+        topology: topology_info(&plan.app),
+        app: AppFacts {
+            idle_timeout: contract.idle_timeout,
+            absolute_timeout: contract.absolute_timeout,
+            renewal_offset: contract.renewal_offset,
+        },
+        instances: shared.instances.iter().map(|i| i.id.clone()).collect(),
+        source: plan.source.clone(),
+        harness: HarnessInfo {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            git_revision: option_env!("HARNESS_GIT_REVISION").map(str::to_owned),
+        },
+        host: host_facts(),
         started_unix_ms,
-        duration: load_end,
+        duration_secs: load_end.as_secs_f64(),
         stopped_because,
+        samples: samples.lock().clone(),
         references,
-        cpu,
-    });
+        idp,
+        look,
+        leftovers,
+        cpu: Some(cpu),
+    };
+    let Judged { results, .. } = judge::judge(&facts, &history);
     Ok(Outcome {
         results,
         folder: kept,
         history,
+        facts,
     })
+}
+
+/// The `[[faults]]` entries as the results list them, each said skipped
+/// where the app runs without the store it needs.
+fn fault_entries(plan: &RunPlan) -> Vec<String> {
+    plan.scenario
+        .faults
+        .faults
+        .iter()
+        .map(|f| {
+            let when = match f.lasts {
+                Some(lasts) => format!("at {:?} for {lasts:?}", f.at),
+                None => format!("at {:?}", f.at),
+            };
+            let skipped = if f.fits(&plan.app) {
+                ""
+            } else {
+                " (skipped: the app runs without its store)"
+            };
+            format!("{when}: {}{skipped}", f.action)
+        })
+        .collect()
 }
 
 /// What the checker must know of the app: a target's file says it; the
@@ -394,6 +436,13 @@ fn contract_settings(plan: &RunPlan, workload: &Workload) -> ContractSettings {
             {
                 settings.idle_timeout = idle;
             }
+            // So does one that takes its absolute timeout.
+            if let (Some(absolute), AppUnderTest::Launched(target)) =
+                (workload.session_absolute_timeout, &plan.app)
+                && target.takes("session_absolute_timeout_secs")
+            {
+                settings.absolute_timeout = Some(absolute);
+            }
             settings
         }
         None => ContractSettings {
@@ -402,6 +451,11 @@ fn contract_settings(plan: &RunPlan, workload: &Workload) -> ContractSettings {
             idle_timeout: workload
                 .session_idle_timeout
                 .unwrap_or(app::session::DEFAULT_IDLE_TIMEOUT),
+            absolute_timeout: Some(
+                workload
+                    .session_absolute_timeout
+                    .unwrap_or(app::session::DEFAULT_ABSOLUTE_TIMEOUT),
+            ),
             ..ContractSettings::default()
         },
     }
@@ -419,21 +473,13 @@ pub fn instance_urls(stack: &Stack) -> Vec<InstanceUrl> {
         .collect()
 }
 
-/// The IdP's own counters: token calls by grant and outcome, reuse.
-#[derive(Default)]
-struct IdpStats {
-    code_exchanges: u64,
-    refreshes: u64,
-    failed: u64,
-    refresh_reuse: u64,
-}
-
-async fn idp_stats(idp_url: &str) -> IdpStats {
+/// The IdP's own counters (`/stats`): token calls by grant and outcome, reuse.
+async fn idp_stats(idp_url: &str) -> IdpCounts {
     let Ok(response) = reqwest::get(format!("{idp_url}/stats")).await else {
-        return IdpStats::default();
+        return IdpCounts::default();
     };
     let Ok(json) = response.json::<serde_json::Value>().await else {
-        return IdpStats::default();
+        return IdpCounts::default();
     };
     let count = |grant: &str, ok: bool| -> u64 {
         json["token_calls"][grant]
@@ -447,7 +493,7 @@ async fn idp_stats(idp_url: &str) -> IdpStats {
             })
             .unwrap_or(0)
     };
-    IdpStats {
+    IdpCounts {
         code_exchanges: count("authorization_code", true),
         refreshes: count("refresh_token", true),
         failed: count("authorization_code", false) + count("refresh_token", false),
@@ -455,155 +501,8 @@ async fn idp_stats(idp_url: &str) -> IdpStats {
             .as_object()
             .map(|actions| actions.values().filter_map(|n| n.as_u64()).sum())
             .unwrap_or(0),
-    }
-}
-
-struct Assembly<'a> {
-    plan: &'a RunPlan,
-    history: &'a History,
-    findings: &'a Findings,
-    latencies: &'a Latencies,
-    samples: Vec<Sample>,
-    idp_stats: IdpStats,
-    minimum: u64,
-    endings: resident::Endings,
-    started_unix_ms: u64,
-    duration: Duration,
-    stopped_because: Option<String>,
-    references: Vec<ReferenceSeries>,
-    /// The stage's CPU when the load started and when it ended.
-    cpu: (CpuSample, CpuSample, CpuMeter),
-}
-
-fn assemble(a: Assembly<'_>) -> Results {
-    let plan = a.plan;
-    let run_end = a.duration.as_micros() as u64;
-    let windows = windows::windows(&a.history.faults, run_end);
-    let requests: Vec<RequestSeries> = a
-        .latencies
-        .snapshot()
-        .into_iter()
-        .map(|((kind, instance), s)| RequestSeries {
-            kind,
-            instance,
-            count: s.raw.len(),
-            ok: s.ok,
-            client_errors: s.client_errors,
-            server_errors: s.server_errors,
-            refused: s.refused,
-            timeouts: s.timeouts,
-            lost: s.lost,
-            latency: Percentiles::of(&s.corrected),
-            raw_latency: Percentiles::of(&s.raw),
-            histogram: results::encode(&s.corrected),
-            raw_histogram: results::encode(&s.raw),
-        })
-        .collect();
-    let anomalies = Kind::ALL
-        .iter()
-        .map(|&kind| report(kind, a.findings, a.history, &windows, &plan.source))
-        .collect();
-    let unchecked = a
-        .findings
-        .unchecked
-        .iter()
-        .map(|(kind, reason)| Unchecked {
-            kind: *kind,
-            reason: reason.clone(),
-        })
-        .collect();
-    let token_calls = a.idp_stats.code_exchanges + a.idp_stats.refreshes;
-    let sessions = a
-        .history
-        .events
-        .iter()
-        .filter(|e| matches!(e.request, history::Request::SignIn) && e.outcome.ok())
-        .count() as u64;
-    let seconds = a
-        .latencies
-        .seconds()
-        .into_iter()
-        .enumerate()
-        .map(|(second, s)| SecondStats {
-            second: second as u64,
-            requests: s.latency.len(),
-            errors: s.errors,
-            p50_us: s.latency.value_at_quantile(0.5),
-            p99_us: s.latency.value_at_quantile(0.99),
-            max_us: s.latency.max(),
-        })
-        .collect();
-    let leaks = leaks(&a.samples, a.endings);
-    let (cpu_start, cpu_end, meter) = &a.cpu;
-    let cpu = CpuUse::between(
-        cpu_start,
-        cpu_end,
-        requests.iter().map(|r| r.count).sum(),
-        meter.components(),
-        &meter.unknown(),
-    );
-    Results {
-        schema_version: results::SCHEMA_VERSION,
-        complete: a.stopped_because.is_none(),
-        stopped_because: a.stopped_because,
-        harness: HarnessInfo {
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            git_revision: option_env!("HARNESS_GIT_REVISION").map(str::to_owned),
-        },
-        sources: vec![Source {
-            name: plan.source.clone(),
-            host: host_facts(),
-            started_at: rfc3339(a.started_unix_ms),
-            started_unix_ms: a.started_unix_ms,
-            duration_secs: a.duration.as_secs_f64(),
-        }],
-        scenario: ScenarioInfo {
-            file: plan.scenario_file.as_ref().map(|p| p.display().to_string()),
-            seed: plan.scenario.seed,
-            instances: plan.instances.get(),
-            workload: WorkloadInfo::of(&plan.scenario.workload),
-            faults: plan
-                .scenario
-                .faults
-                .faults
-                .iter()
-                .map(|f| {
-                    let when = match f.lasts {
-                        Some(lasts) => format!("at {:?} for {lasts:?}", f.at),
-                        None => format!("at {:?}", f.at),
-                    };
-                    let skipped = if f.fits(&plan.app) {
-                        ""
-                    } else {
-                        " (skipped: the app runs without its store)"
-                    };
-                    format!("{when}: {}{skipped}", f.action)
-                })
-                .collect(),
-        },
-        topology: topology_info(&plan.app),
-        requests,
-        anomalies,
-        unchecked,
-        idp: IdpCalls {
-            token_calls,
-            code_exchanges: a.idp_stats.code_exchanges,
-            refreshes: a.idp_stats.refreshes,
-            failed_token_calls: a.idp_stats.failed,
-            minimum: a.minimum,
-            ratio: results::ratio(token_calls, a.minimum),
-            sessions,
-            refresh_reuse: a.idp_stats.refresh_reuse,
-        },
-        leaks,
-        timelines: vec![Timeline {
-            source: plan.source.clone(),
-            faults: a.history.faults.clone(),
-            samples: a.samples,
-            seconds,
-        }],
-        references: a.references,
-        cpu: Some(cpu),
+        reuse_by_session: serde_json::from_value(json["refresh_reuse_by_session"].clone())
+            .unwrap_or_default(),
     }
 }
 
@@ -647,141 +546,11 @@ fn serde_name<T: serde::Serialize>(value: &T) -> String {
         .unwrap_or_default()
 }
 
-fn report(
-    kind: Kind,
-    findings: &Findings,
-    history: &History,
-    windows: &[Window],
-    source: &str,
-) -> AnomalyReport {
-    let found = findings
-        .anomalies
-        .get(&kind)
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    let mut facets = BTreeMap::new();
-    let mut by_window = BTreeMap::new();
-    let mut groups: Vec<AnomalyGroup> = Vec::new();
-    let mut keys = Vec::with_capacity(found.len());
-    for anomaly in found {
-        if let Some(facet) = &anomaly.facet {
-            *facets.entry(facet.clone()).or_insert(0) += 1;
-        }
-        let window = windows::window_of(windows, anomaly.at)
-            .map_or_else(|| NO_WINDOW.to_owned(), |w| w.label.clone());
-        *by_window.entry(window.clone()).or_insert(0) += 1;
-        let group = AnomalyGroup {
-            window,
-            facet: anomaly.facet.clone(),
-            between: (kind == Kind::SessionLoss)
-                .then(|| loss_cause(history, anomaly))
-                .flatten(),
-            count: 1,
-        };
-        match groups.iter_mut().find(|g| g.key() == group.key()) {
-            Some(same) => same.count += 1,
-            None => groups.push(group.clone()),
-        }
-        keys.push(group);
-    }
-    let key_of: Vec<_> = keys.iter().map(AnomalyGroup::key).collect();
-    // The first five, and one of every group beyond them: each part the
-    // report shows (a loss across a restart, one when a store lost its
-    // data, ...) links an example of its own.
-    let examples = results::pick_examples(&key_of)
-        .into_iter()
-        .map(|i| (&found[i], &keys[i]))
-        .map(|(anomaly, group)| Example {
-            summary: anomaly.summary.clone(),
-            source: source.to_owned(),
-            fault_window: (group.window != NO_WINDOW).then(|| group.window.clone()),
-            facet: group.facet.clone(),
-            between: group.between,
-            events: anomaly
-                .evidence
-                .iter()
-                .filter_map(|&i| history.events.get(i).cloned())
-                .collect(),
-        })
-        .collect();
-    AnomalyReport {
-        kind,
-        count: found.len() as u64,
-        facets,
-        by_window,
-        across_instance_down: (kind == Kind::SessionLoss).then(|| {
-            keys.iter()
-                .filter(|g| g.between == Some(LossCause::InstanceDown))
-                .count() as u64
-        }),
-        groups,
-        examples,
-    }
-}
-
-/// What a session-loss came across, its instance going down first.
-fn loss_cause(history: &History, anomaly: &check::Anomaly) -> Option<LossCause> {
-    if check::sessions::across_instance_down(history, anomaly) {
-        Some(LossCause::InstanceDown)
-    } else if check::sessions::across_store_loss(history, anomaly) {
-        Some(LossCause::StoreLost)
-    } else {
-        None
-    }
-}
-
-fn leaks(samples: &[Sample], endings: resident::Endings) -> Leaks {
-    let live_sessions = endings.live;
-    let first = samples.first();
-    let last = samples.last();
-    let store = |s: Option<&Sample>| s.map_or(0, Sample::store_bytes) as i64;
-    let rss = |s: Option<&Sample>| s.map_or(0, Sample::rss_bytes) as i64;
-    Leaks {
-        live_sessions_at_end: live_sessions,
-        store_bytes_per_session: (live_sessions > 0)
-            .then(|| store(last) as f64 / live_sessions as f64),
-        store_growth_bytes: store(last) - store(first),
-        peak_rss_bytes: samples.iter().map(Sample::rss_bytes).max().unwrap_or(0),
-        rss_growth_bytes: rss(last) - rss(first),
-        token_cache_entries_at_end: last.and_then(|s| {
-            s.instances
-                .iter()
-                .filter_map(|i| i.token_cache_entries)
-                .reduce(|a, b| a + b)
-        }),
-        sessions_logged_out: endings.logged_out,
-        sessions_expired: endings.expired,
-    }
-}
-
 fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ` of Unix milliseconds (UTC).
-fn rfc3339(unix_ms: u64) -> String {
-    let secs = unix_ms / 1000;
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
 }
 
 /// This machine, as the results name it.

@@ -150,6 +150,28 @@ fn option1_loses_sessions_at_an_instance_restart() {
         "one event per request counted"
     );
     assert_eq!(history.faults.len(), 1, "the restart: {:?}", history.faults);
+
+    // `harness analyze` judges the saved history again: the very same
+    // results document, byte for byte.
+    let again = out.join("again.json");
+    let analyzed = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .arg("analyze")
+        .arg(&history_path)
+        .arg("-o")
+        .arg(&again)
+        .output()
+        .expect("harness analyze runs");
+    assert!(analyzed.status.success(), "{analyzed:?}");
+    let printed = String::from_utf8_lossy(&analyzed.stdout);
+    assert!(
+        printed.contains("session-loss: ") && printed.contains("option1"),
+        "{printed}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&again).expect("analyze wrote results"),
+        std::fs::read_to_string(&files[0]).expect("the run's results"),
+        "the offline verdict is the run's"
+    );
     for anomaly in &results.anomalies {
         for example in &anomaly.examples {
             for event in &example.events {

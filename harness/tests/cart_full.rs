@@ -31,6 +31,7 @@ fn a_cart_full_refusal_is_no_anomaly() {
         version,
         items,
         foreign: 0,
+        others: Vec::new(),
     };
     let steps = [
         (
@@ -72,6 +73,7 @@ fn a_cart_full_refusal_is_no_anomaly() {
     }
     let settings = Settings {
         idle_timeout: Duration::from_secs(1800),
+        absolute_timeout: None,
         renewal_offset: Duration::from_secs(10),
         started_unix_ms: 1_700_000_000_000,
         subjects: HashMap::from([("alice".to_owned(), "sub-alice".to_owned())]),

@@ -23,6 +23,7 @@ const STARTED_MS: u64 = 1_700_000_000_000;
 fn settings() -> Settings {
     Settings {
         idle_timeout: Duration::from_secs(1800),
+        absolute_timeout: None,
         renewal_offset: Duration::from_secs(10),
         started_unix_ms: STARTED_MS,
         subjects: HashMap::from([
@@ -143,6 +144,7 @@ impl Script {
                     version,
                     items: items.to_vec(),
                     foreign: 0,
+                    others: Vec::new(),
                 },
                 Some(version),
                 "app-1",
@@ -159,6 +161,7 @@ impl Script {
                     version,
                     items: items.to_vec(),
                     foreign: 0,
+                    others: Vec::new(),
                 },
                 Some(version),
                 "app-1",
@@ -264,7 +267,7 @@ fn an_acknowledged_item_missing_from_every_later_read_is_a_lost_update() {
     let acked = s.write(b, 1, &[1], 2);
     s.write(b, 2, &[1, 2], 3);
     let missing = s.read(b, &[2], 4);
-    s.read(b, &[2], 4);
+    let confirming = s.read(b, &[2], 4);
     let findings = s.findings();
     let lost = only(&findings, Kind::LostUpdate);
     assert_eq!(
@@ -272,8 +275,30 @@ fn an_acknowledged_item_missing_from_every_later_read_is_a_lost_update() {
         1,
         "reported once, at the first read that lacks it"
     );
-    assert_eq!(lost[0].evidence, [acked, missing]);
+    assert_eq!(lost[0].evidence, [acked, missing, confirming]);
     assert!(lost[0].summary.contains("item 1"));
+    // The read shows item 2, written after item 1 was acknowledged.
+    assert_eq!(lost[0].facet.as_deref(), Some("monotonic-writes"));
+}
+
+#[test]
+fn a_miss_by_the_sessions_last_read_is_stale_not_lost() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    let acked = s.write(b, 1, &[1], 2);
+    let last = s.read(b, &[], 2);
+    logout(&mut s, b);
+    let findings = s.findings();
+    let stale = only(&findings, Kind::StaleRead);
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    assert_eq!(stale[0].evidence, [acked, last]);
+    assert_eq!(stale[0].facet.as_deref(), Some("read-your-writes"));
+    assert!(
+        stale[0].summary.contains("cannot be told"),
+        "{}",
+        stale[0].summary
+    );
 }
 
 #[test]
@@ -304,7 +329,8 @@ fn indeterminate_writes_and_concurrent_writes_are_not_anomalies() {
     let mut s = Script::new();
     let b = s.browser("alice");
     s.sign_in(b, "sid-1", "s1");
-    // A write that timed out, and one that got a 503: either may have happened.
+    // A write that timed out, and one that got a 503: either may have
+    // happened; the second did (a read shows it) and stays.
     s.at(b, Request::CartWrite { item: 1 }, lost());
     s.at(
         b,
@@ -312,11 +338,11 @@ fn indeterminate_writes_and_concurrent_writes_are_not_anomalies() {
         failed(503, "store_unavailable"),
     );
     s.read(b, &[2], 3);
-    s.read(b, &[], 3);
+    s.read(b, &[2], 3);
     // Two writes in flight together: neither reply need show the other.
     s.clock += 1_000_000;
     let start = s.clock;
-    for (item, items) in [(3, vec![3]), (4, vec![4])] {
+    for (item, items) in [(3, vec![2, 3]), (4, vec![2, 4])] {
         s.history.events.push(Event {
             browser: b,
             request: Request::CartWrite { item },
@@ -328,6 +354,7 @@ fn indeterminate_writes_and_concurrent_writes_are_not_anomalies() {
                     version: 4,
                     items,
                     foreign: 0,
+                    others: Vec::new(),
                 },
                 Some(4),
                 "app-1",
@@ -335,7 +362,7 @@ fn indeterminate_writes_and_concurrent_writes_are_not_anomalies() {
         });
     }
     s.clock = start + 600_000;
-    let later = s.read(b, &[3, 4], 5);
+    let later = s.read(b, &[2, 3, 4], 5);
     let findings = s.findings();
     assert_eq!(
         findings.count(Kind::LostUpdate),
@@ -349,17 +376,35 @@ fn indeterminate_writes_and_concurrent_writes_are_not_anomalies() {
         "{:?}",
         findings.anomalies
     );
-    // But a later read that lacks one of the two acknowledged items loses it.
+    // But reads that lack one of the two acknowledged items lose it.
     s.history.events[later].outcome = ok(
         Observed::Cart {
             version: 5,
-            items: vec![4],
+            items: vec![2, 4],
             foreign: 0,
+            others: Vec::new(),
         },
         Some(5),
         "app-1",
     );
+    s.read(b, &[2, 4], 5);
     assert_eq!(s.findings().count(Kind::LostUpdate), 1);
+}
+
+#[test]
+fn an_item_of_an_indeterminate_write_is_known_once_seen_and_lost_when_it_vanishes() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    s.at(b, Request::CartWrite { item: 1 }, lost());
+    let seen = s.read(b, &[1], 2);
+    let gone = s.read(b, &[], 3);
+    let confirming = s.read(b, &[], 3);
+    let findings = s.findings();
+    let lost = only(&findings, Kind::LostUpdate);
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    assert_eq!(lost[0].evidence, [seen, gone, confirming]);
+    assert_eq!(lost[0].facet.as_deref(), Some("monotonic-reads"));
 }
 
 #[test]
@@ -422,6 +467,82 @@ fn a_refresh_while_a_good_token_was_cached_is_an_extra_idp_call() {
         minimum, 2,
         "one code exchange and one refresh past the renewal point"
     );
+}
+
+#[test]
+fn a_waiter_showing_the_token_a_concurrent_refresh_got_makes_it_no_extra_call() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    s.clock += 55 * 1_000_000;
+    // Two instances at once: one waited on the other's lease and shows the
+    // very token the refresh got (same jti); it was invoked a moment earlier.
+    let exp = STARTED_MS / 1000 + s.clock / 1_000_000 + 62;
+    let token = |source| {
+        ok(
+            Observed::Token {
+                user: "alice".into(),
+                source,
+                sub: "sub-alice".into(),
+                sid: Some("sid-1".into()),
+                jti: "same".into(),
+                scopes: None,
+                exp,
+            },
+            None,
+            "app-1",
+        )
+    };
+    s.clock += 1_000_000;
+    for (at, source) in [
+        (s.clock, TokenSource::Cache),
+        (s.clock + 50, TokenSource::Refresh),
+    ] {
+        s.history.events.push(Event {
+            browser: b,
+            request: Request::Profile,
+            sent_to: "app-1".into(),
+            invoked: at,
+            completed: at + 300_000,
+            outcome: token(source),
+        });
+    }
+    let findings = s.findings();
+    assert_eq!(
+        findings.count(Kind::ExtraIdpCalls),
+        0,
+        "{:?}",
+        findings.anomalies
+    );
+}
+
+#[test]
+fn every_refresh_token_reuse_the_idp_counted_is_an_extra_call_of_the_browser_in_that_session() {
+    let mut s = Script::new();
+    let alice = s.browser("alice");
+    let bob = s.browser("bob");
+    let signed_in = s.sign_in(alice, "sid-a", "s1");
+    s.sign_in(bob, "sid-b", "s2");
+    let refreshed = s.token(alice, TokenSource::Refresh, "sub-alice", "sid-a", 60);
+    s.token(bob, TokenSource::Cache, "sub-bob", "sid-b", 60);
+    let counted = std::collections::BTreeMap::from([
+        (
+            "sid-a".to_owned(),
+            std::collections::BTreeMap::from([("allowed".to_owned(), 2)]),
+        ),
+        (
+            "sid-unknown".to_owned(),
+            std::collections::BTreeMap::from([("family_revoked".to_owned(), 1)]),
+        ),
+    ]);
+    let (found, unattributed) =
+        check::idp_calls::reuse(&s.history, &s.history.by_browser(), &counted);
+    assert_eq!(found.len(), 2, "one per reuse counted: {found:?}");
+    assert!(found.iter().all(|a| a.browser == alice
+        && a.kind == Kind::ExtraIdpCalls
+        && a.facet.as_deref() == Some(check::idp_calls::REFRESH_TOKEN_REUSE)
+        && a.evidence == [signed_in, refreshed]));
+    assert_eq!(unattributed, 1, "a session no sign-in names is said apart");
 }
 
 #[test]
@@ -644,6 +765,7 @@ fn a_restart_wipes_what_an_instance_held_of_browsers_it_served_before() {
         action: "instance-restart app-1".into(),
         ends: None,
         error: None,
+        unscheduled: None,
     });
     let found =
         resident::Standings::new(&s.history, look, IDLE).check(&[held("app-1", None, Some(2))]);
@@ -675,6 +797,7 @@ fn a_session_loss_is_tied_to_a_restart_only_when_its_instance_went_down_in_betwe
         action: action.into(),
         ends: None,
         error: None,
+        unscheduled: None,
     };
     // Nothing went down: a loss, but not a restart's.
     assert!(!check::sessions::across_instance_down(
@@ -694,9 +817,93 @@ fn a_session_loss_is_tied_to_a_restart_only_when_its_instance_went_down_in_betwe
     assert!(!check::sessions::across_instance_down(
         &s.history, losses[0]
     ));
+    // Its instance exited by itself (no fault asked) in between: it went down.
+    let mut exited = s.history.clone();
+    exited.faults.push(step("instance-exit app-1", 2_500_000));
+    assert!(check::sessions::across_instance_down(&exited, losses[0]));
     // Its instance crashed between the last good answer (2.1 s) and the loss (3 s).
     s.history
         .faults
         .push(step("instance-crash app-1 (down until started)", 2_500_000));
     assert!(check::sessions::across_instance_down(&s.history, losses[0]));
+}
+
+#[test]
+fn a_busy_session_past_its_absolute_timeout_has_ended() {
+    let mut s = Script::new();
+    let alice = s.browser("alice");
+    s.sign_in(alice, "sid-a", "sa");
+    for _ in 0..20 {
+        s.read(alice, &[], 1);
+    }
+    // Used a second ago, so idle it is live; begun 21 s ago, past a 15 s
+    // absolute timeout (and its slack), it has ended.
+    let look = s.clock + 1_000_000;
+    let live = resident::Standings::with_timeouts(&s.history, look, IDLE, None).endings();
+    assert_eq!((live.live, live.expired), (1, 0));
+    let ended =
+        resident::Standings::with_timeouts(&s.history, look, IDLE, Some(Duration::from_secs(15)))
+            .endings();
+    assert_eq!((ended.live, ended.expired), (0, 1));
+}
+
+#[test]
+fn live_sessions_over_time_follow_sign_ins_logouts_401s_and_timeouts() {
+    let mut s = Script::new();
+    let (alice, bob, carol) = (s.browser("alice"), s.browser("bob"), s.browser("carol"));
+    s.sign_in(alice, "sid-a", "sa"); // 1 s
+    s.sign_in(bob, "sid-b", "sb"); // 2 s
+    logout(&mut s, alice); // 3 s
+    s.sign_in(carol, "sid-c", "sc"); // 4 s
+    s.at(bob, Request::CartRead, failed(401, "not_signed_in")); // 5 s
+    let second = |n: u64| n * 1_000_000 + 150_000;
+    let times = [
+        0,
+        second(1),
+        second(2),
+        second(3),
+        second(4),
+        second(5),
+        second(40),
+    ];
+    let live = resident::live_at(&s.history, &times, IDLE, None);
+    assert_eq!(
+        live,
+        [0, 1, 2, 1, 2, 1, 0],
+        "carol idle 36 s past a 10 s timeout"
+    );
+    // As many as the standings count live at the same look.
+    let look = second(5);
+    assert_eq!(
+        resident::live_at(&s.history, &[look], IDLE, None),
+        [resident::Standings::new(&s.history, look, IDLE)
+            .endings()
+            .live]
+    );
+    // An absolute timeout of 2 s ends carol's (begun at 4 s) by 8 s, its
+    // slack included, though idle it would live to 16 s.
+    let absolute = resident::live_at(
+        &s.history,
+        &[second(5), second(9)],
+        IDLE,
+        Some(Duration::from_secs(2)),
+    );
+    assert_eq!(absolute, [1, 0]);
+}
+
+#[test]
+fn the_fitted_slope_is_the_least_squares_one() {
+    use harness::judge::fitted_slope;
+    assert_eq!(
+        fitted_slope(&[(0.0, 100.0), (10.0, 1100.0), (20.0, 2100.0)]),
+        Some(100.0)
+    );
+    assert_eq!(fitted_slope(&[(0.0, 1.0), (1.0, 2.0)]), None, "two points");
+    assert_eq!(
+        fitted_slope(&[(3.0, 1.0), (3.0, 2.0), (3.0, 5.0)]),
+        None,
+        "no spread"
+    );
+    let noisy = fitted_slope(&[(0.0, 0.0), (1.0, 2.0), (2.0, 2.0), (3.0, 4.0)]).expect("slope");
+    assert!((noisy - 1.2).abs() < 1e-9, "{noisy}");
 }

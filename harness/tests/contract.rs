@@ -101,6 +101,7 @@ async fn a_session_in_use_lives_past_the_idle_timeout_and_an_unused_one_ends() {
     let dir = tempfile::tempdir().expect("dir");
     let stack = harness::stage::stack::Stack::up(&harness::stage::stack::StackSpec {
         session_idle_timeout: Some(Duration::from_secs(4)),
+        session_absolute_timeout: None,
         ..harness::stage::stack::StackSpec::reference(
             app::topology::Topology::named("option4").expect("preset"),
             std::num::NonZeroUsize::MIN,
@@ -122,5 +123,41 @@ async fn a_session_in_use_lives_past_the_idle_timeout_and_an_unused_one_ends() {
     assert_eq!(
         cart.status, 401,
         "unused for 6 s: the 4 s idle timeout ended it"
+    );
+}
+
+/// The scenario's absolute session timeout reaches the app: a session in
+/// constant use ends when it has lasted that long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_in_constant_use_ends_at_the_absolute_timeout() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().expect("dir");
+    let stack = harness::stage::stack::Stack::up(&harness::stage::stack::StackSpec {
+        session_idle_timeout: Some(Duration::from_secs(3)),
+        session_absolute_timeout: Some(Duration::from_secs(4)),
+        ..harness::stage::stack::StackSpec::reference(
+            app::topology::Topology::named("option4").expect("preset"),
+            std::num::NonZeroUsize::MIN,
+            dir.path(),
+        )
+    })
+    .await
+    .expect("stack up");
+    let base = stack.instances[0].url();
+    let user = browser();
+    let began = Instant::now();
+    common::sign_in(&user, &base).await;
+    let mut ended = None;
+    while began.elapsed() < Duration::from_secs(8) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if user.cart(&base).await.expect("answers").status == 401 {
+            ended = Some(began.elapsed());
+            break;
+        }
+    }
+    let ended = ended.expect("the session ended");
+    assert!(
+        ended >= Duration::from_secs(3) && ended <= Duration::from_secs(6),
+        "ended {ended:?} after sign-in, with a 4 s absolute timeout"
     );
 }

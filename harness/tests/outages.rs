@@ -188,6 +188,7 @@ async fn run(outage: Outage, relogin: u32) -> Run {
         ),
         idp: scenario.workload.idp.clone(),
         session_idle_timeout: scenario.workload.session_idle_timeout,
+        session_absolute_timeout: scenario.workload.session_absolute_timeout,
     })
     .await
     .expect("stack up (app and mock-idp built beside the test)");
@@ -252,6 +253,7 @@ impl Run {
             &self.history,
             &Settings {
                 idle_timeout: Duration::from_secs(1800),
+                absolute_timeout: None,
                 renewal_offset: Duration::from_secs(300),
                 started_unix_ms: 0,
                 subjects: harness::run::subjects(4),

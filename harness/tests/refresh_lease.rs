@@ -35,6 +35,7 @@ async fn strict_stack(dir: &tempfile::TempDir) -> Stack {
             ..IdpOptions::default()
         },
         session_idle_timeout: None,
+        session_absolute_timeout: None,
     })
     .await
     .expect("stack up (app and mock-idp built beside the test)")

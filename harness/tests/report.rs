@@ -190,6 +190,7 @@ fn what_the_files_hold_is_escaped() {
         action: "<svg onload=alert(3)>".into(),
         ends: None,
         error: None,
+        unscheduled: None,
     });
     if let Some(family) = run.anomalies.iter_mut().find(|a| !a.examples.is_empty()) {
         family.examples[0].summary = "<b>bold</b>".into();
@@ -407,6 +408,7 @@ fn with_family(family: results::AnomalyReport) -> Results {
             action: action.into(),
             ends: None,
             error: None,
+            unscheduled: None,
         });
     }
     run

@@ -216,6 +216,43 @@ fn the_app_table_hands_a_session_idle_timeout_and_leave_is_a_mix_action() {
     // Absent: the app keeps its own.
     let plain = Scenario::parse("seed = 1\n", "s.toml").expect("valid");
     assert_eq!(plain.workload.session_idle_timeout, None);
+    assert_eq!(plain.workload.session_absolute_timeout, None);
+}
+
+#[test]
+fn the_app_table_hands_an_absolute_timeout_no_shorter_than_the_idle_one() {
+    let scenario = Scenario::parse(
+        "[app]\nsession_idle_timeout = \"15s\"\nsession_absolute_timeout = \"40.5s\"\n",
+        "s.toml",
+    )
+    .expect("valid");
+    assert_eq!(
+        scenario.workload.session_absolute_timeout,
+        Some(std::time::Duration::from_secs(40)),
+        "whole seconds, as the apps take it"
+    );
+    let short = Scenario::parse(
+        "[app]\nsession_idle_timeout = \"15s\"\nsession_absolute_timeout = \"10s\"\n",
+        "s.toml",
+    )
+    .expect_err("shorter than the idle timeout")
+    .to_string();
+    assert!(
+        short.starts_with("s.toml:3:28:") && short.contains("shorter than the session idle"),
+        "{short}"
+    );
+    // Without an idle timeout, the app's default (30 min) is the floor.
+    let default_idle = Scenario::parse("[app]\nsession_absolute_timeout = \"60s\"\n", "s.toml")
+        .expect_err("below the default idle timeout")
+        .to_string();
+    assert!(
+        default_idle.contains("set `session_idle_timeout` too"),
+        "{default_idle}"
+    );
+    let zero = Scenario::parse("[app]\nsession_absolute_timeout = \"0s\"\n", "s.toml")
+        .expect_err("zero")
+        .to_string();
+    assert!(zero.contains("at least 1s"), "{zero}");
 }
 
 #[test]
@@ -229,6 +266,7 @@ fn the_shipped_scenarios_read_and_say_what_they_are_for() {
         "hop-heavy",
         "hop-40",
         "idp-throttling",
+        "race",
     ] {
         let path = folder.join(format!("{name}.toml"));
         let text = std::fs::read_to_string(&path).expect("shipped");

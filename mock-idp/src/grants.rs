@@ -213,6 +213,12 @@ impl Grants {
         })
     }
 
+    /// The IdP session (`sid`) of the family a refresh token belongs to.
+    pub fn family_sid(&self, token: &str) -> Option<&str> {
+        let record = self.refresh.get(token)?;
+        self.families.get(&record.family).map(|f| f.sid.as_str())
+    }
+
     /// The IdP session with this id, if any.
     pub fn session(&self, sid: &str) -> Option<&IdpSession> {
         self.sessions.get(sid)

@@ -91,6 +91,9 @@ pub struct Stats {
     pub authorize_calls: CounterFamily,
     pub token_calls: CounterFamily,
     pub refresh_reuse: CounterFamily,
+    /// The same presentations by the IdP session (`sid`) of their family,
+    /// so a client can tell which of its sessions redeemed a token twice.
+    pub refresh_reuse_by_session: CounterFamily,
     pub api_calls: CounterFamily,
     pub userinfo_calls: CounterFamily,
     pub logout_calls: CounterFamily,
@@ -116,6 +119,11 @@ impl Default for Stats {
                 "mock_idp_refresh_reuse_total",
                 "Presentations of an already rotated refresh token, by the action taken.",
                 &["action"],
+            ),
+            refresh_reuse_by_session: CounterFamily::new(
+                "mock_idp_refresh_reuse_by_session_total",
+                "Presentations of an already rotated refresh token, by the IdP session of its family and the action taken.",
+                &["sid", "action"],
             ),
             api_calls: CounterFamily::new(
                 "mock_idp_api_calls_total",
@@ -152,11 +160,12 @@ impl Default for Stats {
 }
 
 impl Stats {
-    fn families(&self) -> [(&'static str, &CounterFamily); 9] {
+    fn families(&self) -> [(&'static str, &CounterFamily); 10] {
         [
             ("authorize_calls", &self.authorize_calls),
             ("token_calls", &self.token_calls),
             ("refresh_reuse", &self.refresh_reuse),
+            ("refresh_reuse_by_session", &self.refresh_reuse_by_session),
             ("api_calls", &self.api_calls),
             ("userinfo_calls", &self.userinfo_calls),
             ("logout_calls", &self.logout_calls),

@@ -57,6 +57,17 @@ async fn allow_policy_rotates_and_still_accepts_an_old_token_counting_the_reuse(
     let stats = t.idp().stats();
     assert_eq!(stats.refresh_reuse.get(&["allowed"]), 1);
     assert_eq!(stats.token_calls.get(&["refresh_token", "ok"]), 3);
+    // Which IdP session redeemed a token twice, so a client can tell its sessions apart.
+    let sid = claims_of(field(&first, "access_token"))["sid"]
+        .as_str()
+        .expect("sid claim")
+        .to_owned();
+    assert_eq!(stats.refresh_reuse_by_session.get(&[&sid, "allowed"]), 1);
+    assert_eq!(stats.refresh_reuse_by_session.total(), 1);
+    assert_eq!(
+        stats.to_json()["refresh_reuse_by_session"][&sid]["allowed"],
+        1
+    );
     t.stop().await;
 }
 
@@ -86,7 +97,20 @@ async fn revoke_family_policy_revokes_every_token_of_the_family_on_reuse() {
         t.refresh(field(&other, "refresh_token")).await.status(),
         200
     );
-    assert_eq!(t.idp().stats().refresh_reuse.get(&["family_revoked"]), 1);
+    let stats = t.idp().stats();
+    assert_eq!(stats.refresh_reuse.get(&["family_revoked"]), 1);
+    let sid = claims_of(field(&first, "access_token"))["sid"]
+        .as_str()
+        .expect("sid claim")
+        .to_owned();
+    assert_eq!(
+        stats
+            .refresh_reuse_by_session
+            .get(&[&sid, "family_revoked"]),
+        1,
+        "the revocation is counted under the session that reused"
+    );
+    assert_eq!(stats.refresh_reuse_by_session.total(), 1);
     t.stop().await;
 }
 

@@ -159,6 +159,7 @@ profile = 1
         &history,
         &Settings {
             idle_timeout: Duration::from_secs(1800),
+            absolute_timeout: None,
             renewal_offset: Duration::from_secs(300),
             started_unix_ms,
             subjects: harness::run::subjects(scenario.workload.people.get()),

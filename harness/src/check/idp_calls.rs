@@ -6,12 +6,27 @@
 //! Both follow MSAL's cache rules: a token serves any subset of its scopes
 //! until `renewal_offset` before it expires, and storing a new token drops
 //! the cached ones whose scopes intersect its own.
+//!
+//! A refresh token redeemed twice is an extra call too (facet
+//! [`REFRESH_TOKEN_REUSE`]): the history cannot see which refresh token a
+//! call presented, so the IdP's own count per IdP session is read
+//! ([`reuse`]), each presentation one anomaly of the browser that signed in
+//! to that IdP session.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::{Anomaly, Kind, Settings, at, secs};
 use crate::history::{Event, History, Observed, Request};
 use contract::TokenSource;
+
+/// The facet of a refresh made while the session held a good token.
+pub const REFRESH_WHILE_CACHED: &str = "refresh-while-cached";
+/// The facet of a refresh token presented again after it was rotated.
+pub const REFRESH_TOKEN_REUSE: &str = "refresh-token-reuse";
+
+/// What the IdP counted of rotated refresh tokens presented again: per IdP
+/// session (`sid`), per action taken (`allowed`, `family_revoked`).
+pub type ReuseBySession = BTreeMap<String, BTreeMap<String, u64>>;
 
 /// A second of slack on every expiry comparison: the app stamps tokens in
 /// whole seconds and decides a moment before the history records.
@@ -23,6 +38,9 @@ struct Cached {
     scopes: BTreeSet<String>,
     until: f64,
     shown_by: usize,
+    /// The token's id: a request that waited for another's refresh (a
+    /// fleet-wide lease) shows the very token that refresh got.
+    jti: String,
 }
 
 /// MSAL's per-session cache, as far as the history shows it.
@@ -72,7 +90,11 @@ pub fn check(history: &History, by_browser: &[Vec<usize>], settings: &Settings) 
                 cache = Cache::default();
                 continue;
             }
-            let Some(observed @ Observed::Token { source, exp, .. }) = event.outcome.observed()
+            let Some(
+                observed @ Observed::Token {
+                    source, exp, jti, ..
+                },
+            ) = event.outcome.observed()
             else {
                 continue;
             };
@@ -81,9 +103,12 @@ pub fn check(history: &History, by_browser: &[Vec<usize>], settings: &Settings) 
             }
             let scopes = scope_set(observed);
             let when = unix(settings, event.invoked);
-            // Extra only when the cached token was clearly still good.
+            // Extra only when the cached token was clearly still good, and
+            // was not this refresh's own token (shown first by a concurrent
+            // request that waited for this refresh).
             if *source == TokenSource::Refresh
                 && let Some(good) = cache.serving(&scopes, when, SLACK_SECS)
+                && good.jti != *jti
             {
                 found.push(extra(history, event, index, good, when));
             }
@@ -91,6 +116,7 @@ pub fn check(history: &History, by_browser: &[Vec<usize>], settings: &Settings) 
                 scopes,
                 until: *exp as f64 - offset,
                 shown_by: index,
+                jti: jti.clone(),
             };
             match source {
                 TokenSource::Refresh => cache.store(token),
@@ -118,9 +144,97 @@ fn extra(history: &History, event: &Event, index: usize, good: &Cached, when: f6
             secs(shown.invoked),
             good.until - when
         ),
-        facet: None,
+        facet: Some(REFRESH_WHILE_CACHED.to_owned()),
         evidence: vec![good.shown_by, index],
     }
+}
+
+/// One anomaly per refresh-token reuse the IdP counted, on the browser whose
+/// sign-in joined that IdP session; the evidence is that sign-in and the
+/// session's API calls that refreshed or failed. Reuses of IdP sessions no
+/// event names are returned apart (their count), to be said as unchecked.
+pub fn reuse(
+    history: &History,
+    by_browser: &[Vec<usize>],
+    counted: &ReuseBySession,
+) -> (Vec<Anomaly>, u64) {
+    if counted.is_empty() {
+        return (Vec::new(), 0);
+    }
+    // Each IdP session's browser and its events in that session (from the
+    // sign-in that joined it to the next sign-in or logout).
+    let mut sessions: HashMap<&str, Vec<usize>> = HashMap::new();
+    for events in by_browser {
+        let mut current: Option<&str> = None;
+        for &index in events {
+            let event = at(history, index);
+            match (&event.request, event.outcome.observed()) {
+                (Request::SignIn, Some(Observed::SignedIn { idp_sid, .. }))
+                    if event.outcome.ok() =>
+                {
+                    current = idp_sid.as_deref();
+                }
+                (Request::SignIn, _) => current = None,
+                _ => {}
+            }
+            if let Some(sid) = current
+                && counted.contains_key(sid)
+            {
+                sessions.entry(sid).or_default().push(index);
+            }
+            if event.request == Request::Logout {
+                current = None;
+            }
+        }
+    }
+    let mut found = Vec::new();
+    let mut unattributed = 0;
+    for (sid, actions) in counted {
+        let Some(events) = sessions.get(sid.as_str()) else {
+            unattributed += actions.values().sum::<u64>();
+            continue;
+        };
+        let evidence: Vec<usize> = events
+            .iter()
+            .copied()
+            .filter(|&i| {
+                let event = at(history, i);
+                match event.outcome.observed() {
+                    _ if event.request == Request::SignIn => true,
+                    Some(Observed::Token { source, .. }) => *source == TokenSource::Refresh,
+                    _ => {
+                        matches!(event.request, Request::Profile | Request::Data { .. })
+                            && !event.outcome.ok()
+                    }
+                }
+            })
+            .take(8)
+            .collect();
+        let Some(&first) = events.first() else {
+            continue;
+        };
+        let shown = at(history, *evidence.last().unwrap_or(&first));
+        for (action, &count) in actions {
+            let how = match action.as_str() {
+                "family_revoked" => "and revoked its whole family",
+                _ => "and accepted it",
+            };
+            for _ in 0..count {
+                found.push(Anomaly {
+                    kind: Kind::ExtraIdpCalls,
+                    browser: shown.browser,
+                    at: shown.completed,
+                    summary: format!(
+                        "{}: the IdP saw a refresh token of IdP session {sid} presented again after it was rotated ({count} time(s) so) {how}",
+                        shown.browser
+                    ),
+                    facet: Some(REFRESH_TOKEN_REUSE.to_owned()),
+                    evidence: evidence.clone(),
+                });
+            }
+        }
+    }
+    (found, unattributed)
 }
 
 /// The fewest token-endpoint calls the recorded sessions needed: a code
@@ -142,10 +256,12 @@ pub fn minimum_token_calls(
                 (Request::SignIn, Some(Observed::SignedIn { .. })) if event.outcome.ok() => {
                     calls += 1;
                     cache = Cache::default();
+                    // The IdP stamps a token's times in whole seconds, down.
                     cache.store(Cached {
                         scopes: BTreeSet::from(["profile".to_owned()]),
-                        until: unix(settings, event.completed) + lifetime,
+                        until: unix(settings, event.completed).floor() + lifetime,
                         shown_by: index,
+                        jti: String::new(),
                     });
                 }
                 (Request::SignIn | Request::Logout, _) => cache = Cache::default(),
@@ -157,8 +273,9 @@ pub fn minimum_token_calls(
                         calls += 1;
                         cache.store(Cached {
                             scopes,
-                            until: when + lifetime,
+                            until: when.floor() + lifetime,
                             shown_by: index,
+                            jti: String::new(),
                         });
                     }
                 }

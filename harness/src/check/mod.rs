@@ -5,20 +5,27 @@
 //! # Layout
 //! One file per family of DESIGN.md's anomaly table:
 //! - [`sessions`] finds session-loss.
-//! - [`cart`] finds lost-update and stale-read.
+//! - [`cart`] finds lost-update and stale-read (set-full semantics; the
+//!   session guarantees as facets).
 //! - [`tokens`] finds cross-session-token, cross-user-token, token-after-logout.
 //! - [`idp_calls`] finds extra-idp-calls and the minimum token calls a run needs.
+//! - [`foreign`] finds cross-session-data (another session's items in a cart).
+//! - [`resurrected`] finds session-resurrected (a logged-out cookie answered).
 //! - [`orphans`] judges what stores kept of browsers that logged out.
 //! - [`resident`] judges what instances keep in their own memory, by counts.
 //! - [`windows`] puts anomalies in the fault window they fell in.
 //!
 //! Timeouts, lost connections and 5xx answers are indeterminate: a write
-//! with such an outcome may or may not have happened, and neither is an anomaly.
+//! with such an outcome may or may not have happened, and neither is an
+//! anomaly; but an item such a write stored is known from the first read
+//! that shows it, and its later disappearance is a loss (Jepsen's set-full).
 
 pub mod cart;
+pub mod foreign;
 pub mod idp_calls;
 pub mod orphans;
 pub mod resident;
+pub mod resurrected;
 pub mod sessions;
 pub mod tokens;
 pub mod windows;
@@ -30,7 +37,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::history::{BrowserId, Event, History, Micros};
+use crate::history::{BrowserId, Event, History, Micros, Request};
 
 /// The anomaly families of DESIGN.md.
 #[derive(
@@ -46,10 +53,12 @@ pub enum Kind {
     TokenAfterLogout,
     ExtraIdpCalls,
     Orphan,
+    CrossSessionData,
+    SessionResurrected,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 10] = [
         Kind::SessionLoss,
         Kind::LostUpdate,
         Kind::StaleRead,
@@ -58,6 +67,8 @@ impl Kind {
         Kind::TokenAfterLogout,
         Kind::ExtraIdpCalls,
         Kind::Orphan,
+        Kind::CrossSessionData,
+        Kind::SessionResurrected,
     ];
 
     pub fn name(self) -> &'static str {
@@ -70,6 +81,8 @@ impl Kind {
             Kind::TokenAfterLogout => "token-after-logout",
             Kind::ExtraIdpCalls => "extra-idp-calls",
             Kind::Orphan => "orphan",
+            Kind::CrossSessionData => "cross-session-data",
+            Kind::SessionResurrected => "session-resurrected",
         }
     }
 }
@@ -100,6 +113,9 @@ pub struct Anomaly {
 pub struct Settings {
     /// The app's session idle timeout: a gap this long is an expiry, not a loss.
     pub idle_timeout: Duration,
+    /// The app's absolute session timeout, if known: a session this old
+    /// ends however busy, and a 401 past it is no loss.
+    pub absolute_timeout: Option<Duration>,
     /// Tokens are renewed this long before they expire.
     pub renewal_offset: Duration,
     /// When the run started (Unix milliseconds), to compare token expiries with.
@@ -140,6 +156,8 @@ pub fn check(history: &History, settings: &Settings) -> Findings {
     findings.add(cart::check(history, &by_browser));
     findings.add(tokens::check(history, &by_browser, settings));
     findings.add(idp_calls::check(history, &by_browser, settings));
+    findings.add(foreign::check(history, &by_browser));
+    findings.add(resurrected::check(history));
     if !history
         .events
         .iter()
@@ -151,6 +169,17 @@ pub fn check(history: &History, settings: &Settings) -> Findings {
         ));
     }
     findings
+}
+
+/// Whether `event` ends the browser's session and any after it is another:
+/// a sign-in (even one whose outcome is unknown: it may have replaced the
+/// session), an acknowledged logout, or a 401 (the app did not know it).
+pub fn starts_session(event: &Event) -> bool {
+    match &event.request {
+        Request::SignIn => true,
+        Request::Logout => event.outcome.ok(),
+        _ => event.outcome.status() == Some(401),
+    }
 }
 
 /// The event at `index`; indexes come from the history itself.

@@ -52,15 +52,23 @@ pub fn certainly_expired_after(idle_timeout: Duration) -> Duration {
     idle_timeout + (idle_timeout / 10).max(Duration::from_secs(2))
 }
 
-fn standing(history: &History, events: &[usize], look: Micros, idle: Duration) -> Standing {
+fn standing(
+    history: &History,
+    events: &[usize],
+    look: Micros,
+    idle: Duration,
+    absolute: Option<Duration>,
+) -> Standing {
     let mut state = Standing::Never;
     let mut last = None;
+    let mut signed_in_at = 0;
     for &index in events {
         let event = at(history, index);
         last = Some(index);
         match event.request {
             Request::SignIn if event.outcome.ok() || event.outcome.indeterminate() => {
                 state = Standing::Live;
+                signed_in_at = event.invoked;
             }
             Request::SignIn => state = Standing::Never,
             Request::Logout if event.outcome.ok() => state = Standing::LoggedOut(index),
@@ -73,12 +81,114 @@ fn standing(history: &History, events: &[usize], look: Micros, idle: Duration) -
     }
     if let (Standing::Live, Some(last)) = (state, last) {
         let quiet_since = at(history, last).completed;
-        let ends = quiet_since + certainly_expired_after(idle).as_micros() as Micros;
+        let idle_ends = quiet_since + certainly_expired_after(idle).as_micros() as Micros;
+        // However busy, a session ends its absolute timeout after it began.
+        let absolute_ends =
+            absolute.map(|a| signed_in_at + certainly_expired_after(a).as_micros() as Micros);
+        let ends = absolute_ends.map_or(idle_ends, |a| a.min(idle_ends));
         if ends <= look {
             return Standing::Expired(last, ends);
         }
     }
     state
+}
+
+/// When each browser's sessions could be signed in, as [`standing`] would
+/// tell at each moment: from a sign-in that landed (or whose outcome is
+/// unknown) to an acknowledged logout, a failed sign-in, a 401, or the idle
+/// or absolute timeout after it.
+fn live_spans(
+    history: &History,
+    events: &[usize],
+    idle: Duration,
+    absolute: Option<Duration>,
+) -> Vec<(Micros, Micros)> {
+    let idle = certainly_expired_after(idle).as_micros() as Micros;
+    let absolute = absolute.map(|a| certainly_expired_after(a).as_micros() as Micros);
+    let mut spans = Vec::new();
+    // The open span: its start, and when it ends unless used again.
+    let mut open: Option<(Micros, Micros, Micros)> = None;
+    let ends = |began: Micros, used: Micros| {
+        let by_idle = used + idle;
+        absolute.map_or(by_idle, |a| by_idle.min(began + a))
+    };
+    for &index in events {
+        let event = at(history, index);
+        if let Some((from, _, until)) = open
+            && event.invoked >= until
+        {
+            spans.push((from, until));
+            open = None;
+        }
+        match event.request {
+            Request::SignIn if event.outcome.ok() || event.outcome.indeterminate() => {
+                if let Some((from, _, _)) = open.take() {
+                    spans.push((from, event.invoked));
+                }
+                open = Some((
+                    event.invoked,
+                    event.invoked,
+                    ends(event.invoked, event.completed),
+                ));
+            }
+            Request::SignIn => {
+                if let Some((from, _, _)) = open.take() {
+                    spans.push((from, event.invoked));
+                }
+            }
+            Request::Logout if event.outcome.ok() => {
+                if let Some((from, _, _)) = open.take() {
+                    spans.push((from, event.completed));
+                }
+            }
+            _ if event.outcome.status() == Some(401) => {
+                if let Some((from, _, _)) = open.take() {
+                    spans.push((from, event.invoked));
+                }
+            }
+            _ => {
+                if let Some((from, began, _)) = open {
+                    open = Some((from, began, ends(began, event.completed)));
+                }
+            }
+        }
+    }
+    if let Some((from, _, until)) = open {
+        spans.push((from, until));
+    }
+    spans
+}
+
+/// How many browsers could be signed in at each of `times` (sorted or not).
+pub fn live_at(
+    history: &History,
+    times: &[Micros],
+    idle: Duration,
+    absolute: Option<Duration>,
+) -> Vec<u64> {
+    // +1 where a span begins, -1 where it ends; swept once over sorted times.
+    let mut edges: Vec<(Micros, i64)> = Vec::new();
+    for events in history.by_browser() {
+        for (from, until) in live_spans(history, &events, idle, absolute) {
+            if until > from {
+                edges.push((from, 1));
+                edges.push((until, -1));
+            }
+        }
+    }
+    edges.sort_unstable();
+    let mut order: Vec<usize> = (0..times.len()).collect();
+    order.sort_by_key(|&i| times[i]);
+    let mut counts = vec![0; times.len()];
+    let (mut live, mut next) = (0i64, 0);
+    for i in order {
+        while next < edges.len() && edges[next].0 <= times[i] {
+            live += edges[next].1;
+            next += 1;
+        }
+        counts[i] = live.max(0) as u64;
+    }
+    counts
 }
 
 /// How the browsers' sessions stood at the last look.
@@ -115,10 +225,21 @@ impl<'h> Standings<'h> {
     /// How each browser of `history` stood at `look`, sessions ending
     /// `idle` after their last use.
     pub fn new(history: &'h History, look: Micros, idle: Duration) -> Self {
+        Self::with_timeouts(history, look, idle, None)
+    }
+
+    /// As [`Standings::new`], sessions also ending `absolute` after they
+    /// began, when the app has such a timeout.
+    pub fn with_timeouts(
+        history: &'h History,
+        look: Micros,
+        idle: Duration,
+        absolute: Option<Duration>,
+    ) -> Self {
         let by_browser = history.by_browser();
         let of = by_browser
             .iter()
-            .map(|events| standing(history, events, look, idle))
+            .map(|events| standing(history, events, look, idle, absolute))
             .collect();
         Self {
             history,

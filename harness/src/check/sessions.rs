@@ -26,6 +26,11 @@ pub fn check(history: &History, by_browser: &[Vec<usize>], settings: &Settings) 
     // A session may expire as early as 3/4 of the idle timeout after the last
     // request that saw it (the app refreshes its idle clock at most every quarter).
     let expiry = settings.idle_timeout.as_micros() as Micros * 3 / 4;
+    // A session may end its absolute timeout after the sign-in that began
+    // it was sent, less a second (the app counts whole seconds).
+    let absolute = settings
+        .absolute_timeout
+        .map(|a| (a.as_micros() as Micros).saturating_sub(1_000_000));
     let mut found = Vec::new();
     for events in by_browser {
         let mut state = SignedIn::No;
@@ -51,7 +56,8 @@ pub fn check(history: &History, by_browser: &[Vec<usize>], settings: &Settings) 
                         SignedIn::Unknown
                     };
                 }
-                Request::Health => {}
+                // Not part of the session (and left out of `by_browser`).
+                Request::Health | Request::Replay => {}
                 Request::Profile
                 | Request::Data { .. }
                 | Request::CartWrite { .. }
@@ -61,8 +67,12 @@ pub fn check(history: &History, by_browser: &[Vec<usize>], settings: &Settings) 
                         last_good = Some(index);
                     } else if event.outcome.status() == Some(401) {
                         let idle_since = last_good.map(|i| at(history, i).completed);
-                        let expired =
-                            idle_since.is_some_and(|t| event.invoked.saturating_sub(t) > expiry);
+                        let began = signed_in_by.map(|i| at(history, i).invoked);
+                        let expired = idle_since
+                            .is_some_and(|t| event.invoked.saturating_sub(t) > expiry)
+                            || began.zip(absolute).is_some_and(|(began, absolute)| {
+                                event.invoked.saturating_sub(began) >= absolute
+                            });
                         if state == SignedIn::Yes && !expired {
                             found.push(loss(history, event, index, signed_in_by, last_good));
                         }
@@ -139,16 +149,19 @@ pub fn across_instance_down(history: &History, anomaly: &Anomaly) -> bool {
     went_down_between(at(history, last_good), at(history, lost), &history.faults)
 }
 
-/// Whether the instance that answered `good` was restarted or crashed
-/// (a step of `faults`) after that answer and before `lost` was sent.
+/// Whether the instance that answered `good` was restarted, crashed or
+/// exited by itself (a step of `faults`) after that answer and before
+/// `lost` was sent.
 pub fn went_down_between(good: &Event, lost: &Event, faults: &[FaultStep]) -> bool {
     let Some(instance) = answered_by(good) else {
         return false;
     };
     faults.iter().any(|step| {
         let mut words = step.action.split_whitespace();
-        matches!(words.next(), Some("instance-restart" | "instance-crash"))
-            && words.next() == Some(instance.as_str())
+        matches!(
+            words.next(),
+            Some("instance-restart" | "instance-crash" | "instance-exit")
+        ) && words.next() == Some(instance.as_str())
             && step.at + step.took >= good.completed
             && step.at <= lost.invoked
     })

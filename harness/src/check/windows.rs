@@ -49,7 +49,8 @@ pub fn windows(steps: &[FaultStep], run_end: Micros) -> Vec<Window> {
 
 /// Whether an action is one a `for` (or its undo) ends rather than an instant.
 fn has_undo(action: &str) -> bool {
-    ["redis-pause", "idp ", "network "]
+    // An instance that exited by itself stays down unless started again.
+    ["redis-pause", "idp ", "network ", "instance-exit "]
         .iter()
         .any(|prefix| action.starts_with(prefix))
 }
@@ -90,6 +91,7 @@ mod tests {
             action: action.into(),
             ends,
             error: None,
+            unscheduled: None,
         }
     }
 

@@ -27,6 +27,14 @@ const RESOURCES: [&str; 6] = [
     "reports", "orders", "invoices", "photos", "messages", "calendar",
 ];
 
+/// How long after a logout a browser replays its old session cookie: a
+/// random while in this range (long enough for a store copy that a delete
+/// missed, or an instance's own cache, to be what answers).
+const REPLAY_AFTER: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
+
+/// How many of the items in a cart that are not a browser's own the history names.
+const OTHERS_NAMED: usize = 8;
+
 /// An app instance the browsers can reach.
 #[derive(Clone, Debug)]
 pub struct InstanceUrl {
@@ -51,6 +59,9 @@ pub struct Shared {
     pub start: Instant,
     /// Cookies and token ids go into the history as labels only.
     pub labels: Arc<Labels>,
+    /// How long before its expiry the app renews an access token (the
+    /// reference app's flag, or a target's file): when a race's refresh is due.
+    pub renewal_offset: Duration,
     mix: WeightedIndex<u32>,
     actions: Vec<Action>,
 }
@@ -77,6 +88,7 @@ impl Shared {
             http: contract::HttpClient::new(),
             recorder,
             latencies,
+            renewal_offset: workload.idp.renewal_offset(),
             workload,
             seed,
             start,
@@ -108,6 +120,12 @@ pub struct SimBrowser {
     next_item: u32,
     /// Whether the next action must be a sign-in first.
     signed_out: bool,
+    /// When (Unix seconds) the session's `/profile` token is due for
+    /// renewal, as far as its answers tell: a race waits for it.
+    profile_due: Option<f64>,
+    /// The session cookie held before the last logout, to be sent once more
+    /// when the instant comes: (browser that held it, cookie, when).
+    replay: Option<(BrowserId, String, Instant)>,
 }
 
 impl SimBrowser {
@@ -131,6 +149,8 @@ impl SimBrowser {
             departures: 0,
             next_item: 0,
             signed_out: true,
+            profile_due: None,
+            replay: None,
         }
     }
 
@@ -149,6 +169,14 @@ impl SimBrowser {
     /// One step: sign in if signed out, else an action drawn from the mix;
     /// then the think time.
     pub async fn step(&mut self, shared: &Shared) {
+        if self
+            .replay
+            .as_ref()
+            .is_some_and(|(_, _, due)| *due <= Instant::now())
+            && let Some((id, cookie, _)) = self.replay.take()
+        {
+            self.replay(shared, id, &cookie).await;
+        }
         if self.signed_out {
             self.sign_in(shared).await;
         } else {
@@ -168,6 +196,11 @@ impl SimBrowser {
     pub async fn sign_in(&mut self, shared: &Shared) {
         let outcome = self.send(shared, Request::SignIn).await;
         self.signed_out = !outcome.ok();
+        // The code exchange just stored a token of the whole lifetime.
+        self.profile_due = outcome.ok().then(|| {
+            unix_now() + (shared.workload.idp.access_token_lifetime).as_secs_f64()
+                - shared.renewal_offset.as_secs_f64()
+        });
     }
 
     async fn act(&mut self, shared: &Shared, action: Action) {
@@ -187,12 +220,22 @@ impl SimBrowser {
                 self.send(shared, Request::CartRead).await;
             }
             Action::Burst => self.burst(shared).await,
+            Action::Race => self.race(shared).await,
             Action::Idle => {
                 let idle = shared.workload.idp.access_token_lifetime + Duration::from_secs(1);
                 tokio::time::sleep(idle).await;
             }
             Action::Relogin => {
-                self.send(shared, Request::Logout).await;
+                let cookie = shared
+                    .instances
+                    .first()
+                    .and_then(|i| self.browser.cookie(&i.base, &shared.session_cookie));
+                let outcome = self.send(shared, Request::Logout).await;
+                if let (true, Some(cookie)) = (outcome.ok(), cookie) {
+                    let (least, most) = REPLAY_AFTER;
+                    let after = least + (most - least).mul_f64(self.rng.random::<f64>());
+                    self.replay = Some((self.id, cookie, Instant::now() + after));
+                }
                 self.sign_in(shared).await;
             }
             Action::SignIn => self.sign_in(shared).await,
@@ -233,6 +276,64 @@ impl SimBrowser {
         self.after(outcomes.iter().map(|(t, o)| (*t, o)));
     }
 
+    /// The cookie held before a logout, alone in a jar of its own, on an
+    /// instance drawn at random: it must not be answered as signed in.
+    async fn replay(&mut self, shared: &Shared, id: BrowserId, cookie: &str) {
+        let target = self.rng.random_range(0..shared.instances.len());
+        let old = Browser::new(&shared.http, shared.workload.request_timeout);
+        let set = format!("{}={cookie}; Path=/", shared.session_cookie);
+        if old.set_cookie(&shared.instances[target].base, &set).is_ok() {
+            exchange(shared, &old, id, &self.user, target, Request::Replay).await;
+        }
+    }
+
+    /// Once the session's token is due: a profile call and a cart write to
+    /// each of two or three instances at the same moment, then a cart read
+    /// (what the writes left).
+    async fn race(&mut self, shared: &Shared) {
+        // A second past due: the app stamps expiries in whole seconds.
+        // Never longer than a token lives (an `idle` waits as long).
+        let longest = shared.workload.idp.access_token_lifetime + Duration::from_secs(1);
+        let wait = self.profile_due.map_or(Duration::ZERO, |due| {
+            Duration::try_from_secs_f64(due + 1.0 - unix_now())
+                .unwrap_or(Duration::ZERO)
+                .min(longest)
+        });
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        let width = if shared.instances.len() >= 3 { 3 } else { 2 };
+        let targets = self.hop.spread(&mut self.rng, width);
+        let mut sent = Vec::with_capacity(2 * width);
+        for &target in &targets {
+            sent.push((target, Request::Profile));
+            sent.push((target, Request::CartWrite { item: self.item() }));
+        }
+        let outcomes = futures::future::join_all(sent.into_iter().map(|(target, request)| {
+            exchange(shared, &self.browser, self.id, &self.user, target, request)
+        }))
+        .await;
+        for (_, outcome) in &outcomes {
+            self.note(shared, outcome);
+        }
+        self.after(outcomes.iter().map(|(t, o)| (*t, o)));
+        if !self.signed_out {
+            self.send(shared, Request::CartRead).await;
+        }
+    }
+
+    /// What an answer tells of the session's token: a `/profile` echo says
+    /// when it expires.
+    fn note(&mut self, shared: &Shared, outcome: &Outcome) {
+        if let Some(Observed::Token {
+            scopes: None, exp, ..
+        }) = outcome.observed()
+            && outcome.ok()
+        {
+            self.profile_due = Some(*exp as f64 - shared.renewal_offset.as_secs_f64());
+        }
+    }
+
     fn item(&mut self) -> u32 {
         self.next_item += 1;
         self.next_item
@@ -242,6 +343,7 @@ impl SimBrowser {
         let target = self.hop.next(&mut self.rng);
         let (target, outcome) =
             exchange(shared, &self.browser, self.id, &self.user, target, request).await;
+        self.note(shared, &outcome);
         self.after(std::iter::once((target, &outcome)));
         outcome
     }
@@ -266,7 +368,13 @@ impl SimBrowser {
     }
 }
 
-/// A seed per browser and generation, from the scenario's seed.
+/// Now, in Unix seconds (what token expiries are stamped in).
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 /// The person who sits down at `slot` after its `departures`-th leaver:
 /// numbered past the scenario's people, one number per (slot, departure),
 /// so every newcomer is a user nobody else signs in as.
@@ -274,6 +382,7 @@ fn newcomer(workload: &Workload, slot: usize, departures: usize) -> usize {
     workload.people.get() + slot + workload.browsers() * (departures - 1)
 }
 
+/// A seed per browser and generation, from the scenario's seed.
 fn seed_of(seed: u64, slot: usize, generation: u64) -> u64 {
     // SplitMix64 of the three, so neighbouring browsers differ in every bit.
     let mut x = seed ^ (slot as u64).rotate_left(32) ^ generation.rotate_left(48);
@@ -326,7 +435,7 @@ async fn exchange(
             let answer = browser.add_to_cart(base, &format!("{own}{item}")).await;
             answered(answer, |cart| items(cart, &own))
         }
-        Request::CartRead => {
+        Request::CartRead | Request::Replay => {
             let own = format!("{id}-");
             answered(browser.cart(base).await, |cart| items(cart, &own))
         }
@@ -420,16 +529,23 @@ fn token(reply: &contract::ProfileReply, labels: &Labels) -> Observed {
 fn items(cart: &contract::CartReply, own: &str) -> Observed {
     let mut items = Vec::with_capacity(cart.items.len());
     let mut foreign = 0;
+    let mut others = Vec::new();
     for item in &cart.items {
         match item.strip_prefix(own).and_then(|n| n.parse().ok()) {
             Some(n) => items.push(n),
-            None => foreign += 1,
+            None => {
+                foreign += 1;
+                if others.len() < OTHERS_NAMED {
+                    others.push(item.clone());
+                }
+            }
         }
     }
     Observed::Cart {
         version: cart.version,
         items,
         foreign,
+        others,
     }
 }
 

@@ -36,6 +36,14 @@ impl Hop {
         }
     }
 
+    /// `count` instances for requests sent at the same moment: the one the
+    /// policy picks next, then the instances after it, so they differ while
+    /// there are enough (with fewer, some repeat).
+    pub fn spread(&mut self, rng: &mut impl Rng, count: usize) -> Vec<usize> {
+        let first = self.next(rng);
+        (0..count).map(|i| (first + i) % self.instances).collect()
+    }
+
     /// The instance `failed` did not answer (refused, or 502/503/504): under
     /// sticky-failover the browser moves on to the next one and stays there.
     pub fn failed(&mut self, failed: usize) {
@@ -71,6 +79,12 @@ mod tests {
         assert_eq!(
             (0..3).map(|_| failover.next(&mut rng)).collect::<Vec<_>>(),
             [0, 0, 0]
+        );
+        let mut spread = Hop::new(Hopping::Sticky, 3, 2);
+        assert_eq!(spread.spread(&mut rng, 3), [2, 0, 1]);
+        assert_eq!(
+            Hop::new(Hopping::Sticky, 2, 1).spread(&mut rng, 3),
+            [1, 0, 1]
         );
         let mut random = Hop::new(Hopping::Random, 3, 0);
         let picks: Vec<usize> = (0..100).map(|_| random.next(&mut rng)).collect();

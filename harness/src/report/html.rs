@@ -163,6 +163,14 @@ fn verdicts(out: &mut String, columns: &[Column<'_>]) {
         } else {
             let _ = write!(text, "Observed: {}", observed.join("; "));
         }
+        let exits = r.exits();
+        if !exits.is_empty() {
+            let _ = write!(
+                text,
+                ". <strong>The app under test crashed</strong>: {}",
+                escape(&exits.join("; "))
+            );
+        }
         let other: Vec<String> = matrix::OTHER
             .iter()
             .map(|&k| (k, r.anomaly(k)))
@@ -176,10 +184,13 @@ fn verdicts(out: &mut String, columns: &[Column<'_>]) {
         };
         let _ = write!(
             text,
-            ". Other anomalies: {other}. IdP token calls {:.2}x the minimum; {} per live session in the store{}.",
+            ". Other anomalies: {other}. IdP token calls {:.2}x the minimum; the store grew {} per live session over the empty store (fitted over the run: {}){}.",
             r.idp.ratio,
             r.leaks
                 .store_bytes_per_session
+                .map_or_else(|| "no figure".to_owned(), human_bytes),
+            r.leaks
+                .store_bytes_per_session_fitted
                 .map_or_else(|| "no figure".to_owned(), human_bytes),
             if r.complete {
                 String::new()
@@ -554,19 +565,23 @@ fn idp(out: &mut String, columns: &[Column<'_>]) -> Result<(), ReportError> {
 
 fn memory(out: &mut String, columns: &[Column<'_>]) -> Result<(), ReportError> {
     *out += "<h2 id=\"memory\">Store bytes and instance memory</h2>\n";
-    *out += "<table><tr><th>option</th><th>live sessions at end</th><th>store bytes per live session</th>\
-            <th>store growth</th><th>peak RSS</th><th>RSS growth</th><th>in-process token-cache entries</th></tr>\n";
+    *out += "<table><tr><th>option</th><th>live sessions at end</th><th>store growth per live session</th>\
+            <th>fitted per session</th><th>store growth (empty store)</th><th>peak RSS</th><th>RSS growth</th><th>in-process token-cache entries</th></tr>\n";
     for c in columns {
         let l = &c.results.leaks;
         let _ = writeln!(
             out,
-            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{} ({})</td>\
              <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
             escape(&c.label),
             l.live_sessions_at_end,
             l.store_bytes_per_session
                 .map_or_else(|| "-".to_owned(), human_bytes),
+            l.store_bytes_per_session_fitted
+                .map_or_else(|| "-".to_owned(), human_bytes),
             human_bytes(l.store_growth_bytes as f64),
+            l.store_bytes_empty
+                .map_or_else(|| "-".to_owned(), |b| human_bytes(b as f64)),
             human_bytes(l.peak_rss_bytes as f64),
             human_bytes(l.rss_growth_bytes as f64),
             l.token_cache_entries_at_end

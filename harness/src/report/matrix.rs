@@ -26,7 +26,12 @@ pub const CLAIMS: [Claim; 8] = [
 ];
 
 /// The families no row counts: the verdict gives their number as "other anomalies".
-pub const OTHER: [Kind; 2] = [Kind::TokenAfterLogout, Kind::ExtraIdpCalls];
+pub const OTHER: [Kind; 4] = [
+    Kind::TokenAfterLogout,
+    Kind::ExtraIdpCalls,
+    Kind::CrossSessionData,
+    Kind::SessionResurrected,
+];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Claim {

@@ -58,6 +58,7 @@ struct RawTarget {
     session_cookie: Option<String>,
     renewal_offset: Option<Offset>,
     idle_timeout: Option<Offset>,
+    absolute_timeout: Option<Offset>,
     models: Option<Spanned<String>>,
 }
 
@@ -110,6 +111,7 @@ pub fn parse(text: &str, name: &str, folder: &Path) -> Result<AppUnderTest, Scen
         idle_timeout: raw
             .idle_timeout
             .map_or(ContractSettings::default().idle_timeout, |o| o.0),
+        absolute_timeout: raw.absolute_timeout.map(|o| o.0),
         models,
         file: Some(file),
         description: opening_comment(text),

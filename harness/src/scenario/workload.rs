@@ -23,6 +23,8 @@
 //!
 //! [app]
 //! session_idle_timeout = "15s"  # sessions idle this long end (the app's default: 30 min)
+//! session_absolute_timeout = "60s"  # sessions this old end however busy (default: 8 h)
+//! restart_exited = true   # start an instance that exited by itself again (default: it stays down)
 //! ```
 
 use std::fmt;
@@ -171,6 +173,12 @@ pub enum Action {
     CartRead,
     /// Two cart writes and a data call at once, as a page loading in parallel.
     Burst,
+    /// Waits until the session's access token is due for renewal, then sends
+    /// at the same moment a profile call and a cart write to each of two or
+    /// three different instances (as tabs of one browser behind a load
+    /// balancer), then reads the cart: every instance wants the one refresh
+    /// at once, and every write races the others' read-modify-write.
+    Race,
     /// Nothing, for longer than an access token lives.
     Idle,
     /// Logout, then sign in again.
@@ -188,12 +196,13 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 11] = [
+    pub const ALL: [Action; 12] = [
         Action::Profile,
         Action::Data,
         Action::CartWrite,
         Action::CartRead,
         Action::Burst,
+        Action::Race,
         Action::Idle,
         Action::Relogin,
         Action::SignIn,
@@ -209,6 +218,7 @@ impl Action {
             Action::CartWrite => "cart_write",
             Action::CartRead => "cart_read",
             Action::Burst => "burst",
+            Action::Race => "race",
             Action::Idle => "idle",
             Action::Relogin => "relogin",
             Action::SignIn => "sign_in",
@@ -250,6 +260,20 @@ pub struct Workload {
         skip_serializing_if = "Option::is_none"
     )]
     pub session_idle_timeout: Option<Duration>,
+    /// The absolute session timeout handed to the app (the reference app,
+    /// or a target that takes `{session_absolute_timeout_secs}`); absent:
+    /// the app's own.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub session_absolute_timeout: Option<Duration>,
+    /// Whether an instance that exits by itself (no fault asked for it) is
+    /// started again, as a process supervisor would; else it stays down.
+    /// Either way the run records it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restart_exited: bool,
 }
 
 impl Default for Workload {
@@ -273,6 +297,8 @@ impl Default for Workload {
             idp: IdpOptions::default(),
             orphan_grace: Duration::from_secs(2),
             session_idle_timeout: None,
+            session_absolute_timeout: None,
+            restart_exited: false,
         }
     }
 }
@@ -434,6 +460,7 @@ pub struct RawMix {
     cart_write: Option<u32>,
     cart_read: Option<u32>,
     burst: Option<u32>,
+    race: Option<u32>,
     idle: Option<u32>,
     relogin: Option<u32>,
     sign_in: Option<u32>,
@@ -456,6 +483,8 @@ pub struct RawIdp {
 #[serde(deny_unknown_fields)]
 pub struct RawApp {
     session_idle_timeout: Option<Spanned<Offset>>,
+    session_absolute_timeout: Option<Spanned<Offset>>,
+    restart_exited: Option<bool>,
 }
 
 /// The workload tables of a file, with where each stands.
@@ -541,21 +570,49 @@ impl RawWorkload {
                 workload.idp.refresh_reuse = policy;
             }
         }
-        if let Some(idle) = self
-            .app
-            .and_then(|app| app.into_inner().session_idle_timeout)
-        {
-            if idle.get_ref().0 < Duration::from_secs(1) {
+        let app = self.app.map(Spanned::into_inner).unwrap_or_default();
+        if let Some(idle) = app.session_idle_timeout {
+            workload.session_idle_timeout =
+                Some(whole_seconds(&idle, source, "session_idle_timeout")?);
+        }
+        if let Some(absolute) = app.session_absolute_timeout {
+            let seconds = whole_seconds(&absolute, source, "session_absolute_timeout")?;
+            let idle = workload
+                .session_idle_timeout
+                .unwrap_or(app::session::DEFAULT_IDLE_TIMEOUT);
+            if seconds < idle {
                 return Err(source.error(
-                    &idle.span(),
-                    "`session_idle_timeout` must be at least 1s (apps count it in whole seconds)",
+                    &absolute.span(),
+                    format!(
+                        "`session_absolute_timeout` ({seconds:?}) is shorter than the session idle timeout ({idle:?}{}): apps refuse an absolute timeout below the idle one",
+                        if workload.session_idle_timeout.is_none() {
+                            ", the reference app's default; set `session_idle_timeout` too"
+                        } else {
+                            ""
+                        }
+                    ),
                 ));
             }
-            // Whole seconds: that is what the apps take.
-            workload.session_idle_timeout = Some(Duration::from_secs(idle.get_ref().0.as_secs()));
+            workload.session_absolute_timeout = Some(seconds);
         }
+        workload.restart_exited = app.restart_exited.unwrap_or(false);
         Ok(workload)
     }
+}
+
+/// A session timeout as the apps take it: whole seconds, at least one.
+fn whole_seconds(
+    value: &Spanned<Offset>,
+    source: &Source<'_>,
+    name: &str,
+) -> Result<Duration, ScenarioError> {
+    if value.get_ref().0 < Duration::from_secs(1) {
+        return Err(source.error(
+            &value.span(),
+            format!("`{name}` must be at least 1s (apps count it in whole seconds)"),
+        ));
+    }
+    Ok(Duration::from_secs(value.get_ref().0.as_secs()))
 }
 
 fn resolve_load(
@@ -713,6 +770,7 @@ fn resolve_mix(mix: RawMix) -> Vec<(Action, u32)> {
         (Action::CartWrite, mix.cart_write),
         (Action::CartRead, mix.cart_read),
         (Action::Burst, mix.burst),
+        (Action::Race, mix.race),
         (Action::Idle, mix.idle),
         (Action::Relogin, mix.relogin),
         (Action::SignIn, mix.sign_in),

@@ -51,6 +51,8 @@ pub struct RunValues<'a> {
     pub idp: &'a IdpListeners,
     /// The scenario's session idle timeout, when it sets one.
     pub session_idle_timeout: Option<Duration>,
+    /// The scenario's absolute session timeout, when it sets one.
+    pub session_absolute_timeout: Option<Duration>,
 }
 
 /// Where the mock IdP listens: always HTTP; HTTPS, with the CA that signs
@@ -96,6 +98,9 @@ pub fn reference_instance(
     ]);
     if let Some(idle) = values.session_idle_timeout {
         child = child.args(["--idle-timeout-secs", &idle.as_secs().to_string()]);
+    }
+    if let Some(absolute) = values.session_absolute_timeout {
+        child = child.args(["--absolute-timeout-secs", &absolute.as_secs().to_string()]);
     }
     Ok(child
         .arg("--topology-file")
@@ -146,6 +151,15 @@ pub fn target_instance(
             values
                 .session_idle_timeout
                 .unwrap_or(spec.contract.idle_timeout)
+                .as_secs()
+                .to_string(),
+        ),
+        (
+            "session_absolute_timeout_secs",
+            values
+                .session_absolute_timeout
+                .or(spec.contract.absolute_timeout)
+                .unwrap_or(app::session::DEFAULT_ABSOLUTE_TIMEOUT)
                 .as_secs()
                 .to_string(),
         ),

@@ -257,6 +257,49 @@ impl Supervised {
         }
         exited
     }
+
+    /// How the child ended, if it exited by itself since it was (re)started
+    /// (not by [`Supervised::stop`] or [`Supervised::kill`]): once, then it
+    /// counts as reaped.
+    pub fn exited_by_itself(&mut self) -> Option<std::process::ExitStatus> {
+        if self.exited {
+            return None;
+        }
+        let status = self.child.try_wait().ok().flatten()?;
+        self.exited = true;
+        Some(status)
+    }
+}
+
+/// The last `count` lines of a log file (an instance's stdout and stderr),
+/// each cut to a readable length; none when it cannot be read.
+pub fn log_tail(path: &Path, count: usize) -> Vec<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    /// Enough bytes for the last lines of any sane log.
+    const TAIL_BYTES: u64 = 16 * 1024;
+    let Ok(mut file) = File::open(path) else {
+        return Vec::new();
+    };
+    let len = file.metadata().map_or(0, |m| m.len());
+    if file
+        .seek(SeekFrom::Start(len.saturating_sub(TAIL_BYTES)))
+        .is_err()
+    {
+        return Vec::new();
+    }
+    let mut bytes = Vec::new();
+    if file.read_to_end(&mut bytes).is_err() {
+        return Vec::new();
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(count)..]
+        .iter()
+        .map(|line| match line.char_indices().nth(300) {
+            Some((end, _)) => format!("{}...", &line[..end]),
+            None => (*line).to_owned(),
+        })
+        .collect()
 }
 
 impl Drop for Supervised {

@@ -115,6 +115,10 @@ pub struct StackSpec {
     /// `--idle-timeout-secs`, a target's `{session_idle_timeout_secs}`);
     /// absent: the app's own.
     pub session_idle_timeout: Option<Duration>,
+    /// The absolute session timeout handed to the app (the reference app's
+    /// `--absolute-timeout-secs`, a target's `{session_absolute_timeout_secs}`);
+    /// absent: the app's own.
+    pub session_absolute_timeout: Option<Duration>,
 }
 
 impl StackSpec {
@@ -127,9 +131,13 @@ impl StackSpec {
             network_proxy: false,
             idp: IdpOptions::default(),
             session_idle_timeout: None,
+            session_absolute_timeout: None,
         }
     }
 }
+
+/// How many lines of an exited instance's log the timeline keeps.
+const EXIT_LOG_LINES: usize = 10;
 
 /// One app instance.
 pub struct Instance {
@@ -292,6 +300,7 @@ impl Stack {
                     encryption_secret: &encryption_secret,
                     idp: listeners,
                     session_idle_timeout: spec.session_idle_timeout,
+                    session_absolute_timeout: spec.session_absolute_timeout,
                 };
                 for id in InstanceId::all(spec.instances.get()) {
                     let port = free_port().map_err(StageError::io("finding a free port"))?;
@@ -530,6 +539,24 @@ impl Stack {
         let pid = process.pid();
         self.pids.set(id.index(), Some(pid));
         self.wait_http_ready().await
+    }
+
+    /// The app instances that exited by themselves (not stopped or killed
+    /// by the harness) since the last call: their id, exit status and the
+    /// last lines of their log.
+    pub fn instances_exited(&mut self) -> Vec<(InstanceId, String, Vec<String>)> {
+        let mut exited = Vec::new();
+        for instance in &mut self.instances {
+            let Some(process) = instance.process.as_mut() else {
+                continue;
+            };
+            if let Some(status) = process.exited_by_itself() {
+                let tail = crate::stage::process::log_tail(process.log(), EXIT_LOG_LINES);
+                exited.push((instance.id, status.to_string(), tail));
+                self.pids.set(instance.id.index(), None);
+            }
+        }
+        exited
     }
 
     /// Reaps children that exited on their own or were killed from outside

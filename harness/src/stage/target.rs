@@ -61,6 +61,9 @@ pub struct ContractSettings {
     pub renewal_offset: Duration,
     /// The session idle timeout (a gap this long is an expiry, not a loss).
     pub idle_timeout: Duration,
+    /// The absolute session timeout, if the app has one: a session this
+    /// old ends however busy it is (a 401 past it is no loss).
+    pub absolute_timeout: Option<Duration>,
     /// The reference app's topology this app implements (`option4`), so a
     /// report sets the two runs of one scenario side by side.
     pub models: Option<String>,
@@ -76,6 +79,7 @@ impl Default for ContractSettings {
             session_cookie: "app_session".into(),
             renewal_offset: Duration::from_secs(300),
             idle_timeout: app::session::DEFAULT_IDLE_TIMEOUT,
+            absolute_timeout: None,
             models: None,
             file: None,
             description: None,
@@ -167,7 +171,7 @@ impl Deployment for AppUnderTest {
 }
 
 /// The names a target file's command and environment may use, `{name}`.
-pub const PLACEHOLDERS: [&str; 15] = [
+pub const PLACEHOLDERS: [&str; 16] = [
     "port",
     "instance",
     "redis_url",
@@ -183,6 +187,7 @@ pub const PLACEHOLDERS: [&str; 15] = [
     "encryption_secret",
     "run_dir",
     "session_idle_timeout_secs",
+    "session_absolute_timeout_secs",
 ];
 
 /// Fills `{name}` placeholders from `values`; a name without a value (a

@@ -27,6 +27,7 @@ pub async fn up(
         network_proxy,
         idp: Default::default(),
         session_idle_timeout: None,
+        session_absolute_timeout: None,
     })
     .await
     .expect("stack up (app and mock-idp built beside the test: cargo nextest run --workspace)")

@@ -286,7 +286,10 @@ impl Minter<'_> {
                         stats.ended_session_tokens.inc(&["refresh_token"])
                     }
                     RefreshRefusal::ReuseRevokedFamily => {
-                        stats.refresh_reuse.inc(&["family_revoked"])
+                        stats.refresh_reuse.inc(&["family_revoked"]);
+                        if let Some(sid) = grants.family_sid(presented) {
+                            stats.refresh_reuse_by_session.inc(&[sid, "family_revoked"]);
+                        }
                     }
                     _ => {}
                 }
@@ -295,6 +298,9 @@ impl Minter<'_> {
         };
         if rotation.was_reuse {
             stats.refresh_reuse.inc(&["allowed"]);
+            stats
+                .refresh_reuse_by_session
+                .inc(&[&rotation.family.sid, "allowed"]);
         }
         let scopes = requested_scopes.unwrap_or_else(|| rotation.family.scopes.clone());
         let refresh = grants.issue_refresh(
