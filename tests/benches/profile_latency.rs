@@ -88,7 +88,11 @@ async fn timed_cart_write(subject: &Subject, round: u64) -> u64 {
         .await
         .expect("answers");
     let elapsed = started.elapsed().as_micros() as u64;
-    assert_eq!(answer.status, 200, "{}: {:?}", subject.option, answer.outcome);
+    assert_eq!(
+        answer.status, 200,
+        "{}: {:?}",
+        subject.option, answer.outcome
+    );
     elapsed
 }
 
@@ -225,7 +229,9 @@ async fn main() {
             subject.cart_latency.value_at_quantile(0.99),
         );
     }
-    println!("store round trips per request (Redis, Postgres), 50 sequential requests of each kind:");
+    println!(
+        "store round trips per request (Redis, Postgres), 50 sequential requests of each kind:"
+    );
     for subject in &subjects {
         let kinds: Vec<String> = subject
             .trips
