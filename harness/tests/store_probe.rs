@@ -6,8 +6,10 @@
 //!
 //! The surviving copy is made from outside the app: the copy is dumped from
 //! Redis before the logout and restored after it (a delete that never
-//! reached the cache tier). A read through the app's own store layer would
-//! not trust that copy and might repair it away; the probe reads raw.
+//! reached the cache tier). A read through the app's own store layer shows a
+//! copy only when it trusts it, and repairs one it does not (a tombstone
+//! over it); the probe reads raw. Also: SQLite (a persisted topology without
+//! Postgres) read raw, read-only, its tombstones and expired rows left out.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -208,4 +210,81 @@ async fn a_redis_copy_that_outlived_its_logout_is_found_in_redis_alone_and_nothi
     assert_eq!(before.0, after.0, "Redis unchanged by the probe");
     assert_eq!(before.1, after.1, "Postgres unchanged by the probe");
     drop(stack);
+}
+
+#[tokio::test]
+async fn sqlite_is_read_raw_and_read_only_its_tombstones_and_expired_rows_left_out() {
+    use app::store::sql::SqliteStore;
+    use app::store::{Expect, Store};
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("app-store.db");
+    let probe = StoreProbe {
+        namespace: "run1".into(),
+        redis_url: None,
+        database_url: None,
+        sqlite_path: path.clone(),
+    };
+    // No file yet: the app stored nothing.
+    assert!(
+        probe
+            .live_keys(Tier::Sqlite, &["sess:"])
+            .await
+            .expect("no file")
+            .is_empty()
+    );
+    assert!(!path.exists(), "the probe creates no file");
+
+    let store = SqliteStore::open(&path, "run1").expect("sqlite");
+    for key in [
+        "sess:live",
+        "sess:ended",
+        "sess:expiring",
+        "tc:live",
+        "other:x",
+    ] {
+        let ttl = (key == "sess:expiring").then_some(Duration::from_millis(50));
+        store
+            .save(key, b"{}", Expect::Any, ttl)
+            .await
+            .expect("save");
+    }
+    assert!(store.delete("sess:ended").await.expect("delete"));
+    let other = SqliteStore::open(&path, "run2").expect("sqlite");
+    other
+        .save("sess:elsewhere", b"{}", Expect::Any, None)
+        .await
+        .expect("save");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // The file and its write-ahead log, as the app left them.
+    let files = || {
+        ["app-store.db", "app-store.db-wal"]
+            .map(|f| std::fs::read(dir.path().join(f)).unwrap_or_default())
+    };
+    let before = files();
+    let keys = probe
+        .live_keys(Tier::Sqlite, &["sess:", "tc:"])
+        .await
+        .expect("read");
+    assert_eq!(
+        keys.into_iter().collect::<Vec<_>>(),
+        ["sess:live", "tc:live"],
+        "tombstone, expired row, other prefix and other namespace left out"
+    );
+    let record = probe
+        .live_record(Tier::Sqlite, "tc:live")
+        .await
+        .expect("read")
+        .expect("live");
+    assert_eq!((record.version, record.data.as_slice()), (1, &b"{}"[..]));
+    assert_eq!(
+        probe
+            .live_record(Tier::Sqlite, "sess:ended")
+            .await
+            .expect("read"),
+        None
+    );
+    assert!(files() == before, "the file and its log unchanged");
 }
