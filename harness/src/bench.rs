@@ -226,6 +226,16 @@ pub fn summary_table(runs: &[Results]) -> String {
         for line in run.exits() {
             let _ = writeln!(out, "{}: {line}", run.topology.name);
         }
+        let tiers = run.orphans_by_tier();
+        if !tiers.is_empty() {
+            let parts: Vec<String> = tiers.iter().map(|(t, n)| format!("{t} {n}")).collect();
+            let _ = writeln!(
+                out,
+                "{}: orphans by store tier: {}",
+                run.topology.name,
+                parts.join(", ")
+            );
+        }
         for unchecked in &run.unchecked {
             let _ = writeln!(
                 out,

@@ -14,6 +14,7 @@
 //! - [`reference`]: reference round trips (healthz, Redis PING) beside the load.
 //! - [`results`]: the results document, its schema, the merge of several.
 //! - [`sample`]: RSS, `/metrics`, store sizes over time; what stores keep.
+//! - [`store_probe`]: each store tier's raw contents, read apart, never written.
 //! - [`cpu`]: CPU seconds of the instances, Redis, Postgres and the harness.
 //! - [`load`]: the goose driver and the simulated browsers.
 //! - [`check`]: history -> anomalies, one file per family (pure).
@@ -46,3 +47,4 @@ pub mod run_folder;
 pub mod sample;
 pub mod scenario;
 pub mod stage;
+pub mod store_probe;

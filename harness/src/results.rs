@@ -614,6 +614,19 @@ impl Results {
             .map_or(0, |a| a.count)
     }
 
+    /// Orphans found in each store tier (the orphan facets `redis`,
+    /// `postgres`, `sqlite`), for the tiers that had any.
+    pub fn orphans_by_tier(&self) -> Vec<(&'static str, u64)> {
+        let Some(family) = self.anomalies.iter().find(|a| a.kind == Kind::Orphan) else {
+            return Vec::new();
+        };
+        crate::check::orphans::TIER_FACETS
+            .iter()
+            .filter_map(|&tier| Some((tier, *family.facets.get(tier)?)))
+            .filter(|&(_, n)| n > 0)
+            .collect()
+    }
+
     /// The app instances that exited with no fault asking, a sentence each:
     /// the app under test crashed (what the anomalies and errors after it
     /// come from).

@@ -357,7 +357,13 @@ pub async fn run(
     for left in &mut leftovers.sessions {
         left.session = labels.session(&left.session);
     }
-    let idp = idp_stats(&idp_url).await;
+    let mut idp = idp_stats(&idp_url).await;
+    // The IdP counts reuse by its own session ids; the history holds their
+    // labels. Unlabelled, no reuse could be tied to a browser's sign-in.
+    idp.reuse_by_session = std::mem::take(&mut idp.reuse_by_session)
+        .into_iter()
+        .map(|(sid, counts)| (labels.label("idp", &sid), counts))
+        .collect();
     drop(stack);
     let kept = plan.keep.then(|| folder.keep());
 

@@ -4,28 +4,28 @@
 //! each part so far ([`crate::cpu`]); after the run, what the stores still
 //! hold of browsers that logged out.
 //!
-//! Stores are looked into through the app's own store layer (the same
-//! topology, namespace and key), so encrypted records read as the app reads
-//! them and key names are the app's.
+//! What stays after a logout is read raw, each tier apart
+//! ([`crate::store_probe`]), under the key names the app derives from a
+//! session id with the secret the harness gave it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use app::msal_model::TokenCache;
-use app::store::Store;
-use app::topology::{Backends, SessionBackend, TokenPlacement, Topology};
+use app::store::encrypted::Keyring;
+use app::topology::{SessionBackend, TokenPlacement, Topology};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use crate::check::orphans::{EndedSession, LeftoverSession, Leftovers};
+use crate::check::orphans::{EndedSession, LeftoverSession, Leftovers, Tier, TierLeftover};
 use crate::check::resident::Held;
 use crate::cpu::{CpuMeter, CpuSample};
 use crate::history::Micros;
 use crate::load::browser::InstanceUrl;
 use crate::stage::stack::InstancePids;
+use crate::store_probe::{self, StoreProbe};
 
 /// A process's resident memory in bytes, from `/proc/PID/status`.
 fn process_rss(pid: u32) -> Option<u64> {
@@ -371,85 +371,122 @@ impl Sampler {
                 ..Leftovers::default()
             };
         }
-        let backends = Backends {
+        let tiers =
+            store_probe::tiers_of(topology.session_backend, self.place.database_url.is_some());
+        let probe = StoreProbe {
+            namespace: self.place.namespace.clone(),
             redis_url: self.place.redis_url.clone(),
-            redis_ca_pem: None,
             database_url: self.place.database_url.clone(),
             sqlite_path: self.place.sqlite_path.clone(),
-            namespace: self.place.namespace.clone(),
-            encryption_secret: self.place.encryption_secret.clone(),
-            encryption_key_id: "k1".into(),
-            previous_key_ids: Vec::new(),
-            breaker: Default::default(),
-            instance: "harness-store-probe".into(),
-            coherence: Default::default(),
         };
-        // The app stores a session under a keyed hash of its id, with the
-        // secret it was given (the harness gave it).
-        let store_keys = app::store::keys::StoreKeys::derive(
-            &backends.encryption_secret,
-            &backends.encryption_key_id,
-            &backends.previous_key_ids,
-        );
-        let store: Arc<dyn Store> = match topology.build(&backends, Duration::from_secs(60)) {
-            Ok(built) => built.sessions,
-            Err(e) => {
-                return Leftovers {
-                    unchecked: Some(format!("cannot open the stores: {e}")),
-                    ..Leftovers::default()
-                };
+        let unchecked = |tier: Tier, e: String| Leftovers {
+            unchecked: Some(format!("{} could not be read: {e}", tier.name())),
+            ..Leftovers::default()
+        };
+        // Each tier's live keys of the two kinds a session leaves, listed
+        // once, then each ended session looked for in every list.
+        let mut held = Vec::with_capacity(tiers.len());
+        for &tier in &tiers {
+            match probe.live_keys(tier, &["sess:", "tc:"]).await {
+                Ok(keys) => held.push((tier, keys)),
+                Err(e) => return unchecked(tier, e),
             }
-        };
+        }
+        // The app stores a session under a keyed hash of its id, with the
+        // secret it was given (the harness gave it, and no earlier key ids).
+        let store_keys =
+            app::store::keys::StoreKeys::derive(&self.place.encryption_secret, KEY_ID, &[]);
+        let partitioned = topology.token_cache == TokenPlacement::Partitioned;
         let mut leftovers = Leftovers::default();
         for session in ended {
             let store_id = store_keys.digest(&session.session);
-            let keys = [
-                app::session::session_key(&store_id),
-                app::tokencache::placement::partition_key(&store_id),
-            ];
-            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-            match store.load_many(&refs).await {
-                Ok(found) => {
-                    let record = found.first().is_some_and(Option::is_some);
-                    let partition = topology.token_cache == TokenPlacement::Partitioned
-                        && found.get(1).is_some_and(Option::is_some);
-                    if record || partition {
-                        leftovers.sessions.push(LeftoverSession {
-                            session: session.session.clone(),
-                            session_record: record,
-                            token_partition: partition,
-                        });
-                    }
-                }
-                Err(e) => {
-                    leftovers.unchecked = Some(format!("the stores did not answer: {e}"));
-                    return leftovers;
-                }
+            let record_key = app::session::session_key(&store_id);
+            let partition_key = app::tokencache::placement::partition_key(&store_id);
+            let found: Vec<TierLeftover> = held
+                .iter()
+                .map(|(tier, keys)| TierLeftover {
+                    tier: *tier,
+                    session_record: keys.contains(&record_key),
+                    token_partition: partitioned && keys.contains(&partition_key),
+                })
+                .filter(|t| t.session_record || t.token_partition)
+                .collect();
+            if !found.is_empty() {
+                leftovers.sessions.push(LeftoverSession {
+                    session: session.session.clone(),
+                    session_record: found.iter().any(|t| t.session_record),
+                    token_partition: found.iter().any(|t| t.token_partition),
+                    tiers: found,
+                });
             }
         }
         if topology.token_cache == TokenPlacement::SharedBlob {
+            let keyring = if topology.encrypt {
+                let key = Keyring::derive_key(&self.place.encryption_secret, KEY_ID);
+                match Keyring::new(&[(KEY_ID, key)], KEY_ID) {
+                    Ok(keyring) => Some(keyring),
+                    Err(e) => {
+                        leftovers.unchecked = Some(format!("the app's key: {e}"));
+                        return leftovers;
+                    }
+                }
+            } else {
+                None
+            };
             let users_by_oid: HashMap<&str, &str> = subjects
                 .iter()
                 .map(|(user, oid)| (oid.as_str(), user.as_str()))
                 .collect();
-            if let Ok(Some(record)) = store
-                .load(app::tokencache::placement::SHARED_BLOB_KEY)
-                .await
-                && let Ok(cache) = TokenCache::from_bytes(&record.data)
-            {
+            let key = app::tokencache::placement::SHARED_BLOB_KEY;
+            for &tier in &tiers {
+                let record = match probe.live_record(tier, key).await {
+                    Ok(Some(record)) => record,
+                    Ok(None) => continue,
+                    Err(e) => return unchecked(tier, e),
+                };
+                let data = match &keyring {
+                    Some(keyring) => match keyring.open_record(key, record.version, &record.data) {
+                        Ok(data) => data,
+                        Err(why) => {
+                            leftovers.unchecked = Some(format!(
+                                "the token blob in {} does not decrypt: {why}",
+                                tier.name()
+                            ));
+                            continue;
+                        }
+                    },
+                    None => record.data,
+                };
+                let Ok(cache) = TokenCache::from_bytes(&data) else {
+                    leftovers.unchecked =
+                        Some(format!("the token blob in {} does not parse", tier.name()));
+                    continue;
+                };
+                let mut here: BTreeMap<String, u32> = BTreeMap::new();
                 for token in cache.refresh_tokens.values() {
                     let uid = token.home_account_id.split('.').next().unwrap_or_default();
                     if let Some(user) = users_by_oid.get(uid)
                         && !signed_in_at_end.contains(*user)
                     {
-                        *leftovers.blob_tokens.entry((*user).to_owned()).or_insert(0) += 1;
+                        *here.entry((*user).to_owned()).or_insert(0) += 1;
                     }
+                }
+                if !here.is_empty() {
+                    leftovers.blob_tiers.push(tier);
+                }
+                for (user, n) in here {
+                    let most = leftovers.blob_tokens.entry(user).or_insert(0);
+                    *most = (*most).max(n);
                 }
             }
         }
         leftovers
     }
 }
+
+/// The key id the harness gives the app (and so its store keys' and
+/// records' encryption keys).
+const KEY_ID: &str = "k1";
 
 /// The key prefix after the namespace: `run1:sess:abc` -> `sess`.
 fn prefix_of(key: &str, namespace: &str) -> String {

@@ -342,7 +342,7 @@ fn ctrl_c_mid_run_still_writes_the_results_marked_incomplete() {
 /// instances' memory (the seed's "memory leakage"); option4's stores let
 /// them go with the session.
 #[test]
-fn people_who_leave_stay_in_option1_memory_and_not_in_option4_stores() {
+fn people_who_leave_stay_in_option1_memory_and_option2_blob_and_not_in_option4_stores() {
     let dir = tempfile::tempdir().expect("dir");
     let file = dir.path().join("leave.toml");
     std::fs::write(
@@ -376,7 +376,7 @@ access_token_lifetime = "4s"
 "#,
     )
     .expect("write");
-    for option in ["option1", "option4"] {
+    for option in ["option1", "option2", "option4"] {
         let out = dir.path().join(option);
         let (output, files) = bench(option, &file, &out);
         assert!(output.status.success(), "{output:?}");
@@ -413,6 +413,21 @@ access_token_lifetime = "4s"
                 results.unchecked.iter().all(|u| u.kind != Kind::Orphan),
                 "counted from /metrics, so checked: {:?}",
                 results.unchecked
+            );
+        } else if option == "option2" {
+            // The app-wide blob in Postgres, read raw, keeps the refresh
+            // tokens of people who left.
+            assert!(
+                orphans.facets.get("blob").copied().unwrap_or(0) > 0,
+                "option2's blob keeps the tokens of people who left: {orphans:?} {:?}",
+                results.unchecked
+            );
+            assert!(
+                orphans
+                    .examples
+                    .iter()
+                    .any(|e| e.summary.contains("(in Postgres)")),
+                "{orphans:?}"
             );
         } else {
             for kind in Kind::ALL {

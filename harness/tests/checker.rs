@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use contract::TokenSource;
-use harness::check::orphans::{LeftoverSession, Leftovers};
+use harness::check::orphans::{LeftoverSession, Leftovers, Tier, TierLeftover};
 use harness::check::{self, Kind, Settings, resident};
 use harness::history::{
     BrowserId, BrowserInfo, Event, History, NoAnswer, Observed, Outcome, Request,
@@ -563,15 +563,60 @@ fn stores_that_kept_a_logged_out_session_hold_orphans() {
             session: "s1".into(),
             session_record: false,
             token_partition: true,
+            // A file from before tiers were read apart.
+            tiers: Vec::new(),
         }],
         blob_tokens: [("alice".to_owned(), 2)].into(),
+        blob_tiers: Vec::new(),
         unchecked: None,
     };
     let orphans = check::orphans::check(&s.history, &ended, &leftovers, &gone);
     assert_eq!(orphans.len(), 2);
     assert!(orphans.iter().all(|o| o.evidence == [signed, logged_out]));
     assert!(orphans[0].summary.contains("its tokens"));
+    assert_eq!(orphans[0].facet.as_deref(), Some("session"));
     assert!(orphans[1].summary.contains("2 refresh token"));
+
+    // Read tier by tier: one orphan per tier that still holds something,
+    // its facet the tier.
+    let leftovers = Leftovers {
+        sessions: vec![LeftoverSession {
+            session: "s1".into(),
+            session_record: true,
+            token_partition: true,
+            tiers: vec![
+                TierLeftover {
+                    tier: Tier::Redis,
+                    session_record: true,
+                    token_partition: true,
+                },
+                TierLeftover {
+                    tier: Tier::Postgres,
+                    session_record: false,
+                    token_partition: true,
+                },
+            ],
+        }],
+        blob_tokens: [("alice".to_owned(), 1)].into(),
+        blob_tiers: vec![Tier::Postgres],
+        unchecked: None,
+    };
+    let orphans = check::orphans::check(&s.history, &ended, &leftovers, &gone);
+    let facets: Vec<_> = orphans.iter().map(|o| o.facet.as_deref()).collect();
+    assert_eq!(facets, [Some("redis"), Some("postgres"), Some("blob")]);
+    assert!(
+        orphans[0]
+            .summary
+            .contains("Redis still holds its session record and its tokens"),
+        "{}",
+        orphans[0].summary
+    );
+    assert!(
+        orphans[1]
+            .summary
+            .contains("Postgres still holds its tokens")
+    );
+    assert!(orphans[2].summary.contains("(in Postgres)"));
 }
 
 // --- state kept in an instance's own memory (check::resident) ---

@@ -48,7 +48,23 @@ fn bench(option: &str, out: &Path) -> (Results, History) {
         .expect("a results file");
     assert_valid_results(&file);
     let results = Results::read(&file).expect("results read");
-    let history = history_file::read(&history_file::beside(&file)).expect("history reads");
+    let history_path = history_file::beside(&file);
+    let history = history_file::read(&history_path).expect("history reads");
+    // The offline checker on the saved history gives the run's findings
+    // exactly: the same results document, byte for byte.
+    let again = out.join("again.json");
+    let analyzed = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .arg("analyze")
+        .arg(&history_path)
+        .arg("-o")
+        .arg(&again)
+        .output()
+        .expect("harness analyze runs");
+    assert!(analyzed.status.success(), "{option}: {analyzed:?}");
+    assert!(
+        std::fs::read(&again).expect("analyzed") == std::fs::read(&file).expect("results"),
+        "{option}: harness analyze on the saved history differs from the run's results"
+    );
     (results, history)
 }
 

@@ -793,3 +793,43 @@ fn merged_results_keep_their_groups_and_still_balance() {
     assert!(family.groups.is_empty());
     report::accounting::check(&merged).expect("balances");
 }
+
+#[test]
+fn orphans_are_shown_apart_by_the_store_tier_that_held_them() {
+    let mut run = fixtures().remove(3);
+    let orphans = run
+        .anomalies
+        .iter_mut()
+        .find(|a| a.kind == Kind::Orphan)
+        .expect("family");
+    orphans.count = 3;
+    orphans.facets = [("redis".to_owned(), 2), ("postgres".to_owned(), 1)].into();
+    orphans.by_window = [(results::NO_WINDOW.to_owned(), 3)].into();
+    orphans.groups = [("redis", 2), ("postgres", 1)]
+        .into_iter()
+        .map(|(facet, count)| results::AnomalyGroup {
+            window: results::NO_WINDOW.into(),
+            facet: Some(facet.into()),
+            between: None,
+            count,
+        })
+        .collect();
+    assert_eq!(run.orphans_by_tier(), [("redis", 2), ("postgres", 1)]);
+    let summary = harness::bench::summary_table(std::slice::from_ref(&run));
+    assert!(
+        summary.contains("option4: orphans by store tier: redis 2, postgres 1"),
+        "{summary}"
+    );
+    let number = report::matrix::cell(&run, report::matrix::Claim::MemoryGrowth).number;
+    assert!(
+        number.contains("3 in the stores") && number.contains("by tier: redis 2, postgres 1"),
+        "{number}"
+    );
+    let page = report::render(&[run]).expect("renders");
+    assert!(page.contains("Orphans by store tier"));
+    assert!(
+        page.contains("<td>redis</td><td class=\"num\">2</td>"),
+        "tier rows"
+    );
+    assert!(page.contains("<td>postgres</td><td class=\"num\">1</td>"));
+}

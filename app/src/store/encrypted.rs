@@ -113,6 +113,20 @@ impl Keyring {
     }
 }
 
+impl Keyring {
+    /// The plaintext of a record as stored under `key` at `version`, or why
+    /// not: for a reader of the stores' raw contents (the harness's probe),
+    /// which goes around the store layer and so around [`EncryptedStore`].
+    pub fn open_record(
+        &self,
+        key: &str,
+        version: u64,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, &'static str> {
+        self.open(&associated(key, version), sealed)
+    }
+}
+
 /// The associated data of a record: its kind, key and version.
 fn associated(key: &str, version: u64) -> Vec<u8> {
     let kind = key.split_once(':').map_or(key, |(kind, _)| kind);

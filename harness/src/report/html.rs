@@ -511,6 +511,29 @@ fn anomalies(out: &mut String, columns: &[Column<'_>]) {
         *out += "<tr><td colspan=\"4\">no anomalies in any run</td></tr>\n";
     }
     *out += "</table>\n";
+    let by_tier: Vec<String> = columns
+        .iter()
+        .flat_map(|c| {
+            c.results
+                .orphans_by_tier()
+                .into_iter()
+                .map(move |(tier, n)| {
+                    format!(
+                        "<tr><td>{}</td><td>{tier}</td><td class=\"num\">{n}</td></tr>",
+                        escape(&c.label)
+                    )
+                })
+        })
+        .collect();
+    if !by_tier.is_empty() {
+        let _ = writeln!(
+            out,
+            "<h3>Orphans by store tier</h3>\n<p>Each tier read raw on its own: a session \
+             left in Redis and in Postgres counts once in each.</p>\n<table><tr><th>option</th>\
+             <th>tier</th><th>orphans</th></tr>\n{}\n</table>",
+            by_tier.join("\n")
+        );
+    }
     let unchecked: Vec<String> = columns
         .iter()
         .flat_map(|c| {

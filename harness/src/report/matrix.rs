@@ -257,6 +257,11 @@ pub fn cell(results: &Results, claim: Claim) -> Cell {
                 leaks.store_growth_bytes,
                 leaks.rss_growth_bytes as f64 / 1_048_576.0
             );
+            let tiers = results.orphans_by_tier();
+            if !tiers.is_empty() {
+                let parts: Vec<String> = tiers.iter().map(|(t, n)| format!("{t} {n}")).collect();
+                number += &format!("; stored orphans by tier: {}", parts.join(", "));
+            }
             if let Some(entries) = leaks.token_cache_entries_at_end {
                 number += &format!(
                     ", {entries} cached tokens for {} live sessions",
