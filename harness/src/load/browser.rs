@@ -161,7 +161,10 @@ pub struct SimBrowser {
     profile_due: Option<f64>,
     /// The session cookie held before the last logout, to be sent once more
     /// when the instant comes: (browser that held it, cookie, when).
-    replay: Option<(BrowserId, String, Instant)>,
+    /// The instance it goes to is drawn with the delay, at the logout: a
+    /// draw when it fires would fall between other draws at a moment set by
+    /// timing, and the browser's later choices would differ run to run.
+    replay: Option<(BrowserId, String, Instant, usize)>,
 }
 
 impl SimBrowser {
@@ -210,10 +213,10 @@ impl SimBrowser {
         if self
             .replay
             .as_ref()
-            .is_some_and(|(_, _, due)| *due <= Instant::now())
-            && let Some((id, cookie, _)) = self.replay.take()
+            .is_some_and(|(_, _, due, _)| *due <= Instant::now())
+            && let Some((id, cookie, _, target)) = self.replay.take()
         {
-            self.replay(shared, id, &cookie).await;
+            self.replay(shared, id, &cookie, target).await;
         }
         if self.signed_out {
             self.sign_in(shared).await;
@@ -272,7 +275,8 @@ impl SimBrowser {
                 if let (true, Some(cookie)) = (outcome.ok(), cookie) {
                     let (least, most) = REPLAY_AFTER;
                     let after = least + (most - least).mul_f64(self.rng.random::<f64>());
-                    self.replay = Some((self.id, cookie, Instant::now() + after));
+                    let target = self.rng.random_range(0..shared.instances.len());
+                    self.replay = Some((self.id, cookie, Instant::now() + after, target));
                 }
                 self.sign_in(shared).await;
             }
@@ -316,8 +320,7 @@ impl SimBrowser {
 
     /// The cookie held before a logout, alone in a jar of its own, on an
     /// instance drawn at random: it must not be answered as signed in.
-    async fn replay(&mut self, shared: &Shared, id: BrowserId, cookie: &str) {
-        let target = self.rng.random_range(0..shared.instances.len());
+    async fn replay(&mut self, shared: &Shared, id: BrowserId, cookie: &str, target: usize) {
         let old = Browser::new(&shared.http, shared.workload.request_timeout);
         let set = format!("{}={cookie}; Path=/", shared.session_cookie);
         if old.set_cookie(&shared.instances[target].base, &set).is_ok() {
