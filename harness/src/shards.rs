@@ -236,6 +236,161 @@ fn renamed(item: &str, own: u32, offset_of: &impl Fn(u32) -> Option<u32>) -> Str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::{BrowserInfo, Event, FaultStep, Request, Unscheduled};
+
+    const RESTART: &str = "at 1s: instance-restart app-1";
+
+    /// Shard `index` of 2, started `started` ms after the epoch, with
+    /// `browsers` browsers, each of which read a cart naming `others`.
+    fn part(index: u32, started: u64, browsers: u32, others: &[&str]) -> Part {
+        let mut history = History::default();
+        for b in 0..browsers {
+            history.browsers.push(BrowserInfo {
+                person: index - 1 + 2 * b,
+                user: format!("person-{}", index - 1 + 2 * b),
+            });
+            history.events.push(Event {
+                browser: BrowserId(b),
+                request: Request::CartRead,
+                sent_to: "app-1".into(),
+                invoked: 1_000 * u64::from(b),
+                completed: 1_000 * u64::from(b) + 500,
+                outcome: Outcome::Answered {
+                    status: 200,
+                    instance: Some("app-1".into()),
+                    session_version: None,
+                    error: None,
+                    observed: Observed::Cart {
+                        version: 1,
+                        items: Vec::new(),
+                        foreign: others.len() as u32,
+                        others: others.iter().map(|o| (*o).to_owned()).collect(),
+                    },
+                },
+            });
+        }
+        let mut facts = RunFacts {
+            source: format!("host{index}"),
+            started_unix_ms: started,
+            shard: Some(SourceShard {
+                index,
+                count: 2,
+                fault_shard: 1,
+            }),
+            ..RunFacts::default()
+        };
+        facts.scenario.seed = 11;
+        facts.scenario.faults = vec![RESTART.to_owned()];
+        Part {
+            name: format!("shard{index}.history.jsonl"),
+            history,
+            facts,
+        }
+    }
+
+    fn step(at: u64, action: &str, unscheduled: bool) -> FaultStep {
+        FaultStep {
+            at,
+            took: 10,
+            action: action.into(),
+            ends: None,
+            error: None,
+            unscheduled: unscheduled.then(|| Unscheduled {
+                status: "exit status: 1".into(),
+                last_output: Vec::new(),
+            }),
+        }
+    }
+
+    #[test]
+    fn the_fault_timeline_is_the_fault_shards_and_ids_and_times_line_up() {
+        // Shard 2 started 2 ms after shard 1; shard 1 applied the fault.
+        let mut one = part(1, 1_000_000, 2, &["s2b1-7"]);
+        one.history
+            .faults
+            .push(step(1_000_000, "instance-restart app-1", false));
+        let mut two = part(2, 1_000_002, 3, &["s1b0-1", "b2-4"]);
+        // Shard 2's own stage event is not the scenario's fault: left out.
+        two.history
+            .faults
+            .push(step(5, "instance-exit app-9", true));
+        let combined = combine(vec![two, one]).expect("one run's shards");
+        let h = &combined.history;
+        assert_eq!(h.browsers.len(), 5);
+        assert_eq!(
+            h.faults,
+            [step(1_000_000, "instance-restart app-1", false)],
+            "the fault shard's steps, on the earliest clock (its own)"
+        );
+        // Shard 2's browser 2 is browser 4 now, its events 2 ms later.
+        let last = h
+            .events
+            .iter()
+            .find(|e| e.browser == BrowserId(4))
+            .expect("shard 2's third browser");
+        assert_eq!((last.invoked, last.completed), (4_000, 4_500));
+        let named = |b: u32| match &h.events.iter().find(|e| e.browser == BrowserId(b)) {
+            Some(Event {
+                outcome:
+                    Outcome::Answered {
+                        observed: Observed::Cart { others, .. },
+                        ..
+                    },
+                ..
+            }) => others.clone(),
+            _ => Vec::new(),
+        };
+        assert_eq!(named(0), ["b3-7"], "shard 2's browser 1");
+        assert_eq!(named(2), ["b0-1", "b4-4"], "shard 1's browser 0; its own 2");
+        assert_eq!(
+            combined
+                .sources
+                .iter()
+                .map(|s| (s.name.as_str(), s.shard.map(|s| s.index)))
+                .collect::<Vec<_>>(),
+            [("host1", Some(1)), ("host2", Some(2))]
+        );
+        assert_eq!(combined.facts.shard, None);
+        assert_eq!(combined.facts.started_unix_ms, 1_000_000);
+        // The verdict's timeline carries the fault for every browser.
+        let judged = crate::judge::judge(&combined.facts, &combined.history);
+        assert_eq!(judged.results.timelines[0].faults.len(), 1);
+    }
+
+    #[test]
+    fn what_is_not_one_runs_shards_is_refused() {
+        let error = |parts: Vec<Part>| combine(parts).err().expect("refused").to_string();
+        let twice = error(vec![part(1, 0, 1, &[]), part(1, 0, 1, &[])]);
+        assert!(twice.contains("both shard 1/2"), "{twice}");
+        let no_faults = error(vec![part(2, 0, 1, &[]), {
+            let mut p = part(2, 0, 1, &[]);
+            p.name = "again".into();
+            p.facts.shard = Some(SourceShard {
+                index: 2,
+                count: 3,
+                fault_shard: 1,
+            });
+            p
+        }]);
+        assert!(no_faults.contains("not one run's shards"), "{no_faults}");
+        let mut whole = part(2, 0, 1, &[]);
+        whole.facts.shard = None;
+        let whole = error(vec![part(1, 0, 1, &[]), whole]);
+        assert!(whole.contains("whole run's history"), "{whole}");
+        let mut other = part(2, 0, 1, &[]);
+        other.facts.scenario.seed = 12;
+        let other = error(vec![part(1, 0, 1, &[]), other]);
+        assert!(other.contains("seed 11 against 12"), "{other}");
+        // Without the shard that applied the faults, their windows are unknown.
+        let missing = error(vec![part(2, 0, 1, &[])]);
+        assert!(missing.contains("no shard 1/2"), "{missing}");
+        let mut calm = part(2, 0, 1, &[]);
+        calm.facts.scenario.faults.clear();
+        assert!(
+            combine(vec![calm]).is_ok(),
+            "no faults: no fault shard needed"
+        );
+    }
 
     #[test]
     fn items_are_renamed_to_the_combined_ids() {

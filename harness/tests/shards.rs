@@ -456,3 +456,106 @@ fn bad_shards_and_start_times_are_refused_before_anything_runs() {
     );
     assert!(!dir.path().join("out").exists(), "nothing ran");
 }
+
+#[test]
+fn only_the_fault_shard_applies_the_faults_and_its_timeline_serves_both() {
+    let dir = tempfile::tempdir().expect("dir");
+    let scenario = dir.path().join("restart.toml");
+    std::fs::write(
+        &scenario,
+        r#"# Shards each launching their own stack; shard 2 applies the restart.
+seed = 3
+fault_shard = 2
+
+[browsers]
+people = 4
+per_person = 1
+
+[load]
+duration = "4s"
+think_time = { min = "30ms", max = "80ms" }
+
+[mix]
+profile = 30
+cart_write = 30
+cart_read = 30
+
+[[faults]]
+at = "2s"
+action = "instance-restart"
+instance = 1
+"#,
+    )
+    .expect("write");
+    let children: Vec<(PathBuf, std::process::Child)> = ["1/2", "2/2"]
+        .iter()
+        .enumerate()
+        .map(|(i, shard)| {
+            let out = dir.path().join(format!("shard{}", i + 1));
+            let child = harness()
+                .args([
+                    "bench",
+                    "option4",
+                    "--history",
+                    "--shard",
+                    shard,
+                    "--scenario",
+                ])
+                .arg(&scenario)
+                .arg("--out")
+                .arg(&out)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("harness runs");
+            (out, child)
+        })
+        .collect();
+    let shards: Vec<(PathBuf, PathBuf)> = children
+        .into_iter()
+        .map(|(out, child)| written(&out, &child.wait_with_output().expect("waits")))
+        .collect();
+    let steps = |history: &Path| -> Vec<String> {
+        history_file::read(history)
+            .expect("history")
+            .faults
+            .iter()
+            .filter(|s| s.unscheduled.is_none())
+            .map(|s| s.action.clone())
+            .collect()
+    };
+    assert_eq!(
+        steps(&shards[0].1),
+        Vec::<String>::new(),
+        "shard 1 applied nothing"
+    );
+    assert_eq!(
+        steps(&shards[1].1),
+        ["instance-restart app-1"],
+        "shard 2 restarted app-1"
+    );
+    let one = Results::read(&shards[0].0).expect("results");
+    assert!(
+        one.timelines.iter().all(|t| t.faults.is_empty()),
+        "{:?}",
+        one.timelines
+    );
+    assert_eq!(
+        one.scenario.faults.len(),
+        1,
+        "its results still list the scenario's fault"
+    );
+    // Judged together, every browser is under shard 2's fault timeline.
+    let out = dir.path().join("together.json");
+    let (ok, text) = run_text(
+        harness()
+            .arg("analyze")
+            .arg(&shards[0].1)
+            .arg(&shards[1].1)
+            .arg("-o")
+            .arg(&out),
+    );
+    assert!(ok, "{text}");
+    let together = Results::read(&out).expect("results");
+    assert_eq!(together.timelines[0].faults.len(), 1, "{text}");
+}
