@@ -311,6 +311,16 @@ async fn two_shards_on_one_remote_target_add_up_to_one_run_of_the_scenario() {
         );
     }
 
+    // As many browsers (a person's new ones and newcomers included), too.
+    let (one_run, sharded) = (
+        whole_history.browsers.len(),
+        histories.iter().map(|h| h.browsers.len()).sum::<usize>(),
+    );
+    assert!(
+        one_run.abs_diff(sharded) <= (one_run.max(sharded) * 2 / 5).max(4),
+        "browsers: {one_run} in one run, {sharded} in the shards"
+    );
+
     // The offline checker judges both histories together as one run.
     let analyzed = dir.path().join("analyzed.json");
     let (ok, text) = run_text(

@@ -245,7 +245,7 @@ impl Coherence {
         let row = sqlx::query("SELECT * FROM tier_poll($1, $2, $3)")
             .bind(&self.ns)
             .bind(&self.instance)
-            .bind(renewing.then(|| self.settings.registration_ttl.as_millis() as i64))
+            .bind(renewing.then_some(self.settings.registration_ttl.as_millis() as i64))
             .fetch_one(self.ready().await?)
             .await
             .map_err(unavailable)?;
