@@ -24,9 +24,11 @@ people = 6
 per_person = 2
 
 [load]
-duration = "5s"
+duration = "6s"
 ramp_up = "1s"
-think_time = { min = "30ms", max = "120ms" }
+# Pauses long beside a request's time, so the count of requests is the
+# plan's more than the machine's speed.
+think_time = { min = "150ms", max = "250ms" }
 hopping = "round-robin"
 
 [mix]
@@ -304,7 +306,7 @@ async fn two_shards_on_one_remote_target_add_up_to_one_run_of_the_scenario() {
     eprintln!("requests by kind: one run {whole_kinds:?}, shards together {sum:?}");
     for (kind, &n) in &whole_kinds {
         let m = sum.get(kind).copied().unwrap_or(0);
-        let slack = (n.max(m) as f64 * 0.4).max(10.0);
+        let slack = (n.max(m) as f64 * 0.1).max(5.0);
         assert!(
             (n as f64 - m as f64).abs() <= slack,
             "{kind}: {n} in one run, {m} in the shards: {whole_kinds:?} against {sum:?}"
@@ -317,7 +319,7 @@ async fn two_shards_on_one_remote_target_add_up_to_one_run_of_the_scenario() {
         histories.iter().map(|h| h.browsers.len()).sum::<usize>(),
     );
     assert!(
-        one_run.abs_diff(sharded) <= (one_run.max(sharded) * 2 / 5).max(4),
+        one_run.abs_diff(sharded) <= (one_run.max(sharded) / 10).max(3),
         "browsers: {one_run} in one run, {sharded} in the shards"
     );
 
