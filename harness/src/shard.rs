@@ -181,6 +181,7 @@ fn span(d: Duration) -> String {
     match secs {
         0..60 => format!("{secs} s"),
         60..3600 => format!("{} min {} s", secs / 60, secs % 60),
+        _ if secs % 3600 < 60 => format!("{} h", secs / 3600),
         _ => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
     }
 }
@@ -362,7 +363,7 @@ mod tests {
         assert!(past.contains("12 s in the past"), "{past}");
         let far = check_start_at("f", at + Duration::from_secs(3 * 3600), now).expect_err("far");
         assert!(
-            far.contains("3 h 0 min ahead") && far.contains("at most 1 h"),
+            far.contains("3 h ahead") && far.contains("at most 1 h is"),
             "{far}"
         );
         assert!(check_start_at("ok", at + Duration::from_secs(60), now).is_ok());
