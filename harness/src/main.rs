@@ -121,7 +121,8 @@ enum Command {
         /// Where results files go (reports/runs is git-ignored).
         #[arg(long, default_value = "reports/runs")]
         out: PathBuf,
-        /// Names this machine's runs in the results (merges keep sources apart).
+        /// Names this machine's runs in the results (merges keep sources
+        /// apart; default: the host name, and `-shardIofN` under --shard).
         #[arg(long)]
         source: Option<String>,
         /// Run folder (logs, data); a temporary one when absent.
@@ -454,7 +455,14 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                 apps,
                 instances,
                 out,
-                source: source.unwrap_or_else(|| harness::run::host_facts().hostname),
+                // Two shards on one machine stay two sources in a merge.
+                source: source.unwrap_or_else(|| {
+                    let host = harness::run::host_facts().hostname;
+                    match shard {
+                        Some(shard) => format!("{host}-shard{}of{}", shard.index, shard.count),
+                        None => host,
+                    }
+                }),
                 run_dir,
                 keep,
                 history,

@@ -288,6 +288,12 @@ async fn two_shards_on_one_remote_target_add_up_to_one_run_of_the_scenario() {
         .collect();
     assert_eq!(by_kind(&merged), sum);
     assert_eq!(merged.sources.len(), 2);
+    assert!(
+        merged.sources[0].name.ends_with("-shard1of2")
+            && merged.sources[1].name.ends_with("-shard2of2"),
+        "two shards on one machine are two sources: {:?}",
+        merged.sources
+    );
     let events: u64 = histories.iter().map(|h| h.events.len() as u64).sum();
     assert_eq!(sum.values().sum::<u64>(), events);
     // ... and the IdP both read is counted once, not twice.
