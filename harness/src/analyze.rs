@@ -1,15 +1,18 @@
 //! `harness analyze`: a saved history file (`bench --history`) judged again,
 //! offline, by the run's own [`judge`]: the same findings and the same
 //! results document, so anyone can audit a verdict from the file alone.
+//! Several files are the histories of one scenario's shards (`bench
+//! --shard`), judged together as one run ([`crate::shards`]).
 
 use std::fmt::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::check::{Findings, Kind};
 use crate::history::History;
 use crate::history_file::{self, HistoryFileError};
 use crate::judge::{self, Judged, RunFacts};
 use crate::results::Results;
+use crate::shards::{self, Combined, NotShards, Part};
 
 /// A history judged again.
 pub struct Analysis {
@@ -27,6 +30,8 @@ pub enum AnalyzeError {
         "{0}: its first line carries no run facts (written by an older harness): the events can be read, but the verdict rests on the scenario and on what was measured live, which this file does not hold"
     )]
     NoFacts(String),
+    #[error(transparent)]
+    Shards(#[from] NotShards),
 }
 
 /// Reads the history file at `path` and judges it.
@@ -34,6 +39,41 @@ pub fn analyze(path: &Path) -> Result<Analysis, AnalyzeError> {
     let (history, facts) = history_file::read_run(path)?;
     let facts = facts.ok_or_else(|| AnalyzeError::NoFacts(path.display().to_string()))?;
     let Judged { findings, results } = judge::judge(&facts, &history);
+    Ok(Analysis {
+        history,
+        facts,
+        findings,
+        results,
+    })
+}
+
+/// Reads the history files at `paths`: one whole run's, judged as
+/// [`analyze`] does, or those of one scenario's shards, judged together.
+pub fn analyze_all(paths: &[PathBuf]) -> Result<Analysis, AnalyzeError> {
+    if let [one] = paths {
+        return analyze(one);
+    }
+    let mut parts = Vec::with_capacity(paths.len());
+    for path in paths {
+        let (history, facts) = history_file::read_run(path)?;
+        let name = path.display().to_string();
+        let facts = facts.ok_or_else(|| AnalyzeError::NoFacts(name.clone()))?;
+        parts.push(Part {
+            name,
+            history,
+            facts,
+        });
+    }
+    let Combined {
+        history,
+        facts,
+        sources,
+    } = shards::combine(parts)?;
+    let Judged {
+        findings,
+        mut results,
+    } = judge::judge(&facts, &history);
+    results.sources = sources;
     Ok(Analysis {
         history,
         facts,

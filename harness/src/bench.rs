@@ -5,6 +5,7 @@
 use std::fmt::Write;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
+use std::time::SystemTime;
 
 use crate::check::Kind;
 use crate::cpu;
@@ -13,6 +14,7 @@ use crate::results::{Results, ResultsError};
 use crate::run::{self, RunError, RunPlan};
 use crate::scenario::Scenario;
 use crate::scenario::names::file_safe;
+use crate::shard::Shard;
 use crate::stage::target::AppUnderTest;
 
 /// What to bench.
@@ -30,6 +32,10 @@ pub struct Bench {
     pub history: bool,
     /// A test hook (see [`RunPlan::witness`]).
     pub witness: Option<contract::Witness>,
+    /// `--shard I/N` (see [`RunPlan::shard`]).
+    pub shard: Option<Shard>,
+    /// `--start-at`, for the one app it may come with.
+    pub start_at: Option<SystemTime>,
 }
 
 /// What a bench wrote.
@@ -76,6 +82,11 @@ pub async fn bench(bench: Bench) -> Result<Benched, BenchError> {
         .as_ref()
         .and_then(|f| f.file_stem())
         .map_or_else(|| "smoke".to_owned(), |s| file_safe(&s.to_string_lossy()));
+    // Shards started at the same second into one shared folder keep apart.
+    let stem = match bench.shard {
+        Some(shard) => format!("{stem}-shard{}of{}", shard.index, shard.count),
+        None => stem,
+    };
     let mut done = Benched {
         results: Vec::new(),
         written: Vec::new(),
@@ -92,6 +103,8 @@ pub async fn bench(bench: Bench) -> Result<Benched, BenchError> {
             keep: bench.keep,
             source: bench.source.clone(),
             witness: bench.witness.clone(),
+            shard: bench.shard,
+            start_at: bench.start_at,
         };
         let outcome = match run::run(&plan, &mut stop).await {
             Ok(outcome) => outcome,

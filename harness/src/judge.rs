@@ -25,7 +25,7 @@ use crate::load::latency::Latencies;
 use crate::results::{
     self, AnomalyGroup, AnomalyReport, CpuUse, Example, HarnessInfo, HostFacts, IdpCalls, Leaks,
     LossCause, NO_WINDOW, Percentiles, ReferenceSeries, RequestSeries, Results, ScenarioInfo,
-    SecondStats, Source, Timeline, TopologyInfo, Unchecked, WorkloadInfo,
+    SecondStats, Source, SourceShard, Timeline, TopologyInfo, Unchecked, WorkloadInfo,
 };
 use crate::sample::Sample;
 use crate::scenario::workload::Workload;
@@ -62,6 +62,9 @@ pub struct RunFacts {
     pub leftovers: Leftovers,
     /// The stage's CPU over the load (none in a history from before it was read).
     pub cpu: Option<CpuFacts>,
+    /// Under `bench --shard I/N`: the slice this run drove.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<SourceShard>,
 }
 
 /// The stage's CPU readings when the load started and when it ended, and
@@ -326,9 +329,10 @@ fn assemble(
         sources: vec![Source {
             name: facts.source.clone(),
             host: facts.host.clone(),
-            started_at: rfc3339(facts.started_unix_ms),
+            started_at: crate::scenario::time::rfc3339(facts.started_unix_ms),
             started_unix_ms: facts.started_unix_ms,
             duration_secs: facts.duration_secs,
+            shard: facts.shard,
         }],
         scenario: ScenarioInfo {
             file: scenario.file.clone(),
@@ -512,29 +516,6 @@ fn leaks(samples: &[Sample], endings: resident::Endings, live: &[u64]) -> Leaks 
         sessions_logged_out: endings.logged_out,
         sessions_expired: endings.expired,
     }
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ` of Unix milliseconds (UTC).
-pub fn rfc3339(unix_ms: u64) -> String {
-    let secs = unix_ms / 1000;
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! Dependencies point down this list only.
 //! - [`bench`]: one scenario on one or more topologies; the summary table.
 //! - [`analyze`]: a saved history file judged again, offline.
+//! - [`shards`]: the histories of one scenario's shards made one.
 //! - [`run`]: one run: stage up -> faults, load and sampler side by side ->
 //!   the facts measured beside the history -> the verdict.
 //! - [`judge`]: history and run facts -> findings and the results document
@@ -23,6 +24,8 @@
 //! - [`elle`]: a history as Elle's list-append EDN, for an independent checker.
 //! - [`history_file`]: a run's whole history as JSON lines (`bench --history`).
 //! - [`faults`]: runs a scenario's fault schedule against a stack.
+//! - [`shard`]: `--shard I/N`: a scenario's browsers cut into slices for
+//!   several machines, and `--start-at`.
 //! - [`scenario`]: scenario files as a model (pure: read, validate, no stack).
 //! - [`run_folder`]: where a run's logs go, and the sweep of dead runs' leftovers.
 //! - [`stage`]: supervised children, Redis and Postgres, the fault proxy, the
@@ -46,5 +49,7 @@ pub mod run;
 pub mod run_folder;
 pub mod sample;
 pub mod scenario;
+pub mod shard;
+pub mod shards;
 pub mod stage;
 pub mod store_probe;

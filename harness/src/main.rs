@@ -9,7 +9,7 @@ use std::io::Write;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use anyhow::Context;
 use app::topology::{Topology, TopologyError};
@@ -22,6 +22,7 @@ use harness::scenario::capacity::{self, Estimate};
 use harness::scenario::target;
 use harness::scenario::workload::written;
 use harness::scenario::{self as scenarios, Scenario, ScenarioError};
+use harness::shard::{self, Shard, ShardError};
 use harness::stage::stack::{Stack, StackSpec};
 use harness::stage::target::AppUnderTest;
 
@@ -120,7 +121,8 @@ enum Command {
         /// Where results files go (reports/runs is git-ignored).
         #[arg(long, default_value = "reports/runs")]
         out: PathBuf,
-        /// Names this machine's runs in the results (merges keep sources apart).
+        /// Names this machine's runs in the results (merges keep sources
+        /// apart; default: the host name, and `-shardIofN` under --shard).
         #[arg(long)]
         source: Option<String>,
         /// Run folder (logs, data); a temporary one when absent.
@@ -137,6 +139,21 @@ enum Command {
         /// Where the HTML report of the runs goes (default: beside the results files).
         #[arg(long, value_name = "FILE")]
         report: Option<PathBuf>,
+        /// Run slice I of N of the scenario's browsers, for load from several
+        /// machines (docs/scale-out.md); 1 <= I <= N <= the scenario's
+        /// people. Every shard plans the browsers as one run would (same
+        /// seed, same choices) and drives the people whose number is I-1
+        /// modulo N, each with all of their browsers. Only the scenario's
+        /// `fault_shard` (default 1) applies its faults. `harness merge` adds
+        /// the N results up; `harness analyze` judges the N histories together.
+        #[arg(long, value_name = "I/N", value_parser = Shard::parse)]
+        shard: Option<Shard>,
+        /// Start the load at this moment, in UTC (YYYY-MM-DDTHH:MM:SSZ, e.g.
+        /// `date -u -d '+1 min' +%FT%TZ`), once the stack is up: so shards
+        /// on several machines start together. It must be ahead, by at most
+        /// one hour; a stack still coming up when it passes fails the run.
+        #[arg(long, value_name = "TIME", value_parser = shard::parse_start_at)]
+        start_at: Option<SystemTime>,
     },
     /// Write one self-contained HTML report (no network needed to read it)
     /// from results files: verdicts, the claims matrix, latency, anomalies,
@@ -205,7 +222,8 @@ enum Command {
         output: Option<PathBuf>,
     },
     /// Combine results files made on several machines into one: histograms
-    /// added and percentiles recomputed, counts summed, timelines kept per source.
+    /// added and percentiles recomputed, counts summed, timelines kept per
+    /// source. Shards (`bench --shard`) must be of one scenario, each once.
     Merge {
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -215,9 +233,13 @@ enum Command {
     /// Judge a saved history again (NAME.history.jsonl, from `bench
     /// --history`): the same findings and results document the run made,
     /// from the file alone. Prints the summary table and every anomaly.
+    /// Several files are one scenario's shards (`bench --shard I/N
+    /// --history`), judged together as one run (the fault timeline is the
+    /// fault shard's).
     Analyze {
-        /// The history file.
-        file: PathBuf,
+        /// The history file, or each shard's.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
         /// Write the results document here (as the run wrote it).
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
@@ -344,6 +366,10 @@ fn said_once(error: &anyhow::Error) -> String {
 fn bad_input(error: &anyhow::Error) -> bool {
     error.downcast_ref::<ScenarioError>().is_some()
         || error.downcast_ref::<TopologyError>().is_some()
+        || error.downcast_ref::<ShardError>().is_some()
+        || error
+            .downcast_ref::<harness::analyze::AnalyzeError>()
+            .is_some_and(|e| matches!(e, harness::analyze::AnalyzeError::Shards(_)))
         || error
             .downcast_ref::<results::ResultsError>()
             .is_some_and(results::ResultsError::is_bad_input)
@@ -380,6 +406,8 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             keep,
             history,
             report,
+            shard,
+            start_at,
         } => {
             let (scenario, file) = match scenario {
                 Some(path) => (Scenario::from_file(&path)?, Some(path)),
@@ -394,6 +422,23 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                 &target,
                 scenario.topology.as_ref(),
             )?;
+            if let Some(shard) = shard {
+                shard.check(&scenario.workload)?;
+                if let Some((fault_shard, at)) = &scenario.fault_shard
+                    && *fault_shard > shard.count
+                {
+                    return Err(ShardError::FaultShard {
+                        shard,
+                        fault_shard: *fault_shard,
+                        at: at.to_string(),
+                        count: shard.count,
+                    }
+                    .into());
+                }
+            }
+            if start_at.is_some() && apps.len() > 1 {
+                return Err(ShardError::StartAtWithSeveralApps(apps.len()).into());
+            }
             let instances =
                 scenarios::instances(apps.iter().find_map(instance_count), instances, &scenario);
             for app in &apps {
@@ -410,11 +455,20 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                 apps,
                 instances,
                 out,
-                source: source.unwrap_or_else(|| harness::run::host_facts().hostname),
+                // Two shards on one machine stay two sources in a merge.
+                source: source.unwrap_or_else(|| {
+                    let host = harness::run::host_facts().hostname;
+                    match shard {
+                        Some(shard) => format!("{host}-shard{}of{}", shard.index, shard.count),
+                        None => host,
+                    }
+                }),
                 run_dir,
                 keep,
                 history,
                 witness: None,
+                shard,
+                start_at,
             })
             .await?;
             print!("{}", harness::bench::summary_table(&outcome.results));
@@ -435,17 +489,17 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Analyze {
-            file,
+            files,
             output,
             examples,
             elle,
         } => {
+            let analysis = harness::analyze::analyze_all(&files)?;
             if let Some(path) = elle {
-                let history = harness::history_file::read(&file)?;
                 let out = std::fs::File::create(&path)
                     .with_context(|| format!("creating {}", path.display()))?;
                 let mut out = std::io::BufWriter::new(out);
-                let exported = harness::elle::write(&history, &mut out)
+                let exported = harness::elle::write(&analysis.history, &mut out)
                     .and_then(|e| out.flush().map(|()| e))
                     .with_context(|| format!("writing {}", path.display()))?;
                 println!(
@@ -456,7 +510,6 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                     exported.processes
                 );
             }
-            let analysis = harness::analyze::analyze(&file)?;
             print!(
                 "{}",
                 harness::bench::summary_table(std::slice::from_ref(&analysis.results))
@@ -473,9 +526,19 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                 .iter()
                 .map(|f| Results::read(f))
                 .collect::<Result<Vec<_>, _>>()?;
+            // Checked here too, so a refusal names the files.
+            let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+            results::check_shards(&names, &runs)?;
+            let missing = results::missing_shards(&runs);
             let merged = results::merge(runs)?;
             merged.write(&output)?;
             println!("{} runs merged into {}", files.len(), output.display());
+            if !missing.is_empty() {
+                eprintln!(
+                    "note: shard(s) {} missing: the merged results cover only part of the scenario's browsers",
+                    missing.join(", ")
+                );
+            }
             Ok(())
         }
         Command::Report { files, output } => {

@@ -48,6 +48,9 @@ pub enum ResultsError {
     Histogram(String),
     #[error("nothing to merge")]
     Empty,
+    /// Shards that do not make one scenario's run (see [`check_shards`]).
+    #[error("{0}")]
+    Shards(String),
 }
 
 /// serde_json's message without its trailing " at line L column C" (the
@@ -63,7 +66,10 @@ fn json_reason(error: &serde_json::Error) -> String {
 impl ResultsError {
     /// Whether the user gave a file that is not a readable results file.
     pub fn is_bad_input(&self) -> bool {
-        matches!(self, ResultsError::Read(_) | ResultsError::Json { .. })
+        matches!(
+            self,
+            ResultsError::Read(_) | ResultsError::Json { .. } | ResultsError::Shards(_)
+        )
     }
 }
 
@@ -259,6 +265,26 @@ pub struct Source {
     pub started_at: String,
     pub started_unix_ms: u64,
     pub duration_secs: f64,
+    /// Present when the run was one slice of a scenario (`bench --shard I/N`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<SourceShard>,
+}
+
+/// Which slice of a scenario's browsers a run drove (`bench --shard I/N`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SourceShard {
+    /// I, from 1.
+    pub index: u32,
+    /// N.
+    pub count: u32,
+    /// The one shard that applied the scenario's faults.
+    pub fault_shard: u32,
+}
+
+impl std::fmt::Display for SourceShard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -702,6 +728,21 @@ pub fn schema() -> String {
 /// counts summed, examples pooled (five per family and one of each group),
 /// timelines kept per source.
 pub fn merge(runs: Vec<Results>) -> Result<Results, ResultsError> {
+    let named: Vec<String> = runs
+        .iter()
+        .map(|r| {
+            r.sources
+                .first()
+                .map_or_else(|| "a run".to_owned(), |s| format!("{}'s run", s.name))
+        })
+        .collect();
+    check_shards(&named, &runs)?;
+    // Shards of a remote target all read one IdP's counters, each at its
+    // own end: each count is the whole IdP's, not the shard's, so the
+    // latest (largest) stands for them all instead of their sum.
+    let shared_idp = runs.first().is_some_and(|r| {
+        r.topology.app == AppKind::Remote && r.sources.iter().any(|s| s.shard.is_some())
+    });
     let mut runs = runs.into_iter();
     let mut merged = runs.next().ok_or(ResultsError::Empty)?;
     for run in runs {
@@ -787,13 +828,23 @@ pub fn merge(runs: Vec<Results>) -> Result<Results, ResultsError> {
             _ => None,
         };
         let idp = &mut merged.idp;
-        idp.token_calls += run.idp.token_calls;
-        idp.code_exchanges += run.idp.code_exchanges;
-        idp.refreshes += run.idp.refreshes;
-        idp.failed_token_calls += run.idp.failed_token_calls;
+        if shared_idp {
+            if run.idp.token_calls > idp.token_calls {
+                idp.token_calls = run.idp.token_calls;
+                idp.code_exchanges = run.idp.code_exchanges;
+                idp.refreshes = run.idp.refreshes;
+                idp.failed_token_calls = run.idp.failed_token_calls;
+                idp.refresh_reuse = run.idp.refresh_reuse;
+            }
+        } else {
+            idp.token_calls += run.idp.token_calls;
+            idp.code_exchanges += run.idp.code_exchanges;
+            idp.refreshes += run.idp.refreshes;
+            idp.failed_token_calls += run.idp.failed_token_calls;
+            idp.refresh_reuse += run.idp.refresh_reuse;
+        }
         idp.minimum += run.idp.minimum;
         idp.sessions += run.idp.sessions;
-        idp.refresh_reuse += run.idp.refresh_reuse;
         idp.ratio = ratio(idp.token_calls, idp.minimum);
         let leaks = &mut merged.leaks;
         leaks.live_sessions_at_end += run.leaks.live_sessions_at_end;
@@ -830,6 +881,126 @@ pub fn merge(runs: Vec<Results>) -> Result<Results, ResultsError> {
         .requests
         .sort_by(|a, b| (&a.kind, &a.instance).cmp(&(&b.kind, &b.instance)));
     Ok(merged)
+}
+
+/// Refuses results that are not shards of one scenario's run, each once:
+/// a shard beside a whole run, shards of different cuts (`1/2` and `1/3`),
+/// one shard twice, or shards of different scenarios (seed, workload,
+/// faults, instances, app, fault shard). `names` names each run in the
+/// message (its file). Results without shards pass: runs of one scenario
+/// on several machines, each whole, merge as they always have.
+pub fn check_shards(names: &[String], runs: &[Results]) -> Result<(), ResultsError> {
+    // Each source of each run: a merged file of shards carries several.
+    let mut seen: Vec<(usize, Option<SourceShard>)> = Vec::new();
+    for (i, run) in runs.iter().enumerate() {
+        for source in &run.sources {
+            seen.push((i, source.shard));
+        }
+    }
+    let name = |i: usize| names.get(i).map_or("a run", String::as_str);
+    let Some(&(first, first_shard)) = seen.first() else {
+        return Ok(());
+    };
+    let fail = |message: String| Err(ResultsError::Shards(message));
+    for &(i, shard) in &seen[1..] {
+        match (first_shard, shard) {
+            (None, None) => {}
+            (Some(a), None) | (None, Some(a)) => {
+                let (sharded, whole) = if first_shard.is_some() {
+                    (first, i)
+                } else {
+                    (i, first)
+                };
+                return fail(format!(
+                    "{} is shard {a} of a scenario and {} a whole run: merge the shards of one run together, and whole runs together",
+                    name(sharded),
+                    name(whole)
+                ));
+            }
+            (Some(a), Some(b)) if a.count != b.count => {
+                return fail(format!(
+                    "{} is shard {a} and {} shard {b}: shards of one run are cut the same way (the same N)",
+                    name(first),
+                    name(i)
+                ));
+            }
+            (Some(a), Some(b)) if a.fault_shard != b.fault_shard => {
+                return fail(format!(
+                    "{} had shard {} apply the faults and {} shard {}: not one run's shards",
+                    name(first),
+                    a.fault_shard,
+                    name(i),
+                    b.fault_shard
+                ));
+            }
+            _ => {}
+        }
+    }
+    if first_shard.is_none() {
+        return Ok(());
+    }
+    for (k, &(i, a)) in seen.iter().enumerate() {
+        if let Some(&(j, _)) = seen[..k].iter().find(|(_, b)| *b == a) {
+            let shard = a.map(|a| a.to_string()).unwrap_or_default();
+            return fail(if i == j {
+                format!("{} holds shard {shard} twice", name(i))
+            } else {
+                format!(
+                    "{} and {} are both shard {shard}: each shard's results are merged once",
+                    name(j),
+                    name(i)
+                )
+            });
+        }
+    }
+    let base = &runs[first];
+    for (i, run) in runs.iter().enumerate() {
+        let differs = if run.scenario.seed != base.scenario.seed {
+            Some(format!(
+                "seed {} against {}",
+                base.scenario.seed, run.scenario.seed
+            ))
+        } else if run.scenario.workload != base.scenario.workload {
+            Some("their workloads differ".to_owned())
+        } else if run.scenario.faults != base.scenario.faults {
+            Some("their faults differ".to_owned())
+        } else if run.scenario.instances != base.scenario.instances {
+            Some(format!(
+                "{} instances against {}",
+                base.scenario.instances, run.scenario.instances
+            ))
+        } else if run.topology.name != base.topology.name {
+            Some(format!(
+                "app {} against {}",
+                base.topology.name, run.topology.name
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = differs {
+            return fail(format!(
+                "{} and {} are shards of different scenarios ({why}): only one scenario's shards merge",
+                name(first),
+                name(i)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The shards of `count` that none of `runs` holds (empty when they are whole runs).
+pub fn missing_shards(runs: &[Results]) -> Vec<String> {
+    let shards: Vec<SourceShard> = runs
+        .iter()
+        .flat_map(|r| r.sources.iter().filter_map(|s| s.shard))
+        .collect();
+    let Some(count) = shards.first().map(|s| s.count) else {
+        return Vec::new();
+    };
+    (1..=count)
+        .filter(|index| !shards.iter().any(|s| s.index == *index))
+        .map(|index| format!("{index}/{count}"))
+        .collect()
 }
 
 /// `from`'s groups added into `into`'s, group by group.

@@ -9,7 +9,7 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
 use tokio::time::Instant;
@@ -27,12 +27,14 @@ use crate::load::latency::Latencies;
 use crate::load::{self, LoadError};
 use crate::progress::{Figures, Progress};
 use crate::reference::{self, Prober};
-use crate::results::{AppKind, HarnessInfo, HostFacts, Results, TopologyInfo};
+use crate::results::{AppKind, HarnessInfo, HostFacts, Results, SourceShard, TopologyInfo};
 use crate::run_folder::RunFolder;
 use crate::sample::{Place, Sampler};
 use crate::scenario::Scenario;
+use crate::scenario::faults::FaultSchedule;
 use crate::scenario::workload::Workload;
 use crate::scenario::workload::person_name;
+use crate::shard::Shard;
 use crate::stage::StageError;
 use crate::stage::stack::{Stack, StackSpec};
 use crate::stage::target::{AppUnderTest, ContractSettings};
@@ -56,6 +58,11 @@ pub struct RunPlan {
     /// A test hook: told every cookie and credential the browsers are
     /// handed, for a test to look for in what the run wrote.
     pub witness: Option<contract::Witness>,
+    /// `--shard I/N`: drive only this slice of the browsers; the faults
+    /// only when it is the scenario's fault shard.
+    pub shard: Option<Shard>,
+    /// `--start-at`: the moment the load starts, once the stage is up.
+    pub start_at: Option<SystemTime>,
 }
 
 /// Why a run could not be made.
@@ -87,7 +94,12 @@ pub async fn run(
     stop: &mut (impl Future<Output = ()> + Unpin),
 ) -> Result<Outcome, RunError> {
     let workload = &plan.scenario.workload;
-    let schedule = plan.scenario.faults.for_app(&plan.app);
+    // One shard applies the faults (the scenario's `fault_shard`, else 1):
+    // N shards each restarting Redis would be N faults, not the scenario's.
+    let schedule = match plan.shard {
+        Some(shard) if shard.index != plan.scenario.fault_shard() => FaultSchedule::default(),
+        _ => plan.scenario.faults.for_app(&plan.app),
+    };
     let folder = RunFolder::new(plan.run_dir.clone())?;
     let spec = StackSpec {
         app: plan.app.clone(),
@@ -124,6 +136,9 @@ pub async fn run(
     // The stores before any browser: what each run's store figures grow from.
     let empty = Sampler::new(place.clone()).sample(0).await;
 
+    if let Some(at) = plan.start_at {
+        wait_for_start(at, stop).await?;
+    }
     let cpu_at_start = place.cpu.read();
     let start = Instant::now();
     let started_unix_ms = unix_ms();
@@ -145,6 +160,9 @@ pub async fn run(
     )
     .map_err(RunError::Setup)?;
     shared.renewal_offset = contract.renewal_offset;
+    if let Some(shard) = plan.shard {
+        shared.set_shard(shard);
+    }
     // A launched app signs in over HTTPS (MSAL insists), so the browsers
     // trust the IdP's own CA.
     if let Some(ca) = stack.idp_listeners.as_ref().and_then(|l| l.ca_file()) {
@@ -397,6 +415,11 @@ pub async fn run(
         look,
         leftovers,
         cpu: Some(cpu),
+        shard: plan.shard.map(|shard| SourceShard {
+            index: shard.index,
+            count: shard.count,
+            fault_shard: plan.scenario.fault_shard(),
+        }),
     };
     let Judged { results, .. } = judge::judge(&facts, &history);
     Ok(Outcome {
@@ -405,6 +428,32 @@ pub async fn run(
         history,
         facts,
     })
+}
+
+/// Sleeps until `at` (`--start-at`); a moment already gone by more than a
+/// second is refused, as the shards would not start together.
+async fn wait_for_start(
+    at: SystemTime,
+    stop: &mut (impl Future<Output = ()> + Unpin),
+) -> Result<(), RunError> {
+    let when = crate::scenario::time::rfc3339(
+        at.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+    );
+    match at.duration_since(SystemTime::now()) {
+        Ok(wait) => {
+            eprintln!("waiting {:.1} s for --start-at {when}", wait.as_secs_f64());
+            tokio::select! {
+                () = tokio::time::sleep(wait) => Ok(()),
+                () = &mut *stop => Err(RunError::InterruptedEarly),
+            }
+        }
+        Err(late) if late.duration() > Duration::from_secs(1) => Err(RunError::Setup(format!(
+            "--start-at {when} passed {:.1} s before the stage was ready, so this shard would start after the others: give a later moment (bring-up took longer than the time left)",
+            late.duration().as_secs_f64()
+        ))),
+        Err(_) => Ok(()),
+    }
 }
 
 /// The `[[faults]]` entries as the results list them, each said skipped
@@ -553,7 +602,7 @@ fn serde_name<T: serde::Serialize>(value: &T) -> String {
 }
 
 fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
+    SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)

@@ -35,6 +35,8 @@ async fn no_cookie_or_credential_the_browsers_held_reaches_results_history_or_re
         keep: false,
         history: true,
         witness: Some(witness.clone()),
+        shard: None,
+        start_at: None,
     })
     .await
     .expect("the smoke run");

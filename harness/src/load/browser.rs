@@ -20,6 +20,7 @@ use crate::history::{
     BrowserId, BrowserInfo, Event, NoAnswer, Observed, Outcome, Recorder, Request,
 };
 use crate::scenario::workload::{Action, Workload, person_name};
+use crate::shard::{self, Shard};
 
 /// Resources `/data/{resource}` is asked for; the app spreads them over
 /// scope sets, each another token per session.
@@ -62,6 +63,9 @@ pub struct Shared {
     /// How long before its expiry the app renews an access token (the
     /// reference app's flag, or a target's file): when a race's refresh is due.
     pub renewal_offset: Duration,
+    /// Under `--shard I/N`: the slice, and the single run's browser numbers
+    /// (slots) it runs, in the order goose starts its users.
+    shard: Option<(Shard, Vec<usize>)>,
     mix: WeightedIndex<u32>,
     actions: Vec<Action>,
 }
@@ -93,6 +97,7 @@ impl Shared {
             seed,
             start,
             labels: Arc::new(Labels::new()),
+            shard: None,
             mix,
             actions,
         })
@@ -100,6 +105,37 @@ impl Shared {
 
     fn elapsed(&self) -> u64 {
         self.start.elapsed().as_micros() as u64
+    }
+
+    /// Runs only `shard`'s slice of the browsers.
+    pub fn set_shard(&mut self, shard: Shard) {
+        self.shard = Some((shard, shard.slots(&self.workload)));
+    }
+
+    /// Goose's test plan: the workload's, or the shard's part of it.
+    pub fn test_plan(&self) -> String {
+        match &self.shard {
+            Some((shard, _)) => shard.test_plan(&self.workload),
+            None => self.workload.test_plan(),
+        }
+    }
+
+    /// The single run's browser number of goose user `user`.
+    fn slot(&self, user: usize) -> usize {
+        match &self.shard {
+            Some((_, slots)) => shard::slot_of(slots, self.workload.browsers(), user),
+            None => user,
+        }
+    }
+
+    /// What this process's browsers put before their cart items' numbers
+    /// besides `b7-`: under a shard, `s2` (browser ids are per process, so
+    /// `b7` alone would name a browser in each shard).
+    fn item_prefix(&self) -> String {
+        match &self.shard {
+            Some((shard, _)) => format!("s{}", shard.index),
+            None => String::new(),
+        }
     }
 }
 
@@ -125,12 +161,17 @@ pub struct SimBrowser {
     profile_due: Option<f64>,
     /// The session cookie held before the last logout, to be sent once more
     /// when the instant comes: (browser that held it, cookie, when).
-    replay: Option<(BrowserId, String, Instant)>,
+    /// The instance it goes to is drawn with the delay, at the logout: a
+    /// draw when it fires would fall between other draws at a moment set by
+    /// timing, and the browser's later choices would differ run to run.
+    replay: Option<(BrowserId, String, Instant, usize)>,
 }
 
 impl SimBrowser {
-    /// Browser number `slot` of the run: person `slot / per_person`.
-    pub fn new(shared: &Shared, slot: usize) -> Self {
+    /// Goose user number `user`: browser number `slot` of a single run
+    /// (the same under a shard), person `slot / per_person`.
+    pub fn new(shared: &Shared, user: usize) -> Self {
+        let slot = shared.slot(user);
         let person = slot / shared.workload.browsers_per_person.get();
         let user = person_name(person);
         let id = shared.recorder.browser(BrowserInfo {
@@ -172,10 +213,10 @@ impl SimBrowser {
         if self
             .replay
             .as_ref()
-            .is_some_and(|(_, _, due)| *due <= Instant::now())
-            && let Some((id, cookie, _)) = self.replay.take()
+            .is_some_and(|(_, _, due, _)| *due <= Instant::now())
+            && let Some((id, cookie, _, target)) = self.replay.take()
         {
-            self.replay(shared, id, &cookie).await;
+            self.replay(shared, id, &cookie, target).await;
         }
         if self.signed_out {
             self.sign_in(shared).await;
@@ -234,7 +275,8 @@ impl SimBrowser {
                 if let (true, Some(cookie)) = (outcome.ok(), cookie) {
                     let (least, most) = REPLAY_AFTER;
                     let after = least + (most - least).mul_f64(self.rng.random::<f64>());
-                    self.replay = Some((self.id, cookie, Instant::now() + after));
+                    let target = self.rng.random_range(0..shared.instances.len());
+                    self.replay = Some((self.id, cookie, Instant::now() + after, target));
                 }
                 self.sign_in(shared).await;
             }
@@ -278,8 +320,7 @@ impl SimBrowser {
 
     /// The cookie held before a logout, alone in a jar of its own, on an
     /// instance drawn at random: it must not be answered as signed in.
-    async fn replay(&mut self, shared: &Shared, id: BrowserId, cookie: &str) {
-        let target = self.rng.random_range(0..shared.instances.len());
+    async fn replay(&mut self, shared: &Shared, id: BrowserId, cookie: &str, target: usize) {
         let old = Browser::new(&shared.http, shared.workload.request_timeout);
         let set = format!("{}={cookie}; Path=/", shared.session_cookie);
         if old.set_cookie(&shared.instances[target].base, &set).is_ok() {
@@ -431,13 +472,15 @@ async fn exchange(
             token(r, &shared.labels)
         }),
         Request::CartWrite { item } => {
-            let own = format!("{id}-");
+            let shard = shared.item_prefix();
+            let own = format!("{shard}{id}-");
             let answer = browser.add_to_cart(base, &format!("{own}{item}")).await;
-            answered(answer, |cart| items(cart, &own))
+            answered(answer, |cart| items(cart, &own, &shard))
         }
         Request::CartRead | Request::Replay => {
-            let own = format!("{id}-");
-            answered(browser.cart(base).await, |cart| items(cart, &own))
+            let shard = shared.item_prefix();
+            let own = format!("{shard}{id}-");
+            answered(browser.cart(base).await, |cart| items(cart, &own, &shard))
         }
         Request::Logout => answered(browser.logout(base).await, |out| Observed::LoggedOut {
             idp_session_ended: out.idp_session_ended,
@@ -526,7 +569,11 @@ fn token(reply: &contract::ProfileReply, labels: &Labels) -> Observed {
 }
 
 /// This browser's item numbers in the cart, and how many are not its own.
-fn items(cart: &contract::CartReply, own: &str) -> Observed {
+/// Items of this process's other browsers are named as `b7-3` (the history's
+/// browser ids); under a shard they carry the shard (`s2b7-3`), which is
+/// dropped for this shard's own and kept for another's, so `analyze` of
+/// several shards can tell whose they are.
+fn items(cart: &contract::CartReply, own: &str, shard: &str) -> Observed {
     let mut items = Vec::with_capacity(cart.items.len());
     let mut foreign = 0;
     let mut others = Vec::new();
@@ -536,7 +583,10 @@ fn items(cart: &contract::CartReply, own: &str) -> Observed {
             None => {
                 foreign += 1;
                 if others.len() < OTHERS_NAMED {
-                    others.push(item.clone());
+                    let local = item
+                        .strip_prefix(shard)
+                        .filter(|rest| !shard.is_empty() && rest.starts_with('b'));
+                    others.push(local.map_or_else(|| item.clone(), str::to_owned));
                 }
             }
         }

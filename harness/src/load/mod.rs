@@ -115,7 +115,7 @@ pub async fn drive(shared: Arc<Shared>) -> Result<(), LoadError> {
         // Requests go through the contract's browser; goose keeps one idle client.
         .set_client_builder_without_cookies(GooseClientBuilder::new().without_cookies())?
         .set_default(GooseDefault::Host, host.as_str())?
-        .set_default(GooseDefault::TestPlan, shared.workload.test_plan().as_str())?
+        .set_default(GooseDefault::TestPlan, shared.test_plan().as_str())?
         .set_default(GooseDefault::NoTelnet, true)?
         .set_default(GooseDefault::NoMetrics, true)?
         .set_default(GooseDefault::NoPrintMetrics, true)?

@@ -18,6 +18,7 @@
 //! topology = "option4"     # a preset, or a table as `--topology-file` takes
 //! instances = 2
 //! seed = 7                 # the same file makes the same choices
+//! fault_shard = 1          # under `bench --shard I/N`, the one shard that applies the faults
 //! [browsers]               # see `workload`
 //! [load]
 //! [mix]
@@ -58,6 +59,16 @@ pub struct Scenario {
     pub seed: u64,
     pub workload: Workload,
     pub faults: FaultSchedule,
+    /// Under `bench --shard`, the shard that applies the faults (default 1),
+    /// and where the file says so.
+    pub fault_shard: Option<(u32, Position)>,
+}
+
+impl Scenario {
+    /// The shard that applies the faults: the file's `fault_shard`, else 1.
+    pub fn fault_shard(&self) -> u32 {
+        self.fault_shard.as_ref().map_or(1, |(shard, _)| *shard)
+    }
 }
 
 /// The file as written, every entry with its place.
@@ -68,6 +79,7 @@ struct RawScenario {
     topology: Option<Spanned<toml::Value>>,
     instances: Option<Spanned<usize>>,
     seed: Option<u64>,
+    fault_shard: Option<Spanned<u32>>,
     browsers: Option<Spanned<RawBrowsers>>,
     load: Option<Spanned<RawLoad>>,
     mix: Option<Spanned<RawMix>>,
@@ -206,6 +218,16 @@ impl Scenario {
                 Some(at_least_one)
             }
         };
+        let fault_shard = match raw.fault_shard {
+            None => None,
+            Some(shard) if *shard.get_ref() == 0 => {
+                return Err(source.error(
+                    &shard.span(),
+                    "`fault_shard` counts from 1: the shard (of `bench --shard I/N`) that applies the faults",
+                ));
+            }
+            Some(shard) => Some((*shard.get_ref(), source.position(shard.span().start))),
+        };
         let workload = RawWorkload {
             browsers: raw.browsers,
             load: raw.load,
@@ -229,6 +251,7 @@ impl Scenario {
             seed: raw.seed.unwrap_or(0),
             workload,
             faults: FaultSchedule { faults },
+            fault_shard,
         };
         if let Some(instances) = scenario.instances {
             scenario.faults.check_instances(instances)?;

@@ -1,5 +1,6 @@
 //! Durations as scenario files write them (`"500ms"`, `"5s"`, `"2m"`), bounded
-//! so that no point of a run's timeline can overflow.
+//! so that no point of a run's timeline can overflow; and UTC moments as
+//! results and `--start-at` write them.
 
 use std::fmt;
 use std::time::Duration;
@@ -42,6 +43,29 @@ impl Visitor<'_> for OffsetVisitor {
         }
         Ok(Offset(duration))
     }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` of Unix milliseconds (UTC).
+pub fn rfc3339(unix_ms: u64) -> String {
+    let secs = unix_ms / 1000;
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
 }
 
 #[cfg(test)]

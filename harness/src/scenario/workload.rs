@@ -336,11 +336,12 @@ impl Workload {
     }
 
     /// The bytes of [`Self::cart_items_bound`] items as the browsers name
-    /// them (`b{browser}-{n}`, a browser number of up to 10 digits).
+    /// them (`b{browser}-{n}`, a browser number of up to 10 digits, and
+    /// under `bench --shard` an `s{shard}` of up to 6 bytes before it).
     pub fn cart_bytes_bound(&self) -> Option<u64> {
         self.cart_items_bound().map(|items| {
             let digits = u64::from(items.max(1).ilog10() + 1);
-            items.saturating_mul(2 + 10 + digits)
+            items.saturating_mul(2 + 10 + 6 + digits)
         })
     }
 
