@@ -23,9 +23,9 @@ use crate::cpu::{CpuMeter, CpuSample};
 use crate::history::{self, History, Micros};
 use crate::load::latency::Latencies;
 use crate::results::{
-    self, AnomalyGroup, AnomalyReport, CpuUse, Example, LossCause, NO_WINDOW, HarnessInfo, HostFacts, IdpCalls, Leaks, Percentiles,
-    ReferenceSeries, RequestSeries, Results, ScenarioInfo, SecondStats, Source, Timeline,
-    TopologyInfo, Unchecked, WorkloadInfo,
+    self, AnomalyGroup, AnomalyReport, CpuUse, Example, HarnessInfo, HostFacts, IdpCalls, Leaks,
+    LossCause, NO_WINDOW, Percentiles, ReferenceSeries, RequestSeries, Results, ScenarioInfo,
+    SecondStats, Source, Timeline, TopologyInfo, Unchecked, WorkloadInfo,
 };
 use crate::sample::Sample;
 use crate::scenario::workload::Workload;

@@ -376,7 +376,10 @@ fn cpu_per_1k_requests_is_shown_beside_latency_and_never_judged() {
     with_cpu(&mut current, 3.0, 1.5, 0.75);
     let output = compare(dir.path(), &base, &current, &[]);
     let text = stdout(&output);
-    assert!(output.status.success(), "three times the CPU fails nothing:\n{text}");
+    assert!(
+        output.status.success(),
+        "three times the CPU fails nothing:\n{text}"
+    );
     let requests = base.cpu.as_ref().expect("set").requests as f64;
     let app = row(&text, "CPU ms per 1k requests: app ");
     assert!(
