@@ -7,7 +7,7 @@
 //! one refresh) -> [`tokencache::placement`] (where the cache lives) ->
 //! [`store`] (Redis/Postgres/...), and [`idp_client`] for the refresh and the
 //! API call; the reply is a [`contract`] type.
-//! - [`web`]: the HTTP surface (DESIGN.md's observable contract), thin handlers.
+//! - [`web`]: the HTTP surface (the observable contract, docs/architecture.md), thin handlers.
 //! - [`tokencache`]: acquisition (acquire-silent, single-flight refresh) and
 //!   the four placements behind MSAL's cache-access hooks.
 //! - [`msal_model`]: MSAL's cache model (accounts, ID, access and refresh

@@ -80,7 +80,8 @@ impl Topology {
     /// The names of the four options.
     pub const PRESETS: [&'static str; 4] = ["option1", "option2", "option3", "option4"];
 
-    /// The four options of SEED.md, as DESIGN.md's table defines them.
+    /// The four options of the seed, as docs/architecture.md ("The four
+    /// topologies") describes them.
     pub fn preset(name: &str) -> Option<Self> {
         let (session_backend, token_cache, encrypt, concurrency) = match name {
             "option1" => (

@@ -1,6 +1,6 @@
 //! The observable contract between the harness and any app under test
-//! (DESIGN.md, "The app's observable contract"): the replies, the header
-//! names, and a browser that speaks it.
+//! (docs/architecture.md, "The contract between harness and app"): the
+//! replies, the header names, and a browser that speaks it.
 //!
 //! The reference app produces its replies from these types and the harness
 //! reads every app's replies with them, so an external app that speaks the

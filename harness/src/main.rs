@@ -247,7 +247,7 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         examples: usize,
         /// Also write the cart requests as Elle's list-append history (EDN),
-        /// for `elle-cli --model list-append` (see README).
+        /// for `elle-cli --model list-append` (see docs/how-a-run-works.md).
         #[arg(long, value_name = "FILE")]
         elle: Option<PathBuf>,
     },

@@ -1,6 +1,6 @@
-//! The checker on hand-written histories: each anomaly of DESIGN.md's table
-//! is found with the events that prove it, and indeterminate outcomes
-//! (timeouts, lost connections, 5xx) never are.
+//! The checker on hand-written histories: each anomaly family
+//! (docs/architecture.md, "Anomalies") is found with the events that prove
+//! it, and indeterminate outcomes (timeouts, lost connections, 5xx) never are.
 
 use std::collections::HashMap;
 use std::time::Duration;

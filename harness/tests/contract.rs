@@ -1,6 +1,6 @@
 //! The reference app, run as the harness runs it (a child process), answers
-//! every endpoint of DESIGN.md's observable contract with the contract's
-//! types, and the headers the checker reads are on every response.
+//! every endpoint of the observable contract (docs/architecture.md) with the
+//! contract's types, and the headers the checker reads are on every response.
 
 use contract::{ErrorCode, TokenSource};
 

@@ -7,7 +7,8 @@
 //!
 //! # Layout
 //! - [`config`]: clients, users, lifetimes and policies (TOML, with defaults).
-//! - [`server`]: the router, the HTTP and HTTPS listeners, the issuer per listener.
+//! - [`server`]: the router, the HTTP and HTTPS listeners.
+//! - [`issuer`]: the issuer each listener reports, and which issuers it serves.
 //! - [`endpoints`]: one module per endpoint; [`endpoints::entra`] serves them in Entra ID's URL shapes.
 //! - [`grants`]: codes, refresh-token families, IdP sessions (in memory).
 //! - [`tokens`], [`keys`]: token claims, signing and verification.
@@ -21,6 +22,7 @@ pub mod config;
 pub mod endpoints;
 pub mod faults;
 pub mod grants;
+pub mod issuer;
 pub mod keys;
 pub mod limits;
 pub mod oauth_error;

@@ -21,7 +21,8 @@ function read(env = process.env) {
     instanceId: env.INSTANCE_ID || `express-${port}`,
     authority,
     // MSAL asks login.microsoftonline.com about any host it does not know,
-    // unless the host is listed here (README "Point your own MSAL app at it").
+    // unless the host is listed here (mock-idp/README.md, "Point your own MSAL
+    // app at it").
     knownAuthority: new URL(authority).host,
     apiUrl: env.IDP_API_URL || `${idpOrigin}/api/me`,
     apiAudience: (env.API_AUDIENCE || "api://mock-api").replace(/\/+$/, ""),

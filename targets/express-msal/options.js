@@ -1,5 +1,6 @@
-// The four configurations (SEED.md's options, DESIGN.md's topologies): for
-// each, the express-session store, the MSAL client a request uses (with its
+// The four configurations (the seed's options, the topologies of
+// docs/architecture.md, "The four topologies"): for each, the
+// express-session store, the MSAL client a request uses (with its
 // cache plugin, if any), what logout does to the tokens, and what /metrics
 // can count.
 

@@ -3,7 +3,8 @@
 //! the run comes in as data too.
 //!
 //! # Layout
-//! One file per family of DESIGN.md's anomaly table:
+//! One file per anomaly family (docs/architecture.md, "Anomalies"; how each
+//! is found: docs/how-a-run-works.md, "The checker"):
 //! - [`sessions`] finds session-loss.
 //! - [`cart`] finds lost-update and stale-read (set-full semantics; the
 //!   session guarantees as facets).
@@ -39,7 +40,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::history::{BrowserId, Event, History, Micros, Request};
 
-/// The anomaly families of DESIGN.md.
+/// The anomaly families (docs/architecture.md, "Anomalies").
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
 )]

@@ -7,7 +7,7 @@ use std::fmt;
 
 /// Every browser costs the harness about this much, the history of its
 /// requests included: 10,000 browsers held a minute peaked at 334 MiB of
-/// harness RSS (README, `driver_scale`), 2,000 at 63 MiB.
+/// harness RSS (docs/benchmarks.md, `driver_scale`), 2,000 at 63 MiB.
 pub const BYTES_PER_BROWSER: u64 = 34 << 10;
 
 /// The harness with no browser: its runtimes, the sampler, the stage.

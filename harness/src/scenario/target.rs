@@ -1,30 +1,13 @@
 //! Target files (`targets/NAME.toml`): an app the harness did not build,
-//! speaking DESIGN.md's observable contract. Either how to start it (a
-//! command, its folder and environment, with placeholders the harness fills
-//! per instance), or the base URLs of instances running elsewhere. Read with
-//! every mistake at its `file:line:column`, as scenario files are.
+//! speaking the observable contract (docs/architecture.md, "The contract
+//! between harness and app"). Either how to start it (a command, its folder
+//! and environment, with placeholders the harness fills per instance), or
+//! the base URLs of instances running elsewhere. Read with every mistake at
+//! its `file:line:column`, as scenario files are.
 //!
-//! ```toml
-//! name = "express-msal-option4"
-//! command = ["node", "server.js"]
-//! workdir = "."                  # relative to this file
-//! install = ["npm", "ci"]        # run once before the first instance starts
-//! ready = "/healthz"
-//! stores = ["redis", "postgres"]
-//! renewal_offset = "300s"        # how early the app renews a token (MSAL: 300 s)
-//! models = "option4"             # the reference topology it implements, for side-by-side reports
-//! [env]
-//! PORT = "{port}"
-//! REDIS_URL = "{redis_url}"
-//! ```
-//!
-//! or, for instances already running (signing in with a mock IdP):
-//!
-//! ```toml
-//! name = "staging"
-//! instances = ["http://10.0.0.5:8080", "http://10.0.0.6:8080"]
-//! idp = "http://10.0.0.9:9400"
-//! ```
+//! The format (every key, the placeholders, examples) is described once, in
+//! docs/targets.md; keep that page in step with `RawTarget` below and
+//! [`crate::stage::target::PLACEHOLDERS`].
 
 use std::collections::BTreeMap;
 use std::ops::Range;

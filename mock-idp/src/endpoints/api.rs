@@ -11,8 +11,8 @@ use serde_json::json;
 use super::bearer_token;
 use crate::Idp;
 use crate::config::EndedSessionPolicy;
+use crate::issuer::{Issuer, serves_issuer};
 use crate::oauth_error::{ErrorCode, OAuthError};
-use crate::server::{Issuer, serves_issuer};
 use crate::tokens::AccessClaims;
 
 /// `GET /api/me`

@@ -5,8 +5,8 @@ use axum::extract::State;
 use serde_json::{Value, json};
 
 use crate::Idp;
+use crate::issuer::Issuer;
 use crate::scope::OIDC_SCOPES;
-use crate::server::Issuer;
 
 /// What a discovery document names: the issuer and where each endpoint is.
 pub struct Endpoints {

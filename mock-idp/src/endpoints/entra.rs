@@ -21,8 +21,8 @@ use serde_json::Value;
 use super::discovery::{Endpoints, document};
 use super::{authorize, discovery, logout, token};
 use crate::Idp;
+use crate::issuer::Issuer;
 use crate::oauth_error::{ErrorCode, OAuthError};
-use crate::server::Issuer;
 
 /// The tenant an Entra-shaped path names, checked, with the URLs it implies.
 pub struct Tenant {

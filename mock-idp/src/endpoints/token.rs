@@ -15,9 +15,9 @@ use super::Params;
 use crate::Idp;
 use crate::config::{ClientConfig, GrantType};
 use crate::grants::{Family, RefreshRefusal};
+use crate::issuer::Issuer;
 use crate::oauth_error::{ErrorCode, OAuthError};
 use crate::scope::Scopes;
-use crate::server::Issuer;
 use crate::tokens::{AccessClaims, IdClaims, client_info};
 
 /// `POST /token`

@@ -9,8 +9,8 @@ use serde_json::json;
 use super::api::verified_live_token;
 use super::bearer_token;
 use crate::Idp;
+use crate::issuer::Issuer;
 use crate::oauth_error::{ErrorCode, OAuthError};
-use crate::server::Issuer;
 
 /// `GET` or `POST /userinfo`
 pub async fn userinfo(
