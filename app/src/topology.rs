@@ -77,6 +77,9 @@ pub enum TopologyError {
 }
 
 impl Topology {
+    /// The largest topology file read (a real one is a few hundred bytes).
+    pub const MAX_FILE_BYTES: u64 = 64 * 1024;
+
     /// The names of the four options.
     pub const PRESETS: [&'static str; 4] = ["option1", "option2", "option3", "option4"];
 
@@ -125,11 +128,33 @@ impl Topology {
     }
 
     /// A custom topology from a TOML file; errors name the file, line and column.
+    /// Only a regular file of at most [`Self::MAX_FILE_BYTES`] is read: a FIFO
+    /// would hang the start, `/dev/zero` would read until memory runs out.
     pub fn from_file(path: &Path) -> Result<Self, TopologyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Read {
+        use std::io::Read;
+        let read_error = |source| TopologyError::Read {
             path: path.to_owned(),
             source,
-        })?;
+        };
+        let refuse = |why: String| read_error(std::io::Error::other(why));
+        // stat does not block on a FIFO, as opening one would.
+        let metadata = std::fs::metadata(path).map_err(read_error)?;
+        if !metadata.is_file() {
+            return Err(refuse("not a regular file".into()));
+        }
+        if metadata.len() > Self::MAX_FILE_BYTES {
+            return Err(refuse(format!(
+                "{} bytes; a topology file is at most {} bytes",
+                metadata.len(),
+                Self::MAX_FILE_BYTES
+            )));
+        }
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .map_err(read_error)?
+            .take(Self::MAX_FILE_BYTES)
+            .read_to_string(&mut text)
+            .map_err(read_error)?;
         toml::from_str(&text).map_err(|e| TopologyError::Invalid {
             path: path.to_owned(),
             message: e.to_string(),
@@ -305,6 +330,35 @@ impl Topology {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_topology_file_that_is_no_regular_file_or_too_big_is_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let fifo = dir.path().join("fifo.toml");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success());
+        // Returns at once (a read would block forever on a FIFO nobody writes).
+        let error = Topology::from_file(&fifo).expect_err("a FIFO").to_string();
+        assert!(error.contains("not a regular file"), "{error}");
+        let error = Topology::from_file(Path::new("/dev/zero"))
+            .expect_err("a device")
+            .to_string();
+        assert!(error.contains("not a regular file"), "{error}");
+        let big = dir.path().join("big.toml");
+        std::fs::write(&big, "#".repeat(Topology::MAX_FILE_BYTES as usize + 1)).expect("write");
+        let error = Topology::from_file(&big).expect_err("too big").to_string();
+        assert!(error.contains("at most 65536 bytes"), "{error}");
+        let fine = dir.path().join("fine.toml");
+        std::fs::write(&fine, Topology::named("option4").expect("preset").to_toml())
+            .expect("write");
+        assert_eq!(
+            Topology::from_file(&fine).expect("reads"),
+            Topology::named("option4").expect("preset")
+        );
+    }
 
     #[test]
     fn presets_match_the_design_table() {
