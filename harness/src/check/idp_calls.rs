@@ -102,8 +102,12 @@ pub fn check(history: &History, by_browser: &[Vec<usize>], settings: &Settings) 
                 continue;
             }
             let scopes = scope_set(observed);
-            let when = unix(settings, event.invoked);
-            // Extra only when the cached token was clearly still good, and
+            let when = unix(settings, event.completed);
+            // The app decided to refresh somewhere between the request's
+            // invocation and its answer; a slow request (one waiting out a
+            // store timeout) may have found the token due only late. So the
+            // latest moment counts: extra only when the cached token was
+            // clearly still good when the answer came, and
             // was not this refresh's own token (shown first by a concurrent
             // request that waited for this refresh).
             if *source == TokenSource::Refresh
@@ -138,9 +142,9 @@ fn extra(history: &History, event: &Event, index: usize, good: &Cached, when: f6
         browser: event.browser,
         at: event.completed,
         summary: format!(
-            "{} refreshed at {} although the token it used at {} was good for {:.0} s more",
+            "{} refreshed by {} although the token it used at {} was good for {:.0} s more",
             event.browser,
-            secs(event.invoked),
+            secs(event.completed),
             secs(shown.invoked),
             good.until - when
         ),
