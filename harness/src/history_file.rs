@@ -98,6 +98,14 @@ pub fn read_run(path: &Path) -> Result<(History, Option<RunFacts>), HistoryFileE
         path: shown.clone(),
         source,
     };
+    // Streamed line by line (a history can be far larger than any other
+    // input), so no size cap; but only a regular file: a FIFO would hang the
+    // read and `/dev/zero` would grow one endless line. stat does not block.
+    if !std::fs::metadata(path).map_err(io)?.is_file() {
+        return Err(io(std::io::Error::other(
+            "not a regular file (a history is a .history.jsonl file)",
+        )));
+    }
     let reader = std::io::BufReader::new(std::fs::File::open(path).map_err(io)?);
     let mut lines = reader.lines().enumerate();
     let parse_error = |line: usize| {
@@ -130,6 +138,17 @@ pub fn read_run(path: &Path) -> Result<(History, Option<RunFacts>), HistoryFileE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_history_that_is_no_regular_file_is_refused_at_once() {
+        let error = read(Path::new("/dev/zero"))
+            .expect_err("a device")
+            .to_string();
+        assert!(error.contains("not a regular file"), "{error}");
+        let dir = tempfile::tempdir().expect("dir");
+        let error = read(dir.path()).expect_err("a folder").to_string();
+        assert!(error.contains("not a regular file"), "{error}");
+    }
     use crate::history::{BrowserId, NoAnswer, Outcome, Request};
 
     fn sample() -> History {

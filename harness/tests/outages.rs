@@ -568,7 +568,7 @@ fn option4_overlapping_faults_scenario_shows_no_anomaly() {
     // Every other family, and every other facet of extra-idp-calls, is zero.
     let reuse = |r: &harness::results::AnomalyReport| {
         r.facets
-            .get(harness::check::idp_calls::REFRESH_TOKEN_REUSE)
+            .get(check::idp_calls::REFRESH_TOKEN_REUSE)
             .copied()
             .unwrap_or(0)
     };
