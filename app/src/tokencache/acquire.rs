@@ -18,7 +18,7 @@ use std::time::Duration;
 use contract::TokenSource;
 use parking_lot::Mutex;
 
-use super::lease::{Lease, RENEW_EVERY};
+use super::lease::{LEASE_TTL, Lease, RENEW_EVERY};
 use super::placement::{CacheAccess, CacheSnapshot};
 use crate::idp_client::{IdpCallError, IdpClient, TokenResponse};
 use crate::metrics::Metrics;
@@ -201,11 +201,19 @@ impl TokenAcquirer {
             let Some(leases) = self.cache.leases() else {
                 return;
             };
+            // Given up only when the lease is known taken, or when no
+            // renewal has succeeded for a whole TTL: one slow or failed
+            // renewal (a busy machine, a store hiccup) must not throw away
+            // tokens the IdP has already rotated. Fencing keeps a holder
+            // whose lease did expire from writing anyway.
+            let mut renewed = tokio::time::Instant::now();
             loop {
                 tokio::time::sleep(RENEW_EVERY).await;
                 match leases.renew(lease).await {
-                    Ok(true) => {}
-                    Ok(false) | Err(_) => return,
+                    Ok(true) => renewed = tokio::time::Instant::now(),
+                    Ok(false) => return,
+                    Err(_) if renewed.elapsed() >= LEASE_TTL => return,
+                    Err(_) => {}
                 }
             }
         };
