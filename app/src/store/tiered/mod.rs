@@ -328,7 +328,26 @@ impl TieredStore {
         Ok(out)
     }
 
-    /// The copy of a version just written, and what else the write changed.
+    /// A write Postgres decides, then its copy ([`Self::written`]). The
+    /// generation is read before `write` runs (a future does nothing until
+    /// polled): the freshness argument above needs that order.
+    async fn decided_then_copied(
+        &self,
+        key: &str,
+        data: &[u8],
+        ttl: Option<Duration>,
+        renewed: &[&str],
+        write: impl Future<Output = Result<u64, StoreError>>,
+    ) -> Result<u64, StoreError> {
+        let generation = self.coherence.snapshot().generation;
+        let version = self.durable_breaker.call(write).await?;
+        self.written(key, data, version, ttl, generation, renewed)
+            .await?;
+        Ok(version)
+    }
+
+    /// The copy of a version just written, and what else the write changed
+    /// (`renewed`: companions whose expiry the write renewed).
     async fn written(
         &self,
         key: &str,
@@ -399,14 +418,8 @@ impl Store for TieredStore {
         expect: Expect,
         ttl: Option<Duration>,
     ) -> Result<u64, StoreError> {
-        let generation = self.coherence.snapshot().generation;
-        let version = self
-            .durable_breaker
-            .call(self.durable.save(key, data, expect, ttl))
-            .await?;
-        self.written(key, data, version, ttl, generation, &[])
-            .await?;
-        Ok(version)
+        let write = self.durable.save(key, data, expect, ttl);
+        self.decided_then_copied(key, data, ttl, &[], write).await
     }
 
     async fn save_renewing(
@@ -417,14 +430,9 @@ impl Store for TieredStore {
         ttl: Duration,
         renew: &[&str],
     ) -> Result<u64, StoreError> {
-        let generation = self.coherence.snapshot().generation;
-        let version = self
-            .durable_breaker
-            .call(self.durable.save_renewing(key, data, expect, ttl, renew))
-            .await?;
-        self.written(key, data, version, Some(ttl), generation, renew)
-            .await?;
-        Ok(version)
+        let write = self.durable.save_renewing(key, data, expect, ttl, renew);
+        self.decided_then_copied(key, data, Some(ttl), renew, write)
+            .await
     }
 
     async fn save_fenced(
@@ -435,14 +443,8 @@ impl Store for TieredStore {
         ttl: Option<Duration>,
         fence: &Fence,
     ) -> Result<u64, StoreError> {
-        let generation = self.coherence.snapshot().generation;
-        let version = self
-            .durable_breaker
-            .call(self.durable.save_fenced(key, data, expect, ttl, fence))
-            .await?;
-        self.written(key, data, version, ttl, generation, &[])
-            .await?;
-        Ok(version)
+        let write = self.durable.save_fenced(key, data, expect, ttl, fence);
+        self.decided_then_copied(key, data, ttl, &[], write).await
     }
 
     async fn save_if_newer(
