@@ -159,8 +159,9 @@ pub struct SimBrowser {
     /// When (Unix seconds) the session's `/profile` token is due for
     /// renewal, as far as its answers tell: a race waits for it.
     profile_due: Option<f64>,
-    /// The session cookie held before the last logout, to be sent once more
-    /// when the instant comes: (browser that held it, cookie, when).
+    /// A session cookie held before a logout (the earliest not yet sent
+    /// again), to be sent once more when the instant comes: (browser that
+    /// held it, cookie, when, instance).
     /// The instance it goes to is drawn with the delay, at the logout: a
     /// draw when it fires would fall between other draws at a moment set by
     /// timing, and the browser's later choices would differ run to run.
@@ -276,7 +277,12 @@ impl SimBrowser {
                     let (least, most) = REPLAY_AFTER;
                     let after = least + (most - least).mul_f64(self.rng.random::<f64>());
                     let target = self.rng.random_range(0..shared.instances.len());
-                    self.replay = Some((self.id, cookie, Instant::now() + after, target));
+                    // A replay still pending stays: were each logout to
+                    // replace it, a browser that logs out more often than
+                    // every few seconds would never replay at all.
+                    if self.replay.is_none() {
+                        self.replay = Some((self.id, cookie, Instant::now() + after, target));
+                    }
                 }
                 self.sign_in(shared).await;
             }
