@@ -39,7 +39,7 @@ pub struct Discovery {
 }
 
 /// A validated token response.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, Deserialize)]
 pub struct TokenResponse {
     pub access_token: String,
     pub expires_in: u64,

@@ -18,6 +18,7 @@ pub struct Metrics {
     idp_calls: Mutex<BTreeMap<(String, String), u64>>,
     token_sources: Mutex<BTreeMap<String, u64>>,
     write_conflicts: Mutex<u64>,
+    refreshes_handed_over: Mutex<u64>,
 }
 
 impl Metrics {
@@ -42,6 +43,12 @@ impl Metrics {
     /// A compare-and-set write that found another writer first and was retried.
     pub fn write_conflict(&self) {
         *self.write_conflicts.lock() += 1;
+    }
+
+    /// Tokens a lease holder could not write, applied by the next holder
+    /// instead of a second refresh (see `tokencache::handoff`).
+    pub fn refresh_handed_over(&self) {
+        *self.refreshes_handed_over.lock() += 1;
     }
 
     pub fn idp_calls(&self, call: &str, outcome: &str) -> u64 {
@@ -90,6 +97,12 @@ impl Metrics {
             out,
             "app_write_conflicts_total{{instance=\"{instance}\"}} {}",
             self.write_conflicts.lock()
+        );
+        let _ = writeln!(out, "# TYPE app_refreshes_handed_over_total counter");
+        let _ = writeln!(
+            out,
+            "app_refreshes_handed_over_total{{instance=\"{instance}\"}} {}",
+            self.refreshes_handed_over.lock()
         );
         let _ = writeln!(out, "# TYPE app_undecryptable_records_total counter");
         let _ = writeln!(

@@ -16,6 +16,7 @@ use crate::store::sql::{PostgresStore, SqliteStore};
 use crate::store::tiered::coherence::{Coherence, CoherenceSettings};
 use crate::store::tiered::{TierSettings, TieredStore};
 use crate::store::{Store, StoreError};
+use crate::tokencache::handoff::Handoff;
 use crate::tokencache::lease::{PgLeases, RefreshLeases, StoreLeases};
 use crate::tokencache::placement::{CacheAccess, InSession, InstanceWide, Partitioned, SharedBlob};
 
@@ -245,6 +246,9 @@ impl Topology {
         // writes), else beside the sessions in their own store.
         let mut pg_leases = None;
         let mut coherence = None;
+        // Where rotated tokens wait when a lease holder cannot write them to
+        // Postgres: the Redis beside it, where there is one.
+        let mut handoff_tier: Option<Arc<dyn Store>> = None;
         let plain: Arc<dyn Store> = match self.session_backend {
             SessionBackend::Memory => Arc::new(MemoryStore::new()),
             SessionBackend::Persisted => match &backends.database_url {
@@ -283,10 +287,11 @@ impl Topology {
                 breakers.push(durable_breaker.clone());
                 pg_leases = Some(PgLeases::new(tiered.durable().clone(), durable_breaker));
                 coherence = Some(tiered.coherence().clone());
+                handoff_tier = Some(Arc::new(tiered.cache_tier()));
                 Arc::new(tiered)
             }
         };
-        let (store, encrypted) = if self.encrypt {
+        let keyring = || {
             let mut keys = vec![(
                 backends.encryption_key_id.as_str(),
                 Keyring::derive_key(&backends.encryption_secret, &backends.encryption_key_id),
@@ -297,13 +302,20 @@ impl Topology {
                     Keyring::derive_key(&backends.encryption_secret, kid),
                 ));
             }
-            let encrypted = Arc::new(EncryptedStore::new(
-                plain,
-                Keyring::new(&keys, &backends.encryption_key_id)?,
-            ));
+            Keyring::new(&keys, &backends.encryption_key_id)
+        };
+        let (store, encrypted) = if self.encrypt {
+            let encrypted = Arc::new(EncryptedStore::new(plain, keyring()?));
             (encrypted.clone() as Arc<dyn Store>, Some(encrypted))
         } else {
             (plain, None)
+        };
+        // Sealed as the records are: it holds a refresh token.
+        let handoff_tier = match handoff_tier {
+            Some(tier) if self.encrypt => {
+                Some(Arc::new(EncryptedStore::new(tier, keyring()?)) as Arc<dyn Store>)
+            }
+            other => other,
         };
         let cache: Arc<dyn CacheAccess> = match self.token_cache {
             TokenPlacement::InstanceWide => Arc::new(InstanceWide::default()),
@@ -314,7 +326,11 @@ impl Topology {
                     Some(leases) => Arc::new(leases),
                     None => Arc::new(StoreLeases::new(store.clone())),
                 };
-                Arc::new(Partitioned::new(store.clone(), session_lifetime, leases))
+                let partitioned = Partitioned::new(store.clone(), session_lifetime, leases);
+                Arc::new(match handoff_tier {
+                    Some(tier) => partitioned.with_handoff(Handoff::new(tier, session_lifetime)),
+                    None => partitioned,
+                })
             }
         };
         Ok(Built {

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use app::topology::Topology;
 use contract::{Browser, TokenSource};
-use harness::stage::InstanceId;
+use harness::stage::network::NetworkFaults;
+use harness::stage::{InstanceId, StoreKind};
 use harness::stage::stack::{IdpOptions, Stack, StackSpec};
 use harness::stage::target::AppUnderTest;
 use mock_idp::config::ReusePolicy;
@@ -24,11 +25,16 @@ const APP_1: InstanceId = InstanceId::from_index(0);
 const LIFETIME: Duration = Duration::from_secs(6);
 
 async fn strict_stack(dir: &tempfile::TempDir) -> Stack {
+    strict_stack_with(dir, false).await
+}
+
+/// With the network fault proxy between the instances and the stores when `proxied`.
+async fn strict_stack_with(dir: &tempfile::TempDir, proxied: bool) -> Stack {
     Stack::up(&StackSpec {
         app: AppUnderTest::Reference(Topology::named("option4").expect("preset")),
         instances: NonZeroUsize::new(2).expect("two"),
         run_dir: dir.path().to_owned(),
-        network_proxy: false,
+        network_proxy: proxied,
         idp: IdpOptions {
             access_token_lifetime: LIFETIME,
             refresh_reuse: ReusePolicy::RevokeFamily,
@@ -225,5 +231,121 @@ async fn a_slow_holder_keeps_its_lease_and_the_token_is_refreshed_once() {
         1,
         "one refresh for the two instances"
     );
+    assert_eq!(reuses(&stack).await, 0, "no refresh token used twice");
+}
+
+/// A counter from an instance's `/metrics`, summed over its labels.
+async fn app_metric(base: &str, name: &str) -> u64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .filter(|line| line.starts_with(name))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// The holder is cut off from Postgres after the IdP rotated the refresh
+/// token but before it could store the new one; its lease runs out and the
+/// other instance takes it. Postgres still holds the spent refresh token:
+/// the new holder applies what the first one left in Redis instead of
+/// presenting the spent token again. One refresh, no family revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_cut_off_from_postgres_after_the_idp_answered_hands_its_tokens_over() {
+    let dir = tempfile::tempdir().expect("dir");
+    let stack = strict_stack_with(&dir, true).await;
+    let (app1, app2) = (stack.instances[0].url(), stack.instances[1].url());
+    let user = browser();
+    user.sign_in(&app1, "alice").await.expect("sign in");
+    // Due for renewal whichever second the app stamped the token's expiry
+    // with (its clock and the IdP's `exp` may differ by a second).
+    until_before(
+        token_expiry(&user, &app1).await,
+        Duration::from_millis(1500),
+    )
+    .await;
+    // The IdP answers app-1's refresh 1.5 s after it is asked.
+    stack
+        .set_idp_faults(&FaultConfig {
+            latency: Some(LatencyFault {
+                fixed_ms: 1500,
+                jitter_ms: 0,
+                endpoints: Endpoints(vec![Endpoint::Token]),
+            }),
+            ..FaultConfig::default()
+        })
+        .await
+        .expect("idp faults");
+    let holder = {
+        let (user, app1) = (user.clone(), app1.clone());
+        tokio::spawn(async move { user.profile(&app1).await })
+    };
+    let within = |what: &'static str| {
+        let deadline = Instant::now() + Duration::from_secs(8);
+        move || assert!(Instant::now() < deadline, "{what}")
+    };
+    let in_time = within("app-1 never called the IdP");
+    while idp_count(&stack, &["faults_injected", "latency", "token"]).await == 0 {
+        in_time();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // While the IdP call runs, app-1 loses Postgres: its lease renewals
+    // fail and the lease expires; the IdP's answer cannot be stored.
+    let blackhole = NetworkFaults {
+        blackhole: true,
+        ..NetworkFaults::default()
+    };
+    stack
+        .set_network(StoreKind::Postgres, &[APP_1], &blackhole)
+        .expect("cut app-1 off from Postgres");
+    let in_time = within("app-1's refresh was never answered");
+    while refreshes(&stack).await == 0 {
+        in_time();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stack
+        .set_idp_faults(&FaultConfig::default())
+        .await
+        .expect("idp faults cleared");
+    // What app-1 left for the next holder (it reaches Redis).
+    let mut redis = redis::Client::open(stack.redis.as_ref().expect("redis").url())
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let in_time = within("app-1 left no handoff in Redis");
+    loop {
+        let left: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}:rot:*", stack.namespace))
+            .query_async(&mut redis)
+            .await
+            .expect("keys");
+        if !left.is_empty() {
+            break;
+        }
+        in_time();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let (status, source, _) = timed_profile(&user, &app2).await;
+    assert_eq!(status, 200, "app-2 serves the handed-over token");
+    assert_eq!(source, Some(TokenSource::Cache), "without a refresh of its own");
+    assert_eq!(
+        app_metric(&app2, "app_refreshes_handed_over_total").await,
+        1
+    );
+    stack
+        .set_network(StoreKind::Postgres, &[APP_1], &NetworkFaults::default())
+        .expect("app-1 reaches Postgres again");
+    let _ = holder.await;
+    // Both instances go on with the handed-over tokens.
+    for base in [&app1, &app2] {
+        let (status, _, _) = timed_profile(&user, base).await;
+        assert_eq!(status, 200, "{base}");
+    }
+    assert_eq!(refreshes(&stack).await, 1, "one refresh in all");
     assert_eq!(reuses(&stack).await, 0, "no refresh token used twice");
 }

@@ -306,16 +306,27 @@ async fn two_shards_on_one_remote_target_add_up_to_one_run_of_the_scenario() {
             .unwrap_or(0)
     );
 
-    // And it is one run's worth: within the randomness of timing, as many
-    // requests of each kind as the whole scenario in one process.
+    // And it is one run's worth. How many requests fit in the duration
+    // depends on how fast this machine answers at that moment (the suite
+    // runs beside it), so the totals agree loosely; the mix of kinds, set
+    // by the plan compared exactly above, agrees closely.
     let whole_kinds = by_kind(&whole_results);
     eprintln!("requests by kind: one run {whole_kinds:?}, shards together {sum:?}");
+    let (whole_total, sharded_total) = (
+        whole_kinds.values().sum::<u64>() as f64,
+        sum.values().sum::<u64>() as f64,
+    );
+    assert!(
+        (whole_total - sharded_total).abs() <= 0.35 * whole_total.max(sharded_total),
+        "requests: {whole_total} in one run, {sharded_total} in the shards"
+    );
     for (kind, &n) in &whole_kinds {
         let m = sum.get(kind).copied().unwrap_or(0);
-        let slack = (n.max(m) as f64 * 0.1).max(5.0);
+        let (share_whole, share_sharded) = (n as f64 / whole_total, m as f64 / sharded_total);
         assert!(
-            (n as f64 - m as f64).abs() <= slack,
-            "{kind}: {n} in one run, {m} in the shards: {whole_kinds:?} against {sum:?}"
+            (share_whole - share_sharded).abs() <= 0.05,
+            "{kind}: {n} of {whole_total} in one run, {m} of {sharded_total} in the shards: \
+             {whole_kinds:?} against {sum:?}"
         );
     }
 

@@ -415,21 +415,22 @@ const SAVE_VERSION_RENEWING: &str = "WITH renewed AS (
     WHERE ns = $1 AND key = $2 AND version = $5 AND NOT deleted AND (expires_at IS NULL OR expires_at > $6)
     RETURNING version";
 /// A compare-and-set write that lands only while the lease `$7` is held by
-/// fencing token `$8` (the lease's time is this server's clock).
+/// fencing token `$8`: no other holder has taken it over since (its expiry
+/// only lets one; see `tokencache::lease`).
 const SAVE_VERSION_FENCED: &str = "UPDATE kv_store SET version = version + 1, data = $3, expires_at = $4
     WHERE ns = $1 AND key = $2 AND version = $5 AND NOT deleted AND (expires_at IS NULL OR expires_at > $6)
         AND EXISTS (SELECT 1 FROM refresh_lease AS l
-            WHERE l.ns = $1 AND l.key = $7 AND l.token = $8 AND l.until >= clock_timestamp())
+            WHERE l.ns = $1 AND l.key = $7 AND l.token = $8)
     RETURNING version";
 const SAVE_ABSENT_FENCED: &str = "INSERT INTO kv_store (ns, key, version, data, expires_at)
     SELECT $1, $2, 1, $3, $4 WHERE EXISTS (SELECT 1 FROM refresh_lease AS l
-        WHERE l.ns = $1 AND l.key = $6 AND l.token = $7 AND l.until >= clock_timestamp())
+        WHERE l.ns = $1 AND l.key = $6 AND l.token = $7)
     ON CONFLICT (ns, key) DO UPDATE SET version = kv_store.version + 1, data = excluded.data,
         expires_at = excluded.expires_at, deleted = FALSE
     WHERE kv_store.deleted OR (kv_store.expires_at IS NOT NULL AND kv_store.expires_at <= $5)
     RETURNING version";
 const LEASE_HELD: &str = "SELECT EXISTS (SELECT 1 FROM refresh_lease
-    WHERE ns = $1 AND key = $2 AND token = $3 AND until >= clock_timestamp())";
+    WHERE ns = $1 AND key = $2 AND token = $3)";
 
 sql_store!(PostgresStore, PgPool, "postgres", postgres_migrator(), {
     /// Every key in one query.

@@ -18,7 +18,7 @@ use std::time::Duration;
 use contract::TokenSource;
 use parking_lot::Mutex;
 
-use super::lease::{LEASE_TTL, Lease, RENEW_EVERY};
+use super::lease::{Lease, RENEW_EVERY};
 use super::placement::{CacheAccess, CacheSnapshot};
 use crate::idp_client::{IdpCallError, IdpClient, TokenResponse};
 use crate::metrics::Metrics;
@@ -35,6 +35,14 @@ const LEASE_POLL: Duration = Duration::from_millis(25);
 /// A cached access token with at least this long left may be served while
 /// another request refreshes it (the API call it is for takes milliseconds).
 const USABLE_FOR: u64 = 1;
+/// How long the tokens a refresh got are tried again when the store cannot
+/// take them: the IdP has rotated the refresh token, so the old one stored
+/// is spent, and giving up loses the session's tokens. About a store
+/// restart's length; a request waits that long at most.
+const ROTATION_WRITE_FOR: Duration = Duration::from_secs(5);
+/// The first pause between those tries (doubling up to [`ROTATION_WRITE_PAUSE_MAX`]).
+const ROTATION_WRITE_PAUSE: Duration = Duration::from_millis(50);
+const ROTATION_WRITE_PAUSE_MAX: Duration = Duration::from_millis(400);
 
 /// Why no token could be had.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +62,12 @@ pub enum AcquireError {
     /// refresh was abandoned rather than finished without it.
     #[error("the refresh lease was lost")]
     LeaseLost,
+}
+
+/// What a handoff left: a token for the wanted scopes, or the cache to refresh from.
+enum Handed {
+    Served(String),
+    Refresh(CacheSnapshot),
 }
 
 /// A cached access token for the wanted scopes.
@@ -189,31 +203,31 @@ impl TokenAcquirer {
         if let Some(token) = cached.filter(|c| c.fresh) {
             return Ok((token.secret, TokenSource::Cache));
         }
-        let refresh = self.refresh(
-            sessions,
-            session,
-            user,
-            scopes,
-            snapshot,
-            lease.fence.as_ref(),
-        );
+        let fence = lease.fence.as_ref();
+        let refresh = async {
+            let snapshot = match self
+                .take_handoff(sessions, session, user, wanted, snapshot, fence)
+                .await?
+            {
+                Handed::Served(secret) => return Ok((secret, TokenSource::Cache)),
+                Handed::Refresh(snapshot) => snapshot,
+            };
+            self.refresh(sessions, session, user, scopes, snapshot, fence)
+                .await
+        };
         let keep = async {
             let Some(leases) = self.cache.leases() else {
                 return;
             };
-            // Given up only when the lease is known taken, or when no
-            // renewal has succeeded for a whole TTL: one slow or failed
-            // renewal (a busy machine, a store hiccup) must not throw away
-            // tokens the IdP has already rotated. Fencing keeps a holder
-            // whose lease did expire from writing anyway.
-            let mut renewed = tokio::time::Instant::now();
+            // Given up only when the lease is known taken: a renewal that
+            // fails (a busy machine, a store outage) must not throw away
+            // tokens the IdP has already rotated. Until another instance
+            // takes the lease over, it is still this holder's, expired or
+            // not, and fencing refuses the write once one has.
             loop {
                 tokio::time::sleep(RENEW_EVERY).await;
-                match leases.renew(lease).await {
-                    Ok(true) => renewed = tokio::time::Instant::now(),
-                    Ok(false) => return,
-                    Err(_) if renewed.elapsed() >= LEASE_TTL => return,
-                    Err(_) => {}
+                if let Ok(false) = leases.renew(lease).await {
+                    return;
                 }
             }
         };
@@ -227,6 +241,64 @@ impl TokenAcquirer {
                 Err(AcquireError::LeaseLost)
             }
         }
+    }
+
+    /// Applies the tokens a previous holder got but could not write
+    /// ([`super::handoff`]), if they follow what `snapshot` holds: then a
+    /// token for `wanted` may be there already; else what to refresh from.
+    async fn take_handoff(
+        &self,
+        sessions: &Sessions,
+        session: &mut LoadedSession,
+        user: &SignedIn,
+        wanted: &ScopeSet,
+        snapshot: CacheSnapshot,
+        fence: Option<&Fence>,
+    ) -> Result<Handed, AcquireError> {
+        let Some(handoff) = self.cache.handoff() else {
+            return Ok(Handed::Refresh(snapshot));
+        };
+        let stored = snapshot
+            .cache
+            .refresh_token(&user.home_account_id, &self.idp.settings().client_id);
+        let now = sessions.clock().now();
+        let response = match handoff.take(&session.store_id, stored, now).await {
+            Ok(Some(response)) => response,
+            Ok(None) => return Ok(Handed::Refresh(snapshot)),
+            Err(e) => {
+                // Nothing can be handed over while Redis is away.
+                tracing::debug!(error = %e, "reading the refresh handoff failed");
+                return Ok(Handed::Refresh(snapshot));
+            }
+        };
+        self.store_rotated(sessions, session, user, &response, snapshot, fence)
+            .await?;
+        self.metrics.refresh_handed_over();
+        self.clear_handoff(&session.store_id);
+        let (snapshot, cached) = self
+            .cached_token(sessions, session, user, wanted, None)
+            .await?;
+        Ok(match cached.filter(|c| c.fresh) {
+            Some(token) => Handed::Served(token.secret),
+            None => Handed::Refresh(snapshot),
+        })
+    }
+
+    /// Removes a session's handoff once its tokens are in the store, in the
+    /// background (a stale one left behind is recognised and removed later).
+    fn clear_handoff(&self, store_id: &str) {
+        if self.cache.handoff().is_none() {
+            return;
+        }
+        let cache = self.cache.clone();
+        let store_id = store_id.to_owned();
+        tokio::spawn(async move {
+            if let Some(handoff) = cache.handoff()
+                && let Err(e) = handoff.clear(&store_id).await
+            {
+                tracing::debug!(error = %e, "clearing the refresh handoff failed");
+            }
+        });
     }
 
     /// Stores what the code exchange of a sign-in returned in the new session's cache.
@@ -308,9 +380,62 @@ impl TokenAcquirer {
                 &format!("{scopes} openid profile offline_access"),
             )
             .await?;
-        self.store(sessions, session, user, &response, Some(snapshot), fence)
+        // Under a lease, the next holder must find these if this write
+        // never lands: the refresh token stored is spent now.
+        let handed = match (fence, self.cache.handoff()) {
+            (Some(_), Some(handoff)) => {
+                let now = sessions.clock().now();
+                match handoff
+                    .leave(&session.store_id, &refresh_token, now, &response)
+                    .await
+                {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "leaving the refresh handoff failed");
+                        false
+                    }
+                }
+            }
+            _ => false,
+        };
+        self.store_rotated(sessions, session, user, &response, snapshot, fence)
             .await?;
+        if handed {
+            self.clear_handoff(&session.store_id);
+        }
         Ok((response.access_token, TokenSource::Refresh))
+    }
+
+    /// Stores what a refresh got, trying again for [`ROTATION_WRITE_FOR`]
+    /// while the store is unavailable: the refresh token stored before is
+    /// spent now, so these tokens are the session's only good ones.
+    async fn store_rotated(
+        &self,
+        sessions: &Sessions,
+        session: &mut LoadedSession,
+        user: &SignedIn,
+        response: &TokenResponse,
+        snapshot: CacheSnapshot,
+        fence: Option<&Fence>,
+    ) -> Result<(), StoreError> {
+        let deadline = tokio::time::Instant::now() + ROTATION_WRITE_FOR;
+        let mut pause = ROTATION_WRITE_PAUSE;
+        let mut loaded = Some(snapshot);
+        loop {
+            match self
+                .store(sessions, session, user, response, loaded.take(), fence)
+                .await
+            {
+                Err(StoreError::Unavailable(e))
+                    if tokio::time::Instant::now() + pause < deadline =>
+                {
+                    tracing::debug!(error = %e, "storing refreshed tokens failed; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(ROTATION_WRITE_PAUSE_MAX);
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Adds a token response to the cache (re-applied on a compare-and-set

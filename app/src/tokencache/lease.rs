@@ -7,7 +7,15 @@
 //! Postgres ([`PgLeases`]) the lease is a row judged by the server's clock,
 //! with a fencing token from a sequence (it only grows), and the tokens a
 //! refresh got are written only while that token still holds the lease, in
-//! the same statement ([`crate::store::Store::save_fenced`]). Elsewhere
+//! the same statement ([`crate::store::Store::save_fenced`]).
+//!
+//! Expiry only lets another instance take a lease over; until one does, the
+//! lease is still its holder's (renewal and fenced writes compare the token,
+//! not the time). So a holder cut off from Postgres after the IdP rotated
+//! its refresh token can still write the new one when Postgres answers
+//! again, if nobody took the lease meanwhile. If somebody did, that write is
+//! refused, and what the IdP rotated is handed over instead (see
+//! [`super::acquire`]). Elsewhere
 //! ([`StoreLeases`], for topologies without Postgres) it is a record with a
 //! TTL in the session store, released only by its holder; writes are not
 //! fenced there.
@@ -55,7 +63,7 @@ const ACQUIRE: &str = "INSERT INTO refresh_lease AS l (ns, key, token, holder, u
     RETURNING token";
 const RENEW: &str =
     "UPDATE refresh_lease SET until = clock_timestamp() + $4 * INTERVAL '1 millisecond'
-    WHERE ns = $1 AND key = $2 AND token = $3 AND until >= clock_timestamp()";
+    WHERE ns = $1 AND key = $2 AND token = $3";
 const RELEASE: &str = "DELETE FROM refresh_lease WHERE ns = $1 AND key = $2 AND token = $3";
 
 /// Leases in Postgres, beside the records they fence (see the module doc).

@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
+use super::handoff::Handoff;
 use super::lease::RefreshLeases;
 use crate::msal_model::TokenCache;
 use crate::session::{LoadedSession, Sessions};
@@ -48,6 +49,12 @@ pub trait CacheAccess: Send + Sync {
     /// session's tokens, for placements that coordinate refreshes across
     /// instances ([`CacheAccess::single_flight`]).
     fn leases(&self) -> Option<&dyn RefreshLeases> {
+        None
+    }
+
+    /// Where a lease holder leaves rotated tokens it could not write, for
+    /// the next holder ([`super::handoff`]).
+    fn handoff(&self) -> Option<&Handoff> {
         None
     }
 
@@ -316,11 +323,23 @@ pub struct Partitioned {
     store: Arc<dyn Store>,
     ttl: Duration,
     leases: Arc<dyn RefreshLeases>,
+    handoff: Option<Handoff>,
 }
 
 impl Partitioned {
     pub fn new(store: Arc<dyn Store>, ttl: Duration, leases: Arc<dyn RefreshLeases>) -> Self {
-        Self { store, ttl, leases }
+        Self {
+            store,
+            ttl,
+            leases,
+            handoff: None,
+        }
+    }
+
+    /// With a handoff for rotated tokens a holder could not write.
+    pub fn with_handoff(mut self, handoff: Handoff) -> Self {
+        self.handoff = Some(handoff);
+        self
     }
 }
 
@@ -386,5 +405,9 @@ impl CacheAccess for Partitioned {
 
     fn leases(&self) -> Option<&dyn RefreshLeases> {
         Some(self.leases.as_ref())
+    }
+
+    fn handoff(&self) -> Option<&Handoff> {
+        self.handoff.as_ref()
     }
 }

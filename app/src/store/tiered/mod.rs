@@ -157,6 +157,12 @@ impl TieredStore {
         &self.coherence
     }
 
+    /// The Redis tier alone, behind its breaker: for records that are
+    /// never Postgres's (the refresh handoff).
+    pub fn cache_tier(&self) -> Arc<Breaker> {
+        self.cache.clone()
+    }
+
     /// The durable tier (leases live beside its records).
     pub fn durable(&self) -> &Arc<PostgresStore> {
         &self.durable
