@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use app::topology::Topology;
 use contract::{Browser, TokenSource};
 use harness::stage::network::NetworkFaults;
-use harness::stage::{InstanceId, StoreKind};
 use harness::stage::stack::{IdpOptions, Stack, StackSpec};
 use harness::stage::target::AppUnderTest;
+use harness::stage::{InstanceId, StoreKind};
 use mock_idp::config::ReusePolicy;
 use mock_idp::faults::{Endpoint, Endpoints, ErrorFault, FaultConfig, LatencyFault};
 
@@ -332,7 +332,11 @@ async fn a_holder_cut_off_from_postgres_after_the_idp_answered_hands_its_tokens_
 
     let (status, source, _) = timed_profile(&user, &app2).await;
     assert_eq!(status, 200, "app-2 serves the handed-over token");
-    assert_eq!(source, Some(TokenSource::Cache), "without a refresh of its own");
+    assert_eq!(
+        source,
+        Some(TokenSource::Cache),
+        "without a refresh of its own"
+    );
     assert_eq!(
         app_metric(&app2, "app_refreshes_handed_over_total").await,
         1

@@ -330,14 +330,18 @@ async fn two_shards_on_one_remote_target_add_up_to_one_run_of_the_scenario() {
         );
     }
 
-    // As many browsers (a person's new ones and newcomers included), too.
+    // As many browsers (a person's new ones and newcomers included) for as
+    // many requests: a browser opens on a drawn action, so the count
+    // follows the requests made, which follow the machine's speed.
     let (one_run, sharded) = (
-        whole_history.browsers.len(),
-        histories.iter().map(|h| h.browsers.len()).sum::<usize>(),
+        whole_history.browsers.len() as f64,
+        histories.iter().map(|h| h.browsers.len()).sum::<usize>() as f64,
     );
+    let expected = one_run * sharded_total / whole_total;
     assert!(
-        one_run.abs_diff(sharded) <= (one_run.max(sharded) / 10).max(3),
-        "browsers: {one_run} in one run, {sharded} in the shards"
+        (sharded - expected).abs() <= (expected * 0.25).max(3.0),
+        "browsers: {one_run} in one run ({whole_total} requests), {sharded} in the shards \
+         ({sharded_total} requests)"
     );
 
     // The offline checker judges both histories together as one run.

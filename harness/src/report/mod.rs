@@ -39,6 +39,9 @@ pub enum ReportError {
     },
     #[error("no results files to report on")]
     Empty,
+    /// Where the page was to go cannot hold it.
+    #[error("{path}: {why}")]
+    Destination { path: String, why: &'static str },
     /// The page would misstate what a run found: it is not written.
     #[error("the report of {label} would not show every anomaly its results count once: {source}")]
     Unbalanced {
@@ -106,8 +109,64 @@ pub fn write(files: &[impl AsRef<Path>], out: &Path) -> Result<(), ReportError> 
         let path = path.display().to_string();
         move |source: std::io::Error| ReportError::Io { path, source }
     };
+    check_destination(out)?;
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(io(parent))?;
     }
     std::fs::write(out, page).map_err(io(out))
+}
+
+/// Says plainly why `out` cannot take the page, before anything is made:
+/// it is a folder, or one of the folders above it is a file (which
+/// `create_dir_all` would only report as "File exists").
+fn check_destination(out: &Path) -> Result<(), ReportError> {
+    let refuse = |path: &Path, why| ReportError::Destination {
+        path: path.display().to_string(),
+        why,
+    };
+    if out.is_dir() {
+        return Err(refuse(
+            out,
+            "is a folder; give the report a file name (report.html)",
+        ));
+    }
+    let mut above = out.parent();
+    while let Some(folder) = above.filter(|p| !p.as_os_str().is_empty()) {
+        if let Ok(meta) = std::fs::metadata(folder) {
+            if !meta.is_dir() {
+                return Err(refuse(
+                    folder,
+                    "is a file, not a folder: the report cannot go under it",
+                ));
+            }
+            break;
+        }
+        above = folder.parent();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod destination_tests {
+    use super::*;
+
+    #[test]
+    fn a_report_under_a_file_or_onto_a_folder_is_refused_with_the_reason() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("results.json");
+        std::fs::write(&file, "{}").expect("file");
+        let under = check_destination(&file.join("deeper/report.html"))
+            .expect_err("under a file")
+            .to_string();
+        assert!(
+            under.contains("results.json") && under.contains("is a file, not a folder"),
+            "{under}"
+        );
+        let onto = check_destination(dir.path())
+            .expect_err("onto a folder")
+            .to_string();
+        assert!(onto.contains("is a folder"), "{onto}");
+        check_destination(&dir.path().join("new/folders/report.html")).expect("a new path is fine");
+        check_destination(Path::new("report.html")).expect("a bare name is fine");
+    }
 }
