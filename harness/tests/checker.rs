@@ -952,3 +952,186 @@ fn the_fitted_slope_is_the_least_squares_one() {
     let noisy = fitted_slope(&[(0.0, 0.0), (1.0, 2.0), (2.0, 2.0), (3.0, 4.0)]).expect("slope");
     assert!((noisy - 1.2).abs() < 1e-9, "{noisy}");
 }
+
+// Edges that mutation testing (`cargo mutants`, .cargo/mutants.toml) showed
+// no other test pinned: each fails if one comparison or branch of the
+// checker is changed.
+
+/// Moves event `index` to `invoked`, keeping it 100 ms long.
+fn retime(s: &mut Script, index: usize, invoked: u64) {
+    let event = &mut s.history.events[index];
+    event.invoked = invoked;
+    event.completed = invoked + 100_000;
+}
+
+/// An acknowledged cart write whose answer shows no cart.
+fn blind_write(s: &mut Script, b: BrowserId, item: u32) -> usize {
+    s.at(
+        b,
+        Request::CartWrite { item },
+        ok(Observed::Nothing, Some(2), "app-1"),
+    )
+}
+
+#[test]
+fn a_read_begun_the_moment_an_item_became_known_need_not_show_it() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    let acked = s.write(b, 1, &[1], 2);
+    let at_once = s.read(b, &[], 2);
+    let known = s.history.events[acked].completed;
+    retime(&mut s, at_once, known);
+    s.read(b, &[1], 2);
+    let findings = s.findings();
+    assert!(only(&findings, Kind::StaleRead).is_empty());
+}
+
+#[test]
+fn an_item_written_twice_is_known_from_its_first_acknowledgement() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    let first = blind_write(&mut s, b, 1);
+    let missing = s.read(b, &[], 2);
+    blind_write(&mut s, b, 1);
+    let back = s.read(b, &[1], 2);
+    let findings = s.findings();
+    let stale = only(&findings, Kind::StaleRead);
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    assert_eq!(stale[0].evidence, [first, missing, back]);
+    assert_eq!(stale[0].facet.as_deref(), Some("read-your-writes"));
+}
+
+#[test]
+fn a_read_missing_several_items_names_the_first_and_counts_them() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    let first = s.write(b, 1, &[1], 2);
+    s.write(b, 2, &[1, 2], 3);
+    let both = s.read(b, &[], 3);
+    s.sign_in(b, "sid-2", "s2");
+    let one = s.write(b, 3, &[3], 2);
+    let lacks_one = s.read(b, &[], 2);
+    let findings = s.findings();
+    let stale = only(&findings, Kind::StaleRead);
+    assert_eq!(stale.len(), 2, "{stale:?}");
+    assert_eq!(stale[0].evidence, [first, both]);
+    assert!(
+        stale[0].summary.contains("item 1,") && stale[0].summary.contains("(2 items so)"),
+        "{}",
+        stale[0].summary
+    );
+    assert_eq!(stale[1].evidence, [one, lacks_one]);
+    assert!(
+        !stale[1].summary.contains("items so"),
+        "{}",
+        stale[1].summary
+    );
+}
+
+#[test]
+fn a_version_regression_names_the_first_answer_of_the_higher_version() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    let first = s.write(b, 1, &[1], 5);
+    s.read(b, &[1], 5);
+    let behind = s.read(b, &[1], 4);
+    let findings = s.findings();
+    let stale = only(&findings, Kind::StaleRead);
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    assert_eq!(stale[0].evidence, [first, behind]);
+    assert_eq!(stale[0].facet.as_deref(), Some("monotonic-reads"));
+}
+
+#[test]
+fn a_401_at_the_edge_of_the_absolute_timeout() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    // Begun 5 s (the 6 s absolute timeout less its second of slack) before
+    // the 401: ended, however busy.
+    s.sign_in(b, "sid-1", "s1");
+    for _ in 0..4 {
+        s.read(b, &[], 1);
+    }
+    s.at(b, Request::CartRead, failed(401, "not_signed_in"));
+    // Begun 2 s before: a loss.
+    let signed = s.sign_in(b, "sid-2", "s2");
+    let used = s.read(b, &[], 1);
+    let lost = s.at(b, Request::CartRead, failed(401, "not_signed_in"));
+    let mut timeouts = settings();
+    timeouts.absolute_timeout = Some(Duration::from_secs(6));
+    let findings = check::check(&s.history, &timeouts);
+    let losses = only(&findings, Kind::SessionLoss);
+    assert_eq!(losses.len(), 1, "{losses:?}");
+    assert_eq!(losses[0].evidence, [signed, used, lost]);
+}
+
+#[test]
+fn a_401_at_the_edge_of_the_idle_timeout() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    // Idle exactly 3/4 of the 30 min idle timeout: the app may not have
+    // ended the session yet, so a loss; a microsecond more, and it may have.
+    let idle = |s: &mut Script, extra: u64| {
+        let signed = s.sign_in(b, "sid-1", "s1");
+        let used = s.read(b, &[], 1);
+        let lost = s.at(b, Request::CartRead, failed(401, "not_signed_in"));
+        let quiet = s.history.events[used].completed;
+        retime(s, lost, quiet + 1_350_000_000 + extra);
+        s.clock = s.history.events[lost].invoked;
+        [signed, used, lost]
+    };
+    let at_edge = idle(&mut s, 0);
+    idle(&mut s, 1);
+    let findings = s.findings();
+    let losses = only(&findings, Kind::SessionLoss);
+    assert_eq!(losses.len(), 1, "{losses:?}");
+    assert_eq!(losses[0].evidence, at_edge);
+}
+
+#[test]
+fn a_session_loss_is_tied_to_a_store_loss_only_in_between_and_when_it_worked() {
+    let mut s = Script::new();
+    let alice = s.browser("alice");
+    s.sign_in(alice, "sid-a", "sa");
+    // The last good answer completes at 2.1 s, the loss is sent at 3 s.
+    s.token(alice, TokenSource::Cache, "sub-alice", "sid-a", 60);
+    s.at(alice, Request::Profile, failed(401, "not_signed_in"));
+    let findings = s.findings();
+    let losses = only(&findings, Kind::SessionLoss);
+    assert_eq!(losses.len(), 1);
+    let step = |action: &str, at: u64| harness::history::FaultStep {
+        at,
+        took: 100_000,
+        action: action.into(),
+        ends: None,
+        error: None,
+        unscheduled: None,
+    };
+    let across = |fault: harness::history::FaultStep| {
+        let mut history = s.history.clone();
+        history.faults.push(fault);
+        check::sessions::across_store_loss(&history, losses[0])
+    };
+    assert!(!check::sessions::across_store_loss(&s.history, losses[0]));
+    assert!(across(step("redis-flush", 2_500_000)));
+    // Done just as the last good answer came, or just as the loss was sent.
+    assert!(across(step("postgres-restart", 2_000_000)));
+    assert!(across(step("redis-restart", 3_000_000)));
+    assert!(!across(step("redis-restart", 1_999_999)), "before");
+    assert!(!across(step("redis-restart", 3_000_001)), "after");
+    assert!(!across(step("redis-pause", 2_500_000)), "no loss of data");
+    let failed_step = harness::history::FaultStep {
+        error: Some("redis would not restart".into()),
+        ..step("redis-restart", 2_500_000)
+    };
+    assert!(!across(failed_step), "a step that failed lost nothing");
+    let undo = harness::history::FaultStep {
+        ends: Some(0),
+        ..step("postgres-crash", 2_500_000)
+    };
+    assert!(!across(undo), "an undo step is no new fault");
+}
