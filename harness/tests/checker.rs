@@ -1135,3 +1135,134 @@ fn a_session_loss_is_tied_to_a_store_loss_only_in_between_and_when_it_worked() {
     };
     assert!(!across(undo), "an undo step is no new fault");
 }
+
+#[test]
+fn the_evidence_of_a_refresh_token_reuse_is_the_sessions_sign_in_refreshes_and_failed_calls() {
+    let mut s = Script::new();
+    let alice = s.browser("alice");
+    let signed_in = s.sign_in(alice, "sid-a", "s1");
+    s.token(alice, TokenSource::Cache, "sub-alice", "sid-a", 60);
+    let refreshed = s.token(alice, TokenSource::Refresh, "sub-alice", "sid-a", 60);
+    s.at(alice, Request::CartRead, failed(503, "store_unavailable"));
+    let refused = s.at(alice, Request::Profile, failed(502, "idp_unavailable"));
+    logout(&mut s, alice);
+    // After the logout the IdP session is over: nothing here is its.
+    s.token(alice, TokenSource::Refresh, "sub-alice", "sid-a", 60);
+    let counted = std::collections::BTreeMap::from([(
+        "sid-a".to_owned(),
+        std::collections::BTreeMap::from([("family_revoked".to_owned(), 1)]),
+    )]);
+    let (found, unattributed) =
+        check::idp_calls::reuse(&s.history, &s.history.by_browser(), &counted);
+    assert_eq!(unattributed, 0);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].evidence, [signed_in, refreshed, refused]);
+    assert!(
+        found[0].summary.contains("revoked its whole family"),
+        "{}",
+        found[0].summary
+    );
+}
+
+#[test]
+fn the_minimum_counts_a_refresh_only_once_the_ideal_token_clearly_ran_out() {
+    let minimum = |used_at: u64| {
+        let mut s = Script::new();
+        let b = s.browser("alice");
+        // Signed in at 1.1 s: the ideal token (60 s, renewed 10 s early)
+        // serves to 51 s, and a second more for slack.
+        s.sign_in(b, "sid-1", "s1");
+        let used = s.token(b, TokenSource::Cache, "sub-alice", "sid-1", 60);
+        retime(&mut s, used, used_at);
+        check::idp_calls::minimum_token_calls(
+            &s.history,
+            &s.history.by_browser(),
+            &settings(),
+            Duration::from_secs(60),
+        )
+    };
+    assert_eq!(minimum(51_000_000), 1, "still good");
+    assert_eq!(minimum(51_999_999), 1, "within the slack");
+    assert_eq!(minimum(52_000_000), 2, "run out: one refresh");
+}
+
+#[test]
+fn a_sign_in_with_no_answer_may_have_landed_so_its_browser_may_be_live() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.at(b, Request::SignIn, lost());
+    let look = 3_000_000;
+    let endings = resident::Standings::new(&s.history, look, IDLE).endings();
+    assert_eq!((endings.live, endings.expired), (1, 0));
+    assert_eq!(resident::live_at(&s.history, &[look], IDLE, None), [1]);
+    // A sign-in the app refused signed nobody in.
+    let mut refused = Script::new();
+    let b = refused.browser("alice");
+    refused.at(b, Request::SignIn, failed(400, "bad_request"));
+    let endings = resident::Standings::new(&refused.history, look, IDLE).endings();
+    assert_eq!(endings, resident::Endings::default());
+    assert_eq!(
+        resident::live_at(&refused.history, &[look], IDLE, None),
+        [0]
+    );
+}
+
+/// A replay of the cookie a browser held before its logout, answered 200 by `instance`.
+fn replay(s: &mut Script, b: BrowserId, instance: &str) -> usize {
+    s.at(
+        b,
+        Request::Replay,
+        ok(
+            Observed::Cart {
+                version: 2,
+                items: Vec::new(),
+                foreign: 0,
+                others: Vec::new(),
+            },
+            Some(2),
+            instance,
+        ),
+    )
+}
+
+#[test]
+fn a_resurrected_session_names_the_sign_in_that_began_it_and_where_it_answered() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    let signed_in = s.sign_in(b, "sid-1", "s1");
+    // A second sign-in the app refused began no session.
+    s.at(b, Request::SignIn, failed(502, "idp_unavailable"));
+    let out = logout(&mut s, b);
+    let same = replay(&mut s, b, "app-1");
+    let other = replay(&mut s, b, "app-2");
+    let findings = s.findings();
+    let found = only(&findings, Kind::SessionResurrected);
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert_eq!(found[0].evidence, [signed_in, out, same]);
+    assert_eq!(found[0].facet.as_deref(), Some("same-instance"));
+    assert_eq!(found[1].evidence, [signed_in, out, other]);
+    assert_eq!(found[1].facet.as_deref(), Some("other-instance"));
+}
+
+#[test]
+fn a_sign_in_the_app_did_not_acknowledge_sets_no_idp_session_to_compare_tokens_with() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    let mut refused = ok(
+        Observed::SignedIn {
+            user: Some("alice".into()),
+            session: Some("s2".into()),
+            idp_sid: Some("sid-2".into()),
+        },
+        None,
+        "app-1",
+    );
+    if let Outcome::Answered { status, .. } = &mut refused {
+        *status = 500;
+    }
+    s.at(b, Request::SignIn, refused);
+    s.token(b, TokenSource::Cache, "sub-alice", "sid-1", 60);
+    let findings = s.findings();
+    assert_eq!(findings.count(Kind::CrossSessionToken), 0, "{findings:?}");
+}
