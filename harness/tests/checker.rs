@@ -1266,3 +1266,195 @@ fn a_sign_in_the_app_did_not_acknowledge_sets_no_idp_session_to_compare_tokens_w
     let findings = s.findings();
     assert_eq!(findings.count(Kind::CrossSessionToken), 0, "{findings:?}");
 }
+
+#[test]
+fn a_read_lacking_an_item_acknowledged_after_the_writes_it_shows_breaks_read_your_writes() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    s.write(b, 1, &[1], 2);
+    let later = s.write(b, 2, &[1, 2], 3);
+    let lacks = s.read(b, &[1], 3);
+    let back = s.read(b, &[1, 2], 3);
+    let findings = s.findings();
+    let stale = only(&findings, Kind::StaleRead);
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    assert_eq!(stale[0].evidence, [later, lacks, back]);
+    assert_eq!(stale[0].facet.as_deref(), Some("read-your-writes"));
+}
+
+#[test]
+fn a_miss_is_confirmed_only_by_a_read_begun_after_the_first_miss_completed() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    s.write(b, 1, &[1], 2);
+    let first = s.read(b, &[], 2);
+    let second = s.read(b, &[], 2);
+    let first_done = s.history.events[first].completed;
+    retime(&mut s, second, first_done);
+    let findings = s.findings();
+    let stale = only(&findings, Kind::StaleRead);
+    assert_eq!(stale.len(), 2, "neither is told lost: {stale:?}");
+}
+
+#[test]
+fn an_item_acknowledged_twice_at_once_is_known_from_the_first_write() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    let first = blind_write(&mut s, b, 1);
+    let again = blind_write(&mut s, b, 1);
+    let same_time = s.history.events[first].invoked;
+    retime(&mut s, again, same_time);
+    let missing = s.read(b, &[], 2);
+    let back = s.read(b, &[1], 2);
+    let findings = s.findings();
+    let stale = only(&findings, Kind::StaleRead);
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    assert_eq!(stale[0].evidence, [first, missing, back]);
+}
+
+#[test]
+fn a_cart_showing_its_own_earlier_item_and_anothers_is_two_findings() {
+    let mut s = Script::new();
+    let (alice, bob) = (s.browser("alice"), s.browser("bob"));
+    s.sign_in(alice, "sid-a", "sa");
+    let own = s.write(alice, 1, &[1], 2);
+    logout(&mut s, alice);
+    s.sign_in(bob, "sid-b", "sb");
+    let bobs = s.write(bob, 1, &[1], 2);
+    let again = s.sign_in(alice, "sid-a2", "sa2");
+    let both = s.at(
+        alice,
+        Request::CartRead,
+        ok(
+            Observed::Cart {
+                version: 3,
+                items: vec![1],
+                foreign: 1,
+                others: vec!["b1-1".into()],
+            },
+            Some(3),
+            "app-1",
+        ),
+    );
+    let findings = s.findings();
+    let found = only(&findings, Kind::CrossSessionData);
+    let seen: Vec<(Option<&str>, &[usize])> = found
+        .iter()
+        .map(|a| (a.facet.as_deref(), &a.evidence[..]))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (Some("own-earlier-session"), &[again, own, both][..]),
+            (Some("other-user"), &[again, bobs, both][..]),
+        ]
+    );
+}
+
+#[test]
+fn a_sign_in_the_app_refused_ends_the_browsers_live_session() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    s.at(b, Request::SignIn, failed(400, "bad_request"));
+    let look = 4_000_000;
+    let endings = resident::Standings::new(&s.history, look, IDLE).endings();
+    assert_eq!(endings, resident::Endings::default());
+    assert_eq!(resident::live_at(&s.history, &[look], IDLE, None), [0]);
+}
+
+#[test]
+fn only_a_restart_of_the_instance_itself_that_worked_wipes_what_it_held() {
+    let restarted = |action: &str, error: Option<&str>| {
+        let (mut s, _, _, look) = alice_left_bob_stayed();
+        s.history.faults.push(harness::history::FaultStep {
+            at: 20_000_000,
+            took: 50_000,
+            action: action.into(),
+            ends: None,
+            error: error.map(str::to_owned),
+            unscheduled: None,
+        });
+        let found =
+            resident::Standings::new(&s.history, look, IDLE).check(&[held("app-1", None, Some(2))]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        found[0].browser
+    };
+    let (_, alice, _, _) = alice_left_bob_stayed();
+    assert_eq!(restarted("instance-restart app-2", None), alice);
+    assert_eq!(
+        restarted("instance-restart app-1", Some("it would not stop")),
+        alice
+    );
+    assert_ne!(restarted("instance-start app-1", None), alice);
+}
+
+#[test]
+fn an_instance_down_just_as_the_last_good_answer_came_or_the_loss_was_sent_counts() {
+    let mut s = Script::new();
+    let alice = s.browser("alice");
+    s.sign_in(alice, "sid-a", "sa");
+    // The last good answer completes at 2.1 s, the loss is sent at 3 s.
+    s.token(alice, TokenSource::Cache, "sub-alice", "sid-a", 60);
+    s.at(alice, Request::Profile, failed(401, "not_signed_in"));
+    let findings = s.findings();
+    let losses = only(&findings, Kind::SessionLoss);
+    assert_eq!(losses.len(), 1);
+    let across = |at: u64| {
+        let mut history = s.history.clone();
+        history.faults.push(harness::history::FaultStep {
+            at,
+            took: 100_000,
+            action: "instance-restart app-1".into(),
+            ends: None,
+            error: None,
+            unscheduled: None,
+        });
+        check::sessions::across_instance_down(&history, losses[0])
+    };
+    assert!(across(2_000_000));
+    assert!(across(3_000_000));
+    assert!(!across(1_999_999));
+    assert!(!across(3_000_001));
+}
+
+#[test]
+fn a_token_is_after_a_logout_only_when_sent_after_the_logout_completed() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    let out = logout(&mut s, b);
+    let at_once = s.token(b, TokenSource::Cache, "sub-alice", "sid-1", 60);
+    let ended = s.history.events[out].completed;
+    retime(&mut s, at_once, ended);
+    let after = s.token(b, TokenSource::Cache, "sub-alice", "sid-1", 60);
+    let findings = s.findings();
+    let found = only(&findings, Kind::TokenAfterLogout);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].evidence, [out, after]);
+}
+
+#[test]
+fn a_logout_that_kept_the_idp_session_leaves_nothing_for_a_later_one_to_end() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    s.at(
+        b,
+        Request::Logout,
+        ok(
+            Observed::LoggedOut {
+                idp_session_ended: false,
+            },
+            None,
+            "app-1",
+        ),
+    );
+    logout(&mut s, b);
+    s.token(b, TokenSource::Cache, "sub-alice", "sid-1", 60);
+    let findings = s.findings();
+    assert_eq!(findings.count(Kind::TokenAfterLogout), 0, "{findings:?}");
+}
