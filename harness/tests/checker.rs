@@ -1263,8 +1263,12 @@ fn a_sign_in_the_app_did_not_acknowledge_sets_no_idp_session_to_compare_tokens_w
     }
     s.at(b, Request::SignIn, refused);
     s.token(b, TokenSource::Cache, "sub-alice", "sid-1", 60);
+    // Nor does a logout after it end that IdP session.
+    logout(&mut s, b);
+    s.token(b, TokenSource::Cache, "sub-alice", "sid-2", 60);
     let findings = s.findings();
     assert_eq!(findings.count(Kind::CrossSessionToken), 0, "{findings:?}");
+    assert_eq!(findings.count(Kind::TokenAfterLogout), 0, "{findings:?}");
 }
 
 #[test]
@@ -1457,4 +1461,82 @@ fn a_logout_that_kept_the_idp_session_leaves_nothing_for_a_later_one_to_end() {
     s.token(b, TokenSource::Cache, "sub-alice", "sid-1", 60);
     let findings = s.findings();
     assert_eq!(findings.count(Kind::TokenAfterLogout), 0, "{findings:?}");
+}
+
+/// A `/data` call that showed a token for `scopes`, got from `source`.
+fn scoped(s: &mut Script, b: BrowserId, source: TokenSource, scopes: &str) -> usize {
+    let exp = STARTED_MS / 1000 + s.clock / 1_000_000 + 61;
+    s.at(
+        b,
+        Request::Data {
+            resource: "orders".into(),
+        },
+        ok(
+            Observed::Token {
+                user: "alice".into(),
+                source,
+                sub: "sub-alice".into(),
+                sid: Some("sid-1".into()),
+                jti: format!("j{}", s.clock),
+                scopes: Some(scopes.into()),
+                exp,
+            },
+            None,
+            "app-1",
+        ),
+    )
+}
+
+#[test]
+fn a_refresh_is_extra_only_when_a_token_for_its_own_scopes_was_cached() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    s.token(b, TokenSource::Cache, "sub-alice", "sid-1", 60);
+    // The profile token does not serve the API's scopes: a needed refresh.
+    let first = scoped(&mut s, b, TokenSource::Refresh, "orders.read orders.write");
+    // A token for both serves one of them.
+    let extra = scoped(&mut s, b, TokenSource::Refresh, "orders.read");
+    let findings = s.findings();
+    let extras = only(&findings, Kind::ExtraIdpCalls);
+    assert_eq!(extras.len(), 1, "{extras:?}");
+    assert_eq!(extras[0].evidence, [first, extra]);
+}
+
+#[test]
+fn an_item_is_known_from_the_read_that_completed_first_not_the_one_begun_first() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    s.at(b, Request::CartWrite { item: 1 }, lost());
+    let slow = s.read(b, &[1], 2);
+    s.history.events[slow].completed = 8_000_000;
+    let quick = s.read(b, &[1], 2);
+    let missing = s.read(b, &[], 2);
+    let back = s.read(b, &[1], 2);
+    let findings = s.findings();
+    let stale = only(&findings, Kind::StaleRead);
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    assert_eq!(stale[0].evidence, [quick, missing, back]);
+    assert_eq!(stale[0].facet.as_deref(), Some("monotonic-reads"));
+}
+
+#[test]
+fn a_token_shown_by_a_failed_answer_counts_for_no_needed_refresh() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    // Long after the ideal token ran out, but the answer was a 500.
+    s.clock += 100 * 1_000_000;
+    let failed_call = s.token(b, TokenSource::Refresh, "sub-alice", "sid-1", 60);
+    if let Outcome::Answered { status, .. } = &mut s.history.events[failed_call].outcome {
+        *status = 500;
+    }
+    let minimum = check::idp_calls::minimum_token_calls(
+        &s.history,
+        &s.history.by_browser(),
+        &settings(),
+        Duration::from_secs(60),
+    );
+    assert_eq!(minimum, 1, "the code exchange only");
 }

@@ -192,3 +192,23 @@ fn at(history: &History, index: usize) -> &Event {
 fn secs(micros: Micros) -> String {
     format!("{:.3}s", micros as f64 / 1e6)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_is_shown_by_the_name_it_is_serialized_with() {
+        for kind in Kind::ALL {
+            let serialized = serde_json::to_value(kind).expect("a kind serializes");
+            assert_eq!(serialized, kind.name());
+            assert_eq!(kind.to_string(), kind.name());
+        }
+    }
+
+    #[test]
+    fn run_offsets_are_shown_in_seconds_to_the_millisecond() {
+        assert_eq!(secs(0), "0.000s");
+        assert_eq!(secs(1_234_567), "1.235s");
+    }
+}
