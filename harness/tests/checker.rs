@@ -1148,13 +1148,23 @@ fn the_evidence_of_a_refresh_token_reuse_is_the_sessions_sign_in_refreshes_and_f
     logout(&mut s, alice);
     // After the logout the IdP session is over: nothing here is its.
     s.token(alice, TokenSource::Refresh, "sub-alice", "sid-a", 60);
-    let counted = std::collections::BTreeMap::from([(
-        "sid-a".to_owned(),
-        std::collections::BTreeMap::from([("family_revoked".to_owned(), 1)]),
-    )]);
+    // A sign-in the app refused joined no IdP session.
+    let bob = s.browser("bob");
+    refused_sign_in(&mut s, bob, "sid-b");
+    s.token(bob, TokenSource::Refresh, "sub-bob", "sid-b", 60);
+    let counted = std::collections::BTreeMap::from([
+        (
+            "sid-a".to_owned(),
+            std::collections::BTreeMap::from([("family_revoked".to_owned(), 1)]),
+        ),
+        (
+            "sid-b".to_owned(),
+            std::collections::BTreeMap::from([("allowed".to_owned(), 1)]),
+        ),
+    ]);
     let (found, unattributed) =
         check::idp_calls::reuse(&s.history, &s.history.by_browser(), &counted);
-    assert_eq!(unattributed, 0);
+    assert_eq!(unattributed, 1);
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].evidence, [signed_in, refreshed, refused]);
     assert!(
@@ -1244,24 +1254,21 @@ fn a_resurrected_session_names_the_sign_in_that_began_it_and_where_it_answered()
     assert_eq!(found[1].facet.as_deref(), Some("other-instance"));
 }
 
+/// A sign-in answered 500 though its answer names an IdP session `sid`.
+fn refused_sign_in(s: &mut Script, b: BrowserId, sid: &str) -> usize {
+    let index = s.sign_in(b, sid, "s-refused");
+    if let Outcome::Answered { status, .. } = &mut s.history.events[index].outcome {
+        *status = 500;
+    }
+    index
+}
+
 #[test]
 fn a_sign_in_the_app_did_not_acknowledge_sets_no_idp_session_to_compare_tokens_with() {
     let mut s = Script::new();
     let b = s.browser("alice");
     s.sign_in(b, "sid-1", "s1");
-    let mut refused = ok(
-        Observed::SignedIn {
-            user: Some("alice".into()),
-            session: Some("s2".into()),
-            idp_sid: Some("sid-2".into()),
-        },
-        None,
-        "app-1",
-    );
-    if let Outcome::Answered { status, .. } = &mut refused {
-        *status = 500;
-    }
-    s.at(b, Request::SignIn, refused);
+    refused_sign_in(&mut s, b, "sid-2");
     s.token(b, TokenSource::Cache, "sub-alice", "sid-1", 60);
     // Nor does a logout after it end that IdP session.
     logout(&mut s, b);
@@ -1497,6 +1504,8 @@ fn a_refresh_is_extra_only_when_a_token_for_its_own_scopes_was_cached() {
     let first = scoped(&mut s, b, TokenSource::Refresh, "orders.read orders.write");
     // A token for both serves one of them.
     let extra = scoped(&mut s, b, TokenSource::Refresh, "orders.read");
+    // Storing it dropped the token for both: this refresh was needed.
+    scoped(&mut s, b, TokenSource::Refresh, "orders.write");
     let findings = s.findings();
     let extras = only(&findings, Kind::ExtraIdpCalls);
     assert_eq!(extras.len(), 1, "{extras:?}");
@@ -1539,4 +1548,68 @@ fn a_token_shown_by_a_failed_answer_counts_for_no_needed_refresh() {
         Duration::from_secs(60),
     );
     assert_eq!(minimum, 1, "the code exchange only");
+}
+
+#[test]
+fn a_read_lacking_an_item_seen_before_a_later_write_breaks_writes_follow_reads() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    s.at(b, Request::CartWrite { item: 1 }, lost());
+    let seen = s.read(b, &[1], 2);
+    let later = s.write(b, 2, &[2], 3);
+    let back = s.read(b, &[1, 2], 3);
+    let findings = s.findings();
+    let stale = only(&findings, Kind::StaleRead);
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    assert_eq!(stale[0].evidence, [seen, later, back]);
+    assert_eq!(stale[0].facet.as_deref(), Some("writes-follow-reads"));
+}
+
+#[test]
+fn a_cart_read_after_an_acknowledged_logout_owes_nothing_to_the_session_before() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    s.write(b, 1, &[1], 2);
+    logout(&mut s, b);
+    s.read(b, &[], 1);
+    let findings = s.findings();
+    for kind in Kind::ALL {
+        assert_eq!(findings.count(kind), 0, "{kind}: {:?}", findings.anomalies);
+    }
+}
+
+#[test]
+fn a_cached_token_serves_a_refresh_only_while_it_has_a_second_to_spare() {
+    // Expiring at 62 s, renewed 10 s early: good to 52 s.
+    let extras = |refreshed_by: u64| {
+        let mut s = Script::new();
+        let b = s.browser("alice");
+        s.sign_in(b, "sid-1", "s1");
+        s.token(b, TokenSource::Cache, "sub-alice", "sid-1", 60);
+        let refresh = s.token(b, TokenSource::Refresh, "sub-alice", "sid-1", 60);
+        let event = &mut s.history.events[refresh];
+        event.completed = refreshed_by;
+        event.invoked = refreshed_by - 100_000;
+        s.findings().count(Kind::ExtraIdpCalls)
+    };
+    assert_eq!(extras(50_999_999), 1, "just over a second to spare");
+    assert_eq!(extras(51_000_000), 0, "a second to spare is not enough");
+}
+
+#[test]
+fn a_user_is_gone_when_the_last_of_their_browsers_ended() {
+    let mut s = Script::new();
+    let (first, second) = (s.browser("alice"), s.browser("alice"));
+    s.sign_in(first, "sid-1", "s1");
+    let signed_in = s.sign_in(second, "sid-2", "s2");
+    logout(&mut s, first);
+    let last = logout(&mut s, second);
+    let gone = resident::Standings::new(&s.history, 10_000_000, IDLE).gone_users();
+    let alice = &gone["alice"];
+    assert_eq!(alice.browser, second);
+    assert_eq!(alice.ended_at, s.history.events[last].completed);
+    assert!(alice.logged_out);
+    assert_eq!(alice.evidence, [signed_in, last]);
 }
