@@ -1145,6 +1145,9 @@ fn the_evidence_of_a_refresh_token_reuse_is_the_sessions_sign_in_refreshes_and_f
     let refreshed = s.token(alice, TokenSource::Refresh, "sub-alice", "sid-a", 60);
     s.at(alice, Request::CartRead, failed(503, "store_unavailable"));
     let refused = s.at(alice, Request::Profile, failed(502, "idp_unavailable"));
+    // A sign-in the app refused ends the IdP session's part of the history.
+    refused_sign_in(&mut s, alice, "sid-c");
+    s.token(alice, TokenSource::Refresh, "sub-alice", "sid-a", 60);
     logout(&mut s, alice);
     // After the logout the IdP session is over: nothing here is its.
     s.token(alice, TokenSource::Refresh, "sub-alice", "sid-a", 60);
@@ -1194,6 +1197,20 @@ fn the_minimum_counts_a_refresh_only_once_the_ideal_token_clearly_ran_out() {
     assert_eq!(minimum(51_000_000), 1, "still good");
     assert_eq!(minimum(51_999_999), 1, "within the slack");
     assert_eq!(minimum(52_000_000), 2, "run out: one refresh");
+    // The refresh's ideal token serves the next call a second later.
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    s.clock += 100 * 1_000_000;
+    s.token(b, TokenSource::Refresh, "sub-alice", "sid-1", 60);
+    s.token(b, TokenSource::Cache, "sub-alice", "sid-1", 60);
+    let calls = check::idp_calls::minimum_token_calls(
+        &s.history,
+        &s.history.by_browser(),
+        &settings(),
+        Duration::from_secs(60),
+    );
+    assert_eq!(calls, 2, "the code exchange and one refresh");
 }
 
 #[test]
@@ -1606,10 +1623,82 @@ fn a_user_is_gone_when_the_last_of_their_browsers_ended() {
     let signed_in = s.sign_in(second, "sid-2", "s2");
     logout(&mut s, first);
     let last = logout(&mut s, second);
+    // Bob left one browser and still uses the other: not gone.
+    let (bob_left, bob_stayed) = (s.browser("bob"), s.browser("bob"));
+    s.sign_in(bob_left, "sid-3", "s3");
+    s.sign_in(bob_stayed, "sid-4", "s4");
+    logout(&mut s, bob_left);
     let gone = resident::Standings::new(&s.history, 10_000_000, IDLE).gone_users();
+    assert!(!gone.contains_key("bob"), "{gone:?}");
     let alice = &gone["alice"];
     assert_eq!(alice.browser, second);
     assert_eq!(alice.ended_at, s.history.events[last].completed);
     assert!(alice.logged_out);
     assert_eq!(alice.evidence, [signed_in, last]);
+}
+
+#[test]
+fn a_logout_after_a_refused_sign_in_ends_no_session_the_stores_must_drop() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    let signed_in = s.sign_in(b, "sid-1", "s1");
+    let out = logout(&mut s, b);
+    s.sign_in(b, "sid-2", "s2");
+    refused_sign_in(&mut s, b, "sid-3");
+    logout(&mut s, b);
+    let ended = check::orphans::ended_sessions(&s.history);
+    assert_eq!(
+        ended,
+        [check::orphans::EndedSession {
+            session: "s1".into(),
+            sign_in: signed_in,
+            logout: out,
+        }]
+    );
+}
+
+#[test]
+fn an_item_shown_the_moment_it_became_known_does_not_stand_for_one_missing() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    let first = s.write(b, 1, &[1], 2);
+    let second = s.write(b, 2, &[1, 2], 3);
+    let lacks_first = s.read(b, &[2], 3);
+    let known = s.history.events[second].completed;
+    retime(&mut s, lacks_first, known);
+    let back = s.read(b, &[1, 2], 3);
+    let findings = s.findings();
+    let stale = only(&findings, Kind::StaleRead);
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    assert_eq!(stale[0].evidence, [first, lacks_first, back]);
+}
+
+#[test]
+fn of_two_reads_completing_together_the_one_begun_first_made_an_item_known() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    s.at(b, Request::CartWrite { item: 1 }, lost());
+    let begun_first = s.read(b, &[1], 2);
+    let together = s.read(b, &[1], 2);
+    s.history.events[begun_first].completed = s.history.events[together].completed;
+    let missing = s.read(b, &[], 2);
+    let back = s.read(b, &[1], 2);
+    let findings = s.findings();
+    let stale = only(&findings, Kind::StaleRead);
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    assert_eq!(stale[0].evidence, [begun_first, missing, back]);
+}
+
+#[test]
+fn a_logout_with_no_good_answer_leaves_the_browser_possibly_signed_in() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    s.at(b, Request::Logout, failed(503, "store_unavailable"));
+    let look = 4_000_000;
+    let endings = resident::Standings::new(&s.history, look, IDLE).endings();
+    assert_eq!((endings.live, endings.logged_out), (1, 0));
+    assert_eq!(resident::live_at(&s.history, &[look], IDLE, None), [1]);
 }
