@@ -1211,6 +1211,19 @@ fn the_minimum_counts_a_refresh_only_once_the_ideal_token_clearly_ran_out() {
         Duration::from_secs(60),
     );
     assert_eq!(calls, 2, "the code exchange and one refresh");
+    // After a logout nothing is cached: a call needs a token of its own.
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    logout(&mut s, b);
+    s.token(b, TokenSource::Refresh, "sub-alice", "sid-1", 60);
+    let calls = check::idp_calls::minimum_token_calls(
+        &s.history,
+        &s.history.by_browser(),
+        &settings(),
+        Duration::from_secs(60),
+    );
+    assert_eq!(calls, 2);
 }
 
 #[test]
@@ -1290,6 +1303,7 @@ fn a_sign_in_the_app_did_not_acknowledge_sets_no_idp_session_to_compare_tokens_w
     // Nor does a logout after it end that IdP session.
     logout(&mut s, b);
     s.token(b, TokenSource::Cache, "sub-alice", "sid-2", 60);
+    s.token(b, TokenSource::Cache, "sub-alice", "sid-1", 60);
     let findings = s.findings();
     assert_eq!(findings.count(Kind::CrossSessionToken), 0, "{findings:?}");
     assert_eq!(findings.count(Kind::TokenAfterLogout), 0, "{findings:?}");
@@ -1548,16 +1562,19 @@ fn an_item_is_known_from_the_read_that_completed_first_not_the_one_begun_first()
 }
 
 #[test]
-fn a_token_shown_by_a_failed_answer_counts_for_no_needed_refresh() {
+fn a_token_shown_by_a_failed_answer_counts_for_no_needed_refresh_nor_an_extra_one() {
+    let failed_refresh = |s: &mut Script, b: BrowserId| {
+        let index = s.token(b, TokenSource::Refresh, "sub-alice", "sid-1", 60);
+        if let Outcome::Answered { status, .. } = &mut s.history.events[index].outcome {
+            *status = 500;
+        }
+    };
+    // Long after the ideal token ran out, but the answer was a 500.
     let mut s = Script::new();
     let b = s.browser("alice");
     s.sign_in(b, "sid-1", "s1");
-    // Long after the ideal token ran out, but the answer was a 500.
     s.clock += 100 * 1_000_000;
-    let failed_call = s.token(b, TokenSource::Refresh, "sub-alice", "sid-1", 60);
-    if let Outcome::Answered { status, .. } = &mut s.history.events[failed_call].outcome {
-        *status = 500;
-    }
+    failed_refresh(&mut s, b);
     let minimum = check::idp_calls::minimum_token_calls(
         &s.history,
         &s.history.by_browser(),
@@ -1565,6 +1582,13 @@ fn a_token_shown_by_a_failed_answer_counts_for_no_needed_refresh() {
         Duration::from_secs(60),
     );
     assert_eq!(minimum, 1, "the code exchange only");
+    // While a good token was cached: no extra call either.
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    s.token(b, TokenSource::Cache, "sub-alice", "sid-1", 60);
+    failed_refresh(&mut s, b);
+    assert_eq!(s.findings().count(Kind::ExtraIdpCalls), 0);
 }
 
 #[test]
@@ -1621,6 +1645,7 @@ fn a_user_is_gone_when_the_last_of_their_browsers_ended() {
     let (first, second) = (s.browser("alice"), s.browser("alice"));
     s.sign_in(first, "sid-1", "s1");
     let signed_in = s.sign_in(second, "sid-2", "s2");
+    s.read(second, &[], 1);
     logout(&mut s, first);
     let last = logout(&mut s, second);
     // Bob left one browser and still uses the other: not gone.
@@ -1646,6 +1671,9 @@ fn a_logout_after_a_refused_sign_in_ends_no_session_the_stores_must_drop() {
     s.sign_in(b, "sid-2", "s2");
     refused_sign_in(&mut s, b, "sid-3");
     logout(&mut s, b);
+    // Nor does a logout the app did not acknowledge.
+    s.sign_in(b, "sid-4", "s4");
+    s.at(b, Request::Logout, failed(503, "store_unavailable"));
     let ended = check::orphans::ended_sessions(&s.history);
     assert_eq!(
         ended,
@@ -1701,4 +1729,16 @@ fn a_logout_with_no_good_answer_leaves_the_browser_possibly_signed_in() {
     let endings = resident::Standings::new(&s.history, look, IDLE).endings();
     assert_eq!((endings.live, endings.logged_out), (1, 0));
     assert_eq!(resident::live_at(&s.history, &[look], IDLE, None), [1]);
+}
+
+#[test]
+fn a_401_straight_after_a_sign_in_is_a_loss_shown_with_that_sign_in() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    let signed = s.sign_in(b, "sid-1", "s1");
+    let lost = s.at(b, Request::CartRead, failed(401, "not_signed_in"));
+    let findings = s.findings();
+    let losses = only(&findings, Kind::SessionLoss);
+    assert_eq!(losses.len(), 1, "{losses:?}");
+    assert_eq!(losses[0].evidence, [signed, lost]);
 }
