@@ -1212,11 +1212,13 @@ fn the_minimum_counts_a_refresh_only_once_the_ideal_token_clearly_ran_out() {
     );
     assert_eq!(calls, 2, "the code exchange and one refresh");
     // After a logout nothing is cached: a call needs a token of its own.
+    // A sign-in the app refused exchanged no code.
     let mut s = Script::new();
     let b = s.browser("alice");
     s.sign_in(b, "sid-1", "s1");
     logout(&mut s, b);
     s.token(b, TokenSource::Refresh, "sub-alice", "sid-1", 60);
+    refused_sign_in(&mut s, b, "sid-2");
     let calls = check::idp_calls::minimum_token_calls(
         &s.history,
         &s.history.by_browser(),
