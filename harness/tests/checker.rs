@@ -1744,3 +1744,18 @@ fn a_401_straight_after_a_sign_in_is_a_loss_shown_with_that_sign_in() {
     assert_eq!(losses.len(), 1, "{losses:?}");
     assert_eq!(losses[0].evidence, [signed, lost]);
 }
+
+#[test]
+fn a_token_shown_by_a_failed_answer_is_not_judged() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    let failed_call = s.token(b, TokenSource::Cache, "sub-bob", "sid-2", 60);
+    if let Outcome::Answered { status, .. } = &mut s.history.events[failed_call].outcome {
+        *status = 500;
+    }
+    let findings = s.findings();
+    for kind in Kind::ALL {
+        assert_eq!(findings.count(kind), 0, "{kind}: {:?}", findings.anomalies);
+    }
+}
