@@ -952,3 +952,810 @@ fn the_fitted_slope_is_the_least_squares_one() {
     let noisy = fitted_slope(&[(0.0, 0.0), (1.0, 2.0), (2.0, 2.0), (3.0, 4.0)]).expect("slope");
     assert!((noisy - 1.2).abs() < 1e-9, "{noisy}");
 }
+
+// Edges that mutation testing (`cargo mutants`, .cargo/mutants.toml) showed
+// no other test pinned: each fails if one comparison or branch of the
+// checker is changed.
+
+/// Moves event `index` to `invoked`, keeping it 100 ms long.
+fn retime(s: &mut Script, index: usize, invoked: u64) {
+    let event = &mut s.history.events[index];
+    event.invoked = invoked;
+    event.completed = invoked + 100_000;
+}
+
+/// An acknowledged cart write whose answer shows no cart.
+fn blind_write(s: &mut Script, b: BrowserId, item: u32) -> usize {
+    s.at(
+        b,
+        Request::CartWrite { item },
+        ok(Observed::Nothing, Some(2), "app-1"),
+    )
+}
+
+#[test]
+fn a_read_begun_the_moment_an_item_became_known_need_not_show_it() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    let acked = s.write(b, 1, &[1], 2);
+    let at_once = s.read(b, &[], 2);
+    let known = s.history.events[acked].completed;
+    retime(&mut s, at_once, known);
+    s.read(b, &[1], 2);
+    let findings = s.findings();
+    assert!(only(&findings, Kind::StaleRead).is_empty());
+}
+
+#[test]
+fn an_item_written_twice_is_known_from_its_first_acknowledgement() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    let first = blind_write(&mut s, b, 1);
+    let missing = s.read(b, &[], 2);
+    blind_write(&mut s, b, 1);
+    let back = s.read(b, &[1], 2);
+    let findings = s.findings();
+    let stale = only(&findings, Kind::StaleRead);
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    assert_eq!(stale[0].evidence, [first, missing, back]);
+    assert_eq!(stale[0].facet.as_deref(), Some("read-your-writes"));
+}
+
+#[test]
+fn a_read_missing_several_items_names_the_first_and_counts_them() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    let first = s.write(b, 1, &[1], 2);
+    s.write(b, 2, &[1, 2], 3);
+    let both = s.read(b, &[], 3);
+    s.sign_in(b, "sid-2", "s2");
+    let one = s.write(b, 3, &[3], 2);
+    let lacks_one = s.read(b, &[], 2);
+    let findings = s.findings();
+    let stale = only(&findings, Kind::StaleRead);
+    assert_eq!(stale.len(), 2, "{stale:?}");
+    assert_eq!(stale[0].evidence, [first, both]);
+    assert!(
+        stale[0].summary.contains("item 1,") && stale[0].summary.contains("(2 items so)"),
+        "{}",
+        stale[0].summary
+    );
+    assert_eq!(stale[1].evidence, [one, lacks_one]);
+    assert!(
+        !stale[1].summary.contains("items so"),
+        "{}",
+        stale[1].summary
+    );
+}
+
+#[test]
+fn a_version_regression_names_the_first_answer_of_the_higher_version() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    let first = s.write(b, 1, &[1], 5);
+    s.read(b, &[1], 5);
+    let behind = s.read(b, &[1], 4);
+    let findings = s.findings();
+    let stale = only(&findings, Kind::StaleRead);
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    assert_eq!(stale[0].evidence, [first, behind]);
+    assert_eq!(stale[0].facet.as_deref(), Some("monotonic-reads"));
+}
+
+#[test]
+fn a_401_at_the_edge_of_the_absolute_timeout() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    // Begun 5 s (the 6 s absolute timeout less its second of slack) before
+    // the 401: ended, however busy.
+    s.sign_in(b, "sid-1", "s1");
+    for _ in 0..4 {
+        s.read(b, &[], 1);
+    }
+    s.at(b, Request::CartRead, failed(401, "not_signed_in"));
+    // Begun 2 s before: a loss.
+    let signed = s.sign_in(b, "sid-2", "s2");
+    let used = s.read(b, &[], 1);
+    let lost = s.at(b, Request::CartRead, failed(401, "not_signed_in"));
+    let mut timeouts = settings();
+    timeouts.absolute_timeout = Some(Duration::from_secs(6));
+    let findings = check::check(&s.history, &timeouts);
+    let losses = only(&findings, Kind::SessionLoss);
+    assert_eq!(losses.len(), 1, "{losses:?}");
+    assert_eq!(losses[0].evidence, [signed, used, lost]);
+}
+
+#[test]
+fn a_401_at_the_edge_of_the_idle_timeout() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    // Idle exactly 3/4 of the 30 min idle timeout: the app may not have
+    // ended the session yet, so a loss; a microsecond more, and it may have.
+    let idle = |s: &mut Script, extra: u64| {
+        let signed = s.sign_in(b, "sid-1", "s1");
+        let used = s.read(b, &[], 1);
+        let lost = s.at(b, Request::CartRead, failed(401, "not_signed_in"));
+        let quiet = s.history.events[used].completed;
+        retime(s, lost, quiet + 1_350_000_000 + extra);
+        s.clock = s.history.events[lost].invoked;
+        [signed, used, lost]
+    };
+    let at_edge = idle(&mut s, 0);
+    idle(&mut s, 1);
+    let findings = s.findings();
+    let losses = only(&findings, Kind::SessionLoss);
+    assert_eq!(losses.len(), 1, "{losses:?}");
+    assert_eq!(losses[0].evidence, at_edge);
+}
+
+#[test]
+fn a_session_loss_is_tied_to_a_store_loss_only_in_between_and_when_it_worked() {
+    let mut s = Script::new();
+    let alice = s.browser("alice");
+    s.sign_in(alice, "sid-a", "sa");
+    // The last good answer completes at 2.1 s, the loss is sent at 3 s.
+    s.token(alice, TokenSource::Cache, "sub-alice", "sid-a", 60);
+    s.at(alice, Request::Profile, failed(401, "not_signed_in"));
+    let findings = s.findings();
+    let losses = only(&findings, Kind::SessionLoss);
+    assert_eq!(losses.len(), 1);
+    let step = |action: &str, at: u64| harness::history::FaultStep {
+        at,
+        took: 100_000,
+        action: action.into(),
+        ends: None,
+        error: None,
+        unscheduled: None,
+    };
+    let across = |fault: harness::history::FaultStep| {
+        let mut history = s.history.clone();
+        history.faults.push(fault);
+        check::sessions::across_store_loss(&history, losses[0])
+    };
+    assert!(!check::sessions::across_store_loss(&s.history, losses[0]));
+    assert!(across(step("redis-flush", 2_500_000)));
+    // Done just as the last good answer came, or just as the loss was sent.
+    assert!(across(step("postgres-restart", 2_000_000)));
+    assert!(across(step("redis-restart", 3_000_000)));
+    assert!(!across(step("redis-restart", 1_999_999)), "before");
+    assert!(!across(step("redis-restart", 3_000_001)), "after");
+    assert!(!across(step("redis-pause", 2_500_000)), "no loss of data");
+    let failed_step = harness::history::FaultStep {
+        error: Some("redis would not restart".into()),
+        ..step("redis-restart", 2_500_000)
+    };
+    assert!(!across(failed_step), "a step that failed lost nothing");
+    let undo = harness::history::FaultStep {
+        ends: Some(0),
+        ..step("postgres-crash", 2_500_000)
+    };
+    assert!(!across(undo), "an undo step is no new fault");
+}
+
+#[test]
+fn the_evidence_of_a_refresh_token_reuse_is_the_sessions_sign_in_refreshes_and_failed_calls() {
+    let mut s = Script::new();
+    let alice = s.browser("alice");
+    let signed_in = s.sign_in(alice, "sid-a", "s1");
+    s.token(alice, TokenSource::Cache, "sub-alice", "sid-a", 60);
+    let refreshed = s.token(alice, TokenSource::Refresh, "sub-alice", "sid-a", 60);
+    s.at(alice, Request::CartRead, failed(503, "store_unavailable"));
+    let refused = s.at(alice, Request::Profile, failed(502, "idp_unavailable"));
+    // A sign-in the app refused ends the IdP session's part of the history.
+    refused_sign_in(&mut s, alice, "sid-c");
+    s.token(alice, TokenSource::Refresh, "sub-alice", "sid-a", 60);
+    logout(&mut s, alice);
+    // After the logout the IdP session is over: nothing here is its.
+    s.token(alice, TokenSource::Refresh, "sub-alice", "sid-a", 60);
+    // A sign-in the app refused joined no IdP session.
+    let bob = s.browser("bob");
+    refused_sign_in(&mut s, bob, "sid-b");
+    s.token(bob, TokenSource::Refresh, "sub-bob", "sid-b", 60);
+    let counted = std::collections::BTreeMap::from([
+        (
+            "sid-a".to_owned(),
+            std::collections::BTreeMap::from([("family_revoked".to_owned(), 1)]),
+        ),
+        (
+            "sid-b".to_owned(),
+            std::collections::BTreeMap::from([("allowed".to_owned(), 1)]),
+        ),
+    ]);
+    let (found, unattributed) =
+        check::idp_calls::reuse(&s.history, &s.history.by_browser(), &counted);
+    assert_eq!(unattributed, 1);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].evidence, [signed_in, refreshed, refused]);
+    assert!(
+        found[0].summary.contains("revoked its whole family"),
+        "{}",
+        found[0].summary
+    );
+}
+
+#[test]
+fn the_minimum_counts_a_refresh_only_once_the_ideal_token_clearly_ran_out() {
+    let minimum = |used_at: u64| {
+        let mut s = Script::new();
+        let b = s.browser("alice");
+        // Signed in at 1.1 s: the ideal token (60 s, renewed 10 s early)
+        // serves to 51 s, and a second more for slack.
+        s.sign_in(b, "sid-1", "s1");
+        let used = s.token(b, TokenSource::Cache, "sub-alice", "sid-1", 60);
+        retime(&mut s, used, used_at);
+        check::idp_calls::minimum_token_calls(
+            &s.history,
+            &s.history.by_browser(),
+            &settings(),
+            Duration::from_secs(60),
+        )
+    };
+    assert_eq!(minimum(51_000_000), 1, "still good");
+    assert_eq!(minimum(51_999_999), 1, "within the slack");
+    assert_eq!(minimum(52_000_000), 2, "run out: one refresh");
+    // The refresh's ideal token serves the next call a second later.
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    s.clock += 100 * 1_000_000;
+    s.token(b, TokenSource::Refresh, "sub-alice", "sid-1", 60);
+    s.token(b, TokenSource::Cache, "sub-alice", "sid-1", 60);
+    let calls = check::idp_calls::minimum_token_calls(
+        &s.history,
+        &s.history.by_browser(),
+        &settings(),
+        Duration::from_secs(60),
+    );
+    assert_eq!(calls, 2, "the code exchange and one refresh");
+    // After a logout nothing is cached: a call needs a token of its own.
+    // A sign-in the app refused exchanged no code.
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    logout(&mut s, b);
+    s.token(b, TokenSource::Refresh, "sub-alice", "sid-1", 60);
+    refused_sign_in(&mut s, b, "sid-2");
+    let calls = check::idp_calls::minimum_token_calls(
+        &s.history,
+        &s.history.by_browser(),
+        &settings(),
+        Duration::from_secs(60),
+    );
+    assert_eq!(calls, 2);
+}
+
+#[test]
+fn a_sign_in_with_no_answer_may_have_landed_so_its_browser_may_be_live() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.at(b, Request::SignIn, lost());
+    let look = 3_000_000;
+    let endings = resident::Standings::new(&s.history, look, IDLE).endings();
+    assert_eq!((endings.live, endings.expired), (1, 0));
+    assert_eq!(resident::live_at(&s.history, &[look], IDLE, None), [1]);
+    // A sign-in the app refused signed nobody in.
+    let mut refused = Script::new();
+    let b = refused.browser("alice");
+    refused.at(b, Request::SignIn, failed(400, "bad_request"));
+    let endings = resident::Standings::new(&refused.history, look, IDLE).endings();
+    assert_eq!(endings, resident::Endings::default());
+    assert_eq!(
+        resident::live_at(&refused.history, &[look], IDLE, None),
+        [0]
+    );
+}
+
+/// A replay of the cookie a browser held before its logout, answered 200 by `instance`.
+fn replay(s: &mut Script, b: BrowserId, instance: &str) -> usize {
+    s.at(
+        b,
+        Request::Replay,
+        ok(
+            Observed::Cart {
+                version: 2,
+                items: Vec::new(),
+                foreign: 0,
+                others: Vec::new(),
+            },
+            Some(2),
+            instance,
+        ),
+    )
+}
+
+#[test]
+fn a_resurrected_session_names_the_sign_in_that_began_it_and_where_it_answered() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    let signed_in = s.sign_in(b, "sid-1", "s1");
+    // A second sign-in the app refused began no session.
+    s.at(b, Request::SignIn, failed(502, "idp_unavailable"));
+    let out = logout(&mut s, b);
+    let same = replay(&mut s, b, "app-1");
+    let other = replay(&mut s, b, "app-2");
+    let findings = s.findings();
+    let found = only(&findings, Kind::SessionResurrected);
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert_eq!(found[0].evidence, [signed_in, out, same]);
+    assert_eq!(found[0].facet.as_deref(), Some("same-instance"));
+    assert_eq!(found[1].evidence, [signed_in, out, other]);
+    assert_eq!(found[1].facet.as_deref(), Some("other-instance"));
+}
+
+/// A sign-in answered 500 though its answer names an IdP session `sid`.
+fn refused_sign_in(s: &mut Script, b: BrowserId, sid: &str) -> usize {
+    let index = s.sign_in(b, sid, "s-refused");
+    if let Outcome::Answered { status, .. } = &mut s.history.events[index].outcome {
+        *status = 500;
+    }
+    index
+}
+
+#[test]
+fn a_sign_in_the_app_did_not_acknowledge_sets_no_idp_session_to_compare_tokens_with() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    refused_sign_in(&mut s, b, "sid-2");
+    s.token(b, TokenSource::Cache, "sub-alice", "sid-1", 60);
+    // Nor does a logout after it end that IdP session.
+    logout(&mut s, b);
+    s.token(b, TokenSource::Cache, "sub-alice", "sid-2", 60);
+    s.token(b, TokenSource::Cache, "sub-alice", "sid-1", 60);
+    let findings = s.findings();
+    assert_eq!(findings.count(Kind::CrossSessionToken), 0, "{findings:?}");
+    assert_eq!(findings.count(Kind::TokenAfterLogout), 0, "{findings:?}");
+}
+
+#[test]
+fn a_read_lacking_an_item_acknowledged_after_the_writes_it_shows_breaks_read_your_writes() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    s.write(b, 1, &[1], 2);
+    let later = s.write(b, 2, &[1, 2], 3);
+    let lacks = s.read(b, &[1], 3);
+    let back = s.read(b, &[1, 2], 3);
+    let findings = s.findings();
+    let stale = only(&findings, Kind::StaleRead);
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    assert_eq!(stale[0].evidence, [later, lacks, back]);
+    assert_eq!(stale[0].facet.as_deref(), Some("read-your-writes"));
+}
+
+#[test]
+fn a_miss_is_confirmed_only_by_a_read_begun_after_the_first_miss_completed() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    s.write(b, 1, &[1], 2);
+    let first = s.read(b, &[], 2);
+    let second = s.read(b, &[], 2);
+    let first_done = s.history.events[first].completed;
+    retime(&mut s, second, first_done);
+    let findings = s.findings();
+    let stale = only(&findings, Kind::StaleRead);
+    assert_eq!(stale.len(), 2, "neither is told lost: {stale:?}");
+}
+
+#[test]
+fn an_item_acknowledged_twice_at_once_is_known_from_the_first_write() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    let first = blind_write(&mut s, b, 1);
+    let again = blind_write(&mut s, b, 1);
+    let same_time = s.history.events[first].invoked;
+    retime(&mut s, again, same_time);
+    let missing = s.read(b, &[], 2);
+    let back = s.read(b, &[1], 2);
+    let findings = s.findings();
+    let stale = only(&findings, Kind::StaleRead);
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    assert_eq!(stale[0].evidence, [first, missing, back]);
+}
+
+#[test]
+fn a_cart_showing_its_own_earlier_item_and_anothers_is_two_findings() {
+    let mut s = Script::new();
+    let (alice, bob) = (s.browser("alice"), s.browser("bob"));
+    s.sign_in(alice, "sid-a", "sa");
+    let own = s.write(alice, 1, &[1], 2);
+    logout(&mut s, alice);
+    s.sign_in(bob, "sid-b", "sb");
+    let bobs = s.write(bob, 1, &[1], 2);
+    let again = s.sign_in(alice, "sid-a2", "sa2");
+    let both = s.at(
+        alice,
+        Request::CartRead,
+        ok(
+            Observed::Cart {
+                version: 3,
+                items: vec![1],
+                foreign: 1,
+                others: vec!["b1-1".into()],
+            },
+            Some(3),
+            "app-1",
+        ),
+    );
+    let findings = s.findings();
+    let found = only(&findings, Kind::CrossSessionData);
+    let seen: Vec<(Option<&str>, &[usize])> = found
+        .iter()
+        .map(|a| (a.facet.as_deref(), &a.evidence[..]))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (Some("own-earlier-session"), &[again, own, both][..]),
+            (Some("other-user"), &[again, bobs, both][..]),
+        ]
+    );
+}
+
+#[test]
+fn a_sign_in_the_app_refused_ends_the_browsers_live_session() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    s.at(b, Request::SignIn, failed(400, "bad_request"));
+    let look = 4_000_000;
+    let endings = resident::Standings::new(&s.history, look, IDLE).endings();
+    assert_eq!(endings, resident::Endings::default());
+    assert_eq!(resident::live_at(&s.history, &[look], IDLE, None), [0]);
+}
+
+#[test]
+fn only_a_restart_of_the_instance_itself_that_worked_wipes_what_it_held() {
+    let restarted = |action: &str, error: Option<&str>| {
+        let (mut s, _, _, look) = alice_left_bob_stayed();
+        s.history.faults.push(harness::history::FaultStep {
+            at: 20_000_000,
+            took: 50_000,
+            action: action.into(),
+            ends: None,
+            error: error.map(str::to_owned),
+            unscheduled: None,
+        });
+        let found =
+            resident::Standings::new(&s.history, look, IDLE).check(&[held("app-1", None, Some(2))]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        found[0].browser
+    };
+    let (_, alice, _, _) = alice_left_bob_stayed();
+    assert_eq!(restarted("instance-restart app-2", None), alice);
+    assert_eq!(
+        restarted("instance-restart app-1", Some("it would not stop")),
+        alice
+    );
+    assert_ne!(restarted("instance-start app-1", None), alice);
+}
+
+#[test]
+fn an_instance_down_just_as_the_last_good_answer_came_or_the_loss_was_sent_counts() {
+    let mut s = Script::new();
+    let alice = s.browser("alice");
+    s.sign_in(alice, "sid-a", "sa");
+    // The last good answer completes at 2.1 s, the loss is sent at 3 s.
+    s.token(alice, TokenSource::Cache, "sub-alice", "sid-a", 60);
+    s.at(alice, Request::Profile, failed(401, "not_signed_in"));
+    let findings = s.findings();
+    let losses = only(&findings, Kind::SessionLoss);
+    assert_eq!(losses.len(), 1);
+    let across = |at: u64| {
+        let mut history = s.history.clone();
+        history.faults.push(harness::history::FaultStep {
+            at,
+            took: 100_000,
+            action: "instance-restart app-1".into(),
+            ends: None,
+            error: None,
+            unscheduled: None,
+        });
+        check::sessions::across_instance_down(&history, losses[0])
+    };
+    assert!(across(2_000_000));
+    assert!(across(3_000_000));
+    assert!(!across(1_999_999));
+    assert!(!across(3_000_001));
+}
+
+#[test]
+fn a_token_is_after_a_logout_only_when_sent_after_the_logout_completed() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    let out = logout(&mut s, b);
+    let at_once = s.token(b, TokenSource::Cache, "sub-alice", "sid-1", 60);
+    let ended = s.history.events[out].completed;
+    retime(&mut s, at_once, ended);
+    let after = s.token(b, TokenSource::Cache, "sub-alice", "sid-1", 60);
+    let findings = s.findings();
+    let found = only(&findings, Kind::TokenAfterLogout);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].evidence, [out, after]);
+}
+
+#[test]
+fn a_logout_that_kept_the_idp_session_leaves_nothing_for_a_later_one_to_end() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    s.at(
+        b,
+        Request::Logout,
+        ok(
+            Observed::LoggedOut {
+                idp_session_ended: false,
+            },
+            None,
+            "app-1",
+        ),
+    );
+    logout(&mut s, b);
+    s.token(b, TokenSource::Cache, "sub-alice", "sid-1", 60);
+    let findings = s.findings();
+    assert_eq!(findings.count(Kind::TokenAfterLogout), 0, "{findings:?}");
+}
+
+/// A `/data` call that showed a token for `scopes`, got from `source`.
+fn scoped(s: &mut Script, b: BrowserId, source: TokenSource, scopes: &str) -> usize {
+    let exp = STARTED_MS / 1000 + s.clock / 1_000_000 + 61;
+    s.at(
+        b,
+        Request::Data {
+            resource: "orders".into(),
+        },
+        ok(
+            Observed::Token {
+                user: "alice".into(),
+                source,
+                sub: "sub-alice".into(),
+                sid: Some("sid-1".into()),
+                jti: format!("j{}", s.clock),
+                scopes: Some(scopes.into()),
+                exp,
+            },
+            None,
+            "app-1",
+        ),
+    )
+}
+
+#[test]
+fn a_refresh_is_extra_only_when_a_token_for_its_own_scopes_was_cached() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    s.token(b, TokenSource::Cache, "sub-alice", "sid-1", 60);
+    // The profile token does not serve the API's scopes: a needed refresh.
+    let first = scoped(&mut s, b, TokenSource::Refresh, "orders.read orders.write");
+    // A token for both serves one of them.
+    let extra = scoped(&mut s, b, TokenSource::Refresh, "orders.read");
+    // Storing it dropped the token for both: this refresh was needed.
+    scoped(&mut s, b, TokenSource::Refresh, "orders.write");
+    let findings = s.findings();
+    let extras = only(&findings, Kind::ExtraIdpCalls);
+    assert_eq!(extras.len(), 1, "{extras:?}");
+    assert_eq!(extras[0].evidence, [first, extra]);
+}
+
+#[test]
+fn an_item_is_known_from_the_read_that_completed_first_not_the_one_begun_first() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    s.at(b, Request::CartWrite { item: 1 }, lost());
+    let slow = s.read(b, &[1], 2);
+    s.history.events[slow].completed = 8_000_000;
+    let quick = s.read(b, &[1], 2);
+    let missing = s.read(b, &[], 2);
+    let back = s.read(b, &[1], 2);
+    let findings = s.findings();
+    let stale = only(&findings, Kind::StaleRead);
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    assert_eq!(stale[0].evidence, [quick, missing, back]);
+    assert_eq!(stale[0].facet.as_deref(), Some("monotonic-reads"));
+}
+
+#[test]
+fn a_token_shown_by_a_failed_answer_counts_for_no_needed_refresh_nor_an_extra_one() {
+    let failed_refresh = |s: &mut Script, b: BrowserId| {
+        let index = s.token(b, TokenSource::Refresh, "sub-alice", "sid-1", 60);
+        if let Outcome::Answered { status, .. } = &mut s.history.events[index].outcome {
+            *status = 500;
+        }
+    };
+    // Long after the ideal token ran out, but the answer was a 500.
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    s.clock += 100 * 1_000_000;
+    failed_refresh(&mut s, b);
+    let minimum = check::idp_calls::minimum_token_calls(
+        &s.history,
+        &s.history.by_browser(),
+        &settings(),
+        Duration::from_secs(60),
+    );
+    assert_eq!(minimum, 1, "the code exchange only");
+    // While a good token was cached: no extra call either.
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    s.token(b, TokenSource::Cache, "sub-alice", "sid-1", 60);
+    failed_refresh(&mut s, b);
+    assert_eq!(s.findings().count(Kind::ExtraIdpCalls), 0);
+}
+
+#[test]
+fn a_read_lacking_an_item_seen_before_a_later_write_breaks_writes_follow_reads() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    s.at(b, Request::CartWrite { item: 1 }, lost());
+    let seen = s.read(b, &[1], 2);
+    let later = s.write(b, 2, &[2], 3);
+    let back = s.read(b, &[1, 2], 3);
+    let findings = s.findings();
+    let stale = only(&findings, Kind::StaleRead);
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    assert_eq!(stale[0].evidence, [seen, later, back]);
+    assert_eq!(stale[0].facet.as_deref(), Some("writes-follow-reads"));
+}
+
+#[test]
+fn a_cart_read_after_an_acknowledged_logout_owes_nothing_to_the_session_before() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    s.write(b, 1, &[1], 2);
+    logout(&mut s, b);
+    s.read(b, &[], 1);
+    let findings = s.findings();
+    for kind in Kind::ALL {
+        assert_eq!(findings.count(kind), 0, "{kind}: {:?}", findings.anomalies);
+    }
+}
+
+#[test]
+fn a_cached_token_serves_a_refresh_only_while_it_has_a_second_to_spare() {
+    // Expiring at 62 s, renewed 10 s early: good to 52 s.
+    let extras = |refreshed_by: u64| {
+        let mut s = Script::new();
+        let b = s.browser("alice");
+        s.sign_in(b, "sid-1", "s1");
+        s.token(b, TokenSource::Cache, "sub-alice", "sid-1", 60);
+        let refresh = s.token(b, TokenSource::Refresh, "sub-alice", "sid-1", 60);
+        let event = &mut s.history.events[refresh];
+        event.completed = refreshed_by;
+        event.invoked = refreshed_by - 100_000;
+        s.findings().count(Kind::ExtraIdpCalls)
+    };
+    assert_eq!(extras(50_999_999), 1, "just over a second to spare");
+    assert_eq!(extras(51_000_000), 0, "a second to spare is not enough");
+}
+
+#[test]
+fn a_user_is_gone_when_the_last_of_their_browsers_ended() {
+    let mut s = Script::new();
+    let (first, second) = (s.browser("alice"), s.browser("alice"));
+    s.sign_in(first, "sid-1", "s1");
+    let signed_in = s.sign_in(second, "sid-2", "s2");
+    s.read(second, &[], 1);
+    logout(&mut s, first);
+    let last = logout(&mut s, second);
+    // Bob left one browser and still uses the other: not gone.
+    let (bob_left, bob_stayed) = (s.browser("bob"), s.browser("bob"));
+    s.sign_in(bob_left, "sid-3", "s3");
+    s.sign_in(bob_stayed, "sid-4", "s4");
+    logout(&mut s, bob_left);
+    let gone = resident::Standings::new(&s.history, 10_000_000, IDLE).gone_users();
+    assert!(!gone.contains_key("bob"), "{gone:?}");
+    let alice = &gone["alice"];
+    assert_eq!(alice.browser, second);
+    assert_eq!(alice.ended_at, s.history.events[last].completed);
+    assert!(alice.logged_out);
+    assert_eq!(alice.evidence, [signed_in, last]);
+}
+
+#[test]
+fn a_logout_after_a_refused_sign_in_ends_no_session_the_stores_must_drop() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    let signed_in = s.sign_in(b, "sid-1", "s1");
+    let out = logout(&mut s, b);
+    s.sign_in(b, "sid-2", "s2");
+    refused_sign_in(&mut s, b, "sid-3");
+    logout(&mut s, b);
+    // Nor does a logout the app did not acknowledge.
+    s.sign_in(b, "sid-4", "s4");
+    s.at(b, Request::Logout, failed(503, "store_unavailable"));
+    let ended = check::orphans::ended_sessions(&s.history);
+    assert_eq!(
+        ended,
+        [check::orphans::EndedSession {
+            session: "s1".into(),
+            sign_in: signed_in,
+            logout: out,
+        }]
+    );
+}
+
+#[test]
+fn an_item_shown_the_moment_it_became_known_does_not_stand_for_one_missing() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    let first = s.write(b, 1, &[1], 2);
+    let second = s.write(b, 2, &[1, 2], 3);
+    let lacks_first = s.read(b, &[2], 3);
+    let known = s.history.events[second].completed;
+    retime(&mut s, lacks_first, known);
+    let back = s.read(b, &[1, 2], 3);
+    let findings = s.findings();
+    let stale = only(&findings, Kind::StaleRead);
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    assert_eq!(stale[0].evidence, [first, lacks_first, back]);
+}
+
+#[test]
+fn of_two_reads_completing_together_the_one_begun_first_made_an_item_known() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    s.at(b, Request::CartWrite { item: 1 }, lost());
+    let begun_first = s.read(b, &[1], 2);
+    let together = s.read(b, &[1], 2);
+    s.history.events[begun_first].completed = s.history.events[together].completed;
+    let missing = s.read(b, &[], 2);
+    let back = s.read(b, &[1], 2);
+    let findings = s.findings();
+    let stale = only(&findings, Kind::StaleRead);
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    assert_eq!(stale[0].evidence, [begun_first, missing, back]);
+}
+
+#[test]
+fn a_logout_with_no_good_answer_leaves_the_browser_possibly_signed_in() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    s.at(b, Request::Logout, failed(503, "store_unavailable"));
+    let look = 4_000_000;
+    let endings = resident::Standings::new(&s.history, look, IDLE).endings();
+    assert_eq!((endings.live, endings.logged_out), (1, 0));
+    assert_eq!(resident::live_at(&s.history, &[look], IDLE, None), [1]);
+}
+
+#[test]
+fn a_401_straight_after_a_sign_in_is_a_loss_shown_with_that_sign_in() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    let signed = s.sign_in(b, "sid-1", "s1");
+    let lost = s.at(b, Request::CartRead, failed(401, "not_signed_in"));
+    let findings = s.findings();
+    let losses = only(&findings, Kind::SessionLoss);
+    assert_eq!(losses.len(), 1, "{losses:?}");
+    assert_eq!(losses[0].evidence, [signed, lost]);
+}
+
+#[test]
+fn a_token_shown_by_a_failed_answer_is_not_judged() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    let failed_call = s.token(b, TokenSource::Cache, "sub-bob", "sid-2", 60);
+    if let Outcome::Answered { status, .. } = &mut s.history.events[failed_call].outcome {
+        *status = 500;
+    }
+    let findings = s.findings();
+    for kind in Kind::ALL {
+        assert_eq!(findings.count(kind), 0, "{kind}: {:?}", findings.anomalies);
+    }
+}

@@ -192,3 +192,66 @@ fn at(history: &History, index: usize) -> &Event {
 fn secs(micros: Micros) -> String {
     format!("{:.3}s", micros as f64 / 1e6)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_is_shown_by_the_name_it_is_serialized_with() {
+        for kind in Kind::ALL {
+            let serialized = serde_json::to_value(kind).expect("a kind serializes");
+            assert_eq!(serialized, kind.name());
+            assert_eq!(kind.to_string(), kind.name());
+        }
+    }
+
+    #[test]
+    fn version_regressions_are_said_unchecked_only_when_the_app_sends_no_version() {
+        use crate::history::{BrowserInfo, Observed, Outcome};
+        let answered = |session_version| Event {
+            browser: BrowserId(0),
+            request: Request::CartRead,
+            sent_to: "app-1".into(),
+            invoked: 1_000_000,
+            completed: 1_100_000,
+            outcome: Outcome::Answered {
+                status: 200,
+                instance: None,
+                session_version,
+                error: None,
+                observed: Observed::Nothing,
+            },
+        };
+        let history = |version| History {
+            browsers: vec![BrowserInfo {
+                person: 0,
+                user: "alice".into(),
+            }],
+            events: vec![answered(version)],
+            ..History::default()
+        };
+        let settings = Settings {
+            idle_timeout: Duration::from_secs(1800),
+            absolute_timeout: None,
+            renewal_offset: Duration::from_secs(10),
+            started_unix_ms: 0,
+            subjects: HashMap::new(),
+        };
+        let unchecked = |version| {
+            check(&history(version), &settings)
+                .unchecked
+                .into_iter()
+                .map(|(kind, _)| kind)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(unchecked(None), [Kind::StaleRead]);
+        assert!(unchecked(Some(3)).is_empty());
+    }
+
+    #[test]
+    fn run_offsets_are_shown_in_seconds_to_the_millisecond() {
+        assert_eq!(secs(0), "0.000s");
+        assert_eq!(secs(1_234_567), "1.235s");
+    }
+}
