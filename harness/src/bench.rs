@@ -48,6 +48,26 @@ pub struct Benched {
     pub stopped_because: Option<String>,
 }
 
+impl Benched {
+    /// Where the HTML report goes by default, beside the results: one run's
+    /// file name with `.html`; several runs' with `all` in place of the
+    /// first topology's name. None when nothing was written.
+    pub fn report_path(&self) -> Option<PathBuf> {
+        let first = self.written.first()?;
+        let stem = first
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let stem = match self.results.first() {
+            Some(results) if self.written.len() > 1 => {
+                stem.replacen(&format!("-{}-", results.topology.name), "-all-", 1)
+            }
+            _ => stem,
+        };
+        Some(first.with_file_name(format!("{stem}.html")))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
     #[error(transparent)]

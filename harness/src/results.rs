@@ -724,6 +724,21 @@ pub fn schema() -> String {
     serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
 }
 
+/// The results files at `paths` as one (`harness merge`): each read, the
+/// shards checked with the files' names in any refusal, then merged; and
+/// the shards none of them holds (empty for whole runs).
+pub fn merge_files(paths: &[std::path::PathBuf]) -> Result<(Results, Vec<String>), ResultsError> {
+    let runs = paths
+        .iter()
+        .map(|f| Results::read(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Checked here too, so a refusal names the files.
+    let names: Vec<String> = paths.iter().map(|f| f.display().to_string()).collect();
+    check_shards(&names, &runs)?;
+    let missing = missing_shards(&runs);
+    Ok((merge(runs)?, missing))
+}
+
 /// Several runs as one: histograms added and percentiles recomputed,
 /// counts summed, examples pooled (five per family and one of each group),
 /// timelines kept per source.

@@ -27,7 +27,7 @@ use crate::load::latency::Latencies;
 use crate::load::{self, LoadError};
 use crate::progress::{Figures, Progress};
 use crate::reference::{self, Prober};
-use crate::results::{AppKind, HarnessInfo, HostFacts, Results, SourceShard, TopologyInfo};
+use crate::results::{AppKind, HarnessInfo, Results, SourceShard, TopologyInfo};
 use crate::run_folder::RunFolder;
 use crate::sample::{Place, Sampler};
 use crate::scenario::Scenario;
@@ -405,7 +405,7 @@ pub async fn run(
             version: env!("CARGO_PKG_VERSION").to_owned(),
             git_revision: option_env!("HARNESS_GIT_REVISION").map(str::to_owned),
         },
-        host: host_facts(),
+        host: crate::host::host_facts(),
         started_unix_ms,
         duration_secs: load_end.as_secs_f64(),
         stopped_because,
@@ -606,25 +606,6 @@ fn unix_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// This machine, as the results name it.
-pub fn host_facts() -> HostFacts {
-    let read = |path: &str| std::fs::read_to_string(path).ok();
-    HostFacts {
-        hostname: read("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_owned())
-            .unwrap_or_else(|| "unknown".into()),
-        os: std::env::consts::OS.to_owned(),
-        kernel: read("/proc/sys/kernel/osrelease").map(|k| k.trim().to_owned()),
-        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        memory_bytes: read("/proc/meminfo").and_then(|m| {
-            m.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-                .map(|kib| kib * 1024)
-        }),
-    }
 }
 
 /// The sessions' IdP subjects for a run's people (exported for tests).

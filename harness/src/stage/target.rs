@@ -136,13 +136,13 @@ impl AppUnderTest {
 /// What a fault schedule is checked against before anything starts: the
 /// stores an app runs with, and whether the harness starts its instances
 /// (only then can it restart or kill them).
-pub trait Deployment {
+pub trait AppShape {
     fn name(&self) -> &str;
     fn needs(&self) -> StoreNeeds;
     fn instances_are_ours(&self) -> bool;
 }
 
-impl Deployment for Topology {
+impl AppShape for Topology {
     fn name(&self) -> &str {
         &self.name
     }
@@ -156,7 +156,7 @@ impl Deployment for Topology {
     }
 }
 
-impl Deployment for AppUnderTest {
+impl AppShape for AppUnderTest {
     fn name(&self) -> &str {
         AppUnderTest::name(self)
     }
