@@ -20,10 +20,10 @@ use app::topology::Topology;
 use harness::history;
 use harness::load::browser::{InstanceUrl, Shared};
 use harness::load::latency::Latencies;
+use harness::model::app::AppUnderTest;
 use harness::run_folder::RunFolder;
 use harness::scenario::Scenario;
 use harness::stage::stack::{Stack, StackSpec};
-use harness::stage::target::AppUnderTest;
 
 /// mimalloc: the driver allocates on every request (URLs, headers, history
 /// events), and glibc's `malloc` took a tenth of its thread's time.

@@ -16,10 +16,10 @@ use app::topology::Topology;
 use harness::history;
 use harness::load::browser::Shared;
 use harness::load::latency::Latencies;
+use harness::model::app::AppUnderTest;
 use harness::run_folder::RunFolder;
 use harness::scenario::Scenario;
 use harness::stage::stack::{Stack, StackSpec};
-use harness::stage::target::AppUnderTest;
 
 /// The harness binary's allocator (see its main.rs), so the figures are its.
 #[global_allocator]

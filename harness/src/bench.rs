@@ -8,14 +8,14 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use crate::check::Kind;
-use crate::cpu;
 use crate::history_file::{self, HistoryFileError};
+use crate::model::app::AppUnderTest;
+use crate::model::cpu;
 use crate::results::{Results, ResultsError};
 use crate::run::{self, RunError, RunPlan};
 use crate::scenario::Scenario;
 use crate::scenario::names::file_safe;
 use crate::shard::Shard;
-use crate::stage::target::AppUnderTest;
 
 /// What to bench.
 pub struct Bench {
@@ -199,7 +199,7 @@ pub fn summary_table(runs: &[Results]) -> String {
     for run in runs {
         let (requests, errors, all) = match run.overall() {
             Ok(overall) => overall,
-            Err(_) => (0, 0, crate::load::latency::histogram()),
+            Err(_) => (0, 0, crate::model::latency::histogram()),
         };
         let ms = |q: f64| all.value_at_quantile(q) as f64 / 1e3;
         let _ = write!(

@@ -9,10 +9,10 @@ use std::time::SystemTime;
 use clap::{Args, Parser, Subcommand};
 
 use crate::deployment::Choice;
+use crate::model::app::AppUnderTest;
 use crate::report::compare;
 use crate::scenario::{self, Scenario};
 use crate::shard::{self, Shard};
-use crate::stage::target::AppUnderTest;
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Measures session and token-cache topologies")]

@@ -10,9 +10,9 @@ use std::path::PathBuf;
 use app::topology::Topology;
 
 use crate::host::fits_this_machine;
+use crate::model::app::AppUnderTest;
 use crate::scenario::describe::memory_needed;
 use crate::scenario::{self, Scenario, target};
-use crate::stage::target::AppUnderTest;
 
 /// The topology every command falls back to.
 const DEFAULT_TOPOLOGY: &str = "option4";

@@ -20,9 +20,6 @@
 //! - [`store_probe`]: each store tier's raw contents, read apart, never written.
 //! - [`cpu`]: CPU seconds of the instances, Redis, Postgres and the harness.
 //! - [`load`]: the goose driver and the simulated browsers.
-//! - [`check`]: history -> anomalies, one file per family (pure).
-//! - [`history`]: invoke/complete events and fault steps: what the driver
-//!   writes and the checker reads.
 //! - [`elle`]: a history as Elle's list-append EDN, for an independent checker.
 //! - [`history_file`]: a run's whole history as JSON lines (`bench --history`).
 //! - [`faults`]: runs a scenario's fault schedule against a stack.
@@ -34,6 +31,11 @@
 //! - [`run_folder`]: where a run's logs go, and the sweep of dead runs' leftovers.
 //! - [`stage`]: supervised children, Redis and Postgres, the fault proxy, the
 //!   stack of one topology up and ready.
+//! - [`model`]: the shared vocabulary (ids, the app under test, IdP and
+//!   network fault settings, samples, CPU, latency shapes): data, no I/O.
+//! - [`check`]: history -> anomalies, one file per family (pure).
+//! - [`history`]: invoke/complete events and fault steps: what the driver
+//!   writes and the checker reads.
 
 pub mod analyze;
 pub mod bench;
@@ -48,6 +50,7 @@ pub mod history_file;
 pub mod host;
 pub mod judge;
 pub mod load;
+pub mod model;
 pub mod progress;
 pub mod reference;
 pub mod report;

@@ -18,9 +18,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::check::Kind;
-use crate::cpu::{self, CpuSample};
 use crate::history::{Event, FaultStep};
-use crate::sample::Sample;
+use crate::model::cpu::{self, CpuSample};
+use crate::model::sample::Sample;
 use crate::scenario::source::{self, ReadError};
 use crate::scenario::workload::Workload;
 
@@ -683,7 +683,7 @@ impl Results {
 
     /// One request type over every instance: its count and histogram.
     pub fn kind(&self, kind: &str) -> Result<(u64, Histogram<u64>), ResultsError> {
-        let mut all = crate::load::latency::histogram();
+        let mut all = crate::model::latency::histogram();
         let mut count = 0;
         for series in self.requests.iter().filter(|s| s.kind == kind) {
             all.add(decode(&series.histogram)?)
@@ -706,7 +706,7 @@ impl Results {
 
     /// All requests of every type and instance together.
     pub fn overall(&self) -> Result<(u64, u64, Histogram<u64>), ResultsError> {
-        let mut all = crate::load::latency::histogram();
+        let mut all = crate::model::latency::histogram();
         let (mut count, mut errors) = (0, 0);
         for series in &self.requests {
             all.add(decode(&series.histogram)?)

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::faults;
+use crate::model::app::AppUnderTest;
 use crate::run_folder::RunFolder;
 use crate::scenario::Scenario;
 use crate::stage::stack::{Stack, StackSpec};
-use crate::stage::target::AppUnderTest;
 
 /// What to bring up and where.
 pub struct Up {

@@ -21,12 +21,12 @@ use harness::check::{self, Kind, Settings};
 use harness::history::{self, Event, History, Request};
 use harness::load::browser::Shared;
 use harness::load::latency::Latencies;
+use harness::model::app::AppUnderTest;
+use harness::model::ids::{InstanceId, StoreKind};
+use harness::model::network::NetworkFaults;
 use harness::scenario::Scenario;
 use harness::scenario::faults::FaultAction;
-use harness::stage::network::NetworkFaults;
 use harness::stage::stack::{Stack, StackSpec};
-use harness::stage::target::AppUnderTest;
-use harness::stage::{InstanceId, StoreKind};
 use tokio::time::Instant;
 
 const APP_1: InstanceId = InstanceId::from_index(0);

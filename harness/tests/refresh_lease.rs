@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use app::topology::Topology;
 use contract::{Browser, TokenSource};
-use harness::stage::InstanceId;
-use harness::stage::stack::{IdpOptions, Stack, StackSpec};
-use harness::stage::target::AppUnderTest;
+use harness::model::app::AppUnderTest;
+use harness::model::idp::IdpOptions;
+use harness::model::ids::InstanceId;
+use harness::stage::stack::{Stack, StackSpec};
 use mock_idp::config::ReusePolicy;
 use mock_idp::faults::{Endpoint, Endpoints, ErrorFault, FaultConfig, LatencyFault};
 

@@ -13,7 +13,7 @@ use std::fmt::Write;
 use hdrhistogram::Histogram;
 
 use crate::check::Kind;
-use crate::cpu;
+use crate::model::cpu;
 use crate::results::Results;
 
 use super::ReportError;
@@ -51,7 +51,7 @@ pub struct Thresholds {
     #[arg(long, default_value_t = 0)]
     pub anomaly_allowance: u64,
     /// The reference round trip latencies are divided by: healthz | redis-ping.
-    #[arg(long, default_value = crate::reference::HEALTHZ)]
+    #[arg(long, default_value = crate::model::latency::HEALTHZ)]
     pub reference: String,
     /// Fewest samples beyond a percentile, in both files, for it to be
     /// judged: with 20, p50 needs 40 requests of a type (and of the
@@ -80,7 +80,7 @@ impl Default for Thresholds {
             p99_absolute: None,
             anomaly_slack: 0.0,
             anomaly_allowance: 0,
-            reference: crate::reference::HEALTHZ.to_owned(),
+            reference: crate::model::latency::HEALTHZ.to_owned(),
             min_tail: 20,
             confirm_absolute: false,
         }

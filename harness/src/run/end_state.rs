@@ -11,7 +11,8 @@ use crate::check::orphans::{self, Leftovers};
 use crate::check::resident;
 use crate::history::{FaultStep, History, Micros};
 use crate::judge::IdpCounts;
-use crate::sample::{Place, Sample, Sampler};
+use crate::model::sample::Sample;
+use crate::sample::{Place, Sampler};
 use crate::scenario::workload::Workload;
 
 /// What the run measured after the load.

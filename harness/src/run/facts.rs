@@ -7,9 +7,9 @@ use super::RunPlan;
 use crate::check::orphans::Leftovers;
 use crate::history::Micros;
 use crate::judge::{AppFacts, CpuFacts, IdpCounts, RunFacts, ScenarioFacts};
+use crate::model::app::{AppUnderTest, ContractSettings};
+use crate::model::sample::Sample;
 use crate::results::{AppKind, HarnessInfo, HostFacts, ReferenceSeries, SourceShard, TopologyInfo};
-use crate::sample::Sample;
-use crate::stage::target::{AppUnderTest, ContractSettings};
 
 /// What the run measured, beside the history.
 pub(super) struct Measured {

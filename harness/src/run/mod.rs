@@ -25,13 +25,13 @@ pub use self::stage_up::{instance_urls, subjects};
 use crate::history::History;
 use crate::judge::{self, CpuFacts, Judged, RunFacts};
 use crate::load::LoadError;
+use crate::model::app::AppUnderTest;
 use crate::results::Results;
 use crate::run_folder::RunFolder;
 use crate::scenario::Scenario;
 use crate::scenario::faults::FaultSchedule;
 use crate::shard::Shard;
 use crate::stage::StageError;
-use crate::stage::target::AppUnderTest;
 
 /// What to run.
 #[derive(Clone, Debug)]

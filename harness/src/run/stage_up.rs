@@ -10,17 +10,19 @@ use tokio::time::Instant;
 
 use super::{RunError, RunPlan};
 use crate::check::Settings;
-use crate::cpu::{CpuMeter, CpuSample};
+use crate::cpu::CpuMeter;
 use crate::history::{self, Collector};
 use crate::load::browser::{InstanceUrl, Shared};
 use crate::load::latency::Latencies;
 use crate::load::{self, labels::Labels};
+use crate::model::app::{AppUnderTest, ContractSettings};
+use crate::model::cpu::CpuSample;
+use crate::model::sample::Sample;
 use crate::run_folder::RunFolder;
-use crate::sample::{Place, Sample, Sampler};
+use crate::sample::{Place, Sampler};
 use crate::scenario::faults::FaultSchedule;
 use crate::scenario::workload::{Workload, person_name};
 use crate::stage::stack::{Stack, StackSpec};
-use crate::stage::target::{AppUnderTest, ContractSettings};
 
 /// The stack up and what the run needs to know of it.
 pub(super) struct Staged {

@@ -9,9 +9,10 @@ use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::model::sample::Sample;
 use crate::reference::{self, Prober};
 use crate::results::ReferenceSeries;
-use crate::sample::{Place, Sample, Sampler};
+use crate::sample::{Place, Sampler};
 
 /// The sampler's and the prober's tasks, and what they gather.
 pub(super) struct Watchers {

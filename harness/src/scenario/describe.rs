@@ -9,7 +9,7 @@ use std::path::Path;
 use super::Scenario;
 use super::capacity::{self, Estimate};
 use super::workload::written;
-use crate::stage::target::AppUnderTest;
+use crate::model::app::AppUnderTest;
 
 /// The memory `scenario` needs on `app` with `instances` (the harness's
 /// browsers, and the instances when the harness starts the reference app).

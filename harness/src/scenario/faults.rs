@@ -27,9 +27,9 @@ use toml::Spanned;
 
 use super::source::{Position, ScenarioError, Source};
 use super::time::Offset;
-use crate::stage::network::NetworkFaults;
-use crate::stage::target::AppShape;
-use crate::stage::{InstanceId, StoreKind};
+use crate::model::app::AppShape;
+use crate::model::ids::{InstanceId, StoreKind};
+use crate::model::network::NetworkFaults;
 
 /// One action on one component.
 #[derive(Clone, Debug, PartialEq)]

@@ -277,7 +277,7 @@ impl Scenario {
     /// harness did not start).
     pub fn check(
         &self,
-        app: &impl crate::stage::target::AppShape,
+        app: &impl crate::model::app::AppShape,
         instances: NonZeroUsize,
     ) -> Result<(), ScenarioError> {
         self.faults.check(app, instances)
@@ -287,7 +287,7 @@ impl Scenario {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stage::InstanceId;
+    use crate::model::ids::InstanceId;
 
     const EXAMPLE: &str = r#"
 [[faults]]

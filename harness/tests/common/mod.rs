@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use app::topology::Topology;
 use contract::{Browser, HttpClient};
+use harness::model::app::AppUnderTest;
+use harness::model::ids::{InstanceId, StoreKind};
 use harness::stage::stack::{Stack, StackSpec};
-use harness::stage::target::AppUnderTest;
-use harness::stage::{InstanceId, StoreKind};
 
 /// Brings up the preset `topology` with its stores, the IdP and `instances`
 /// app instances in `dir`, its store traffic through the fault proxy when `network_proxy`.
