@@ -12,7 +12,7 @@ use super::{RunError, RunPlan};
 use crate::check::Settings;
 use crate::cpu::CpuMeter;
 use crate::history::{self, Collector};
-use crate::load::browser::{InstanceUrl, Shared};
+use crate::load::browser::{InstanceUrl, Shared, SharedSpec};
 use crate::load::latency::Latencies;
 use crate::load::{self, labels::Labels};
 use crate::model::app::{AppUnderTest, ContractSettings};
@@ -142,16 +142,16 @@ pub(super) fn load(plan: &RunPlan, staged: &Staged) -> Result<Load, RunError> {
         workload.think_time.mean().as_micros() as u64,
         instances.iter().map(|i| i.id.clone()).collect(),
     ));
-    let mut shared = Shared::new(
+    let mut shared = Shared::new(SharedSpec {
         instances,
-        staged.stack.idp_browser_url(),
-        contract.session_cookie.clone(),
+        idp_base: staged.stack.idp_browser_url(),
+        session_cookie: contract.session_cookie.clone(),
         recorder,
-        latencies.clone(),
-        workload.clone(),
-        plan.scenario.seed,
+        latencies: latencies.clone(),
+        workload: workload.clone(),
+        seed: plan.scenario.seed,
         start,
-    )
+    })
     .map_err(RunError::Setup)?;
     shared.renewal_offset = contract.renewal_offset;
     if let Some(shard) = plan.shard {
