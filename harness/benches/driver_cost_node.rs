@@ -27,8 +27,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use harness::history;
-use harness::load::browser::{InstanceUrl, Shared};
-use harness::load::latency::{Latencies, histogram};
+use harness::load::browser::{InstanceUrl, Shared, SharedSpec};
+use harness::load::latency::Latencies;
+use harness::model::latency::histogram;
 use harness::run_folder::RunFolder;
 use harness::scenario::{Scenario, target};
 use harness::stage::stack::{Stack, StackSpec};
@@ -70,19 +71,19 @@ fn shared(
     let scenario = Scenario::parse(scenario, "driver-cost-node.toml").expect("scenario");
     let (recorder, collector) = history::channel();
     let latencies = Arc::new(Latencies::new(0, vec!["app-1".into()]));
-    let mut shared = Shared::new(
-        vec![InstanceUrl {
+    let mut shared = Shared::new(SharedSpec {
+        instances: vec![InstanceUrl {
             id: "app-1".into(),
             base: stack.instances[0].url(),
         }],
-        stack.idp_browser_url(),
-        session_cookie.to_owned(),
+        idp_base: stack.idp_browser_url(),
+        session_cookie: session_cookie.to_owned(),
         recorder,
-        latencies.clone(),
-        scenario.workload,
-        1,
-        tokio::time::Instant::now(),
-    )
+        latencies: latencies.clone(),
+        workload: scenario.workload,
+        seed: 1,
+        start: tokio::time::Instant::now(),
+    })
     .expect("shared");
     let ca = stack
         .idp_listeners

@@ -18,12 +18,12 @@ use std::time::Duration;
 
 use app::topology::Topology;
 use harness::history;
-use harness::load::browser::{InstanceUrl, Shared};
+use harness::load::browser::{InstanceUrl, Shared, SharedSpec};
 use harness::load::latency::Latencies;
+use harness::model::app::AppUnderTest;
 use harness::run_folder::RunFolder;
 use harness::scenario::Scenario;
 use harness::stage::stack::{Stack, StackSpec};
-use harness::stage::target::AppUnderTest;
 
 /// mimalloc: the driver allocates on every request (URLs, headers, history
 /// events), and glibc's `malloc` took a tenth of its thread's time.
@@ -61,19 +61,19 @@ async fn driver(base: &str, idp: &str, connections: u64, secs: u64) -> (f64, f64
     let (recorder, collector) = history::channel();
     let latencies = Arc::new(Latencies::new(0, vec!["app-1".into()]));
     let shared = Arc::new(
-        Shared::new(
-            vec![InstanceUrl {
+        Shared::new(SharedSpec {
+            instances: vec![InstanceUrl {
                 id: "app-1".into(),
                 base: base.to_owned(),
             }],
-            idp.to_owned(),
-            "app_session".into(),
+            idp_base: idp.to_owned(),
+            session_cookie: "app_session".into(),
             recorder,
-            latencies.clone(),
-            scenario.workload,
-            0,
-            tokio::time::Instant::now(),
-        )
+            latencies: latencies.clone(),
+            workload: scenario.workload,
+            seed: 0,
+            start: tokio::time::Instant::now(),
+        })
         .expect("shared"),
     );
     let cpu_before = cpu_seconds();

@@ -14,12 +14,12 @@ use std::time::Duration;
 
 use app::topology::Topology;
 use harness::history;
-use harness::load::browser::Shared;
+use harness::load::browser::{Shared, SharedSpec};
 use harness::load::latency::Latencies;
+use harness::model::app::AppUnderTest;
 use harness::run_folder::RunFolder;
 use harness::scenario::Scenario;
 use harness::stage::stack::{Stack, StackSpec};
-use harness::stage::target::AppUnderTest;
 
 /// The harness binary's allocator (see its main.rs), so the figures are its.
 #[global_allocator]
@@ -83,16 +83,16 @@ async fn main() {
             instances.iter().map(|i| i.id.clone()).collect(),
         ));
         let shared = Arc::new(
-            Shared::new(
-                instances.clone(),
-                stack.idp_url(),
-                "app_session".into(),
+            Shared::new(SharedSpec {
+                instances: instances.clone(),
+                idp_base: stack.idp_url(),
+                session_cookie: "app_session".into(),
                 recorder,
-                latencies.clone(),
-                scenario.workload,
-                0,
-                tokio::time::Instant::now(),
-            )
+                latencies: latencies.clone(),
+                workload: scenario.workload,
+                seed: 0,
+                start: tokio::time::Instant::now(),
+            })
             .expect("shared"),
         );
         // The history is taken in as it grows and kept, as a real run keeps it.

@@ -8,14 +8,14 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use crate::check::Kind;
-use crate::cpu;
 use crate::history_file::{self, HistoryFileError};
+use crate::model::app::AppUnderTest;
+use crate::model::cpu;
 use crate::results::{Results, ResultsError};
 use crate::run::{self, RunError, RunPlan};
 use crate::scenario::Scenario;
 use crate::scenario::names::file_safe;
 use crate::shard::Shard;
-use crate::stage::target::AppUnderTest;
 
 /// What to bench.
 pub struct Bench {
@@ -46,6 +46,26 @@ pub struct Benched {
     pub histories: Vec<PathBuf>,
     /// Why it ended before every topology ran, if it did.
     pub stopped_because: Option<String>,
+}
+
+impl Benched {
+    /// Where the HTML report goes by default, beside the results: one run's
+    /// file name with `.html`; several runs' with `all` in place of the
+    /// first topology's name. None when nothing was written.
+    pub fn report_path(&self) -> Option<PathBuf> {
+        let first = self.written.first()?;
+        let stem = first
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let stem = match self.results.first() {
+            Some(results) if self.written.len() > 1 => {
+                stem.replacen(&format!("-{}-", results.topology.name), "-all-", 1)
+            }
+            _ => stem,
+        };
+        Some(first.with_file_name(format!("{stem}.html")))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -179,7 +199,7 @@ pub fn summary_table(runs: &[Results]) -> String {
     for run in runs {
         let (requests, errors, all) = match run.overall() {
             Ok(overall) => overall,
-            Err(_) => (0, 0, crate::load::latency::histogram()),
+            Err(_) => (0, 0, crate::model::latency::histogram()),
         };
         let ms = |q: f64| all.value_at_quantile(q) as f64 / 1e3;
         let _ = write!(

@@ -15,9 +15,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 
+use crate::model::cpu::{CpuSample, POSTGRES, REDIS};
 use crate::stage::process::PidWatch;
 use crate::stage::services::Server;
 use crate::stage::stack::Stack;
@@ -226,20 +225,6 @@ impl Part {
     }
 }
 
-/// The stage's CPU figures at one moment: cumulative seconds since each
-/// component first ran (across its restarts).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct CpuSample {
-    /// Each instance the harness runs, by id.
-    pub instances: BTreeMap<String, f64>,
-    /// The private Redis (absent without one, or when it is not the harness's).
-    pub redis: Option<f64>,
-    /// The private Postgres, backends included.
-    pub postgres: Option<f64>,
-    /// The harness process itself: the load driver, sampler and checker.
-    pub harness: f64,
-}
-
 /// Reads a stage's CPU, keeping each component's tally across its
 /// restarts; clones share the tallies (the run's samplers and its readings
 /// at the load's start and end).
@@ -340,13 +325,6 @@ impl CpuMeter {
         )
     }
 }
-
-/// Component names, as results and reports use them.
-pub const REDIS: &str = "redis";
-pub const POSTGRES: &str = "postgres";
-/// Every instance together.
-pub const APP: &str = "app";
-pub const HARNESS: &str = "harness";
 
 #[cfg(test)]
 mod tests {

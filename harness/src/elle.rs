@@ -68,6 +68,15 @@ pub struct Exported {
     pub processes: u64,
 }
 
+/// Writes `history`'s cart requests to the file at `path` (`analyze --elle`).
+pub fn write_file(history: &History, path: &std::path::Path) -> std::io::Result<Exported> {
+    let out = std::fs::File::create(path)?;
+    let mut out = std::io::BufWriter::new(out);
+    let exported = write(history, &mut out)?;
+    out.flush()?;
+    Ok(exported)
+}
+
 /// Writes `history`'s cart requests to `out` as Elle list-append EDN.
 pub fn write(history: &History, out: &mut impl Write) -> std::io::Result<Exported> {
     let txns = transactions(history);

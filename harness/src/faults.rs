@@ -11,9 +11,9 @@ use mock_idp::faults::FaultConfig;
 use tokio::time::Instant;
 
 use crate::history::{FaultStep, Unscheduled};
+use crate::model::network::NetworkFaults;
 use crate::scenario::faults::{FaultAction, FaultSchedule};
 use crate::stage::StageError;
-use crate::stage::network::NetworkFaults;
 use crate::stage::stack::Stack;
 
 /// Runs `schedule` against `stack`, its times counted from `start` (the

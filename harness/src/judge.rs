@@ -19,15 +19,16 @@ use crate::check::orphans::{self, Leftovers};
 use crate::check::resident;
 use crate::check::windows::{self, Window};
 use crate::check::{self, Findings, Kind, Settings};
-use crate::cpu::{CpuMeter, CpuSample};
+use crate::cpu::CpuMeter;
 use crate::history::{self, History, Micros};
 use crate::load::latency::Latencies;
+use crate::model::cpu::CpuSample;
+use crate::model::sample::Sample;
 use crate::results::{
     self, AnomalyGroup, AnomalyReport, CpuUse, Example, HarnessInfo, HostFacts, IdpCalls, Leaks,
     LossCause, NO_WINDOW, Percentiles, ReferenceSeries, RequestSeries, Results, ScenarioInfo,
     SecondStats, Source, SourceShard, Timeline, TopologyInfo, Unchecked, WorkloadInfo,
 };
-use crate::sample::Sample;
 use crate::scenario::workload::Workload;
 
 /// Everything besides the history that the verdict rests on: what was run,
@@ -522,7 +523,7 @@ fn leaks(samples: &[Sample], endings: resident::Endings, live: &[u64]) -> Leaks 
 mod tests {
     use super::*;
     use crate::history::{BrowserId, BrowserInfo, Event, Observed, Outcome, Request};
-    use crate::sample::RedisSample;
+    use crate::model::sample::RedisSample;
 
     fn redis_at(at: Micros, used_memory: u64) -> Sample {
         Sample {

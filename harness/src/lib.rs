@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //! Dependencies point down this list only.
+//! - [`cli`]: the command line's grammar (the binary dispatches it).
+//! - [`up`]: one app's stack brought up by hand, its faults run, until a signal.
 //! - [`bench`]: one scenario on one or more topologies; the summary table.
 //! - [`analyze`]: a saved history file judged again, offline.
 //! - [`shards`]: the histories of one scenario's shards made one.
@@ -18,29 +20,37 @@
 //! - [`store_probe`]: each store tier's raw contents, read apart, never written.
 //! - [`cpu`]: CPU seconds of the instances, Redis, Postgres and the harness.
 //! - [`load`]: the goose driver and the simulated browsers.
-//! - [`check`]: history -> anomalies, one file per family (pure).
-//! - [`history`]: invoke/complete events and fault steps: what the driver
-//!   writes and the checker reads.
 //! - [`elle`]: a history as Elle's list-append EDN, for an independent checker.
 //! - [`history_file`]: a run's whole history as JSON lines (`bench --history`).
 //! - [`faults`]: runs a scenario's fault schedule against a stack.
 //! - [`shard`]: `--shard I/N`: a scenario's browsers cut into slices for
 //!   several machines, and `--start-at`.
+//! - [`deployment`]: which apps a command runs, with how many instances.
+//! - [`host`]: this machine's facts, and the refusal of a run it cannot hold.
 //! - [`scenario`]: scenario files as a model (pure: read, validate, no stack).
 //! - [`run_folder`]: where a run's logs go, and the sweep of dead runs' leftovers.
 //! - [`stage`]: supervised children, Redis and Postgres, the fault proxy, the
 //!   stack of one topology up and ready.
+//! - [`model`]: the shared vocabulary (ids, the app under test, IdP and
+//!   network fault settings, samples, CPU, latency shapes): data, no I/O.
+//! - [`check`]: history -> anomalies, one file per family (pure).
+//! - [`history`]: invoke/complete events and fault steps: what the driver
+//!   writes and the checker reads.
 
 pub mod analyze;
 pub mod bench;
 pub mod check;
+pub mod cli;
 pub mod cpu;
+pub mod deployment;
 pub mod elle;
 pub mod faults;
 pub mod history;
 pub mod history_file;
+pub mod host;
 pub mod judge;
 pub mod load;
+pub mod model;
 pub mod progress;
 pub mod reference;
 pub mod report;
@@ -53,3 +63,4 @@ pub mod shard;
 pub mod shards;
 pub mod stage;
 pub mod store_probe;
+pub mod up;

@@ -9,17 +9,12 @@ use hdrhistogram::Histogram;
 use tokio::time::Instant;
 
 use crate::load::browser::InstanceUrl;
-use crate::load::latency;
+use crate::model::latency::{self, HEALTHZ, REDIS_PING};
 use crate::results::{self, Percentiles, ReferenceSeries};
 
 /// How often each reference is probed: often enough for a few hundred
 /// samples in a short run, rarely enough not to be part of the load.
 pub const EVERY: Duration = Duration::from_millis(50);
-
-/// The name of the app's health round trip in the results.
-pub const HEALTHZ: &str = "healthz";
-/// The name of the Redis round trip in the results.
-pub const REDIS_PING: &str = "redis-ping";
 
 /// One reference's round trips so far.
 pub struct Probed {

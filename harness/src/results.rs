@@ -18,9 +18,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::check::Kind;
-use crate::cpu::{self, CpuSample};
 use crate::history::{Event, FaultStep};
-use crate::sample::Sample;
+use crate::model::cpu::{self, CpuSample};
+use crate::model::sample::Sample;
 use crate::scenario::source::{self, ReadError};
 use crate::scenario::workload::Workload;
 
@@ -683,7 +683,7 @@ impl Results {
 
     /// One request type over every instance: its count and histogram.
     pub fn kind(&self, kind: &str) -> Result<(u64, Histogram<u64>), ResultsError> {
-        let mut all = crate::load::latency::histogram();
+        let mut all = crate::model::latency::histogram();
         let mut count = 0;
         for series in self.requests.iter().filter(|s| s.kind == kind) {
             all.add(decode(&series.histogram)?)
@@ -706,7 +706,7 @@ impl Results {
 
     /// All requests of every type and instance together.
     pub fn overall(&self) -> Result<(u64, u64, Histogram<u64>), ResultsError> {
-        let mut all = crate::load::latency::histogram();
+        let mut all = crate::model::latency::histogram();
         let (mut count, mut errors) = (0, 0);
         for series in &self.requests {
             all.add(decode(&series.histogram)?)
@@ -722,6 +722,21 @@ impl Results {
 pub fn schema() -> String {
     let schema = schemars::schema_for!(Results);
     serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
+}
+
+/// The results files at `paths` as one (`harness merge`): each read, the
+/// shards checked with the files' names in any refusal, then merged; and
+/// the shards none of them holds (empty for whole runs).
+pub fn merge_files(paths: &[std::path::PathBuf]) -> Result<(Results, Vec<String>), ResultsError> {
+    let runs = paths
+        .iter()
+        .map(|f| Results::read(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Checked here too, so a refusal names the files.
+    let names: Vec<String> = paths.iter().map(|f| f.display().to_string()).collect();
+    check_shards(&names, &runs)?;
+    let missing = missing_shards(&runs);
+    Ok((merge(runs)?, missing))
 }
 
 /// Several runs as one: histograms added and percentiles recomputed,

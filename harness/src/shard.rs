@@ -21,6 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::scenario::Scenario;
 use crate::scenario::workload::Workload;
 
 /// The furthest ahead `--start-at` may be: further is taken for a typo (a
@@ -106,6 +107,24 @@ impl Shard {
             return Err(ShardError::TooFew {
                 shard: *self,
                 people: workload.people.get(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses a shard of `scenario` with no browser to run, or a scenario
+    /// whose `fault_shard` is past this shard count (no shard would apply
+    /// its faults).
+    pub fn check_scenario(&self, scenario: &Scenario) -> Result<(), ShardError> {
+        self.check(&scenario.workload)?;
+        if let Some((fault_shard, at)) = &scenario.fault_shard
+            && *fault_shard > self.count
+        {
+            return Err(ShardError::FaultShard {
+                shard: *self,
+                fault_shard: *fault_shard,
+                at: at.to_string(),
+                count: self.count,
             });
         }
         Ok(())

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use harness::check::{self, Findings, Kind, Settings};
 use harness::history::{self, History};
-use harness::load::browser::Shared;
+use harness::load::browser::{Shared, SharedSpec};
 use harness::load::latency::Latencies;
 use harness::run::instance_urls;
 use harness::scenario::Scenario;
@@ -55,19 +55,19 @@ think_time = {{ min = "10ms", max = "40ms" }}
         .as_millis() as u64;
     let instances = instance_urls(stack);
     let shared = Arc::new(
-        Shared::new(
-            instances.clone(),
-            stack.idp_url(),
-            "app_session".into(),
+        Shared::new(SharedSpec {
+            instances: instances.clone(),
+            idp_base: stack.idp_url(),
+            session_cookie: "app_session".into(),
             recorder,
-            Arc::new(Latencies::new(
+            latencies: Arc::new(Latencies::new(
                 25_000,
                 instances.iter().map(|i| i.id.clone()).collect(),
             )),
-            scenario.workload.clone(),
-            scenario.seed,
-            tokio::time::Instant::now(),
-        )
+            workload: scenario.workload.clone(),
+            seed: scenario.seed,
+            start: tokio::time::Instant::now(),
+        })
         .expect("shared"),
     );
     harness::load::drive(shared).await.expect("load runs");
@@ -100,9 +100,7 @@ async fn lose_deletes(url: String, ns: String, stop: Arc<AtomicBool>, restored: 
         .expect("redis");
     let mut live: HashMap<String, Vec<u8>> = HashMap::new();
     while !stop.load(Ordering::Relaxed) {
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{ns}:sess:*"))
-            .query_async(&mut c)
+        let keys = common::redis_keys(&mut c, &format!("{ns}:sess:*"))
             .await
             .unwrap_or_default();
         for key in keys {

@@ -1,4 +1,4 @@
-//! The `harness` command with scenario files: `check` reads them, `up --faults`
+//! The `harness` command with scenario files: `validate` reads them, `up --faults`
 //! refuses a bad one before starting anything and runs a good one.
 
 use std::io::{BufRead, BufReader};
@@ -75,14 +75,17 @@ fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
 }
 
 #[test]
-fn check_describes_a_good_file() {
+fn validate_describes_a_good_file() {
     let example = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../scenarios/faults-option4.toml"
     );
-    let out = harness(&["check", example]);
+    let out = harness(&["validate", example]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
+    // `check`, its old name, is an alias (scripts and notes use it).
+    let alias = harness(&["check", example]);
+    assert_eq!(alias.stdout, out.stdout, "{alias:?}");
     assert!(
         stdout.contains("faults, fine for option4 with 3 instances"),
         "{stdout}"
@@ -98,7 +101,7 @@ fn check_describes_a_good_file() {
 fn bad_files_are_refused_with_file_line_and_column() {
     let dir = tempfile::tempdir().expect("dir");
     let syntax = write(&dir, "syntax.toml", "\n[[faults]]\nat = 1s\n");
-    let out = harness(&["check", &syntax]);
+    let out = harness(&["validate", &syntax]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "bad input exits 2");
     assert!(stderr.contains(&format!("{syntax}:3:6:")), "{stderr}");
@@ -121,11 +124,11 @@ fn bad_files_are_refused_with_file_line_and_column() {
         out.stdout
     );
 
-    let missing = harness(&["check", "/nonexistent/faults.toml"]);
+    let missing = harness(&["validate", "/nonexistent/faults.toml"]);
     assert!(
         String::from_utf8_lossy(&missing.stderr).contains("cannot read /nonexistent/faults.toml")
     );
-    let device = harness(&["check", "/dev/zero"]);
+    let device = harness(&["validate", "/dev/zero"]);
     assert!(
         String::from_utf8_lossy(&device.stderr).contains("/dev/zero is not a regular file"),
         "{device:?}"
@@ -134,7 +137,7 @@ fn bad_files_are_refused_with_file_line_and_column() {
         env!("CARGO_MANIFEST_DIR"),
         "/../scenarios/faults-option4.toml"
     );
-    let none = harness(&["check", example, "--instances", "0"]);
+    let none = harness(&["validate", example, "--instances", "0"]);
     assert_eq!(none.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&none.stderr).contains("--instances"),
@@ -162,7 +165,7 @@ fn up_brings_a_custom_topology_up_with_exactly_its_stores() {
         "[[faults]]\nat = \"0s\"\naction = \"redis-flush\"\n",
     );
     let refused = harness(&[
-        "check",
+        "validate",
         &faults,
         "--topology-file",
         &topology,
@@ -337,17 +340,17 @@ fn a_name_that_would_escape_out_is_refused_and_nothing_is_written() {
     }
 }
 
-/// `check` and `bench` resolve the instances in one place: a scenario that
+/// `validate` and `bench` resolve the instances in one place: a scenario that
 /// names no count gets the same default from both.
 #[test]
-fn check_and_bench_agree_on_the_default_instance_count() {
+fn validate_and_bench_agree_on_the_default_instance_count() {
     let dir = tempfile::tempdir().expect("dir");
     let third = write(
         &dir,
         "third.toml",
         "[load]\nduration = \"1s\"\n\n[[faults]]\nat = \"1s\"\naction = \"instance-restart\"\ninstance = 3\n",
     );
-    let check = harness(&["check", &third]);
+    let check = harness(&["validate", &third]);
     let bench = harness(&[
         "bench",
         "option1",
@@ -356,7 +359,7 @@ fn check_and_bench_agree_on_the_default_instance_count() {
         "--out",
         &dir.path().join("out").display().to_string(),
     ]);
-    for (what, out) in [("check", &check), ("bench", &bench)] {
+    for (what, out) in [("validate", &check), ("bench", &bench)] {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{what}: {stderr}");
         assert!(
@@ -369,19 +372,19 @@ fn check_and_bench_agree_on_the_default_instance_count() {
         "second.toml",
         "[load]\nduration = \"1s\"\n\n[[faults]]\nat = \"1s\"\naction = \"instance-restart\"\ninstance = 2\n",
     );
-    let check = harness(&["check", &second]);
+    let check = harness(&["validate", &second]);
     assert!(
         String::from_utf8_lossy(&check.stdout).contains("fine for option4 with 2 instances"),
         "{check:?}"
     );
 }
 
-/// `check` speaks as the file does: durations as `50ms`, policies by their
+/// `validate` speaks as the file does: durations as `50ms`, policies by their
 /// names, the memory the run needs; never Rust's debug text.
 #[test]
-fn check_says_durations_and_policies_as_written_and_the_memory_needed() {
+fn validate_says_durations_and_policies_as_written_and_the_memory_needed() {
     let smoke = concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios/smoke.toml");
-    let out = harness(&["check", smoke]);
+    let out = harness(&["validate", smoke]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
     assert!(
@@ -398,7 +401,7 @@ fn check_says_durations_and_policies_as_written_and_the_memory_needed() {
 /// The OS's reason is said once, with the path.
 #[test]
 fn an_os_error_is_said_once_with_its_path() {
-    let out = harness(&["check", "/nonexistent/scenario.toml"]);
+    let out = harness(&["validate", "/nonexistent/scenario.toml"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(

@@ -17,7 +17,7 @@ fn fixture() -> Results {
 /// Every latency of `text` (a histogram) times `factor`.
 fn scaled(text: &str, factor: f64) -> String {
     let histogram = results::decode(text).expect("decodes");
-    let mut out = harness::load::latency::histogram();
+    let mut out = harness::model::latency::histogram();
     for v in histogram.iter_recorded() {
         let value = ((v.value_iterated_to() as f64 * factor) as u64).max(1);
         out.record_n(value, v.count_at_value()).expect("in range");
@@ -349,7 +349,7 @@ fn a_faster_reference_fails_ratios_unless_the_absolute_time_must_confirm() {
 /// `run`'s CPU as if its instances spent `app` seconds each, Redis `redis`
 /// and Postgres `postgres`, over its requests.
 fn with_cpu(run: &mut Results, app: f64, redis: f64, postgres: f64) {
-    use harness::cpu::CpuSample;
+    use harness::model::cpu::CpuSample;
     let start = CpuSample::default();
     let end = CpuSample {
         instances: [("app-1".to_owned(), app), ("app-2".to_owned(), app)].into(),

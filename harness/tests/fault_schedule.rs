@@ -6,8 +6,8 @@ use std::path::Path;
 
 use app::topology::Topology;
 use harness::faults;
+use harness::model::ids::{InstanceId, StoreKind};
 use harness::scenario::Scenario;
-use harness::stage::{InstanceId, StoreKind};
 
 mod common;
 use common::{browser, held, sign_in, up};

@@ -4,8 +4,8 @@
 
 use std::sync::atomic::Ordering;
 
-use harness::stage::network::NetworkFaults;
-use harness::stage::{InstanceId, StoreKind};
+use harness::model::ids::{InstanceId, StoreKind};
+use harness::model::network::NetworkFaults;
 use mock_idp::faults::{Endpoint, Endpoints, FaultConfig, OutageFault};
 
 mod common;

@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 use std::num::NonZeroU64;
 use std::time::Duration;
 
-use harness::stage::network::{Link, NetworkFaults};
+use harness::model::network::NetworkFaults;
+use harness::stage::network::Link;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;

@@ -19,14 +19,14 @@ use std::time::Duration;
 use app::topology::Topology;
 use harness::check::{self, Kind, Settings};
 use harness::history::{self, Event, History, Request};
-use harness::load::browser::Shared;
+use harness::load::browser::{Shared, SharedSpec};
 use harness::load::latency::Latencies;
+use harness::model::app::AppUnderTest;
+use harness::model::ids::{InstanceId, StoreKind};
+use harness::model::network::NetworkFaults;
 use harness::scenario::Scenario;
 use harness::scenario::faults::FaultAction;
-use harness::stage::network::NetworkFaults;
 use harness::stage::stack::{Stack, StackSpec};
-use harness::stage::target::AppUnderTest;
-use harness::stage::{InstanceId, StoreKind};
 use tokio::time::Instant;
 
 const APP_1: InstanceId = InstanceId::from_index(0);
@@ -196,19 +196,19 @@ async fn run(outage: Outage, relogin: u32) -> Run {
     let (recorder, collector) = history::channel();
     let start = Instant::now();
     let shared = Arc::new(
-        Shared::new(
-            instances.clone(),
-            stack.idp_url(),
-            "app_session".into(),
+        Shared::new(SharedSpec {
+            instances: instances.clone(),
+            idp_base: stack.idp_url(),
+            session_cookie: "app_session".into(),
             recorder,
-            Arc::new(Latencies::new(
+            latencies: Arc::new(Latencies::new(
                 40_000,
                 instances.iter().map(|i| i.id.clone()).collect(),
             )),
-            scenario.workload.clone(),
-            scenario.seed,
+            workload: scenario.workload.clone(),
+            seed: scenario.seed,
             start,
-        )
+        })
         .expect("shared"),
     );
     let faults = tokio::spawn(async move {

@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use app::topology::Topology;
 use contract::{Browser, TokenSource};
-use harness::stage::network::NetworkFaults;
-use harness::stage::stack::{IdpOptions, Stack, StackSpec};
-use harness::stage::target::AppUnderTest;
-use harness::stage::{InstanceId, StoreKind};
+use harness::model::app::AppUnderTest;
+use harness::model::idp::IdpOptions;
+use harness::model::ids::{InstanceId, StoreKind};
+use harness::model::network::NetworkFaults;
+use harness::stage::stack::{Stack, StackSpec};
 use mock_idp::config::ReusePolicy;
 use mock_idp::faults::{Endpoint, Endpoints, ErrorFault, FaultConfig, LatencyFault};
 

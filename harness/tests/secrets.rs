@@ -11,8 +11,8 @@ use app::topology::Topology;
 use harness::bench::{self, Bench};
 use harness::history::{Observed, Request};
 use harness::history_file;
+use harness::model::app::AppUnderTest;
 use harness::scenario::Scenario;
-use harness::stage::target::AppUnderTest;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_cookie_or_credential_the_browsers_held_reaches_results_history_or_report() {

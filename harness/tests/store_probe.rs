@@ -33,9 +33,7 @@ async fn redis_contents(url: &str, namespace: &str) -> BTreeMap<String, Vec<u8>>
         .get_multiplexed_async_connection()
         .await
         .expect("redis");
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{namespace}:*"))
-        .query_async(&mut c)
+    let keys = common::redis_keys(&mut c, &format!("{namespace}:*"))
         .await
         .expect("keys");
     let mut out = BTreeMap::new();

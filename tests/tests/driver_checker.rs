@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use e2e_tests::InProcessStack;
 use harness::check::{self, Kind, Settings};
 use harness::history;
-use harness::load::browser::{InstanceUrl, Shared};
+use harness::load::browser::{InstanceUrl, Shared, SharedSpec};
 use harness::load::latency::Latencies;
 use harness::scenario::Scenario;
 use parking_lot::Mutex;
@@ -136,19 +136,19 @@ profile = 1
         .expect("clock")
         .as_millis() as u64;
     let shared = Arc::new(
-        Shared::new(
-            vec![InstanceUrl {
+        Shared::new(SharedSpec {
+            instances: vec![InstanceUrl {
                 id: "app-1".into(),
                 base: format!("http://{addr}"),
             }],
-            stack.idp.http_url().expect("idp url"),
-            "app_session".into(),
+            idp_base: stack.idp.http_url().expect("idp url"),
+            session_cookie: "app_session".into(),
             recorder,
-            Arc::new(Latencies::new(25_000, vec!["app-1".into()])),
-            scenario.workload.clone(),
-            scenario.seed,
+            latencies: Arc::new(Latencies::new(25_000, vec!["app-1".into()])),
+            workload: scenario.workload.clone(),
+            seed: scenario.seed,
             start,
-        )
+        })
         .expect("shared"),
     );
     harness::load::drive(shared).await.expect("load runs");

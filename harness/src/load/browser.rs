@@ -70,18 +70,39 @@ pub struct Shared {
     actions: Vec<Action>,
 }
 
+/// What the browsers of a run share, named: where they go, what they record
+/// into, what they do, and when the run began.
+pub struct SharedSpec {
+    /// The instances, in order (`app-1` first).
+    pub instances: Vec<InstanceUrl>,
+    /// The IdP as the browsers reach it.
+    pub idp_base: String,
+    /// The app's session cookie name.
+    pub session_cookie: String,
+    /// Where the history goes.
+    pub recorder: Recorder,
+    /// Where every request's latency goes.
+    pub latencies: Arc<Latencies>,
+    pub workload: Workload,
+    /// Seeds every browser's choices.
+    pub seed: u64,
+    /// The load's start: every history time counts from it.
+    pub start: Instant,
+}
+
 impl Shared {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        instances: Vec<InstanceUrl>,
-        idp_base: String,
-        session_cookie: String,
-        recorder: Recorder,
-        latencies: Arc<Latencies>,
-        workload: Workload,
-        seed: u64,
-        start: Instant,
-    ) -> Result<Self, String> {
+    /// The browsers' shared state for `spec`; the mix must have a weight.
+    pub fn new(spec: SharedSpec) -> Result<Self, String> {
+        let SharedSpec {
+            instances,
+            idp_base,
+            session_cookie,
+            recorder,
+            latencies,
+            workload,
+            seed,
+            start,
+        } = spec;
         let actions: Vec<Action> = workload.mix.iter().map(|(a, _)| *a).collect();
         let mix = WeightedIndex::new(workload.mix.iter().map(|(_, w)| *w))
             .map_err(|e| format!("the mix has no weight: {e}"))?;

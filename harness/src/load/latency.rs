@@ -15,14 +15,7 @@ use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 
 use crate::history::{NoAnswer, Outcome, Request};
-
-/// The longest latency a histogram holds (longer ones are clamped to it).
-pub const MAX_MICROS: u64 = 120_000_000;
-
-/// A histogram of 1 us to [`MAX_MICROS`] at 3 significant digits.
-pub fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, MAX_MICROS, 3).expect("constant, valid bounds")
-}
+use crate::model::latency::{MAX_MICROS, histogram};
 
 /// How requests of one type to one instance went.
 #[derive(Clone)]

@@ -272,7 +272,7 @@ fn over_time(
     key: &'static str,
     title: &str,
     unit: &str,
-    value: impl Fn(&crate::sample::Sample) -> f64,
+    value: impl Fn(&crate::model::sample::Sample) -> f64,
 ) -> Result<Chart, ReportError> {
     let lines: Vec<(String, Vec<(f64, f64)>)> = columns
         .iter()

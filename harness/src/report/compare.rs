@@ -13,42 +13,59 @@ use std::fmt::Write;
 use hdrhistogram::Histogram;
 
 use crate::check::Kind;
-use crate::cpu;
+use crate::model::cpu;
 use crate::results::Results;
 
 use super::ReportError;
 
-/// What may worsen before the comparison fails.
-#[derive(Clone, Debug)]
+/// What may worsen before the comparison fails; `harness compare`'s flags
+/// (each help line says the flag's meaning, the comment beside it the rest).
+#[derive(Clone, Debug, clap::Args)]
 pub struct Thresholds {
-    /// Largest allowed rise of (request p50 / reference p50), as a fraction (0.1 = 10%).
-    pub p50_ratio: f64,
-    /// Largest allowed rise of (request p90 / reference p90).
-    pub p90_ratio: f64,
     /// Largest allowed rise of (request p99 / reference p99).
+    #[arg(long = "max-p99-regression", value_name = "MAX_P99_REGRESSION", default_value = "100%", value_parser = parse_percent)]
     pub p99_ratio: f64,
-    /// Opt-in: largest allowed rise of the absolute p50 / p90 / p99.
-    pub p50_absolute: Option<f64>,
-    pub p90_absolute: Option<f64>,
+    /// Largest allowed rise of (request p90 / reference p90).
+    #[arg(long = "max-p90-regression", value_name = "MAX_P90_REGRESSION", default_value = "100%", value_parser = parse_percent)]
+    pub p90_ratio: f64,
+    /// Largest allowed rise of (request p50 / reference p50).
+    // As a fraction (0.1 = 10%), as every limit here.
+    #[arg(long = "max-p50-regression", value_name = "MAX_P50_REGRESSION", default_value = "50%", value_parser = parse_percent)]
+    pub p50_ratio: f64,
+    /// Opt-in: largest allowed rise of the absolute p99.
+    #[arg(long = "max-absolute-p99-regression", value_name = "MAX_ABSOLUTE_P99_REGRESSION", value_parser = parse_percent)]
     pub p99_absolute: Option<f64>,
-    /// Allowed rise of an anomaly family the baseline already had, as a
-    /// fraction of its count (0 = any rise fails). A family new to the run fails always.
+    /// Opt-in: largest allowed rise of the absolute p90.
+    #[arg(long = "max-absolute-p90-regression", value_name = "MAX_ABSOLUTE_P90_REGRESSION", value_parser = parse_percent)]
+    pub p90_absolute: Option<f64>,
+    /// Opt-in: largest allowed rise of the absolute p50.
+    #[arg(long = "max-absolute-p50-regression", value_name = "MAX_ABSOLUTE_P50_REGRESSION", value_parser = parse_percent)]
+    pub p50_absolute: Option<f64>,
+    /// Allowed rise of an anomaly family, as a fraction of the baseline's count.
+    // 0 = any rise fails; a family new to the run fails always.
+    #[arg(long, default_value = "0%", value_parser = parse_percent)]
     pub anomaly_slack: f64,
-    /// Allowed rise of any anomaly family as a count, on top of the slack,
-    /// for options whose anomalies are expected and vary from run to run
-    /// (0 = none; with 0 a family new to the run fails always).
+    /// Allowed rise of any anomaly family as a count, on top of the
+    /// slack (for options whose anomalies are expected and vary; 0 by
+    /// default, so a family new to the run fails).
+    #[arg(long, default_value_t = 0)]
     pub anomaly_allowance: u64,
-    /// The reference round trip latencies are divided by.
+    /// The reference round trip latencies are divided by: healthz | redis-ping.
+    #[arg(long, default_value = crate::model::latency::HEALTHZ)]
     pub reference: String,
     /// Fewest samples beyond a percentile, in both files, for it to be
-    /// judged (20: p50 needs 40 samples, p90 200, p99 2,000). With fewer,
-    /// the percentile is the luck of a few requests: a p99 of 200 samples
-    /// is the second slowest. Counted for the request type and for
-    /// the reference round trip alike, since a ratio is as noisy as either.
+    /// judged: with 20, p50 needs 40 requests of a type (and of the
+    /// reference round trip), p90 200, p99 2,000. Fewer: shown, not judged.
+    // With fewer, the percentile is the luck of a few requests: a p99 of
+    // 200 samples is the second slowest. Counted for the request type and
+    // for the reference round trip alike, since a ratio is as noisy as either.
+    #[arg(long, default_value_t = 20)]
     pub min_tail: u64,
-    /// Count a ratio's rise past its limit only when the absolute time rose
-    /// past it too: a reference round trip that got faster (an idle moment
-    /// on a shared machine) raises every ratio without any request slowing.
+    /// Count a ratio's rise past its limit only when the request's
+    /// absolute time rose past that limit too (a reference that got
+    /// faster raises every ratio without any request slowing).
+    // An idle moment on a shared machine makes the reference faster.
+    #[arg(long)]
     pub confirm_absolute: bool,
 }
 
@@ -63,7 +80,7 @@ impl Default for Thresholds {
             p99_absolute: None,
             anomaly_slack: 0.0,
             anomaly_allowance: 0,
-            reference: crate::reference::HEALTHZ.to_owned(),
+            reference: crate::model::latency::HEALTHZ.to_owned(),
             min_tail: 20,
             confirm_absolute: false,
         }
@@ -337,6 +354,19 @@ pub fn compare(
         current: label(current),
         rows,
     })
+}
+
+/// [`compare_repeats`] of the results files at `baseline` and `currents`.
+pub fn compare_files(
+    baseline: &std::path::Path,
+    currents: &[std::path::PathBuf],
+    limits: &Thresholds,
+) -> Result<Comparison, ReportError> {
+    let currents = currents
+        .iter()
+        .map(|path| Results::read(path))
+        .collect::<Result<Vec<_>, _>>()?;
+    compare_repeats(&Results::read(baseline)?, &currents, limits)
 }
 
 /// `currents` against `baseline`, where the currents are repeats of one run

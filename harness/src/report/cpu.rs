@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use crate::cpu::{APP, HARNESS, POSTGRES, REDIS};
+use crate::model::cpu::{APP, HARNESS, POSTGRES, REDIS};
 use crate::results::{ComponentCpu, CpuUse};
 
 use super::html::escape;

@@ -3,8 +3,8 @@
 //! the run measured. The inputs and the fit are shown beside the figures so a
 //! reader sees how far the projection stretches the data.
 
+use crate::model::sample::Sample;
 use crate::results::Results;
-use crate::sample::Sample;
 
 /// The multiples of the run's sessions projected to.
 pub const SCALES: [u64; 3] = [10, 100, 1000];

@@ -27,9 +27,9 @@ use toml::Spanned;
 
 use super::source::{Position, ScenarioError, Source};
 use super::time::Offset;
-use crate::stage::network::NetworkFaults;
-use crate::stage::target::Deployment;
-use crate::stage::{InstanceId, StoreKind};
+use crate::model::app::AppShape;
+use crate::model::ids::{InstanceId, StoreKind};
+use crate::model::network::NetworkFaults;
 
 /// One action on one component.
 #[derive(Clone, Debug, PartialEq)]
@@ -229,7 +229,7 @@ pub struct ScheduledFault {
 
 impl ScheduledFault {
     /// Whether the app runs with the store this fault hurts.
-    pub fn fits(&self, app: &impl Deployment) -> bool {
+    pub fn fits(&self, app: &impl AppShape) -> bool {
         let needs = app.needs();
         match self.action.store() {
             Some(StoreKind::Redis) => needs.redis,
@@ -260,18 +260,14 @@ impl FaultSchedule {
     }
 
     /// Refuses actions the stack will not have a target for.
-    pub fn check(
-        &self,
-        app: &impl Deployment,
-        instances: NonZeroUsize,
-    ) -> Result<(), ScenarioError> {
+    pub fn check(&self, app: &impl AppShape, instances: NonZeroUsize) -> Result<(), ScenarioError> {
         self.check_instances(instances)?;
         self.check_ours(app)?;
         self.check_stores(app)
     }
 
     /// Refuses restarting or killing instances the harness did not start.
-    pub fn check_ours(&self, app: &impl Deployment) -> Result<(), ScenarioError> {
+    pub fn check_ours(&self, app: &impl AppShape) -> Result<(), ScenarioError> {
         if app.instances_are_ours() {
             return Ok(());
         }
@@ -313,7 +309,7 @@ impl FaultSchedule {
     }
 
     /// Refuses a fault on a store the app runs without, unless it is optional.
-    pub fn check_stores(&self, app: &impl Deployment) -> Result<(), ScenarioError> {
+    pub fn check_stores(&self, app: &impl AppShape) -> Result<(), ScenarioError> {
         match self.faults.iter().find(|f| !f.fits(app) && !f.optional) {
             Some(fault) => Err(ScenarioError::Invalid {
                 at: fault.action_at.clone(),
@@ -329,7 +325,7 @@ impl FaultSchedule {
 
     /// The faults that fit `app`: optional ones whose store it runs
     /// without are left out.
-    pub fn for_app(&self, app: &impl Deployment) -> FaultSchedule {
+    pub fn for_app(&self, app: &impl AppShape) -> FaultSchedule {
         FaultSchedule {
             faults: self
                 .faults

@@ -28,6 +28,7 @@
 //! ```
 
 pub mod capacity;
+pub mod describe;
 pub mod faults;
 pub mod names;
 pub mod source;
@@ -180,6 +181,15 @@ impl Scenario {
         Self::parse(&text, &path.display().to_string())
     }
 
+    /// The scenario `bench` runs when none is given: scenarios/smoke.toml,
+    /// built into the binary.
+    pub fn built_in_smoke() -> Result<Self, ScenarioError> {
+        Self::parse(
+            include_str!("../../../scenarios/smoke.toml"),
+            "scenarios/smoke.toml (built in)",
+        )
+    }
+
     /// Reads `text`; errors point at `name:line:column`.
     pub fn parse(text: &str, name: &str) -> Result<Self, ScenarioError> {
         let source = Source::new(text, name);
@@ -267,7 +277,7 @@ impl Scenario {
     /// harness did not start).
     pub fn check(
         &self,
-        app: &impl crate::stage::target::Deployment,
+        app: &impl crate::model::app::AppShape,
         instances: NonZeroUsize,
     ) -> Result<(), ScenarioError> {
         self.faults.check(app, instances)
@@ -277,7 +287,7 @@ impl Scenario {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stage::InstanceId;
+    use crate::model::ids::InstanceId;
 
     const EXAMPLE: &str = r#"
 [[faults]]

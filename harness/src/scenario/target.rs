@@ -7,7 +7,7 @@
 //!
 //! The format (every key, the placeholders, examples) is described once, in
 //! docs/targets.md; keep that page in step with `RawTarget` below and
-//! [`crate::stage::target::PLACEHOLDERS`].
+//! [`crate::model::app::PLACEHOLDERS`].
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -21,8 +21,8 @@ use super::capacity::{INSTANCES_REASON, MAX_INSTANCES};
 use super::names;
 use super::source::{self, ScenarioError, Source};
 use super::time::Offset;
-use crate::stage::StoreKind;
-use crate::stage::target::{AppUnderTest, ContractSettings, LaunchSpec, PLACEHOLDERS, RemoteSpec};
+use crate::model::app::{AppUnderTest, ContractSettings, LaunchSpec, PLACEHOLDERS, RemoteSpec};
+use crate::model::ids::StoreKind;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

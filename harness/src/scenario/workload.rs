@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use mock_idp::config::ReusePolicy;
 
-use crate::stage::stack::IdpOptions;
+use crate::model::idp::IdpOptions;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 

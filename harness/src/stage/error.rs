@@ -3,8 +3,8 @@
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use super::ids::{InstanceId, StoreKind};
 use super::process::ProcessError;
+use crate::model::ids::{InstanceId, StoreKind};
 
 /// Why a part of the stage could not be brought up or controlled.
 #[derive(Debug, thiserror::Error)]

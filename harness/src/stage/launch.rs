@@ -8,9 +8,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::StageError;
+use super::placeholders::fill;
 use super::process::ChildSpec;
-use super::target::{LaunchSpec, fill};
-use super::{InstanceId, StageError, StoreKind};
+use crate::model::app::LaunchSpec;
+use crate::model::ids::{InstanceId, StoreKind};
 
 /// Where the `mock-idp` and `app` executables are: `HARNESS_BIN_DIR`, else
 /// beside the running executable (`target/<profile>/`, also from `deps/`).

@@ -8,23 +8,20 @@
 //! - [`services`]: Redis and Postgres, external or private, with their faults.
 //! - [`network`]: the fault-injecting TCP proxy.
 //! - [`store_links`]: each instance's proxied paths to the stores.
-//! - [`ids`]: instance ids (`app-1`, numbered from 1 everywhere) and store kinds.
 //! - [`error`]: what can go wrong on the stage.
 //! - [`launch`]: how one instance starts (the reference app, or a target's command).
-//! - [`target`]: the app under test: the reference app, a launched one, or remote instances.
+//! - [`placeholders`]: a target's command and environment filled in per instance.
 //! - [`workdir_lease`]: one target folder shared by many harnesses (installs take turns).
 //! - [`stack`]: all of it for one topology, up and ready.
 
 pub mod error;
-pub mod ids;
 pub mod launch;
 pub mod network;
+pub mod placeholders;
 pub mod process;
 pub mod services;
 pub mod stack;
 pub mod store_links;
-pub mod target;
 pub mod workdir_lease;
 
 pub use error::StageError;
-pub use ids::{InstanceId, StoreKind};

@@ -10,95 +10,28 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
-/// What a link does to the traffic through it. Everything is off by default.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
-pub struct NetworkFaults {
-    /// Added to every round trip: each chunk coming back from the store is held
-    /// this long (as Toxiproxy's latency toxic on the downstream side).
-    #[serde(with = "humantime_serde")]
-    pub latency: Duration,
-    /// The hold varies uniformly within `latency ± jitter` (never below zero);
-    /// chunks keep their order, as on one TCP stream.
-    #[serde(with = "humantime_serde")]
-    pub jitter: Duration,
-    /// Bytes per second in each direction; unlimited when absent.
-    pub bandwidth: Option<NonZeroU64>,
-    /// Data in both directions is swallowed while connections stay open, so
-    /// clients wait for their own timeouts.
-    pub blackhole: bool,
-    /// Every connection, open or new, is reset (TCP RST) at once.
-    pub reset_peer: bool,
-}
+use crate::model::network::{MAX_LATENCY, NetworkFaults};
 
-/// The longest latency (plus jitter) a link may add: longer is no network
-/// fault but an outage, which `blackhole` says better.
-pub const MAX_LATENCY: Duration = Duration::from_secs(60);
-
-impl NetworkFaults {
-    pub fn is_clear(&self) -> bool {
-        *self == Self::default()
+/// How long a chunk is held under `faults`: their latency, varied
+/// uniformly within the jitter (never below zero).
+fn hold(faults: &NetworkFaults) -> Duration {
+    if faults.jitter.is_zero() {
+        return faults.latency;
     }
-
-    /// Refuses values no network has (checked where faults are read).
-    pub fn check(&self) -> Result<(), String> {
-        if self.latency.saturating_add(self.jitter) > MAX_LATENCY {
-            return Err(format!(
-                "latency + jitter is {:?}; at most {MAX_LATENCY:?} (use blackhole for an outage)",
-                self.latency.saturating_add(self.jitter)
-            ));
-        }
-        Ok(())
-    }
-
-    fn hold(&self) -> Duration {
-        if self.jitter.is_zero() {
-            return self.latency;
-        }
-        let jitter = self.jitter.as_micros() as i128;
-        let offset = rand::random_range(-jitter..=jitter);
-        let micros = (self.latency.as_micros() as i128 + offset).max(0);
-        Duration::from_micros(micros as u64)
-    }
-}
-
-impl std::fmt::Display for NetworkFaults {
-    /// The faults that are on, e.g. `latency 50ms ± 5ms, bandwidth 1000 B/s`.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut parts = Vec::new();
-        if !self.latency.is_zero() || !self.jitter.is_zero() {
-            let mut latency = format!("latency {:?}", self.latency);
-            if !self.jitter.is_zero() {
-                latency += &format!(" ± {:?}", self.jitter);
-            }
-            parts.push(latency);
-        }
-        if let Some(rate) = self.bandwidth {
-            parts.push(format!("bandwidth {rate} B/s"));
-        }
-        if self.blackhole {
-            parts.push("blackhole".into());
-        }
-        if self.reset_peer {
-            parts.push("reset-peer".into());
-        }
-        match parts.is_empty() {
-            true => f.write_str("clear"),
-            false => f.write_str(&parts.join(", ")),
-        }
-    }
+    let jitter = faults.jitter.as_micros() as i128;
+    let offset = rand::random_range(-jitter..=jitter);
+    let micros = (faults.latency.as_micros() as i128 + offset).max(0);
+    Duration::from_micros(micros as u64)
 }
 
 /// What every connection of a link watches.
@@ -303,7 +236,7 @@ async fn pump<R, W>(
                     continue;
                 }
                 let hold = if delayed {
-                    faults.hold()
+                    hold(&faults)
                 } else {
                     Duration::ZERO
                 };
@@ -376,7 +309,7 @@ mod tests {
             jitter: Duration::from_millis(15),
             ..NetworkFaults::default()
         };
-        let holds: Vec<_> = (0..2000).map(|_| faults.hold()).collect();
+        let holds: Vec<_> = (0..2000).map(|_| hold(&faults)).collect();
         assert!(holds.iter().all(|h| *h <= Duration::from_millis(25)));
         assert!(holds.contains(&Duration::ZERO), "clamped at zero");
         assert!(holds.iter().any(|h| *h > Duration::from_millis(20)));
@@ -388,7 +321,7 @@ mod tests {
             toml::from_str("latency = \"50ms\"\njitter = \"5ms\"\nbandwidth = 1024\n")
                 .expect("parses");
         assert_eq!(faults.latency, Duration::from_millis(50));
-        assert_eq!(faults.bandwidth, NonZeroU64::new(1024));
+        assert_eq!(faults.bandwidth, std::num::NonZeroU64::new(1024));
         assert!(toml::from_str::<NetworkFaults>("bandwidth = 0").is_err());
         assert!(toml::from_str::<NetworkFaults>("latncy = \"5ms\"").is_err());
         assert!(NetworkFaults::default().is_clear());

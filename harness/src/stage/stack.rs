@@ -12,17 +12,18 @@ use mock_idp::config::ReusePolicy;
 use mock_idp::faults::FaultConfig;
 use nix::sys::signal::Signal;
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
 
+use super::StageError;
 use super::launch::{self, IdpListeners, RunValues, executable};
-use super::network::NetworkFaults;
 use super::process::{ChildSpec, Supervised, free_port, poll_until};
 use super::services::postgres::Postgres;
 use super::services::redis::Redis;
 use super::store_links::StoreLinks;
-use super::target::AppUnderTest;
 use super::workdir_lease::{WorkdirLease, install_then_hold};
-use super::{InstanceId, StageError, StoreKind};
+use crate::model::app::AppUnderTest;
+use crate::model::idp::IdpOptions;
+use crate::model::ids::{InstanceId, StoreKind};
+use crate::model::network::NetworkFaults;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -63,39 +64,6 @@ fn why_not_ready(answer: &Result<reqwest::Response, reqwest::Error>) -> String {
         format!("the host name does not resolve: {chain}")
     } else {
         format!("cannot connect: {chain}")
-    }
-}
-
-/// The IdP's token settings for a run.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct IdpOptions {
-    #[serde(with = "humantime_serde")]
-    #[schemars(with = "String")]
-    pub access_token_lifetime: Duration,
-    #[serde(with = "humantime_serde")]
-    #[schemars(with = "String")]
-    pub refresh_token_lifetime: Duration,
-    /// `allow` (as Entra ID) or `revoke-family` (a reused refresh token revokes its family).
-    #[schemars(with = "String")]
-    pub refresh_reuse: ReusePolicy,
-}
-
-impl Default for IdpOptions {
-    fn default() -> Self {
-        Self {
-            access_token_lifetime: Duration::from_secs(3600),
-            refresh_token_lifetime: Duration::from_secs(24 * 3600),
-            refresh_reuse: ReusePolicy::Allow,
-        }
-    }
-}
-
-impl IdpOptions {
-    /// When the app renews a cached token: 300 s before expiry (MSAL's
-    /// default), or at half the lifetime of shorter-lived tokens, so short
-    /// test lifetimes still leave most of each token's life to the cache.
-    pub fn renewal_offset(&self) -> Duration {
-        Duration::from_secs(300).min(self.access_token_lifetime / 2)
     }
 }
 

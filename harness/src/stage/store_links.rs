@@ -3,8 +3,10 @@
 
 use std::net::SocketAddr;
 
-use super::network::{Link, NetworkFaults};
-use super::{InstanceId, StageError, StoreKind};
+use super::StageError;
+use super::network::Link;
+use crate::model::ids::{InstanceId, StoreKind};
+use crate::model::network::NetworkFaults;
 
 /// One instance's path to one store.
 pub struct StoreLink {

@@ -8,9 +8,21 @@ use std::time::Duration;
 
 use app::topology::Topology;
 use contract::{Browser, HttpClient};
+use harness::model::app::AppUnderTest;
+use harness::model::ids::{InstanceId, StoreKind};
 use harness::stage::stack::{Stack, StackSpec};
-use harness::stage::target::AppUnderTest;
-use harness::stage::{InstanceId, StoreKind};
+
+/// The Redis keys that match `pattern` (KEYS: a test's few keys, never a
+/// production-sized keyspace).
+pub async fn redis_keys(
+    connection: &mut redis::aio::MultiplexedConnection,
+    pattern: &str,
+) -> redis::RedisResult<Vec<String>> {
+    redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(connection)
+        .await
+}
 
 /// Brings up the preset `topology` with its stores, the IdP and `instances`
 /// app instances in `dir`, its store traffic through the fault proxy when `network_proxy`.

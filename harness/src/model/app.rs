@@ -1,14 +1,13 @@
 //! The app under test: the reference app in one of its topologies, an app
-//! the harness starts from a target file's command, or instances already
-//! running elsewhere that it only drives.
+//! the harness starts from a target file's command (a launched target), or
+//! instances already running elsewhere that it only drives (a remote
+//! target); and the placeholders a target file's command may use.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use app::topology::{StoreNeeds, Topology};
-
-use super::StageError;
 
 /// How to start one instance of an app the harness did not build.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -136,13 +135,13 @@ impl AppUnderTest {
 /// What a fault schedule is checked against before anything starts: the
 /// stores an app runs with, and whether the harness starts its instances
 /// (only then can it restart or kill them).
-pub trait Deployment {
+pub trait AppShape {
     fn name(&self) -> &str;
     fn needs(&self) -> StoreNeeds;
     fn instances_are_ours(&self) -> bool;
 }
 
-impl Deployment for Topology {
+impl AppShape for Topology {
     fn name(&self) -> &str {
         &self.name
     }
@@ -156,7 +155,7 @@ impl Deployment for Topology {
     }
 }
 
-impl Deployment for AppUnderTest {
+impl AppShape for AppUnderTest {
     fn name(&self) -> &str {
         AppUnderTest::name(self)
     }
@@ -189,53 +188,3 @@ pub const PLACEHOLDERS: [&str; 16] = [
     "session_idle_timeout_secs",
     "session_absolute_timeout_secs",
 ];
-
-/// Fills `{name}` placeholders from `values`; a name without a value (a
-/// store the stack runs without) is an error that names it.
-pub fn fill(template: &str, values: &BTreeMap<&str, String>) -> Result<String, StageError> {
-    let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(open) = rest.find('{') {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 1..];
-        let Some(close) = after.find('}') else {
-            out.push_str(&rest[open..]);
-            return Ok(out);
-        };
-        let name = &after[..close];
-        match values.get(name) {
-            Some(value) => out.push_str(value),
-            None => {
-                return Err(StageError::NotAvailable(format!(
-                    "the target asks for {{{name}}}, which this stack has no value for"
-                )));
-            }
-        }
-        rest = &after[close + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn placeholders_are_filled_and_a_missing_one_is_named() {
-        let values = BTreeMap::from([
-            ("port", "8081".to_owned()),
-            ("instance", "app-2".to_owned()),
-        ]);
-        assert_eq!(
-            fill("http://127.0.0.1:{port}/{instance}", &values).expect("fills"),
-            "http://127.0.0.1:8081/app-2"
-        );
-        assert_eq!(
-            fill("no placeholders", &values).expect("fills"),
-            "no placeholders"
-        );
-        let missing = fill("{redis_url}", &values).expect_err("no Redis here");
-        assert!(missing.to_string().contains("{redis_url}"), "{missing}");
-    }
-}
