@@ -753,6 +753,9 @@ async fn up(
     if let Some(postgres) = &stack.postgres {
         out += &format!("postgres  {}\n", postgres.url());
     }
+    if let Some(cluster) = &stack.redis_cluster {
+        out += &format!("redis-cluster {}\n", cluster.url());
+    }
     for (name, pid) in stack.processes() {
         out += &format!("pid {name} {pid}\n");
     }

@@ -234,6 +234,7 @@ impl ScheduledFault {
         match self.action.store() {
             Some(StoreKind::Redis) => needs.redis,
             Some(StoreKind::Postgres) => needs.postgres,
+            Some(StoreKind::RedisCluster) => needs.redis_cluster,
             None => true,
         }
     }

@@ -171,7 +171,7 @@ impl Deployment for AppUnderTest {
 }
 
 /// The names a target file's command and environment may use, `{name}`.
-pub const PLACEHOLDERS: [&str; 16] = [
+pub const PLACEHOLDERS: [&str; 17] = [
     "port",
     "instance",
     "redis_url",
@@ -188,6 +188,7 @@ pub const PLACEHOLDERS: [&str; 16] = [
     "run_dir",
     "session_idle_timeout_secs",
     "session_absolute_timeout_secs",
+    "redis_cluster_urls",
 ];
 
 /// Fills `{name}` placeholders from `values`; a name without a value (a
