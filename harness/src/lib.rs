@@ -42,6 +42,7 @@ pub mod history_file;
 pub mod judge;
 pub mod load;
 pub mod progress;
+pub mod redis_nodes;
 pub mod reference;
 pub mod report;
 pub mod results;

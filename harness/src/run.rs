@@ -124,6 +124,7 @@ pub async fn run(
     let place = Place {
         instances: instances.clone(),
         redis_url: stack.redis.as_ref().map(|r| r.url()),
+        redis_cluster_url: stack.redis_cluster.as_ref().map(|c| c.url()),
         database_url: stack.postgres.as_ref().map(|p| p.url()),
         namespace: stack.namespace.clone(),
         topology: plan.app.topology().cloned(),

@@ -66,15 +66,19 @@ impl ConnectionLike for Connection {
 
 impl Target {
     /// A cluster reached through any of `seeds`; every command, and each
-    /// connect to a node, bounded by `timeout`. A command is retried on
-    /// another node's redirection, but only twice on a node that does not
-    /// answer: a failover takes seconds, and the caller's breaker decides
-    /// what to do meanwhile.
+    /// connect to a node, bounded by `timeout`. A command follows a
+    /// redirection (`MOVED`, `ASK`) at once, and is tried at most three times
+    /// within a few hundred milliseconds when its node does not answer: a
+    /// failover takes seconds, and the caller's breaker (Postgres behind it)
+    /// decides what to do meanwhile, rather than the request waiting out
+    /// the client's default backoff (over a second a retry).
     pub fn cluster(seeds: &[String], timeout: Duration) -> RedisResult<Self> {
         ClusterClient::builder(seeds.to_vec())
             .connection_timeout(timeout)
             .response_timeout(timeout)
-            .retries(2)
+            .retries(3)
+            .min_retry_wait(10)
+            .max_retry_wait(100)
             .build()
             .map(Target::Cluster)
     }

@@ -51,6 +51,7 @@ enum Provision {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeState {
     pub id: String,
+    pub host: String,
     pub port: u16,
     pub master: bool,
     /// Marked failed (`fail`) by the cluster.
@@ -482,16 +483,12 @@ pub fn parse_nodes(text: &str) -> Vec<NodeState> {
             let [id, address, flags, master, _, _, _, _, slots @ ..] = words.as_slice() else {
                 return None;
             };
-            let port = address
-                .split(['@', ','])
-                .next()?
-                .rsplit_once(':')?
-                .1
-                .parse()
-                .ok()?;
+            let (host, port) = address.split(['@', ',']).next()?.rsplit_once(':')?;
+            let port = port.parse().ok()?;
             let flags: Vec<&str> = flags.split(',').collect();
             Some(NodeState {
                 id: (*id).to_owned(),
+                host: host.to_owned(),
                 port,
                 master: flags.contains(&"master"),
                 failed: flags.contains(&"fail"),
@@ -555,7 +552,10 @@ e7d1 127.0.0.1:30001@31001,host myself,master - 0 0 1 connected 0-5460
         assert_eq!(nodes.len(), 3);
         assert_eq!(nodes[0].follows.as_deref(), Some("e7d1"));
         assert!(!nodes[0].master && !nodes[0].has_slots);
-        assert_eq!(nodes[1].port, 30001);
+        assert_eq!(
+            (nodes[1].host.as_str(), nodes[1].port),
+            ("127.0.0.1", 30001)
+        );
         assert!(nodes[1].master && nodes[1].has_slots && !nodes[1].failed);
         assert!(nodes[2].failed && nodes[2].master);
         assert_eq!(
