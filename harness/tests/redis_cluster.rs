@@ -17,8 +17,10 @@ use nix::unistd::Pid;
 /// Set in the child this file's SIGKILL test starts (this same test binary).
 const CHILD_ENV: &str = "REDIS_CLUSTER_TEST_CHILD";
 
+/// Nothing listens on `port`. (Whether it can be bound again is no test:
+/// under parallel tests another process's outgoing connection may hold it.)
 fn port_free(port: u16) -> bool {
-    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
 }
 
 fn gone_within(pids: &[u32], ports: &[u16], within: Duration) -> Result<(), String> {
