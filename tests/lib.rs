@@ -132,6 +132,11 @@ impl InProcessStack {
             topology: self.topology.clone(),
             backends: Backends {
                 redis_url: Some(self.redis_url.clone()),
+                // On a cluster topology the stack's Redis URL is the seeds, comma-separated.
+                redis_cluster_urls: match self.topology.redis_cluster {
+                    true => self.redis_url.split(',').map(str::to_owned).collect(),
+                    false => Vec::new(),
+                },
                 redis_ca_pem: None,
                 database_url: Some(database_url()),
                 sqlite_path: self.sqlite_dir.path().join("store.db"),

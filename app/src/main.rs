@@ -20,7 +20,7 @@ use clap::Parser;
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
-    /// option1 | option2 | option3 | option4.
+    /// option1 | option2 | option3 | option4 | option4-cluster.
     #[arg(long, default_value = "option4", conflicts_with = "topology_file")]
     topology: String,
     /// A custom topology (TOML: name, session_backend, token_cache, encrypt, concurrency).
@@ -56,6 +56,10 @@ struct Args {
     idp_timeout_ms: u64,
     #[arg(long, env = "REDIS_URL")]
     redis_url: Option<String>,
+    /// Seed URLs of a Redis Cluster (comma-separated), for a topology on one
+    /// (option4-cluster, or `redis_cluster = true` in a topology file).
+    #[arg(long, env = "REDIS_CLUSTER_URLS", value_delimiter = ',')]
+    redis_cluster_urls: Vec<String>,
     /// A CA certificate (PEM) to trust for a rediss:// URL.
     #[arg(long, env = "REDIS_CA_FILE")]
     redis_ca_file: Option<PathBuf>,
@@ -147,6 +151,7 @@ async fn main() -> anyhow::Result<()> {
     let config = AppConfig {
         backends: Backends {
             redis_url: args.redis_url,
+            redis_cluster_urls: args.redis_cluster_urls,
             redis_ca_pem,
             database_url: args.database_url,
             sqlite_path: args.sqlite_path,

@@ -101,8 +101,11 @@ pub enum Concurrency {
 }
 
 /// The session record's key for a store id (the keyed hash of the session id, never the id itself).
+/// The store id is a hash tag (`{...}`): on a Redis Cluster every key of
+/// one session ([`crate::tokencache::placement::partition_key`] too) lies in
+/// one slot, so a read of them all is one pipeline to one node.
 pub fn session_key(store_id: &str) -> String {
-    format!("sess:{store_id}")
+    format!("sess:{{{store_id}}}")
 }
 
 /// Creates, finds, saves and ends sessions in one store.

@@ -12,6 +12,7 @@ use crate::store::breaker::{Breaker, BreakerSettings};
 use crate::store::encrypted::{EncryptedStore, Keyring};
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
+use crate::store::redis_link::RedisLink;
 use crate::store::sql::{PostgresStore, SqliteStore};
 use crate::store::tiered::coherence::{Coherence, CoherenceSettings};
 use crate::store::tiered::{TierSettings, TieredStore};
@@ -53,19 +54,27 @@ pub struct Topology {
     #[serde(default)]
     pub encrypt: bool,
     pub concurrency: Concurrency,
+    /// Redis is a Redis Cluster (its seed URLs in [`Backends::redis_cluster_urls`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub redis_cluster: bool,
 }
 
 /// Which shared servers a topology's instances need.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StoreNeeds {
+    /// One Redis server.
     pub redis: bool,
     pub postgres: bool,
+    /// A Redis Cluster, in place of one server.
+    pub redis_cluster: bool,
 }
 
 /// Why a topology could not be had.
 #[derive(Debug, thiserror::Error)]
 pub enum TopologyError {
-    #[error("unknown topology {0:?}: use option1, option2, option3, option4 or a topology file")]
+    #[error(
+        "unknown topology {0:?}: use option1, option2, option3, option4, option4-cluster or a topology file"
+    )]
     Unknown(String),
     #[error("cannot read {path}: {source}")]
     Read {
@@ -81,8 +90,12 @@ impl Topology {
     /// The largest topology file read (a real one is a few hundred bytes).
     pub const MAX_FILE_BYTES: u64 = 64 * 1024;
 
-    /// The names of the four options.
+    /// The names of the four options (`all` runs these).
     pub const PRESETS: [&'static str; 4] = ["option1", "option2", "option3", "option4"];
+
+    /// Option4 with its cache tier on a Redis Cluster: a preset too, but
+    /// not one of the four (`all` does not bring up a cluster).
+    pub const CLUSTER_PRESET: &'static str = "option4-cluster";
 
     /// The four options of the seed, as docs/architecture.md ("The four
     /// topologies") describes them.
@@ -106,7 +119,7 @@ impl Topology {
                 false,
                 Concurrency::LastWriterWins,
             ),
-            "option4" => (
+            "option4" | "option4-cluster" => (
                 SessionBackend::RedisPostgres,
                 TokenPlacement::Partitioned,
                 true,
@@ -120,6 +133,7 @@ impl Topology {
             token_cache,
             encrypt,
             concurrency,
+            redis_cluster: name == Self::CLUSTER_PRESET,
         })
     }
 
@@ -177,7 +191,11 @@ impl Topology {
             SessionBackend::Redis => (true, false),
             SessionBackend::RedisPostgres => (true, true),
         };
-        StoreNeeds { redis, postgres }
+        StoreNeeds {
+            redis: redis && !self.redis_cluster,
+            postgres,
+            redis_cluster: redis && self.redis_cluster,
+        }
     }
 }
 
@@ -185,6 +203,8 @@ impl Topology {
 #[derive(Clone, Debug)]
 pub struct Backends {
     pub redis_url: Option<String>,
+    /// Seed URLs of a Redis Cluster, for a topology with `redis_cluster`.
+    pub redis_cluster_urls: Vec<String>,
     /// CA certificate (PEM) to trust for a `rediss://` URL.
     pub redis_ca_pem: Option<Vec<u8>>,
     pub database_url: Option<String>,
@@ -226,13 +246,22 @@ impl Topology {
                 .ok_or_else(|| StoreError::Config(format!("topology {} needs {what}", self.name)))
         };
         let prefix = format!("{}:", backends.namespace);
-        let redis = || {
-            RedisStore::connect_with_ca(
-                &need(&backends.redis_url, "a Redis URL")?,
-                &prefix,
-                backends.redis_ca_pem.clone(),
-            )
+        let link = || -> Result<RedisLink, StoreError> {
+            if !self.redis_cluster {
+                return RedisStore::link(
+                    &need(&backends.redis_url, "a Redis URL")?,
+                    backends.redis_ca_pem.clone(),
+                );
+            }
+            if backends.redis_cluster_urls.is_empty() {
+                return Err(StoreError::Config(format!(
+                    "topology {} needs Redis Cluster seed URLs",
+                    self.name
+                )));
+            }
+            RedisStore::cluster_link(&backends.redis_cluster_urls)
         };
+        let redis = || Ok::<_, StoreError>(RedisStore::on_link(Arc::new(link()?), &prefix));
         let postgres = |url: &str| PostgresStore::connect(url, &backends.namespace);
         let sqlite = || SqliteStore::open(&backends.sqlite_path, &backends.namespace);
         // Networked stores go behind a breaker, so an outage costs one timeout.
@@ -271,10 +300,7 @@ impl Topology {
             SessionBackend::Redis => Arc::new(guarded(Arc::new(redis()?))),
             SessionBackend::RedisPostgres => {
                 let tiered = TieredStore::connect(TierSettings {
-                    redis: Arc::new(RedisStore::link(
-                        &need(&backends.redis_url, "a Redis URL")?,
-                        backends.redis_ca_pem.clone(),
-                    )?),
+                    redis: Arc::new(link()?),
                     redis_prefix: &prefix,
                     database_url: &need(&backends.database_url, "a database URL")?,
                     namespace: &backends.namespace,
@@ -411,7 +437,8 @@ mod tests {
                 needs(persisted),
                 StoreNeeds {
                     redis: false,
-                    postgres: true
+                    postgres: true,
+                    redis_cluster: false,
                 }
             );
         }
@@ -419,7 +446,16 @@ mod tests {
             needs("option4"),
             StoreNeeds {
                 redis: true,
-                postgres: true
+                postgres: true,
+                redis_cluster: false,
+            }
+        );
+        assert_eq!(
+            needs("option4-cluster"),
+            StoreNeeds {
+                redis: false,
+                postgres: true,
+                redis_cluster: true,
             }
         );
         let custom = Topology {
@@ -428,12 +464,14 @@ mod tests {
             token_cache: TokenPlacement::Partitioned,
             encrypt: true,
             concurrency: Concurrency::CompareAndSet,
+            redis_cluster: false,
         };
         assert_eq!(
             custom.needs(),
             StoreNeeds {
                 redis: true,
-                postgres: false
+                postgres: false,
+                redis_cluster: false,
             }
         );
         let dir = tempfile::tempdir().expect("dir");

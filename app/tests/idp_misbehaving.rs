@@ -63,6 +63,7 @@ async fn signed_in(timeout: Duration) -> Fixture {
         topology: Topology::preset("option1").expect("preset"),
         backends: Backends {
             redis_url: None,
+            redis_cluster_urls: Vec::new(),
             redis_ca_pem: None,
             database_url: None,
             sqlite_path: "unused.db".into(),

@@ -24,6 +24,7 @@ fn fixture(option: &str) -> Fixture {
     let topology = Topology::preset(option).expect("preset");
     let backends = Backends {
         redis_url: Some(common::redis_url()),
+        redis_cluster_urls: Vec::new(),
         redis_ca_pem: None,
         database_url: Some(common::database_url()),
         sqlite_path: dir.path().join("store.db"),

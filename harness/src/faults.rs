@@ -163,6 +163,8 @@ pub async fn apply(stack: &mut Stack, action: &FaultAction) -> Result<(), StageE
         FaultAction::RedisSnapshot => stack.redis()?.snapshot().await,
         FaultAction::RedisPause => stack.redis()?.pause(),
         FaultAction::RedisResume => stack.redis()?.resume(),
+        FaultAction::RedisMasterKill => stack.redis_cluster()?.kill_master().await.map(drop),
+        FaultAction::RedisFailover => stack.redis_cluster()?.failover().await.map(drop),
         FaultAction::PostgresRestart => stack.postgres()?.restart().await,
         FaultAction::PostgresCrash { stay_down } => {
             let postgres = stack.postgres()?;

@@ -52,6 +52,7 @@ pub mod judge;
 pub mod load;
 pub mod model;
 pub mod progress;
+pub mod redis_nodes;
 pub mod reference;
 pub mod report;
 pub mod results;

@@ -43,6 +43,8 @@ fn process_rss(pid: u32) -> Option<u64> {
 pub struct Place {
     pub instances: Vec<InstanceUrl>,
     pub redis_url: Option<String>,
+    /// A Redis Cluster's seed URLs (comma-separated), in place of `redis_url`.
+    pub redis_cluster_url: Option<String>,
     pub database_url: Option<String>,
     pub namespace: String,
     /// The reference app's topology; none for an app the harness did not
@@ -287,7 +289,8 @@ impl Sampler {
             store_probe::tiers_of(topology.session_backend, self.place.database_url.is_some());
         let probe = StoreProbe {
             namespace: self.place.namespace.clone(),
-            redis_url: self.place.redis_url.clone(),
+            redis_url: (self.place.redis_url.clone())
+                .or_else(|| self.place.redis_cluster_url.clone()),
             database_url: self.place.database_url.clone(),
             sqlite_path: self.place.sqlite_path.clone(),
         };

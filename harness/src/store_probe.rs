@@ -1,5 +1,5 @@
 //! What each store tier holds, read raw and apart: Redis by `SCAN` of the
-//! run's namespace prefix, Postgres and SQLite by `SELECT` on the app's
+//! run's namespace prefix (on each master of a Redis Cluster), Postgres and SQLite by `SELECT` on the app's
 //! `kv_store` table in a read-only transaction. Never through the app's
 //! store layer: a tiered read hides a Redis copy it does not trust and
 //! repairs what it reads (a copy back, or a tombstone over a stale copy),
@@ -49,6 +49,7 @@ pub struct RawRecord {
 #[derive(Clone, Debug)]
 pub struct StoreProbe {
     pub namespace: String,
+    /// One Redis server, or a Redis Cluster's seeds (comma-separated).
     pub redis_url: Option<String>,
     pub database_url: Option<String>,
     pub sqlite_path: PathBuf,
@@ -101,17 +102,26 @@ impl StoreProbe {
         .map_err(|_| format!("{} did not answer within {TIMEOUT:?}", tier.name()))?
     }
 
-    async fn redis(&self) -> Result<redis::aio::MultiplexedConnection, String> {
+    /// The servers holding the keys: the one server, or each cluster master.
+    async fn redis_masters(&self) -> Result<Vec<String>, String> {
         let url = self.redis_url.as_deref().ok_or("no Redis URL")?;
-        let client = redis::Client::open(url).map_err(|e| format!("redis: {e}"))?;
-        client
-            .get_multiplexed_async_connection()
-            .await
-            .map_err(|e| format!("redis: {e}"))
+        crate::redis_nodes::masters(url).await
     }
 
     async fn redis_keys(&self, prefixes: &[&str]) -> Result<Vec<String>, String> {
-        let mut connection = self.redis().await?;
+        let mut live = Vec::new();
+        for master in self.redis_masters().await? {
+            let mut connection = crate::redis_nodes::connect(&master).await?;
+            live.extend(self.redis_keys_on(&mut connection, prefixes).await?);
+        }
+        Ok(live)
+    }
+
+    async fn redis_keys_on(
+        &self,
+        connection: &mut redis::aio::MultiplexedConnection,
+        prefixes: &[&str],
+    ) -> Result<Vec<String>, String> {
         let failed = |e: redis::RedisError| format!("redis: {e}");
         let mut live = Vec::new();
         for prefix in prefixes {
@@ -124,7 +134,7 @@ impl StoreProbe {
                     .arg(&pattern)
                     .arg("COUNT")
                     .arg(1000)
-                    .query_async(&mut connection)
+                    .query_async(connection)
                     .await
                     .map_err(failed)?;
                 if !batch.is_empty() {
@@ -135,8 +145,7 @@ impl StoreProbe {
                         pipe.cmd("HEXISTS").arg(key).arg("d");
                         pipe.cmd("HEXISTS").arg(key).arg("t");
                     }
-                    let flags: Vec<bool> =
-                        pipe.query_async(&mut connection).await.map_err(failed)?;
+                    let flags: Vec<bool> = pipe.query_async(connection).await.map_err(failed)?;
                     for (key, pair) in batch.iter().zip(flags.chunks(2)) {
                         if pair == [true, false] {
                             live.push(self.unprefixed(key));
@@ -153,16 +162,29 @@ impl StoreProbe {
     }
 
     async fn redis_record(&self, key: &str) -> Result<Option<RawRecord>, String> {
-        let mut connection = self.redis().await?;
-        let (version, data, tombstone): (Option<String>, Option<Vec<u8>>, Option<String>) =
-            redis::cmd("HMGET")
-                .arg(format!("{}:{key}", self.namespace))
-                .arg("v")
-                .arg("d")
-                .arg("t")
-                .query_async(&mut connection)
+        let mut hmget = redis::cmd("HMGET");
+        hmget
+            .arg(format!("{}:{key}", self.namespace))
+            .arg("v")
+            .arg("d")
+            .arg("t");
+        let masters = self.redis_masters().await?;
+        let (version, data, tombstone) = if masters.len() == 1 {
+            let mut connection = crate::redis_nodes::connect(&masters[0]).await?;
+            hmget.query_async(&mut connection).await
+        } else {
+            // A cluster: its client finds the node that serves the key's slot.
+            let client =
+                redis::cluster::ClusterClient::new(masters).map_err(|e| format!("redis: {e}"))?;
+            let mut connection = client
+                .get_async_connection()
                 .await
                 .map_err(|e| format!("redis: {e}"))?;
+            hmget.query_async(&mut connection).await
+        }
+        .map_err(|e| format!("redis: {e}"))?;
+        let (version, data, tombstone): (Option<String>, Option<Vec<u8>>, Option<String>) =
+            (version, data, tombstone);
         Ok(
             match (version.and_then(|v| v.parse().ok()), data, tombstone) {
                 (Some(version), Some(data), None) => Some(RawRecord { version, data }),

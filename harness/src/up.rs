@@ -118,6 +118,9 @@ fn banner(spec: &StackSpec, stack: &Stack, folder: &RunFolder, took: Duration) -
     if let Some(postgres) = &stack.postgres {
         let _ = writeln!(out, "postgres  {}", postgres.url());
     }
+    if let Some(cluster) = &stack.redis_cluster {
+        let _ = writeln!(out, "redis-cluster {}", cluster.url());
+    }
     for (name, pid) in stack.processes() {
         let _ = writeln!(out, "pid {name} {pid}");
     }

@@ -267,6 +267,7 @@ fn the_shipped_scenarios_read_and_say_what_they_are_for() {
         "hop-40",
         "idp-throttling",
         "race",
+        "cluster-failover",
     ] {
         let path = folder.join(format!("{name}.toml"));
         let text = std::fs::read_to_string(&path).expect("shipped");

@@ -168,6 +168,7 @@ async fn a_redis_copy_that_outlived_its_logout_is_found_in_redis_alone_and_nothi
     let sampler = Sampler::new(Place {
         instances: instance_urls(&stack),
         redis_url: Some(redis_url.clone()),
+        redis_cluster_url: None,
         database_url: Some(database_url.clone()),
         namespace: ns.clone(),
         topology: stack.app.topology().cloned(),

@@ -3,7 +3,10 @@
 //! GET round trip measured in the same run; and option4's store round trips
 //! per request kind, counted by its breakers.
 //!
-//! `cargo bench -p e2e-tests --bench profile_latency`. `BENCH_REQUESTS` sets
+//! `cargo bench -p e2e-tests --bench profile_latency`. `BENCH_CLUSTER=1`
+//! adds option4 on a private Redis Cluster (`option4-cluster`, three
+//! masters and three replicas from the installed `redis-server`) as a fifth
+//! column. `BENCH_REQUESTS` sets
 //! the sequential requests per option (default 2000), `BENCH_SECS` the
 //! seconds of the concurrent phase (default 3), `BENCH_CONCURRENCY` its
 //! browsers (default 16). The targets: option4's `/profile` p50 exceeds
@@ -13,8 +16,10 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use app::topology::Topology;
 use contract::{Browser, TokenSource};
 use e2e_tests::{InProcessStack, redis_url, sign_in};
+use harness::stage::services::redis_cluster::RedisCluster;
 use hdrhistogram::Histogram;
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -39,10 +44,28 @@ struct Subject {
     cart_latency: Histogram<u64>,
     /// Redis and Postgres round trips per request kind, in that order.
     trips: Vec<(&'static str, (f64, f64))>,
+    /// The private cluster (and its folder) an `option4-cluster` subject runs on.
+    _cluster: Option<(RedisCluster, tempfile::TempDir)>,
 }
 
 async fn subject(option: &'static str, browsers: usize) -> Subject {
-    let stack = InProcessStack::start(option, 1).await;
+    let (stack, cluster) = if option == Topology::CLUSTER_PRESET {
+        let dir = tempfile::tempdir().expect("dir");
+        let cluster = RedisCluster::start_private(dir.path())
+            .await
+            .expect("a private Redis Cluster");
+        let stack = InProcessStack::start_on(
+            Topology::preset(option).expect("preset"),
+            mock_idp::IdpConfig::default(),
+            1,
+            app::default_session_settings(),
+            cluster.url(),
+        )
+        .await;
+        (stack, Some((cluster, dir)))
+    } else {
+        (InProcessStack::start(option, 1).await, None)
+    };
     let url = stack.base(0);
     let mut signed_in = Vec::new();
     for i in 0..browsers {
@@ -59,6 +82,7 @@ async fn subject(option: &'static str, browsers: usize) -> Subject {
         latency: histogram(),
         cart_latency: histogram(),
         trips: Vec::new(),
+        _cluster: cluster,
     }
 }
 
@@ -184,7 +208,12 @@ async fn main() {
          per option for {secs} s"
     );
     let mut subjects = Vec::new();
-    for option in ["option1", "option2", "option3", "option4"] {
+    let cluster = std::env::var("BENCH_CLUSTER").is_ok_and(|v| v == "1");
+    let cluster = cluster.then_some(Topology::CLUSTER_PRESET);
+    for option in ["option1", "option2", "option3", "option4"]
+        .into_iter()
+        .chain(cluster)
+    {
         subjects.push(subject(option, concurrency).await);
     }
     let client = redis::Client::open(redis_url()).expect("redis url");

@@ -1,13 +1,17 @@
 //! What each request costs option4 in store round trips, counted by the
 //! app's breakers (every Redis pipeline and every Postgres query passes one),
 //! on real Redis and Postgres over HTTP: a cached `/profile` in the normal
-//! state is one Redis round trip and no Postgres query.
+//! state is one Redis round trip and no Postgres query, on one Redis server
+//! and on a Redis Cluster alike (a session's keys share one slot).
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use app::topology::Topology;
 use contract::TokenSource;
 use e2e_tests::{InProcessStack, Instance, profile, sign_in};
+use harness::stage::services::redis_cluster::RedisCluster;
+use mock_idp::IdpConfig;
 
 /// Redis and Postgres round trips instance `i` has made so far.
 fn trips(instance: &Instance) -> (u64, u64) {
@@ -53,18 +57,39 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn option4_round_trips_per_request_kind_in_the_normal_state() {
     let stack = InProcessStack::start("option4", 1).await;
+    assert_normal_state_trips(&stack).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn option4_on_a_redis_cluster_costs_the_same_round_trips() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cluster = RedisCluster::start_private(dir.path())
+        .await
+        .expect("a private cluster");
+    let stack = InProcessStack::start_on(
+        Topology::preset("option4-cluster").expect("preset"),
+        IdpConfig::default(),
+        1,
+        app::default_session_settings(),
+        cluster.url(),
+    )
+    .await;
+    assert_normal_state_trips(&stack).await;
+}
+
+async fn assert_normal_state_trips(stack: &InProcessStack) {
     let instance = &stack.instances[0];
-    let browser = sign_in(&stack, 0, "trips").await;
+    let browser = sign_in(stack, 0, "trips").await;
     settled(instance).await;
     // Once: the copies made before the first poll carry no generation yet.
     assert_eq!(
-        profile(&browser, &stack, 0).await.token_source,
+        profile(&browser, stack, 0).await.token_source,
         TokenSource::Cache
     );
 
     let profile_cost = per_request(instance, 20, |_| async {
         assert_eq!(
-            profile(&browser, &stack, 0).await.token_source,
+            profile(&browser, stack, 0).await.token_source,
             TokenSource::Cache
         );
     })
@@ -87,7 +112,10 @@ async fn option4_round_trips_per_request_kind_in_the_normal_state() {
         }
     })
     .await;
-    println!("option4 store round trips per request (Redis, Postgres):");
+    println!(
+        "{} store round trips per request (Redis, Postgres):",
+        stack.topology.name
+    );
     println!("  GET /profile (cached token): {profile_cost:?}");
     println!("  GET /cart:                   {cart_read:?}");
     println!("  POST /cart:                  {cart_write:?}");

@@ -11,6 +11,7 @@ pub mod keys;
 pub mod memory;
 pub mod redis;
 pub mod redis_link;
+pub mod redis_target;
 pub mod sql;
 pub mod tiered;
 

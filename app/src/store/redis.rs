@@ -5,10 +5,9 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::MultiplexedConnection;
 use redis::{AsyncCommands, RedisError, RedisResult, Script};
 
-use super::redis_link::RedisLink;
+use super::redis_link::{Connection, RedisLink};
 use super::{Expect, Record, Store, StoreError, StoreSize};
 
 /// Compare-and-set write: `ARGV = mode (any|absent|version), expected, data, ttl_ms`.
@@ -100,6 +99,12 @@ impl RedisStore {
         Ok(RedisLink::new(client, RESPONSE_TIMEOUT))
     }
 
+    /// A link to the Redis Cluster reached through any of `seeds`, to share between stores.
+    pub fn cluster_link(seeds: &[String]) -> Result<RedisLink, StoreError> {
+        RedisLink::cluster(seeds, RESPONSE_TIMEOUT)
+            .map_err(|e| StoreError::Config(format!("bad Redis Cluster URLs: {e}")))
+    }
+
     /// A store with keys under `prefix`, over an existing link.
     pub fn on_link(link: Arc<RedisLink>, prefix: &str) -> Self {
         Self {
@@ -116,7 +121,7 @@ impl RedisStore {
     /// matter to a store of its own (it does to a cache tier's copies).
     async fn run<T, F, Fut>(&self, work: F) -> Result<T, StoreError>
     where
-        F: FnOnce(MultiplexedConnection) -> Fut,
+        F: FnOnce(Connection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         self.link

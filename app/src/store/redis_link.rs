@@ -1,5 +1,6 @@
-//! One multiplexed connection to a Redis server, made again after it breaks,
-//! that knows which server process answers it.
+//! One multiplexed connection to a Redis server (or a Redis Cluster, see
+//! [`super::redis_target`]), made again after it breaks, that knows which
+//! server process answers it.
 //!
 //! Every reply comes with the `run_id` of the server that gave it (read with
 //! `INFO server` when the connection was made; it changes whenever a server
@@ -20,20 +21,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisError, RedisResult};
+
+pub use super::redis_target::Connection;
+use super::redis_target::{Target, identify};
 
 /// A live connection and the server process behind it.
 #[derive(Clone)]
 struct Live {
-    connection: MultiplexedConnection,
+    connection: Connection,
     server: Arc<str>,
     broken: Arc<AtomicBool>,
 }
 
 /// Connects to one Redis URL on demand; see the module doc.
 pub struct RedisLink {
-    client: redis::Client,
+    target: Target,
     config: AsyncConnectionConfig,
     live: Mutex<Option<Live>>,
     /// One connect at a time: callers that find no connection wait for it.
@@ -43,18 +46,55 @@ pub struct RedisLink {
 impl RedisLink {
     /// A link for `client`; every command and the connect itself are bounded by `timeout`.
     pub fn new(client: redis::Client, timeout: Duration) -> Self {
+        Self::to(Target::Server(client), timeout)
+    }
+
+    /// A link to the Redis Cluster reached through `seeds`.
+    pub fn cluster(seeds: &[String], timeout: Duration) -> RedisResult<Self> {
+        Ok(Self::to(Target::cluster(seeds, timeout)?, timeout))
+    }
+
+    fn to(target: Target, timeout: Duration) -> Self {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout));
         Self {
-            client,
+            target,
             config,
             live: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// The `run_id` of the server the current connection goes to, if one is up.
+    /// Whether this links to a Redis Cluster: a reply then names its node
+    /// only when asked ([`super::redis_target::RUN_ID_SCRIPT`]).
+    pub fn is_cluster(&self) -> bool {
+        self.target.is_cluster()
+    }
+
+    /// Whether it answers (PING); on a cluster, also names its masters anew
+    /// (a failover changes them behind the same connection).
+    pub async fn check(&self) -> RedisResult<()> {
+        let cluster = self.is_cluster();
+        let (name, _) = self
+            .run(|mut c| async move {
+                match cluster {
+                    true => identify(&mut c).await.map(Some),
+                    false => redis::cmd("PING")
+                        .query_async::<String>(&mut c)
+                        .await
+                        .map(|_| None),
+                }
+            })
+            .await?;
+        if let (Some(name), Some(live)) = (name, self.live.lock().as_mut()) {
+            live.server = name.into();
+        }
+        Ok(())
+    }
+
+    /// The `run_id` of the server the current connection goes to (on a
+    /// cluster, its masters'), if one is up.
     pub fn server(&self) -> Option<Arc<str>> {
         self.live
             .lock()
@@ -67,7 +107,7 @@ impl RedisLink {
     /// returns its result with the `run_id` of the server that answered.
     pub async fn run<T, F, Fut>(&self, work: F) -> RedisResult<(T, Arc<str>)>
     where
-        F: FnOnce(MultiplexedConnection) -> Fut,
+        F: FnOnce(Connection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         let live = self.live().await?;
@@ -90,20 +130,7 @@ impl RedisLink {
         if let Some(live) = self.usable() {
             return Ok(live);
         }
-        let mut connection = self
-            .client
-            .get_multiplexed_async_connection_with_config(&self.config)
-            .await?;
-        let info: String = redis::cmd("INFO")
-            .arg("server")
-            .query_async(&mut connection)
-            .await?;
-        let server = run_id(&info).ok_or_else(|| {
-            RedisError::from((
-                redis::ErrorKind::UnexpectedReturnType,
-                "INFO server has no run_id",
-            ))
-        })?;
+        let (connection, server) = self.target.connect(&self.config).await?;
         let live = Live {
             connection,
             server: server.into(),
@@ -131,25 +158,4 @@ fn connection_failed(e: &RedisError) -> bool {
         || e.is_connection_refusal()
         || e.is_timeout()
         || e.is_unrecoverable_error()
-}
-
-/// The `run_id` line of `INFO server`.
-fn run_id(info: &str) -> Option<&str> {
-    info.lines()
-        .find_map(|line| line.strip_prefix("run_id:"))
-        .map(str::trim)
-        .filter(|id| !id.is_empty())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_run_id_is_read_from_info_server() {
-        let info = "# Server\r\nredis_version:7.0.15\r\nrun_id:3f1e9c\r\ntcp_port:6379\r\n";
-        assert_eq!(run_id(info), Some("3f1e9c"));
-        assert_eq!(run_id("# Server\r\nredis_version:7.0.15\r\n"), None);
-        assert_eq!(run_id("run_id:\r\n"), None);
-    }
 }

@@ -310,9 +310,10 @@ impl CacheAccess for InSession {
     }
 }
 
-/// The token partition's key for a session's store id (its keyed hash, never the id).
+/// The token partition's key for a session's store id (its keyed hash, never
+/// the id), hash-tagged as [`crate::session::session_key`] is.
 pub fn partition_key(store_id: &str) -> String {
-    format!("tc:{store_id}")
+    format!("tc:{{{store_id}}}")
 }
 
 /// Option4: one partition per session (`tc:{keyed hash of the id}`), written

@@ -56,10 +56,12 @@ fn has_undo(action: &str) -> bool {
 }
 
 /// The fault actions that restart a store or lose what it holds; Redis is
-/// run with nothing persisted, so its restart empties it as a flush does.
-pub const STORE_LOSSES: [&str; 4] = [
+/// run with nothing persisted, so its restart empties it as a flush does,
+/// and a killed cluster master loses what it had not yet replicated.
+pub const STORE_LOSSES: [&str; 5] = [
     "redis-restart",
     "redis-flush",
+    "redis-master-kill",
     "postgres-restart",
     "postgres-crash",
 ];

@@ -170,7 +170,7 @@ impl AppShape for AppUnderTest {
 }
 
 /// The names a target file's command and environment may use, `{name}`.
-pub const PLACEHOLDERS: [&str; 16] = [
+pub const PLACEHOLDERS: [&str; 17] = [
     "port",
     "instance",
     "redis_url",
@@ -187,4 +187,5 @@ pub const PLACEHOLDERS: [&str; 16] = [
     "run_dir",
     "session_idle_timeout_secs",
     "session_absolute_timeout_secs",
+    "redis_cluster_urls",
 ];

@@ -81,6 +81,9 @@ impl FromStr for InstanceId {
 pub enum StoreKind {
     Redis,
     Postgres,
+    /// A Redis Cluster (its seed URLs, comma-separated, stand for its URL).
+    #[serde(rename = "redis-cluster")]
+    RedisCluster,
 }
 
 impl StoreKind {
@@ -89,6 +92,7 @@ impl StoreKind {
         match self {
             StoreKind::Redis => "--redis-url",
             StoreKind::Postgres => "--database-url",
+            StoreKind::RedisCluster => "--redis-cluster-urls",
         }
     }
 }
@@ -98,6 +102,7 @@ impl fmt::Display for StoreKind {
         f.write_str(match self {
             StoreKind::Redis => "redis",
             StoreKind::Postgres => "postgres",
+            StoreKind::RedisCluster => "redis-cluster",
         })
     }
 }

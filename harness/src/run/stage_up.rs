@@ -67,6 +67,7 @@ pub(super) async fn stage(
     let place = Place {
         instances: instance_urls(&stack),
         redis_url: stack.redis.as_ref().map(|r| r.url()),
+        redis_cluster_url: stack.redis_cluster.as_ref().map(|c| c.url()),
         database_url: stack.postgres.as_ref().map(|p| p.url()),
         namespace: stack.namespace.clone(),
         topology: plan.app.topology().cloned(),

@@ -52,6 +52,11 @@ pub enum FaultAction {
     /// SIGSTOP; undone by `for` or `redis-resume`.
     RedisPause,
     RedisResume,
+    /// On a Redis Cluster: SIGKILL one master (one with a live replica);
+    /// its replica is promoted, then the killed node rejoins as a replica.
+    RedisMasterKill,
+    /// On a Redis Cluster: a graceful `CLUSTER FAILOVER` on one replica.
+    RedisFailover,
     PostgresRestart,
     /// SIGKILL (no shutdown), reap, and start again on the same port and
     /// data dir; with a `for`, only after that long (down meanwhile).
@@ -134,6 +139,9 @@ impl FaultAction {
             | FaultAction::RedisSnapshot
             | FaultAction::RedisPause
             | FaultAction::RedisResume => Some(StoreKind::Redis),
+            FaultAction::RedisMasterKill | FaultAction::RedisFailover => {
+                Some(StoreKind::RedisCluster)
+            }
             FaultAction::PostgresRestart
             | FaultAction::PostgresCrash { .. }
             | FaultAction::PostgresStart => Some(StoreKind::Postgres),
@@ -179,6 +187,8 @@ impl fmt::Display for FaultAction {
             FaultAction::RedisSnapshot => f.write_str("redis-snapshot"),
             FaultAction::RedisPause => f.write_str("redis-pause"),
             FaultAction::RedisResume => f.write_str("redis-resume"),
+            FaultAction::RedisMasterKill => f.write_str("redis-master-kill"),
+            FaultAction::RedisFailover => f.write_str("redis-failover"),
             FaultAction::PostgresRestart => f.write_str("postgres-restart"),
             FaultAction::PostgresCrash { stay_down } => {
                 f.write_str("postgres-crash")?;
@@ -234,6 +244,7 @@ impl ScheduledFault {
         match self.action.store() {
             Some(StoreKind::Redis) => needs.redis,
             Some(StoreKind::Postgres) => needs.postgres,
+            Some(StoreKind::RedisCluster) => needs.redis_cluster,
             None => true,
         }
     }
@@ -390,6 +401,8 @@ enum ActionName {
     RedisSnapshot,
     RedisPause,
     RedisResume,
+    RedisMasterKill,
+    RedisFailover,
     PostgresRestart,
     PostgresCrash,
     Idp,
@@ -494,6 +507,8 @@ impl RawFault {
             ActionName::RedisSnapshot => FaultAction::RedisSnapshot,
             ActionName::RedisPause => FaultAction::RedisPause,
             ActionName::RedisResume => FaultAction::RedisResume,
+            ActionName::RedisMasterKill => FaultAction::RedisMasterKill,
+            ActionName::RedisFailover => FaultAction::RedisFailover,
             ActionName::PostgresRestart => FaultAction::PostgresRestart,
             ActionName::PostgresCrash => FaultAction::PostgresCrash {
                 stay_down: self.lasts.is_some(),

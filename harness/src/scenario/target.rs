@@ -164,6 +164,7 @@ pub fn parse(text: &str, name: &str, folder: &Path) -> Result<AppUnderTest, Scen
             let stores = StoreNeeds {
                 redis: raw.stores.contains(&StoreKind::Redis),
                 postgres: raw.stores.contains(&StoreKind::Postgres),
+                redis_cluster: raw.stores.contains(&StoreKind::RedisCluster),
             };
             let words: Vec<String> = command
                 .get_ref()
@@ -294,6 +295,7 @@ fn placeholders(
         let missing = match name {
             "redis_url" if !stores.redis => Some("redis"),
             "database_url" if !stores.postgres => Some("postgres"),
+            "redis_cluster_urls" if !stores.redis_cluster => Some("redis-cluster"),
             _ => None,
         };
         if let Some(store) = missing {

@@ -177,6 +177,9 @@ pub fn target_instance(
     if let Some(url) = stores.get(&StoreKind::Postgres) {
         filled.insert("database_url", url.clone());
     }
+    if let Some(urls) = stores.get(&StoreKind::RedisCluster) {
+        filled.insert("redis_cluster_urls", urls.clone());
+    }
     let (program, args) = spec
         .command
         .split_first()

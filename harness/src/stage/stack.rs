@@ -18,6 +18,7 @@ use super::launch::{self, IdpListeners, RunValues, executable};
 use super::process::{ChildSpec, Supervised, free_port, poll_until};
 use super::services::postgres::Postgres;
 use super::services::redis::Redis;
+use super::services::redis_cluster::RedisCluster;
 use super::store_links::StoreLinks;
 use super::workdir_lease::{WorkdirLease, install_then_hold};
 use crate::model::app::AppUnderTest;
@@ -148,6 +149,7 @@ pub struct Stack {
     pub app: AppUnderTest,
     pub redis: Option<Redis>,
     pub postgres: Option<Postgres>,
+    pub redis_cluster: Option<RedisCluster>,
     /// The mock IdP, when the harness runs it (a remote target brings its own).
     pub idp: Option<Supervised>,
     idp_base: String,
@@ -187,7 +189,7 @@ impl Stack {
                 _ => Ok(None),
             }
         };
-        let (redis, postgres, installed) = tokio::join!(
+        let (redis, postgres, redis_cluster, installed) = tokio::join!(
             async {
                 match needs.redis {
                     true => Redis::provide(run_dir).await.map(Some),
@@ -200,9 +202,15 @@ impl Stack {
                     false => Ok(None),
                 }
             },
+            async {
+                match needs.redis_cluster {
+                    true => RedisCluster::provide(run_dir).await.map(Some),
+                    false => Ok(None),
+                }
+            },
             install
         );
-        let (redis, postgres) = (redis?, postgres?);
+        let (redis, postgres, redis_cluster) = (redis?, postgres?, redis_cluster?);
         let workdir_lease = installed?;
 
         let (idp, idp_listeners) = match &spec.app {
@@ -276,9 +284,15 @@ impl Stack {
                     for (store, url) in [
                         (StoreKind::Redis, redis.as_ref().map(|r| r.url())),
                         (StoreKind::Postgres, postgres.as_ref().map(|p| p.url())),
+                        (
+                            StoreKind::RedisCluster,
+                            redis_cluster.as_ref().map(|c| c.url()),
+                        ),
                     ] {
                         let Some(mut url) = url else { continue };
-                        if spec.network_proxy {
+                        // A cluster's nodes send clients to their own
+                        // addresses (MOVED), past any proxy: never proxied.
+                        if spec.network_proxy && store != StoreKind::RedisCluster {
                             url = links.route(id, store, &url).await?;
                         }
                         stores.insert(store, url);
@@ -324,6 +338,7 @@ impl Stack {
             app: spec.app.clone(),
             redis,
             postgres,
+            redis_cluster,
             idp,
             idp_base,
             idp_listeners,
@@ -470,6 +485,8 @@ impl Stack {
             self.postgres.as_ref().and_then(|p| p.process()),
         ];
         out.extend(servers.into_iter().flatten().map(|p| (p.name(), p.pid())));
+        let nodes = self.redis_cluster.iter().flat_map(|c| c.processes());
+        out.extend(nodes.map(|p| (p.name(), p.pid())));
         out
     }
 
@@ -544,6 +561,9 @@ impl Stack {
         {
             down.push("redis".to_owned());
         }
+        if let Some(cluster) = &mut self.redis_cluster {
+            down.extend(cluster.exited());
+        }
         if let Some(postgres) = &mut self.postgres {
             match postgres.reap_if_exited().await {
                 Ok(false) => {}
@@ -558,6 +578,12 @@ impl Stack {
         self.redis
             .as_mut()
             .ok_or(StageError::NoStore(StoreKind::Redis))
+    }
+
+    pub fn redis_cluster(&mut self) -> Result<&mut RedisCluster, StageError> {
+        self.redis_cluster
+            .as_mut()
+            .ok_or(StageError::NoStore(StoreKind::RedisCluster))
     }
 
     pub fn postgres(&mut self) -> Result<&mut Postgres, StageError> {

@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use crate::store::StoreError;
 use crate::store::breaker::Breaker;
 use crate::store::redis_link::RedisLink;
+use crate::store::redis_target;
 use crate::store::sql::{migration_failed, postgres_migrator, unavailable};
 
 /// The protocol's periods. The defaults suit a LAN; every instance of a
@@ -67,7 +68,11 @@ pub struct Snapshot {
 impl Snapshot {
     /// Whether a reply from `server` can be trusted under this snapshot.
     pub fn trusts(&self, server: &str) -> bool {
-        self.trusted && self.server.as_deref() == Some(server)
+        self.trusted
+            && self
+                .server
+                .as_deref()
+                .is_some_and(|named| redis_target::names(named, server))
     }
 }
 
@@ -229,12 +234,7 @@ impl Coherence {
     /// adopt a Redis server process the record does not name, then read
     /// the record (renewing this instance's registration).
     async fn poll(&self) -> Result<(), StoreError> {
-        let redis_answers = !self.redis.is_open()
-            && self
-                .link
-                .run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
-                .await
-                .is_ok();
+        let redis_answers = !self.redis.is_open() && self.link.check().await.is_ok();
         if redis_answers {
             self.recover_if_registered().await?;
             self.adopt_if_new().await?;

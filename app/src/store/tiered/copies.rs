@@ -16,6 +16,7 @@ use redis::RedisResult;
 
 use crate::store::Record;
 use crate::store::redis_link::RedisLink;
+use crate::store::redis_target::RUN_ID_SCRIPT;
 
 /// A copy as found in Redis.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -141,11 +142,29 @@ impl Copies {
                 .cmd("PTTL")
                 .arg(&key);
         }
-        let (replies, server) = self
+        let Some(first) = keys.first().filter(|_| self.link.is_cluster()) else {
+            let (replies, server) = self
+                .link
+                .run(|mut c| async move { pipe.query_async::<Vec<(Fields, i64)>>(&mut c).await })
+                .await?;
+            return Ok((replies.into_iter().map(parse).collect(), server));
+        };
+        // On a cluster the node serving the keys' slot (a session's keys
+        // share one) names itself in the same round trip.
+        pipe.cmd("EVAL")
+            .arg(RUN_ID_SCRIPT)
+            .arg(1)
+            .arg(self.key(first));
+        let (mut replies, _) = self
             .link
-            .run(|mut c| async move { pipe.query_async::<Vec<(Fields, i64)>>(&mut c).await })
+            .run(|mut c| async move { pipe.query_async::<Vec<redis::Value>>(&mut c).await })
             .await?;
-        Ok((replies.into_iter().map(parse).collect(), server))
+        let server: String = match replies.pop() {
+            Some(value) => redis::from_redis_value(value)?,
+            None => return Err(no_node_name()),
+        };
+        let replies: Vec<(Fields, i64)> = redis::from_redis_value(redis::Value::Array(replies))?;
+        Ok((replies.into_iter().map(parse).collect(), server.into()))
     }
 
     /// Every write in one pipelined round trip. `Ok` means each copy now
@@ -201,6 +220,13 @@ impl Copies {
             .await
             .map(drop)
     }
+}
+
+fn no_node_name() -> redis::RedisError {
+    redis::RedisError::from((
+        redis::ErrorKind::UnexpectedReturnType,
+        "the cluster node did not name itself",
+    ))
 }
 
 /// A copy from its fields; anything malformed is a miss (the durable tier

@@ -11,6 +11,7 @@
 pub mod containers;
 pub mod postgres;
 pub mod redis;
+pub mod redis_cluster;
 
 use std::future::Future;
 use std::path::PathBuf;
