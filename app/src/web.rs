@@ -334,6 +334,9 @@ async fn callback(
         return Err(AppError::BadRequest("state does not match the sign-in"));
     }
     let code = query.code.ok_or(AppError::BadRequest("no code"))?;
+    // Lifetimes count from when the request went out (as MSAL counts them):
+    // never later than the IdP's own clock started them.
+    let requested_at = app.sessions.clock().now();
     let tokens = app
         .idp
         .redeem_code(&code, &app.callback_url(), &pending.verifier)
@@ -358,7 +361,7 @@ async fn callback(
         })
         .await?;
     app.tokens
-        .store_sign_in(&app.sessions, &mut session, &user, &tokens)
+        .store_sign_in(&app.sessions, &mut session, &user, &tokens, requested_at)
         .await?;
     let mut home = redirect(
         HeaderValue::from_static("/"),

@@ -271,7 +271,7 @@ impl TokenAcquirer {
                 return Ok(Handed::Refresh(snapshot));
             }
         };
-        self.store_rotated(sessions, session, user, &response, snapshot, fence)
+        self.store_rotated(sessions, session, user, &response, now, snapshot, fence)
             .await?;
         self.metrics.refresh_handed_over();
         self.clear_handoff(&session.store_id);
@@ -301,15 +301,17 @@ impl TokenAcquirer {
         });
     }
 
-    /// Stores what the code exchange of a sign-in returned in the new session's cache.
+    /// Stores what the code exchange of a sign-in returned in the new
+    /// session's cache; its lifetimes count from `requested_at`.
     pub async fn store_sign_in(
         &self,
         sessions: &Sessions,
         session: &mut LoadedSession,
         user: &SignedIn,
         response: &TokenResponse,
+        requested_at: u64,
     ) -> Result<(), StoreError> {
-        self.store(sessions, session, user, response, None, None)
+        self.store(sessions, session, user, response, requested_at, None, None)
             .await
     }
 
@@ -373,6 +375,7 @@ impl TokenAcquirer {
             .refresh_token(&user.home_account_id, &self.idp.settings().client_id)
             .ok_or(AcquireError::NoRefreshToken)?
             .to_owned();
+        let requested_at = sessions.clock().now();
         let response = self
             .idp
             .refresh(
@@ -384,9 +387,8 @@ impl TokenAcquirer {
         // never lands: the refresh token stored is spent now.
         let handed = match (fence, self.cache.handoff()) {
             (Some(_), Some(handoff)) => {
-                let now = sessions.clock().now();
                 match handoff
-                    .leave(&session.store_id, &refresh_token, now, &response)
+                    .leave(&session.store_id, &refresh_token, requested_at, &response)
                     .await
                 {
                     Ok(()) => true,
@@ -398,8 +400,16 @@ impl TokenAcquirer {
             }
             _ => false,
         };
-        self.store_rotated(sessions, session, user, &response, snapshot, fence)
-            .await?;
+        self.store_rotated(
+            sessions,
+            session,
+            user,
+            &response,
+            requested_at,
+            snapshot,
+            fence,
+        )
+        .await?;
         if handed {
             self.clear_handoff(&session.store_id);
         }
@@ -409,12 +419,14 @@ impl TokenAcquirer {
     /// Stores what a refresh got, trying again for [`ROTATION_WRITE_FOR`]
     /// while the store is unavailable: the refresh token stored before is
     /// spent now, so these tokens are the session's only good ones.
+    #[allow(clippy::too_many_arguments)]
     async fn store_rotated(
         &self,
         sessions: &Sessions,
         session: &mut LoadedSession,
         user: &SignedIn,
         response: &TokenResponse,
+        requested_at: u64,
         snapshot: CacheSnapshot,
         fence: Option<&Fence>,
     ) -> Result<(), StoreError> {
@@ -423,7 +435,15 @@ impl TokenAcquirer {
         let mut loaded = Some(snapshot);
         loop {
             match self
-                .store(sessions, session, user, response, loaded.take(), fence)
+                .store(
+                    sessions,
+                    session,
+                    user,
+                    response,
+                    requested_at,
+                    loaded.take(),
+                    fence,
+                )
                 .await
             {
                 Err(StoreError::Unavailable(e))
@@ -439,19 +459,23 @@ impl TokenAcquirer {
     }
 
     /// Adds a token response to the cache (re-applied on a compare-and-set
-    /// conflict, so no token is lost).
+    /// conflict, so no token is lost), its lifetimes counted from
+    /// `requested_at` (Unix seconds when its request went out: a cached
+    /// expiry is then never later than the token's own).
+    #[allow(clippy::too_many_arguments)]
     async fn store(
         &self,
         sessions: &Sessions,
         session: &mut LoadedSession,
         user: &SignedIn,
         response: &TokenResponse,
+        requested_at: u64,
         loaded: Option<CacheSnapshot>,
         fence: Option<&Fence>,
     ) -> Result<(), StoreError> {
         let client_id = self.idp.settings().client_id.as_str();
         let account = self.account(user, response);
-        let now = sessions.clock().now();
+        let now = requested_at;
         self.cache
             .update(
                 sessions,

@@ -30,8 +30,8 @@ struct Rotation {
     /// SHA-256 of the refresh token the IdP spent for it (hex): which stored
     /// cache it follows.
     spent: String,
-    /// Unix seconds when the IdP answered: its lifetimes count from then.
-    answered_at: u64,
+    /// Unix seconds when its request went out: its lifetimes count from then.
+    requested_at: u64,
     response: TokenResponse,
 }
 
@@ -56,12 +56,12 @@ impl Handoff {
         &self,
         store_id: &str,
         spent_refresh_token: &str,
-        answered_at: u64,
+        requested_at: u64,
         response: &TokenResponse,
     ) -> Result<(), StoreError> {
         let rotation = Rotation {
             spent: digest(spent_refresh_token),
-            answered_at,
+            requested_at,
             response: response.clone(),
         };
         let data = serde_json::to_vec(&rotation)
@@ -88,7 +88,7 @@ impl Handoff {
         let rotation = serde_json::from_slice::<Rotation>(&record.data).ok();
         match rotation {
             Some(rotation) if stored.is_some_and(|s| digest(s) == rotation.spent) => {
-                let waited = now.saturating_sub(rotation.answered_at);
+                let waited = now.saturating_sub(rotation.requested_at);
                 let mut response = rotation.response;
                 response.expires_in = response.expires_in.saturating_sub(waited);
                 response.ext_expires_in = response.ext_expires_in.saturating_sub(waited);

@@ -7,7 +7,7 @@ use std::fmt::Write;
 use crate::model::cpu::{APP, HARNESS, POSTGRES, REDIS};
 use crate::results::{ComponentCpu, CpuUse};
 
-use super::html::escape;
+use super::escape::escape;
 use super::{Column, ReportError};
 
 /// The section: one row per option, one column per component.

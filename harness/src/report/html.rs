@@ -1,4 +1,4 @@
-//! The page: escaping, the style sheet, and the sections in reading order
+//! The page: the style sheet, and the sections in reading order
 //! (verdicts, the claims matrix, then the evidence, then what was measured
 //! and on what). Everything taken from a results file is escaped here.
 
@@ -8,25 +8,10 @@ use crate::check::Kind;
 use crate::results::{AppKind, Example, Results, TopologyInfo};
 
 use super::charts::{self, Chart, human_bytes};
+use super::escape::escape;
 use super::matrix::{self, CLAIMS, Cell, Seen};
 use super::projection::{self, Projection};
 use super::{Column, ReportError};
-
-/// Text for HTML content and attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
 
 /// The anchor of one example history.
 pub fn example_id(column: &Column<'_>, kind: Kind, index: usize) -> String {

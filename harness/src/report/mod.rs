@@ -9,13 +9,15 @@
 //! - [`charts`]: the charts, drawn by plotters as inline SVG.
 //! - [`cpu`]: CPU per 1,000 requests, per option and component.
 //! - [`projection`]: the capacity projection (store memory and IdP calls at 10x-1000x).
-//! - [`html`]: escaping and the page around the sections.
+//! - [`escape`]: escaping text for HTML.
+//! - [`html`]: the page around the sections.
 //! - [`compare`]: one results file against a baseline: the table and the verdict.
 
 pub mod accounting;
 pub mod charts;
 pub mod compare;
 pub mod cpu;
+pub mod escape;
 pub mod html;
 pub mod matrix;
 pub mod parts;
