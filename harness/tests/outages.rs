@@ -336,8 +336,13 @@ fn assert_redis_outage_survived(run: &Run, noticed_by: &[&str], frozen: bool) {
     };
     // Enough happened during the outage to mean something (a loaded
     // machine makes fewer requests; none of them may fail).
-    assert!(count(|r| matches!(r, Request::CartRead | Request::Profile)) > 5);
-    assert!(count(|r| matches!(r, Request::CartWrite { .. })) > 5);
+    let (reads, writes) = (
+        count(|r| matches!(r, Request::CartRead | Request::Profile)),
+        count(|r| matches!(r, Request::CartWrite { .. })),
+    );
+    println!("during the outage: {reads} reads, {writes} cart writes, all answered");
+    assert!(reads >= 3, "{reads} reads during the outage");
+    assert!(writes >= 3, "{writes} cart writes during the outage");
     assert!(
         count(|r| matches!(r, Request::SignIn)) > 0,
         "sign-ins during the outage"

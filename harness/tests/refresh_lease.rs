@@ -22,8 +22,10 @@ use common::browser;
 
 const APP_1: InstanceId = InstanceId::from_index(0);
 
-/// Six-second access tokens, renewed in their last three seconds.
-const LIFETIME: Duration = Duration::from_secs(6);
+/// Ten-second access tokens, renewed in their last three seconds. The app
+/// counts a token's life from when its request went out (as MSAL does), so
+/// after an IdP call of 3 s a new token has 7 s left: not yet due again.
+const LIFETIME: Duration = Duration::from_secs(10);
 
 async fn strict_stack(dir: &tempfile::TempDir) -> Stack {
     strict_stack_with(dir, false).await

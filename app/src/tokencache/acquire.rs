@@ -43,6 +43,10 @@ const ROTATION_WRITE_FOR: Duration = Duration::from_secs(5);
 /// The first pause between those tries (doubling up to [`ROTATION_WRITE_PAUSE_MAX`]).
 const ROTATION_WRITE_PAUSE: Duration = Duration::from_millis(50);
 const ROTATION_WRITE_PAUSE_MAX: Duration = Duration::from_millis(400);
+/// How long a refresh waits on the handoff ([`super::handoff`]), which is
+/// best effort: a paused Redis (whose own timeout is seconds) must not
+/// stall the refresh, and every request of the session waiting on it.
+const HANDOFF_WITHIN: Duration = Duration::from_millis(300);
 
 /// Why no token could be had.
 #[derive(Debug, thiserror::Error)]
@@ -262,12 +266,19 @@ impl TokenAcquirer {
             .cache
             .refresh_token(&user.home_account_id, &self.idp.settings().client_id);
         let now = sessions.clock().now();
-        let response = match handoff.take(&session.store_id, stored, now).await {
-            Ok(Some(response)) => response,
-            Ok(None) => return Ok(Handed::Refresh(snapshot)),
-            Err(e) => {
+        let taken =
+            tokio::time::timeout(HANDOFF_WITHIN, handoff.take(&session.store_id, stored, now))
+                .await;
+        let response = match taken {
+            Ok(Ok(Some(response))) => response,
+            Ok(Ok(None)) => return Ok(Handed::Refresh(snapshot)),
+            Ok(Err(e)) => {
                 // Nothing can be handed over while Redis is away.
                 tracing::debug!(error = %e, "reading the refresh handoff failed");
+                return Ok(Handed::Refresh(snapshot));
+            }
+            Err(_) => {
+                tracing::debug!("reading the refresh handoff timed out");
                 return Ok(Handed::Refresh(snapshot));
             }
         };
@@ -387,13 +398,16 @@ impl TokenAcquirer {
         // never lands: the refresh token stored is spent now.
         let handed = match (fence, self.cache.handoff()) {
             (Some(_), Some(handoff)) => {
-                match handoff
-                    .leave(&session.store_id, &refresh_token, requested_at, &response)
-                    .await
-                {
-                    Ok(()) => true,
-                    Err(e) => {
+                let left =
+                    handoff.leave(&session.store_id, &refresh_token, requested_at, &response);
+                match tokio::time::timeout(HANDOFF_WITHIN, left).await {
+                    Ok(Ok(())) => true,
+                    Ok(Err(e)) => {
                         tracing::debug!(error = %e, "leaving the refresh handoff failed");
+                        false
+                    }
+                    Err(_) => {
+                        tracing::debug!("leaving the refresh handoff timed out");
                         false
                     }
                 }
