@@ -266,21 +266,10 @@ impl TokenAcquirer {
             .cache
             .refresh_token(&user.home_account_id, &self.idp.settings().client_id);
         let now = sessions.clock().now();
-        let taken =
-            tokio::time::timeout(HANDOFF_WITHIN, handoff.take(&session.store_id, stored, now))
-                .await;
-        let response = match taken {
-            Ok(Ok(Some(response))) => response,
-            Ok(Ok(None)) => return Ok(Handed::Refresh(snapshot)),
-            Ok(Err(e)) => {
-                // Nothing can be handed over while Redis is away.
-                tracing::debug!(error = %e, "reading the refresh handoff failed");
-                return Ok(Handed::Refresh(snapshot));
-            }
-            Err(_) => {
-                tracing::debug!("reading the refresh handoff timed out");
-                return Ok(Handed::Refresh(snapshot));
-            }
+        // Nothing can be handed over while Redis is away.
+        let taken = handoff_step("reading", handoff.take(&session.store_id, stored, now)).await;
+        let Some(Some(response)) = taken else {
+            return Ok(Handed::Refresh(snapshot));
         };
         self.store_rotated(sessions, session, user, &response, now, snapshot, fence)
             .await?;
@@ -400,17 +389,7 @@ impl TokenAcquirer {
             (Some(_), Some(handoff)) => {
                 let left =
                     handoff.leave(&session.store_id, &refresh_token, requested_at, &response);
-                match tokio::time::timeout(HANDOFF_WITHIN, left).await {
-                    Ok(Ok(())) => true,
-                    Ok(Err(e)) => {
-                        tracing::debug!(error = %e, "leaving the refresh handoff failed");
-                        false
-                    }
-                    Err(_) => {
-                        tracing::debug!("leaving the refresh handoff timed out");
-                        false
-                    }
-                }
+                handoff_step("leaving", left).await.is_some()
             }
             _ => false,
         };
@@ -527,6 +506,25 @@ impl TokenAcquirer {
         let lock = Arc::new(tokio::sync::Mutex::new(()));
         locks.insert(session_id.to_owned(), Arc::downgrade(&lock));
         lock
+    }
+}
+
+/// One best-effort step on the handoff, bounded by [`HANDOFF_WITHIN`]:
+/// its result, or `None` (logged) when it failed or took too long.
+async fn handoff_step<T>(
+    what: &str,
+    step: impl Future<Output = Result<T, StoreError>>,
+) -> Option<T> {
+    match tokio::time::timeout(HANDOFF_WITHIN, step).await {
+        Ok(Ok(value)) => Some(value),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "{what} the refresh handoff failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("{what} the refresh handoff timed out");
+            None
+        }
     }
 }
 
