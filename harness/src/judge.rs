@@ -537,6 +537,22 @@ mod tests {
     }
 
     #[test]
+    fn the_fitted_slope_is_the_least_squares_one() {
+        assert_eq!(
+            fitted_slope(&[(0.0, 100.0), (10.0, 1100.0), (20.0, 2100.0)]),
+            Some(100.0)
+        );
+        assert_eq!(fitted_slope(&[(0.0, 1.0), (1.0, 2.0)]), None, "two points");
+        assert_eq!(
+            fitted_slope(&[(3.0, 1.0), (3.0, 2.0), (3.0, 5.0)]),
+            None,
+            "no spread"
+        );
+        let noisy = fitted_slope(&[(0.0, 0.0), (1.0, 2.0), (2.0, 2.0), (3.0, 4.0)]).expect("slope");
+        assert!((noisy - 1.2).abs() < 1e-9, "{noisy}");
+    }
+
+    #[test]
     fn store_bytes_per_session_are_growth_over_the_empty_store() {
         let signed_in = |browser: u32, at: Micros| Event {
             browser: BrowserId(browser),

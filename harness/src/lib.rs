@@ -33,19 +33,19 @@
 //!   stack of one topology up and ready.
 //! - [`model`]: the shared vocabulary (ids, the app under test, IdP and
 //!   network fault settings, samples, CPU, latency shapes): data, no I/O.
-//! - [`check`]: history -> anomalies, one file per family (pure).
-//! - [`history`]: invoke/complete events and fault steps: what the driver
-//!   writes and the checker reads.
+//! - [`check`] and [`history`], from the `checker` crate below all of this:
+//!   invoke/complete events and fault steps (what the driver writes), and
+//!   history -> anomalies, one file per family (pure).
+
+pub use checker::{check, history};
 
 pub mod analyze;
 pub mod bench;
-pub mod check;
 pub mod cli;
 pub mod cpu;
 pub mod deployment;
 pub mod elle;
 pub mod faults;
-pub mod history;
 pub mod history_file;
 pub mod host;
 pub mod judge;

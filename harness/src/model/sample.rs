@@ -8,8 +8,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::cpu::CpuSample;
-use crate::check::resident::Held;
-use crate::history::Micros;
+use checker::check::resident::Held;
+use checker::history::Micros;
 
 /// One instance at one moment, from its `/metrics`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

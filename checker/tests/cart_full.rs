@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use harness::check::{self, Settings};
-use harness::history::{BrowserId, BrowserInfo, Event, History, Observed, Outcome, Request};
+use checker::check::{self, Settings};
+use checker::history::{BrowserId, BrowserInfo, Event, History, Observed, Outcome, Request};
 
 fn answered(status: u16, error: Option<&str>, version: Option<u64>, observed: Observed) -> Outcome {
     Outcome::Answered {

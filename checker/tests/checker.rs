@@ -5,12 +5,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use contract::TokenSource;
-use harness::check::orphans::{LeftoverSession, Leftovers, Tier, TierLeftover};
-use harness::check::{self, Kind, Settings, resident};
-use harness::history::{
+use checker::check::orphans::{LeftoverSession, Leftovers, Tier, TierLeftover};
+use checker::check::{self, Kind, Settings, resident};
+use checker::history::{
     BrowserId, BrowserInfo, Event, History, NoAnswer, Observed, Outcome, Request,
 };
+use contract::TokenSource;
 
 /// Builds a history one request at a time, one second apart unless told.
 struct Script {
@@ -804,7 +804,7 @@ fn blob_tokens_of_a_user_who_left_without_logout_are_orphans_once_their_session_
 #[test]
 fn a_restart_wipes_what_an_instance_held_of_browsers_it_served_before() {
     let (mut s, alice, _, look) = alice_left_bob_stayed();
-    s.history.faults.push(harness::history::FaultStep {
+    s.history.faults.push(checker::history::FaultStep {
         at: 20_000_000,
         took: 50_000,
         action: "instance-restart app-1".into(),
@@ -836,7 +836,7 @@ fn a_session_loss_is_tied_to_a_restart_only_when_its_instance_went_down_in_betwe
     let findings = s.findings();
     let losses = only(&findings, Kind::SessionLoss);
     assert_eq!(losses.len(), 1);
-    let step = |action: &str, at: u64| harness::history::FaultStep {
+    let step = |action: &str, at: u64| checker::history::FaultStep {
         at,
         took: 20_000,
         action: action.into(),
@@ -934,23 +934,6 @@ fn live_sessions_over_time_follow_sign_ins_logouts_401s_and_timeouts() {
         Some(Duration::from_secs(2)),
     );
     assert_eq!(absolute, [1, 0]);
-}
-
-#[test]
-fn the_fitted_slope_is_the_least_squares_one() {
-    use harness::judge::fitted_slope;
-    assert_eq!(
-        fitted_slope(&[(0.0, 100.0), (10.0, 1100.0), (20.0, 2100.0)]),
-        Some(100.0)
-    );
-    assert_eq!(fitted_slope(&[(0.0, 1.0), (1.0, 2.0)]), None, "two points");
-    assert_eq!(
-        fitted_slope(&[(3.0, 1.0), (3.0, 2.0), (3.0, 5.0)]),
-        None,
-        "no spread"
-    );
-    let noisy = fitted_slope(&[(0.0, 0.0), (1.0, 2.0), (2.0, 2.0), (3.0, 4.0)]).expect("slope");
-    assert!((noisy - 1.2).abs() < 1e-9, "{noisy}");
 }
 
 // Edges that mutation testing (`cargo mutants`, .cargo/mutants.toml) showed
@@ -1103,7 +1086,7 @@ fn a_session_loss_is_tied_to_a_store_loss_only_in_between_and_when_it_worked() {
     let findings = s.findings();
     let losses = only(&findings, Kind::SessionLoss);
     assert_eq!(losses.len(), 1);
-    let step = |action: &str, at: u64| harness::history::FaultStep {
+    let step = |action: &str, at: u64| checker::history::FaultStep {
         at,
         took: 100_000,
         action: action.into(),
@@ -1111,7 +1094,7 @@ fn a_session_loss_is_tied_to_a_store_loss_only_in_between_and_when_it_worked() {
         error: None,
         unscheduled: None,
     };
-    let across = |fault: harness::history::FaultStep| {
+    let across = |fault: checker::history::FaultStep| {
         let mut history = s.history.clone();
         history.faults.push(fault);
         check::sessions::across_store_loss(&history, losses[0])
@@ -1124,12 +1107,12 @@ fn a_session_loss_is_tied_to_a_store_loss_only_in_between_and_when_it_worked() {
     assert!(!across(step("redis-restart", 1_999_999)), "before");
     assert!(!across(step("redis-restart", 3_000_001)), "after");
     assert!(!across(step("redis-pause", 2_500_000)), "no loss of data");
-    let failed_step = harness::history::FaultStep {
+    let failed_step = checker::history::FaultStep {
         error: Some("redis would not restart".into()),
         ..step("redis-restart", 2_500_000)
     };
     assert!(!across(failed_step), "a step that failed lost nothing");
-    let undo = harness::history::FaultStep {
+    let undo = checker::history::FaultStep {
         ends: Some(0),
         ..step("postgres-crash", 2_500_000)
     };
@@ -1414,7 +1397,7 @@ fn a_sign_in_the_app_refused_ends_the_browsers_live_session() {
 fn only_a_restart_of_the_instance_itself_that_worked_wipes_what_it_held() {
     let restarted = |action: &str, error: Option<&str>| {
         let (mut s, _, _, look) = alice_left_bob_stayed();
-        s.history.faults.push(harness::history::FaultStep {
+        s.history.faults.push(checker::history::FaultStep {
             at: 20_000_000,
             took: 50_000,
             action: action.into(),
@@ -1449,7 +1432,7 @@ fn an_instance_down_just_as_the_last_good_answer_came_or_the_loss_was_sent_count
     assert_eq!(losses.len(), 1);
     let across = |at: u64| {
         let mut history = s.history.clone();
-        history.faults.push(harness::history::FaultStep {
+        history.faults.push(checker::history::FaultStep {
             at,
             took: 100_000,
             action: "instance-restart app-1".into(),
