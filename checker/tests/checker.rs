@@ -1211,6 +1211,71 @@ fn the_minimum_counts_a_refresh_only_once_the_ideal_token_clearly_ran_out() {
     assert_eq!(calls, 2);
 }
 
+/// Shows a token with the given expiry (seconds after the run started),
+/// answered at `invoked` (microseconds).
+fn token_at(s: &mut Script, b: BrowserId, source: TokenSource, invoked: u64, exp: u64) -> usize {
+    let index = s.token(b, source, "sub-alice", "sid-1", 60);
+    retime(s, index, invoked);
+    if let Outcome::Answered {
+        observed: Observed::Token { exp: shown, .. },
+        ..
+    } = &mut s.history.events[index].outcome
+    {
+        *shown = STARTED_MS / 1000 + exp;
+    }
+    index
+}
+
+#[test]
+fn the_minimum_holds_the_real_tokens_the_history_shows() {
+    let minimum = |s: &Script| {
+        check::idp_calls::minimum_token_calls(
+            &s.history,
+            &s.history.by_browser(),
+            &settings(),
+            Duration::from_secs(60),
+        )
+    };
+    // The code was exchanged at 0.95 s (its token stamped at 0 s, so due at
+    // 50 s) and the sign-in answered at 1.1 s: the estimate says 51 s. The
+    // first cached answer shows the real token; a refresh at 50.5 s is then
+    // needed, as a perfect client would make it.
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    let signed_in = s.sign_in(b, "sid-1", "s1");
+    s.history.events[signed_in].invoked = 900_000;
+    token_at(&mut s, b, TokenSource::Cache, 2_000_000, 60);
+    token_at(&mut s, b, TokenSource::Refresh, 50_500_000, 110);
+    assert_eq!(minimum(&s), 2, "due at 50 s, refreshed at 50.5 s");
+    // Never shown from the cache, the sign-in's token is estimated, with a
+    // second of slack: 50.5 s is within it.
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    let signed_in = s.sign_in(b, "sid-1", "s1");
+    s.history.events[signed_in].invoked = 900_000;
+    token_at(&mut s, b, TokenSource::Refresh, 50_500_000, 110);
+    assert_eq!(minimum(&s), 1, "the estimate (51 s, and slack) still serves");
+    // A refreshed token's expiry is the one shown: due exactly then.
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    token_at(&mut s, b, TokenSource::Refresh, 100_000_000, 160);
+    token_at(&mut s, b, TokenSource::Cache, 149_900_000, 160);
+    assert_eq!(minimum(&s), 2, "still good at 149.9 s");
+    token_at(&mut s, b, TokenSource::Refresh, 150_100_000, 210);
+    assert_eq!(minimum(&s), 3, "due at 150 s, refreshed at 150.1 s");
+    // A refresh the ideal client did not need is not its token: it goes on
+    // with the one it held, due at 50 s.
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    token_at(&mut s, b, TokenSource::Cache, 2_000_000, 61);
+    token_at(&mut s, b, TokenSource::Refresh, 30_000_000, 90);
+    assert_eq!(minimum(&s), 1, "refreshed early: not needed");
+    token_at(&mut s, b, TokenSource::Cache, 51_500_000, 90);
+    assert_eq!(minimum(&s), 2, "the ideal token ran out at 51 s");
+}
+
 #[test]
 fn a_sign_in_with_no_answer_may_have_landed_so_its_browser_may_be_live() {
     let mut s = Script::new();

@@ -241,46 +241,88 @@ pub fn reuse(
     (found, unattributed)
 }
 
+/// A token the ideal client holds: its scopes, until when it serves (Unix
+/// seconds), and whether that moment is the real token's, shown by the
+/// history, or estimated as the IdP stamps (whole seconds, down).
+struct Ideal {
+    scopes: BTreeSet<String>,
+    until: f64,
+    exact: bool,
+}
+
+impl Ideal {
+    /// Whether it serves `scopes` at `when`. An estimate gets a second of
+    /// slack: the app's own moment of decision is not recorded, and an
+    /// estimated expiry must never run out before the real one (else the
+    /// minimum could exceed what a perfect client needs).
+    fn serves(&self, scopes: &BTreeSet<String>, when: f64) -> bool {
+        let slack = if self.exact { 0.0 } else { SLACK_SECS };
+        scopes.is_subset(&self.scopes) && self.until + slack > when
+    }
+}
+
 /// The fewest token-endpoint calls the recorded sessions needed: a code
 /// exchange per sign-in that landed, and a refresh each time a session used
 /// a scope set its ideal cache held no good token for.
+///
+/// The ideal cache holds the real tokens where the history shows them: the
+/// one a refresh got (where the app refreshed when the ideal client had
+/// to), and the sign-in's own (shown by the first answer served from the
+/// cache). Only tokens the app never showed are estimated. A perfect client
+/// thus makes exactly the minimum, and calls over it are the app's.
 pub fn minimum_token_calls(
     history: &History,
     by_browser: &[Vec<usize>],
     settings: &Settings,
     access_token_lifetime: std::time::Duration,
 ) -> u64 {
-    let lifetime = access_token_lifetime.as_secs_f64() - settings.renewal_offset.as_secs_f64();
+    let offset = settings.renewal_offset.as_secs_f64();
+    let lifetime = access_token_lifetime.as_secs_f64() - offset;
     let mut calls = 0;
     for events in by_browser {
-        let mut cache = Cache::default();
+        let mut held: Vec<Ideal> = Vec::new();
         for &index in events {
             let event = at(history, index);
             match (&event.request, event.outcome.observed()) {
                 (Request::SignIn, Some(Observed::SignedIn { .. })) if event.outcome.ok() => {
                     calls += 1;
-                    cache = Cache::default();
-                    // The IdP stamps a token's times in whole seconds, down.
-                    cache.store(Cached {
+                    // The code was exchanged before the answer, so this
+                    // serves no shorter than the real token.
+                    held = vec![Ideal {
                         scopes: BTreeSet::from(["profile".to_owned()]),
                         until: unix(settings, event.completed).floor() + lifetime,
-                        shown_by: index,
-                        jti: String::new(),
-                    });
+                        exact: false,
+                    }];
                 }
-                (Request::SignIn | Request::Logout, _) => cache = Cache::default(),
-                (_, Some(observed @ Observed::Token { .. })) if event.outcome.ok() => {
+                (Request::SignIn | Request::Logout, _) => held.clear(),
+                (_, Some(observed @ Observed::Token { source, exp, .. }))
+                    if event.outcome.ok() =>
+                {
                     let scopes = scope_set(observed);
                     let when = unix(settings, event.invoked);
-                    // Needed only when the ideal token had clearly run out.
-                    if cache.serving(&scopes, when, -SLACK_SECS).is_none() {
+                    let shown_until = *exp as f64 - offset;
+                    if !held.iter().any(|t| t.serves(&scopes, when)) {
                         calls += 1;
-                        cache.store(Cached {
+                        let (until, exact) = if *source == TokenSource::Refresh {
+                            (shown_until, true)
+                        } else {
+                            (when.floor() + lifetime, false)
+                        };
+                        held.retain(|t| t.scopes.is_disjoint(&scopes));
+                        held.push(Ideal {
                             scopes,
-                            until: when.floor() + lifetime,
-                            shown_by: index,
-                            jti: String::new(),
+                            until,
+                            exact,
                         });
+                    } else {
+                        // A token no later than the estimate is the one the
+                        // estimate stands for (a newer one would outlive it).
+                        for t in held.iter_mut().filter(|t| {
+                            !t.exact && t.scopes == scopes && shown_until <= t.until
+                        }) {
+                            t.until = shown_until;
+                            t.exact = true;
+                        }
                     }
                 }
                 _ => {}
