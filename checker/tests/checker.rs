@@ -1030,6 +1030,72 @@ fn a_version_regression_names_the_first_answer_of_the_higher_version() {
 }
 
 #[test]
+fn a_version_regression_is_judged_against_the_highest_version_before() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    s.write(b, 1, &[1], 1);
+    let higher = s.write(b, 2, &[1, 2], 2);
+    let behind = s.read(b, &[1, 2], 1);
+    let findings = s.findings();
+    let stale = only(&findings, Kind::StaleRead);
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    assert_eq!(stale[0].evidence, [higher, behind]);
+}
+
+#[test]
+fn a_read_begun_the_moment_a_miss_completed_does_not_bring_the_item_back() {
+    // Concurrent with the miss (it did not begin after it), the read that
+    // shows the item cannot say the item came back: the later misses make
+    // it lost from the first miss on, and no read is stale.
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    s.write(b, 1, &[1], 2);
+    let missed = s.read(b, &[], 3);
+    let shown = s.read(b, &[1], 3);
+    let completed = s.history.events[missed].completed;
+    s.history.events[shown].invoked = completed;
+    let confirmed = s.read(b, &[], 3);
+    s.read(b, &[], 3);
+    let findings = s.findings();
+    let lost = only(&findings, Kind::LostUpdate);
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    assert!(
+        lost[0].evidence.contains(&missed) && lost[0].evidence.contains(&confirmed),
+        "{lost:?}"
+    );
+}
+
+#[test]
+fn another_browsers_item_after_a_refused_sign_in_names_no_sign_in() {
+    let mut s = Script::new();
+    let (alice, bob) = (s.browser("alice"), s.browser("bob"));
+    s.sign_in(alice, "sid-a", "sa");
+    refused_sign_in(&mut s, alice, "sid-a2");
+    s.sign_in(bob, "sid-b", "sb");
+    let bobs = s.write(bob, 1, &[1], 2);
+    let read = s.at(
+        alice,
+        Request::CartRead,
+        ok(
+            Observed::Cart {
+                version: 3,
+                items: vec![],
+                foreign: 1,
+                others: vec!["b1-1".into()],
+            },
+            Some(3),
+            "app-1",
+        ),
+    );
+    let findings = s.findings();
+    let found = only(&findings, Kind::CrossSessionData);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].evidence, [bobs, read]);
+}
+
+#[test]
 fn a_401_at_the_edge_of_the_absolute_timeout() {
     let mut s = Script::new();
     let b = s.browser("alice");
@@ -1254,7 +1320,11 @@ fn the_minimum_holds_the_real_tokens_the_history_shows() {
     let signed_in = s.sign_in(b, "sid-1", "s1");
     s.history.events[signed_in].invoked = 900_000;
     token_at(&mut s, b, TokenSource::Refresh, 50_500_000, 110);
-    assert_eq!(minimum(&s), 1, "the estimate (51 s, and slack) still serves");
+    assert_eq!(
+        minimum(&s),
+        1,
+        "the estimate (51 s, and slack) still serves"
+    );
     // A refreshed token's expiry is the one shown: due exactly then.
     let mut s = Script::new();
     let b = s.browser("alice");

@@ -295,9 +295,7 @@ pub fn minimum_token_calls(
                     }];
                 }
                 (Request::SignIn | Request::Logout, _) => held.clear(),
-                (_, Some(observed @ Observed::Token { source, exp, .. }))
-                    if event.outcome.ok() =>
-                {
+                (_, Some(observed @ Observed::Token { source, exp, .. })) if event.outcome.ok() => {
                     let scopes = scope_set(observed);
                     let when = unix(settings, event.invoked);
                     let shown_until = *exp as f64 - offset;
@@ -317,9 +315,10 @@ pub fn minimum_token_calls(
                     } else {
                         // A token no later than the estimate is the one the
                         // estimate stands for (a newer one would outlive it).
-                        for t in held.iter_mut().filter(|t| {
-                            !t.exact && t.scopes == scopes && shown_until <= t.until
-                        }) {
+                        for t in held
+                            .iter_mut()
+                            .filter(|t| !t.exact && t.scopes == scopes && shown_until <= t.until)
+                        {
                             t.until = shown_until;
                             t.exact = true;
                         }
