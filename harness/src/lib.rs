@@ -17,6 +17,7 @@
 //! - [`reference`]: reference round trips (healthz, Redis PING) beside the load.
 //! - [`results`]: the results document, its schema, the merge of several.
 //! - [`sample`]: RSS, `/metrics`, store sizes over time; what stores keep.
+//! - [`cluster_sample`]: each Redis Cluster node's role, memory and keys at a sample.
 //! - [`store_probe`]: each store tier's raw contents, read apart, never written.
 //! - [`cpu`]: CPU seconds of the instances, Redis, Postgres and the harness.
 //! - [`load`]: the goose driver and the simulated browsers.
@@ -41,6 +42,7 @@ pub mod analyze;
 pub mod bench;
 pub mod check;
 pub mod cli;
+pub mod cluster_sample;
 pub mod cpu;
 pub mod deployment;
 pub mod elle;

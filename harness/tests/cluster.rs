@@ -70,6 +70,98 @@ fn option4_cluster_smoke_shows_no_anomaly_of_any_kind() {
     let results = bench_on_cluster(&shipped("smoke"));
     assert_eq!(results.topology.name, "option4-cluster");
     assert_no_anomaly_and_all_checked(&results);
+    assert_every_node_sampled_and_reported(&results);
+}
+
+/// Every sample lists the six nodes with their figures; the cluster's store
+/// bytes are its masters' memory summed, grown by the run's sessions; the
+/// report shows three shards of a master and its replica, and the nodes
+/// the projection needs.
+fn assert_every_node_sampled_and_reported(results: &Results) {
+    let samples = &results.timelines[0].samples;
+    assert!(samples.len() >= 3, "{} samples", samples.len());
+    for sample in samples {
+        let nodes = &sample.redis_nodes;
+        assert_eq!(nodes.len(), 6, "at {} us: {nodes:?}", sample.at);
+        let masters: Vec<_> = nodes.iter().filter(|n| n.is_master()).collect();
+        assert_eq!(masters.len(), 3, "{nodes:?}");
+        assert!(masters.iter().all(|m| m.has_slots), "{nodes:?}");
+        for replica in nodes.iter().filter(|n| !n.is_master()) {
+            assert!(
+                masters
+                    .iter()
+                    .any(|m| Some(&m.id) == replica.follows.as_ref()),
+                "a replica follows a master: {nodes:?}"
+            );
+        }
+        for node in nodes {
+            assert!(
+                node.used_memory.is_some_and(|m| m > 0) && node.keys.is_some(),
+                "every node answered: {node:?}"
+            );
+        }
+        let summed: u64 = masters.iter().filter_map(|m| m.used_memory).sum();
+        let redis = sample.redis.as_ref().expect("the cluster as one store");
+        assert_eq!(redis.used_memory, summed, "masters summed");
+    }
+    let last = samples.last().expect("samples");
+    let keys_on_masters: u64 = last
+        .redis_nodes
+        .iter()
+        .filter(|n| n.is_master())
+        .filter_map(|n| n.keys)
+        .sum();
+    let run_keys: u64 = last.redis.as_ref().expect("redis").keys.values().sum();
+    assert!(run_keys > 0, "the run's keys were found on the masters");
+    assert!(
+        keys_on_masters >= run_keys,
+        "{keys_on_masters} < {run_keys}"
+    );
+    let leaks = &results.leaks;
+    assert_eq!(
+        leaks.store_bytes_empty,
+        samples[0].redis.as_ref().map(|r| r.used_memory),
+        "growth is over the empty cluster"
+    );
+    let per_session = leaks.store_bytes_per_session.expect("bytes per session");
+    assert!(
+        per_session > 0.0,
+        "the cluster grew with its sessions: {leaks:?}"
+    );
+    println!(
+        "cluster: {} live sessions, {per_session:.0} B/session over the empty cluster ({} B), fitted {:?}",
+        leaks.live_sessions_at_end,
+        leaks.store_bytes_empty.unwrap_or(0),
+        leaks.store_bytes_per_session_fitted
+    );
+    let page = harness::report::render(std::slice::from_ref(results)).expect("renders");
+    let table = page
+        .split("<table class=\"shards\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</table>").next())
+        .expect("a per-shard table");
+    for shard in 1..=3 {
+        let rows = table
+            .matches(&format!("<tr><td class=\"num\">{shard}</td>"))
+            .count();
+        assert_eq!(rows, 2, "shard {shard}: a master and its replica\n{table}");
+    }
+    assert!(
+        page.contains("<table class=\"nodes-needed\">"),
+        "nodes projected"
+    );
+    let projection = harness::report::projection::project(results, Default::default());
+    let cluster = projection.cluster.expect("a cluster projection");
+    assert_eq!((cluster.shape.masters, cluster.shape.replicas), (3, 3));
+    for (scale, sessions, masters, nodes) in &cluster.rows {
+        let masters = masters.expect("masters computed");
+        assert!(masters >= 3, "{scale}x: {masters}");
+        assert_eq!(*nodes, Some(masters * 2), "{scale}x: one replica each");
+        println!(
+            "{scale}x ({sessions} sessions): {masters} masters, {} nodes",
+            masters * 2
+        );
+    }
 }
 
 /// What option4 promises through a master kill: no acknowledged write

@@ -1,8 +1,11 @@
 //! The capacity projection: store memory and IdP token calls per second at
 //! 10x, 100x and 1000x the run's sessions, from a straight-line fit of what
 //! the run measured. The inputs and the fit are shown beside the figures so a
-//! reader sees how far the projection stretches the data.
+//! reader sees how far the projection stretches the data. On a Redis
+//! Cluster, also the nodes (masters, and with their replicas) that memory
+//! needs for a stated memory per node.
 
+use crate::cluster_sample::masters_memory;
 use crate::model::sample::Sample;
 use crate::results::Results;
 
@@ -36,6 +39,161 @@ pub struct Projection {
     pub calls_per_session_second: Option<f64>,
     /// (scale, sessions, store bytes, token calls/s).
     pub rows: Vec<(u64, u64, Option<f64>, Option<f64>)>,
+    /// On a Redis Cluster: the nodes each scale needs.
+    pub cluster: Option<ClusterProjection>,
+}
+
+/// A node's memory when neither the command line nor the nodes say (their
+/// `maxmemory` is 0, no limit, as on the private cluster): 1 GiB.
+pub const DEFAULT_NODE_MEMORY: u64 = 1 << 30;
+
+/// The fewest masters a cluster runs with: a failover needs a majority of
+/// masters to vote, so fewer than three cannot lose one and go on.
+pub const MIN_MASTERS: u64 = 3;
+
+/// How the projection is to count nodes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// The memory one node may use (`--node-memory-mib`); when absent, the
+    /// nodes' own `maxmemory` if they all set the same one, else
+    /// [`DEFAULT_NODE_MEMORY`].
+    pub node_memory: Option<u64>,
+}
+
+/// The cluster as the run had it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterShape {
+    /// Masters serving slots, and replicas, at the last sample that lists nodes.
+    pub masters: u64,
+    pub replicas: u64,
+    /// An empty master's memory: the first sample's masters' memory over the masters.
+    pub empty_master_bytes: f64,
+    /// The `maxmemory` every node reported at that last sample, when it is one nonzero figure.
+    pub maxmemory: Option<u64>,
+}
+
+/// The nodes each scale needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterProjection {
+    pub shape: ClusterShape,
+    pub node_memory: u64,
+    /// Where `node_memory` came from, in words.
+    pub node_memory_from: &'static str,
+    /// (scale, sessions, masters, masters with their replicas); none where
+    /// a node cannot hold even an empty master, or there is no fit.
+    pub rows: Vec<(u64, u64, Option<u64>, Option<u64>)>,
+}
+
+/// The cluster's shape, from the samples of the first timeline that lists
+/// nodes; none for a run without a cluster.
+pub fn cluster_shape(results: &Results) -> Option<ClusterShape> {
+    let samples: Vec<&Sample> = results
+        .timelines
+        .iter()
+        .find(|t| t.samples.iter().any(|s| !s.redis_nodes.is_empty()))?
+        .samples
+        .iter()
+        .filter(|s| !s.redis_nodes.is_empty())
+        .collect();
+    let (first, last) = (samples.first()?, samples.last()?);
+    let masters = last
+        .redis_nodes
+        .iter()
+        .filter(|n| n.is_master() && n.has_slots)
+        .count() as u64;
+    let replicas = last.redis_nodes.iter().filter(|n| !n.is_master()).count() as u64;
+    let first_masters = first
+        .redis_nodes
+        .iter()
+        .filter(|n| n.is_master() && n.has_slots)
+        .count();
+    let empty_master_bytes =
+        masters_memory(&first.redis_nodes)? as f64 / first_masters.max(1) as f64;
+    let limits: Vec<Option<u64>> = last.redis_nodes.iter().map(|n| n.maxmemory).collect();
+    let maxmemory = match limits.first() {
+        Some(&Some(limit)) if limit > 0 && limits.iter().all(|l| *l == Some(limit)) => Some(limit),
+        _ => None,
+    };
+    Some(ClusterShape {
+        masters,
+        replicas,
+        empty_master_bytes,
+        maxmemory,
+    })
+}
+
+/// Masters that hold `sessions` at `per_session` bytes each when a node may
+/// use `node_memory` and an empty master already uses `empty_master_bytes`
+/// (each master holds an even share of the slots, so of the sessions);
+/// at least [`MIN_MASTERS`]. None when a node cannot hold even an empty
+/// master, or the figures are not numbers.
+pub fn masters_needed(
+    sessions: u64,
+    per_session: f64,
+    node_memory: u64,
+    empty_master_bytes: f64,
+) -> Option<u64> {
+    let room = node_memory as f64 - empty_master_bytes;
+    if !per_session.is_finite() || !room.is_finite() || room <= 0.0 {
+        return None;
+    }
+    // A store that did not grow per session needs no more than the fewest.
+    let data = per_session.max(0.0) * sessions as f64;
+    let masters = (data / room).ceil();
+    if !masters.is_finite() || masters > u64::MAX as f64 {
+        return None;
+    }
+    Some((masters as u64).max(MIN_MASTERS))
+}
+
+/// Masters and every replica: the run's replicas per master kept (rounded
+/// up, so no master goes without the replicas the run gave its masters).
+pub fn nodes_with_replicas(masters: u64, shape: &ClusterShape) -> u64 {
+    let per_master = shape.replicas.div_ceil(shape.masters.max(1));
+    masters.saturating_mul(1 + per_master)
+}
+
+/// The nodes each scale of `rows` needs, for the run's cluster.
+fn project_cluster(
+    results: &Results,
+    fit: Option<&Fit>,
+    rows: &[(u64, u64, Option<f64>, Option<f64>)],
+    settings: Settings,
+) -> Option<ClusterProjection> {
+    let shape = cluster_shape(results)?;
+    let (node_memory, node_memory_from) = match (settings.node_memory, shape.maxmemory) {
+        (Some(bytes), _) => (bytes, "--node-memory-mib"),
+        (None, Some(bytes)) => (bytes, "the nodes' maxmemory"),
+        (None, None) => (
+            DEFAULT_NODE_MEMORY,
+            "the default (the nodes set no maxmemory)",
+        ),
+    };
+    let rows = rows
+        .iter()
+        .map(|&(scale, sessions, _, _)| {
+            let masters = fit.and_then(|f| {
+                masters_needed(
+                    sessions,
+                    f.per_session,
+                    node_memory,
+                    shape.empty_master_bytes,
+                )
+            });
+            (
+                scale,
+                sessions,
+                masters,
+                masters.map(|m| nodes_with_replicas(m, &shape)),
+            )
+        })
+        .collect();
+    Some(ClusterProjection {
+        shape,
+        node_memory,
+        node_memory_from,
+        rows,
+    })
 }
 
 /// Sessions in the store at a sample: the instances' own count of their
@@ -104,7 +262,7 @@ pub fn fit(results: &Results) -> Option<Fit> {
 }
 
 /// The projection of one run.
-pub fn project(results: &Results) -> Projection {
+pub fn project(results: &Results, settings: Settings) -> Projection {
     let sessions = results.leaks.live_sessions_at_end;
     let fit = fit(results);
     let duration_secs = results
@@ -129,7 +287,8 @@ pub fn project(results: &Results) -> Projection {
                 calls_per_session_second.map(|c| c * n as f64),
             )
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let cluster = project_cluster(results, fit.as_ref(), &rows, settings);
     Projection {
         sessions,
         fit,
@@ -137,5 +296,95 @@ pub fn project(results: &Results) -> Projection {
         duration_secs,
         calls_per_session_second,
         rows,
+        cluster,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    fn shape(masters: u64, replicas: u64) -> ClusterShape {
+        ClusterShape {
+            masters,
+            replicas,
+            empty_master_bytes: 2.0 * MIB as f64,
+            maxmemory: None,
+        }
+    }
+
+    #[test]
+    fn masters_are_the_data_over_what_a_node_has_left_rounded_up() {
+        // 1,000,000 sessions of 1 KiB: 1,000,000 KiB; a 1 GiB node with a
+        // 2 MiB empty master has 1022 MiB for them: 0.955..., so 1, so 3.
+        assert_eq!(
+            masters_needed(1_000_000, 1024.0, 1 << 30, 2.0 * MIB as f64),
+            Some(3)
+        );
+        // 10 M sessions: 9.55... nodes' worth, so 10.
+        assert_eq!(
+            masters_needed(10_000_000, 1024.0, 1 << 30, 2.0 * MIB as f64),
+            Some(10)
+        );
+        // Exactly full: 4 nodes of 100 MiB room hold 400 MiB, not 5.
+        assert_eq!(
+            masters_needed(400, MIB as f64, 102 * MIB, 2.0 * MIB as f64),
+            Some(4)
+        );
+        assert_eq!(
+            masters_needed(401, MIB as f64, 102 * MIB, 2.0 * MIB as f64),
+            Some(5)
+        );
+    }
+
+    #[test]
+    fn edge_cases_give_the_fewest_masters_or_nothing() {
+        let empty = 2.0 * MIB as f64;
+        assert_eq!(
+            masters_needed(0, 1024.0, 1 << 30, empty),
+            Some(MIN_MASTERS),
+            "no sessions"
+        );
+        assert_eq!(
+            masters_needed(1000, 0.0, 1 << 30, empty),
+            Some(MIN_MASTERS),
+            "no growth"
+        );
+        assert_eq!(
+            masters_needed(1000, -50.0, 1 << 30, empty),
+            Some(MIN_MASTERS),
+            "a shrink is no growth"
+        );
+        assert_eq!(
+            masters_needed(1000, 1024.0, 2 * MIB, empty),
+            None,
+            "no room past an empty master"
+        );
+        assert_eq!(
+            masters_needed(1000, 1024.0, MIB, empty),
+            None,
+            "smaller than an empty master"
+        );
+        assert_eq!(masters_needed(1000, f64::NAN, 1 << 30, empty), None);
+        assert_eq!(masters_needed(1000, f64::INFINITY, 1 << 30, empty), None);
+        assert_eq!(
+            masters_needed(u64::MAX, f64::MAX, 1 << 30, empty),
+            None,
+            "past any count of nodes"
+        );
+    }
+
+    #[test]
+    fn replicas_follow_the_runs_ratio() {
+        assert_eq!(nodes_with_replicas(10, &shape(3, 3)), 20);
+        assert_eq!(nodes_with_replicas(10, &shape(3, 0)), 10);
+        assert_eq!(
+            nodes_with_replicas(10, &shape(3, 4)),
+            30,
+            "rounded up: 2 each"
+        );
+        assert_eq!(nodes_with_replicas(10, &shape(0, 0)), 10);
     }
 }
