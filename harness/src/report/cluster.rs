@@ -23,7 +23,7 @@ fn node_samples<'a>(column: &Column<'a>) -> Option<(&'a str, &'a Sample, &'a Sam
         .iter()
         .filter(|s| !s.redis_nodes.is_empty());
     let first = listed.next()?;
-    let last = listed.last().unwrap_or(first);
+    let last = listed.next_back().unwrap_or(first);
     Some((&timeline.source, first, last))
 }
 
