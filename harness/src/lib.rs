@@ -35,6 +35,7 @@
 //! - [`model`]: the shared vocabulary (ids, the app under test, IdP and
 //!   network fault settings, samples, CPU, latency shapes): data, no I/O.
 //! - [`check`]: history -> anomalies, one file per family (pure).
+//! - [`outage`]: history -> the requests that failed after each fault, and over what span (pure).
 //! - [`history`]: invoke/complete events and fault steps: what the driver
 //!   writes and the checker reads.
 
@@ -53,6 +54,7 @@ pub mod host;
 pub mod judge;
 pub mod load;
 pub mod model;
+pub mod outage;
 pub mod progress;
 pub mod redis_nodes;
 pub mod reference;

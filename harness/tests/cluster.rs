@@ -221,6 +221,25 @@ fn option4_cluster_through_a_master_kill_a_reshard_and_a_failover_loses_nothing_
         ],
         "every fault was carried out"
     );
+    // What browsers saw of each: the requests that failed after it began.
+    let seen: Vec<&str> = results.timelines[0]
+        .fault_errors
+        .iter()
+        .map(|e| e.action.as_str())
+        .collect();
+    assert_eq!(
+        seen,
+        ["redis-master-kill", "redis-reshard 0.25", "redis-failover"]
+    );
+    for errors in &results.timelines[0].fault_errors {
+        println!("{}", harness::outage::line(errors));
+        assert!(errors.requests > 0, "load ran after each fault: {errors:?}");
+        assert_eq!(
+            errors.failing_span_us.is_some(),
+            errors.failed > 0,
+            "{errors:?}"
+        );
+    }
 }
 
 #[test]
