@@ -23,19 +23,17 @@ pub async fn nodes(seeds: &str) -> Vec<RedisNodeSample> {
     let mut out = Vec::new();
     for node in parse_nodes(&text) {
         let address = format!("{}:{}", node.host, node.port);
-        let (used_memory, maxmemory, keys) = match figures(&address).await {
-            Some((used, max, keys)) => (Some(used), Some(max), Some(keys)),
-            None => (None, None, None),
-        };
+        let figures = figures(&address).await;
         out.push(RedisNodeSample {
             node: address,
             id: node.id,
             role: if node.master { "master" } else { "replica" }.to_owned(),
             follows: node.follows,
             has_slots: node.has_slots,
-            used_memory,
-            keys,
-            maxmemory,
+            used_memory: figures.map(|f| f.used_memory),
+            keys: figures.map(|f| f.keys),
+            maxmemory: figures.map(|f| f.maxmemory),
+            replication_backlog: figures.and_then(|f| f.replication_backlog),
         });
     }
     out
@@ -85,8 +83,17 @@ async fn cluster_nodes(seeds: &str) -> Option<String> {
     None
 }
 
-/// (used_memory, maxmemory, keys) of one node, in one round trip.
-async fn figures(address: &str) -> Option<(u64, u64, u64)> {
+/// One node's figures.
+#[derive(Clone, Copy)]
+struct Figures {
+    used_memory: u64,
+    maxmemory: u64,
+    keys: u64,
+    replication_backlog: Option<u64>,
+}
+
+/// One node's figures, in one round trip.
+async fn figures(address: &str) -> Option<Figures> {
     let mut connection = connect(&format!("redis://{address}")).await.ok()?;
     let (info, keys): (String, u64) = tokio::time::timeout(
         ANSWER_WITHIN,
@@ -99,11 +106,12 @@ async fn figures(address: &str) -> Option<(u64, u64, u64)> {
     .await
     .ok()?
     .ok()?;
-    Some((
-        info_number(&info, "used_memory")?,
-        info_number(&info, "maxmemory").unwrap_or(0),
+    Some(Figures {
+        used_memory: info_number(&info, "used_memory")?,
+        maxmemory: info_number(&info, "maxmemory").unwrap_or(0),
         keys,
-    ))
+        replication_backlog: info_number(&info, "mem_replication_backlog"),
+    })
 }
 
 /// A numeric `name:value` line of an INFO reply.

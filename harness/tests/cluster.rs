@@ -98,7 +98,9 @@ fn assert_every_node_sampled_and_reported(results: &Results) {
         }
         for node in nodes {
             assert!(
-                node.used_memory.is_some_and(|m| m > 0) && node.keys.is_some(),
+                node.used_memory.is_some_and(|m| m > 0)
+                    && node.keys.is_some()
+                    && node.replication_backlog.is_some(),
                 "every node answered: {node:?}"
             );
         }
@@ -155,6 +157,17 @@ fn assert_every_node_sampled_and_reported(results: &Results) {
     let projection = harness::report::projection::project(results, Default::default());
     let cluster = projection.cluster.expect("a cluster projection");
     assert_eq!((cluster.shape.masters, cluster.shape.replicas), (3, 3));
+    // The replication backlog is a node's fixed cost, not the sessions'.
+    let without_backlog = cluster.shape.per_session.expect("per session");
+    assert!(
+        without_backlog > 0.0 && without_backlog < per_session,
+        "{without_backlog} against {per_session}"
+    );
+    assert!(cluster.shape.backlog_bytes > 0.0, "{:?}", cluster.shape);
+    println!(
+        "cluster: {without_backlog:.0} B/session with the replication backlogs apart (up to {} B a node)",
+        cluster.shape.backlog_bytes
+    );
     for (scale, sessions, masters, nodes) in &cluster.rows {
         let masters = masters.expect("masters computed");
         assert!(masters >= 3, "{scale}x: {masters}");

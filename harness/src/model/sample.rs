@@ -65,6 +65,11 @@ pub struct RedisNodeSample {
     /// Its `maxmemory` (0: no limit); none when it did not answer.
     #[serde(default)]
     pub maxmemory: Option<u64>,
+    /// Of `used_memory`, its replication backlog (`mem_replication_backlog`):
+    /// it fills with the write stream up to `repl-backlog-size` (1 MiB by
+    /// default) on masters and replicas alike, whatever the sessions.
+    #[serde(default)]
+    pub replication_backlog: Option<u64>,
 }
 
 impl RedisNodeSample {

@@ -70,8 +70,10 @@ pub fn shards(out: &mut String, columns: &[Column<'_>]) {
             "<h3 id=\"shards-{}\">Redis Cluster of {}, per shard</h3>\n<p class=\"muted\">Source {}: the shards as the \
              cluster stood at the last sample ({:.1} s), each master that serves slots with the replicas that follow it; \
              memory at the first sample (the empty cluster, {:.1} s) and at the last. Store bytes per session on a \
-             cluster are the growth of the masters' memory summed (replicas hold copies of the same keys). Keys are \
-             each node's <code>DBSIZE</code>.</p>",
+             cluster are the growth of the masters' memory summed (replicas hold copies of the same keys); that \
+             growth holds each master's replication backlog too, which fills with the write stream up to \
+             <code>repl-backlog-size</code> whatever the sessions, so on a short run it overstates the bytes a \
+             session costs. Keys are each node's <code>DBSIZE</code>.</p>",
             column.id,
             escape(&column.label),
             escape(source),
@@ -79,7 +81,7 @@ pub fn shards(out: &mut String, columns: &[Column<'_>]) {
             first.at as f64 / 1e6,
         );
         *out += "<table class=\"shards\"><tr><th>shard</th><th>node</th><th>role</th><th>id</th>\
-                 <th>memory, empty</th><th>memory at end</th><th>growth</th><th>keys at end</th><th>maxmemory</th></tr>\n";
+                 <th>memory, empty</th><th>memory at end</th><th>growth</th><th>of it, replication backlog at end</th><th>keys at end</th><th>maxmemory</th></tr>\n";
         for (shard, node) in by_shard(&last.redis_nodes) {
             let empty = first
                 .redis_nodes
@@ -93,7 +95,7 @@ pub fn shards(out: &mut String, columns: &[Column<'_>]) {
             let _ = writeln!(
                 out,
                 "<tr><td class=\"num\">{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td class=\"num\">{}</td>\
-                 <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+                 <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
                 shard.map_or_else(|| "-".to_owned(), |s| s.to_string()),
                 escape(&node.node),
                 escape(&node.role),
@@ -101,6 +103,7 @@ pub fn shards(out: &mut String, columns: &[Column<'_>]) {
                 bytes(empty),
                 bytes(node.used_memory),
                 growth,
+                bytes(node.replication_backlog),
                 node.keys.map_or_else(|| "-".to_owned(), |k| k.to_string()),
                 match node.maxmemory {
                     Some(0) => "no limit".to_owned(),
@@ -122,10 +125,13 @@ pub fn nodes_needed(out: &mut String, columns: &[Column<'_>], projections: &[Pro
     if clusters.is_empty() {
         return;
     }
-    *out += "<h3 id=\"projection-nodes\">Redis Cluster nodes needed</h3>\n<p>The store memory above spread over \
-             masters that each hold an even share of the slots: masters = the sessions' bytes (fitted bytes per session \
-             times sessions) over what one node has left once an empty master's memory is taken, rounded up, and at \
-             least 3 (a failover needs a majority of masters). With replicas: each master with as many replicas as the \
+    *out += "<h3 id=\"projection-nodes\">Redis Cluster nodes needed</h3>\n<p>The sessions spread over masters \
+             that each hold an even share of the slots: masters = the sessions' bytes (bytes per session times \
+             sessions) over what one node has left once an empty master's memory and its replication backlog are \
+             taken, rounded up, and at least 3 (a failover needs a majority of masters). Bytes per session here are \
+             the masters' memory less their replication backlogs, grown from the first sample to the last, per \
+             session live at the end: the backlog fills with the write stream up to <code>repl-backlog-size</code> \
+             whatever the sessions, so it is a fixed cost of each node, taken as the largest any node held. With replicas: each master with as many replicas as the \
              run gave its masters. Memory per node: <code>--node-memory-mib</code> when given, else the nodes' \
              <code>maxmemory</code> when they all set one, else 1 GiB. Redis needs headroom beyond this \
              (fragmentation, replication buffers, a fork to snapshot): read it as a floor.</p>\n";
@@ -141,11 +147,16 @@ pub fn nodes_needed(out: &mut String, columns: &[Column<'_>], projections: &[Pro
         let shape = &cluster.shape;
         let _ = write!(
             out,
-            "<tr><td>{}</td><td>{} masters, {} replicas; empty master {}</td><td>{} ({})</td>",
+            "<tr><td>{}</td><td>{} masters, {} replicas; empty master {} and a replication backlog of up to {}; \
+             {} per session past them</td><td>{} ({})</td>",
             escape(&column.label),
             shape.masters,
             shape.replicas,
             human_bytes(shape.empty_master_bytes),
+            human_bytes(shape.backlog_bytes),
+            shape
+                .per_session
+                .map_or_else(|| "-".to_owned(), human_bytes),
             human_bytes(cluster.node_memory as f64),
             escape(cluster.node_memory_from)
         );

@@ -5,7 +5,6 @@
 //! Cluster, also the nodes (masters, and with their replicas) that memory
 //! needs for a stated memory per node.
 
-use crate::cluster_sample::masters_memory;
 use crate::model::sample::Sample;
 use crate::results::Results;
 
@@ -66,8 +65,17 @@ pub struct ClusterShape {
     /// Masters serving slots, and replicas, at the last sample that lists nodes.
     pub masters: u64,
     pub replicas: u64,
-    /// An empty master's memory: the first sample's masters' memory over the masters.
+    /// An empty master's memory: the first sample's masters' memory over
+    /// the masters, its replication backlog left out (counted apart).
     pub empty_master_bytes: f64,
+    /// The largest replication backlog any node held at any sample: a
+    /// fixed cost of every node (it fills with the write stream up to
+    /// `repl-backlog-size`, 1 MiB by default, whatever the sessions).
+    pub backlog_bytes: f64,
+    /// The masters' memory less their backlogs, grown from the first sample
+    /// to the last, per session live at the end: what a session costs a
+    /// cluster once the backlog is counted as the fixed cost it is.
+    pub per_session: Option<f64>,
     /// The `maxmemory` every node reported at that last sample, when it is one nonzero figure.
     pub maxmemory: Option<u64>,
 }
@@ -102,13 +110,26 @@ pub fn cluster_shape(results: &Results) -> Option<ClusterShape> {
         .filter(|n| n.is_master() && n.has_slots)
         .count() as u64;
     let replicas = last.redis_nodes.iter().filter(|n| !n.is_master()).count() as u64;
-    let first_masters = first
-        .redis_nodes
+    let serving = |sample: &Sample| {
+        sample
+            .redis_nodes
+            .iter()
+            .filter(|n| n.is_master() && n.has_slots)
+            .map(|n| Some(n.used_memory? as f64 - n.replication_backlog.unwrap_or(0) as f64))
+            .collect::<Option<Vec<f64>>>()
+    };
+    let first_masters = serving(first)?;
+    let empty_master_bytes = first_masters.iter().sum::<f64>() / first_masters.len().max(1) as f64;
+    let backlog_bytes = samples
         .iter()
-        .filter(|n| n.is_master() && n.has_slots)
-        .count();
-    let empty_master_bytes =
-        masters_memory(&first.redis_nodes)? as f64 / first_masters.max(1) as f64;
+        .flat_map(|s| &s.redis_nodes)
+        .filter_map(|n| n.replication_backlog)
+        .max()
+        .unwrap_or(0) as f64;
+    let sessions = results.leaks.live_sessions_at_end;
+    let per_session = serving(last)
+        .filter(|_| sessions > 0)
+        .map(|end| (end.iter().sum::<f64>() - first_masters.iter().sum::<f64>()) / sessions as f64);
     let limits: Vec<Option<u64>> = last.redis_nodes.iter().map(|n| n.maxmemory).collect();
     let maxmemory = match limits.first() {
         Some(&Some(limit)) if limit > 0 && limits.iter().all(|l| *l == Some(limit)) => Some(limit),
@@ -118,6 +139,8 @@ pub fn cluster_shape(results: &Results) -> Option<ClusterShape> {
         masters,
         replicas,
         empty_master_bytes,
+        backlog_bytes,
+        per_session,
         maxmemory,
     })
 }
@@ -311,6 +334,8 @@ mod tests {
             masters,
             replicas,
             empty_master_bytes: 2.0 * MIB as f64,
+            backlog_bytes: MIB as f64,
+            per_session: Some(1024.0),
             maxmemory: None,
         }
     }
