@@ -187,10 +187,7 @@ fn project_cluster(
     let (node_memory, node_memory_from) = match (settings.node_memory, shape.maxmemory) {
         (Some(bytes), _) => (bytes, "--node-memory-mib"),
         (None, Some(bytes)) => (bytes, "the nodes' maxmemory"),
-        (None, None) => (
-            DEFAULT_NODE_MEMORY,
-            "the default (the nodes set no maxmemory)",
-        ),
+        (None, None) => (DEFAULT_NODE_MEMORY, "default: the nodes set no maxmemory"),
     };
     let rows = rows
         .iter()
