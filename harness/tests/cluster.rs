@@ -177,6 +177,27 @@ fn assert_every_node_sampled_and_reported(results: &Results) {
             masters * 2
         );
     }
+    // Nodes of 64 MiB (`--node-memory-mib 64`): the 1000x sessions need
+    // more than the fewest, as the arithmetic says.
+    let small = harness::report::projection::project(
+        results,
+        harness::report::Settings {
+            node_memory: Some(64 << 20),
+        },
+    )
+    .cluster
+    .expect("a cluster projection");
+    assert_eq!(small.node_memory_from, "--node-memory-mib");
+    let (_, sessions, masters, _) = small.rows[2];
+    let expected = harness::report::projection::masters_needed(
+        sessions,
+        without_backlog,
+        64 << 20,
+        small.shape.empty_master_bytes + small.shape.backlog_bytes,
+    );
+    assert_eq!(masters, expected);
+    assert!(masters.is_some_and(|m| m > 3), "{masters:?} for {sessions}");
+    println!("1000x on 64 MiB nodes: {masters:?} masters");
 }
 
 /// What option4 promises through a master kill, a reshard (a quarter of a

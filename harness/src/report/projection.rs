@@ -189,15 +189,18 @@ fn project_cluster(
         (None, Some(bytes)) => (bytes, "the nodes' maxmemory"),
         (None, None) => (DEFAULT_NODE_MEMORY, "default: the nodes set no maxmemory"),
     };
+    // The cluster's own figure when it has one (the backlog apart), else
+    // the fit over the samples.
+    let per_session = shape.per_session.or(fit.map(|f| f.per_session));
     let rows = rows
         .iter()
         .map(|&(scale, sessions, _, _)| {
-            let masters = fit.and_then(|f| {
+            let masters = per_session.and_then(|per_session| {
                 masters_needed(
                     sessions,
-                    f.per_session,
+                    per_session,
                     node_memory,
-                    shape.empty_master_bytes,
+                    shape.empty_master_bytes + shape.backlog_bytes,
                 )
             });
             (
