@@ -326,6 +326,7 @@ pub fn project(results: &Results, settings: Settings) -> Projection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::sample::RedisNodeSample;
 
     const MIB: u64 = 1 << 20;
 
@@ -399,6 +400,81 @@ mod tests {
             None,
             "past any count of nodes"
         );
+    }
+
+    fn node(id: &str, master: bool, used: u64, backlog: u64) -> RedisNodeSample {
+        RedisNodeSample {
+            node: format!("127.0.0.1:{id}"),
+            id: id.into(),
+            role: if master { "master" } else { "replica" }.into(),
+            follows: (!master).then(|| "m1".to_owned()),
+            has_slots: master,
+            used_memory: Some(used),
+            keys: Some(0),
+            maxmemory: Some(0),
+            replication_backlog: Some(backlog),
+        }
+    }
+
+    /// A run of the fixture's shape with a cluster of three masters and
+    /// three replicas: 2 MiB an empty master, each grown by 1 MiB of
+    /// backlog and 100 KiB of sessions by the end, 100 sessions live.
+    fn cluster_run() -> Results {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/short-option4.json");
+        let mut results = Results::read(&path).expect("fixture");
+        results.leaks.live_sessions_at_end = 100;
+        let samples = &mut results.timelines[0].samples;
+        let last = samples.len() - 1;
+        for (index, sample) in samples.iter_mut().enumerate() {
+            let grown = if index == last { MIB + 100 * 1024 } else { 0 };
+            let backlog = if index == last { MIB } else { 0 };
+            sample.redis_nodes = ["m1", "m2", "m3"]
+                .iter()
+                .map(|id| node(id, true, 2 * MIB + grown, backlog))
+                .chain(
+                    ["r1", "r2", "r3"]
+                        .iter()
+                        .map(|id| node(id, false, 2 * MIB + grown, backlog)),
+                )
+                .collect();
+        }
+        results
+    }
+
+    #[test]
+    fn a_clusters_shape_puts_the_backlog_apart_from_the_sessions() {
+        let results = cluster_run();
+        let shape = cluster_shape(&results).expect("a cluster");
+        assert_eq!((shape.masters, shape.replicas), (3, 3));
+        assert_eq!(shape.empty_master_bytes, 2.0 * MIB as f64);
+        assert_eq!(shape.backlog_bytes, MIB as f64);
+        // Three masters grew 100 KiB each past their backlogs: 300 KiB over 100 sessions.
+        assert_eq!(shape.per_session, Some(3.0 * 1024.0));
+        assert_eq!(shape.maxmemory, None, "0 is no limit");
+
+        // 64 MiB nodes: 61 MiB of room each. 1000x = 100,000 sessions of
+        // 3 KiB = 292.97 MiB: 4.8, so 5 masters, 10 nodes.
+        let projection = project(
+            &results,
+            Settings {
+                node_memory: Some(64 * MIB),
+            },
+        );
+        let cluster = projection.cluster.expect("nodes projected");
+        assert_eq!(cluster.rows[2], (1000, 100_000, Some(5), Some(10)));
+        assert_eq!(cluster.rows[0], (10, 1000, Some(3), Some(6)), "the fewest");
+        let default = project(&results, Settings::default())
+            .cluster
+            .expect("nodes");
+        assert_eq!(default.node_memory, DEFAULT_NODE_MEMORY);
+
+        let mut without = results.clone();
+        for sample in without.timelines.iter_mut().flat_map(|t| &mut t.samples) {
+            sample.redis_nodes.clear();
+        }
+        assert_eq!(cluster_shape(&without), None, "one server: no cluster");
+        assert_eq!(project(&without, Settings::default()).cluster, None);
     }
 
     #[test]
