@@ -256,6 +256,16 @@ pub fn summary_table(runs: &[Results]) -> String {
                 run.stopped_because.as_deref().unwrap_or("cut short")
             );
         }
+        for timeline in &run.timelines {
+            for errors in &timeline.fault_errors {
+                let _ = writeln!(
+                    out,
+                    "{}: {}",
+                    run.topology.name,
+                    crate::outage::line(errors)
+                );
+            }
+        }
         for line in run.exits() {
             let _ = writeln!(out, "{}: {line}", run.topology.name);
         }

@@ -104,6 +104,11 @@ pub enum Command {
         /// Where the HTML report of the runs goes (default: beside the results files).
         #[arg(long, value_name = "FILE")]
         report: Option<PathBuf>,
+        /// The memory one Redis Cluster node may use, in MiB, for the report's
+        /// nodes-needed projection (default: the nodes' maxmemory when they
+        /// all set one, else 1024).
+        #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
+        node_memory_mib: Option<u64>,
         /// Run slice I of N of the scenario's browsers, for load from several
         /// machines (docs/scale-out.md); 1 <= I <= N <= the scenario's
         /// people. Every shard plans the browsers as one run would (same
@@ -128,6 +133,11 @@ pub enum Command {
         files: Vec<PathBuf>,
         #[arg(short, long, value_name = "FILE")]
         output: PathBuf,
+        /// The memory one Redis Cluster node may use, in MiB, for the report's
+        /// nodes-needed projection (default: the nodes' maxmemory when they
+        /// all set one, else 1024).
+        #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
+        node_memory_mib: Option<u64>,
     },
     /// Compare a results file with a baseline; exit 1 when a limit is
     /// crossed or an anomaly count rises. Latency limits apply to ratios
@@ -204,4 +214,11 @@ pub enum Command {
         #[command(flatten)]
         app: AppArgs,
     },
+}
+
+/// The report's settings from `--node-memory-mib`.
+pub fn report_settings(node_memory_mib: Option<u64>) -> crate::report::Settings {
+    crate::report::Settings {
+        node_memory: node_memory_mib.map(|mib| mib << 20),
+    }
 }

@@ -165,6 +165,9 @@ pub async fn apply(stack: &mut Stack, action: &FaultAction) -> Result<(), StageE
         FaultAction::RedisResume => stack.redis()?.resume(),
         FaultAction::RedisMasterKill => stack.redis_cluster()?.kill_master().await.map(drop),
         FaultAction::RedisFailover => stack.redis_cluster()?.failover().await.map(drop),
+        FaultAction::RedisReshard { share } => {
+            stack.redis_cluster()?.reshard(*share).await.map(drop)
+        }
         FaultAction::PostgresRestart => stack.postgres()?.restart().await,
         FaultAction::PostgresCrash { stay_down } => {
             let postgres = stack.postgres()?;

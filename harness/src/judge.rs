@@ -362,6 +362,7 @@ fn assemble(
             faults: history.faults.clone(),
             samples: facts.samples.clone(),
             seconds,
+            fault_errors: crate::outage::per_fault(&history.faults, &history.events, run_end),
         }],
         references: facts.references.clone(),
         cpu: facts.cpu.as_ref().map(|cpu| {

@@ -17,6 +17,7 @@
 //! - [`reference`]: reference round trips (healthz, Redis PING) beside the load.
 //! - [`results`]: the results document, its schema, the merge of several.
 //! - [`sample`]: RSS, `/metrics`, store sizes over time; what stores keep.
+//! - [`cluster_sample`]: each Redis Cluster node's role, memory and keys at a sample.
 //! - [`store_probe`]: each store tier's raw contents, read apart, never written.
 //! - [`cpu`]: CPU seconds of the instances, Redis, Postgres and the harness.
 //! - [`load`]: the goose driver and the simulated browsers.
@@ -33,6 +34,8 @@
 //!   stack of one topology up and ready.
 //! - [`model`]: the shared vocabulary (ids, the app under test, IdP and
 //!   network fault settings, samples, CPU, latency shapes): data, no I/O.
+//! - [`outage`]: history -> the requests that failed after each fault, and
+//!   over what span (pure).
 //! - [`check`] and [`history`], from the `checker` crate below all of this:
 //!   invoke/complete events and fault steps (what the driver writes), and
 //!   history -> anomalies, one file per family (pure).
@@ -42,6 +45,7 @@ pub use checker::{check, history};
 pub mod analyze;
 pub mod bench;
 pub mod cli;
+pub mod cluster_sample;
 pub mod cpu;
 pub mod deployment;
 pub mod elle;
@@ -51,6 +55,7 @@ pub mod host;
 pub mod judge;
 pub mod load;
 pub mod model;
+pub mod outage;
 pub mod progress;
 pub mod redis_nodes;
 pub mod reference;

@@ -90,6 +90,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             keep,
             history,
             report,
+            node_memory_mib,
             shard,
             start_at,
         } => {
@@ -133,7 +134,11 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                 println!("{what}: {}", path.display());
             }
             if let Some(report) = report.or_else(|| outcome.report_path()) {
-                harness::report::write(&outcome.written, &report)?;
+                harness::report::write_with(
+                    &outcome.written,
+                    &report,
+                    harness::cli::report_settings(node_memory_mib),
+                )?;
                 println!("report: {}", report.display());
             }
             if let Some(why) = outcome.stopped_because {
@@ -182,8 +187,16 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Report { files, output } => {
-            harness::report::write(&files, &output)?;
+        Command::Report {
+            files,
+            output,
+            node_memory_mib,
+        } => {
+            harness::report::write_with(
+                &files,
+                &output,
+                harness::cli::report_settings(node_memory_mib),
+            )?;
             println!("report: {}", output.display());
             Ok(())
         }

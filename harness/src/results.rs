@@ -575,6 +575,11 @@ pub struct Timeline {
     pub samples: Vec<Sample>,
     /// Every second of the run: requests, errors and latency.
     pub seconds: Vec<SecondStats>,
+    /// Per fault step: the requests that failed after it began, and over
+    /// what span (for a cluster failover, the failover time browsers saw).
+    /// Absent in files from before it was measured, and in runs without faults.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fault_errors: Vec<crate::outage::FaultErrors>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -1,6 +1,6 @@
 //! What the stage holds, over time and at the end: every second each
 //! instance's RSS and store figures from its `/metrics`, Redis's memory and
-//! keys per prefix, Postgres's rows and table size, and the CPU seconds of
+//! keys per prefix (on a Redis Cluster, every node's, [`crate::cluster_sample`]), Postgres's rows and table size, and the CPU seconds of
 //! each part so far ([`crate::cpu`]); after the run, what the stores still
 //! hold of browsers that logged out.
 //!
@@ -21,9 +21,10 @@ use crate::check::orphans::{EndedSession, LeftoverSession, Leftovers, Tier, Tier
 use crate::cpu::CpuMeter;
 use crate::history::Micros;
 use crate::load::browser::InstanceUrl;
-use crate::model::sample::{InstanceSample, PostgresSample, RedisSample, Sample};
+use crate::model::sample::{InstanceSample, PostgresSample, RedisNodeSample, RedisSample, Sample};
 use crate::stage::stack::InstancePids;
 use crate::store_probe::{self, StoreProbe};
+use crate::{cluster_sample, redis_nodes};
 
 /// A process's resident memory in bytes, from `/proc/PID/status`.
 fn process_rss(pid: u32) -> Option<u64> {
@@ -114,12 +115,16 @@ impl Sampler {
             }
             instances.push(sample);
         }
-        let redis = self.redis_sample().await;
+        let (redis, redis_nodes) = match self.redis {
+            Some(_) => (self.redis_sample().await, Vec::new()),
+            None => self.cluster_sample().await,
+        };
         let postgres = self.postgres_sample().await;
         Sample {
             at,
             instances,
             redis,
+            redis_nodes,
             postgres,
             cpu,
         }
@@ -175,49 +180,43 @@ impl Sampler {
             .find_map(|l| l.strip_prefix("used_memory:"))
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0);
-        let pattern = format!("{}:*", self.place.namespace);
-        let mut keys = BTreeMap::new();
-        let mut tombstones = 0;
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(connection)
-                .await
-                .ok()?;
-            // A tombstone is a hash with a `t` field; only the tiered store writes them.
-            let mut pipe = redis::pipe();
-            for key in &batch {
-                pipe.cmd("HEXISTS").arg(key).arg("t");
-            }
-            let tombstone: Vec<bool> = if batch.is_empty() {
-                Vec::new()
-            } else {
-                pipe.query_async(connection).await.unwrap_or_default()
-            };
-            for (i, key) in batch.iter().enumerate() {
-                if tombstone.get(i).copied().unwrap_or(false) {
-                    tombstones += 1;
-                } else {
-                    *keys
-                        .entry(prefix_of(key, &self.place.namespace))
-                        .or_insert(0) += 1;
-                }
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
+        let (keys, tombstones) = run_keys(connection, &self.place.namespace).await?;
         Some(RedisSample {
             used_memory,
             keys,
             tombstones,
         })
+    }
+
+    /// A Redis Cluster: every node's figures, and the cluster as one store
+    /// (memory summed over the masters that serve slots, each master's keys
+    /// of this run added up); no store figure when a master is down.
+    async fn cluster_sample(&self) -> (Option<RedisSample>, Vec<RedisNodeSample>) {
+        let Some(seeds) = self.place.redis_cluster_url.as_deref() else {
+            return (None, Vec::new());
+        };
+        let nodes = cluster_sample::nodes(seeds).await;
+        let Some(used_memory) = cluster_sample::masters_memory(&nodes) else {
+            return (None, nodes);
+        };
+        let mut whole = RedisSample {
+            used_memory,
+            ..RedisSample::default()
+        };
+        for url in cluster_sample::serving_masters(&nodes) {
+            let Ok(mut connection) = redis_nodes::connect(&url).await else {
+                return (None, nodes);
+            };
+            let Some((keys, tombstones)) = run_keys(&mut connection, &self.place.namespace).await
+            else {
+                return (None, nodes);
+            };
+            for (prefix, n) in keys {
+                *whole.keys.entry(prefix).or_insert(0) += n;
+            }
+            whole.tombstones += tombstones;
+        }
+        (Some(whole), nodes)
     }
 
     async fn postgres_sample(&self) -> Option<PostgresSample> {
@@ -402,6 +401,50 @@ impl Sampler {
 /// The key id the harness gives the app (and so its store keys' and
 /// records' encryption keys).
 const KEY_ID: &str = "k1";
+
+/// This run's keys on one server, by prefix, and its tombstones (hashes
+/// with a `t` field; only the tiered store writes them); none when the
+/// server stops answering.
+async fn run_keys(
+    connection: &mut impl redis::aio::ConnectionLike,
+    namespace: &str,
+) -> Option<(BTreeMap<String, u64>, u64)> {
+    let pattern = format!("{namespace}:*");
+    let mut keys = BTreeMap::new();
+    let mut tombstones = 0;
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(connection)
+            .await
+            .ok()?;
+        let mut pipe = redis::pipe();
+        for key in &batch {
+            pipe.cmd("HEXISTS").arg(key).arg("t");
+        }
+        let tombstone: Vec<bool> = if batch.is_empty() {
+            Vec::new()
+        } else {
+            pipe.query_async(connection).await.unwrap_or_default()
+        };
+        for (i, key) in batch.iter().enumerate() {
+            if tombstone.get(i).copied().unwrap_or(false) {
+                tombstones += 1;
+            } else {
+                *keys.entry(prefix_of(key, namespace)).or_insert(0) += 1;
+            }
+        }
+        if next == 0 {
+            return Some((keys, tombstones));
+        }
+        cursor = next;
+    }
+}
 
 /// The key prefix after the namespace: `run1:sess:abc` -> `sess`.
 fn prefix_of(key: &str, namespace: &str) -> String {

@@ -117,6 +117,156 @@ async fn a_private_cluster_forms_takes_its_faults_and_leaves_nothing() {
     gone_within(&pids, &ports, Duration::from_secs(10)).expect("every node gone with it");
 }
 
+async fn dbsize(port: u16) -> u64 {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).expect("url");
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("node answers");
+    redis::cmd("DBSIZE")
+        .query_async(&mut connection)
+        .await
+        .expect("dbsize")
+}
+
+/// A share of one master's slots moves to another while a reader reads
+/// every key through the cluster client: no read fails or comes back wrong,
+/// during or after; the slots are the target's in every node's view, and
+/// the keys left the source for the target (their `DBSIZE`s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reshard_moves_slots_and_their_keys_and_every_key_stays_readable() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    let dir = tempfile::tempdir().expect("dir");
+    let mut cluster = RedisCluster::start_private(dir.path())
+        .await
+        .expect("cluster up");
+    let client = redis::cluster::ClusterClient::new(cluster.seeds()).expect("client");
+    let mut connection = client.get_async_connection().await.expect("connects");
+    let keys: Vec<String> = (0..2000).map(|i| format!("{{k{i}}}v")).collect();
+    for key in &keys {
+        redis::cmd("SET")
+            .arg(key)
+            .arg(format!("value of {key}"))
+            .query_async::<()>(&mut connection)
+            .await
+            .expect("set");
+    }
+    let before = cluster.states().await.expect("nodes");
+    let masters = |states: &[harness::stage::services::redis_cluster::NodeState]| {
+        let mut m: Vec<_> = states
+            .iter()
+            .filter(|s| s.master && s.has_slots)
+            .cloned()
+            .collect();
+        m.sort_by_key(|s| (s.slot_count(), s.port));
+        m
+    };
+    let (target, source) = {
+        let m = masters(&before);
+        (m[0].clone(), m[m.len() - 1].clone())
+    };
+    let (source_keys, target_keys) = (dbsize(source.port).await, dbsize(target.port).await);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (reads, passes) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let reader = {
+        let (stop, reads, passes, keys) =
+            (stop.clone(), reads.clone(), passes.clone(), keys.clone());
+        let mut connection = client.get_async_connection().await.expect("connects");
+        tokio::spawn(async move {
+            let mut wrong = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                for key in &keys {
+                    let read: Result<Option<String>, _> = redis::cmd("GET")
+                        .arg(key)
+                        .query_async(&mut connection)
+                        .await;
+                    reads.fetch_add(1, Ordering::SeqCst);
+                    match read {
+                        Ok(Some(value)) if value == format!("value of {key}") => {}
+                        other => wrong.push(format!("{key}: {other:?}")),
+                    }
+                }
+                passes.fetch_add(1, Ordering::SeqCst);
+            }
+            wrong
+        })
+    };
+    // The reader is under way before the move starts.
+    while reads.load(Ordering::SeqCst) < 100 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let started = Instant::now();
+    let moved = cluster.reshard(0.25).await.expect("resharded");
+    let took = started.elapsed();
+    let reads_during = reads.load(Ordering::SeqCst);
+    // At least one whole pass over every key after the move.
+    let passes_then = passes.load(Ordering::SeqCst);
+    while passes.load(Ordering::SeqCst) < passes_then + 2 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let wrong = reader.await.expect("reader");
+    assert!(
+        wrong.is_empty(),
+        "{} reads failed or wrong: {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(5)]
+    );
+    println!(
+        "reshard: {} slots and {} keys moved in {:.2} s; {reads_during} reads meanwhile, none failed",
+        moved.slots,
+        moved.keys,
+        took.as_secs_f64()
+    );
+
+    // A quarter of the fullest master's 5462 slots (16384 split in three), rounded.
+    assert_eq!(source.slot_count(), 5462);
+    assert_eq!(moved.slots, 1366);
+    assert!(moved.keys > 0, "the moved slots held keys");
+    let after = cluster.states().await.expect("nodes");
+    let find = |id: &str| after.iter().find(|s| s.id == id).expect("node").clone();
+    assert_eq!(
+        find(&source.id).slot_count(),
+        source.slot_count() - moved.slots
+    );
+    assert_eq!(
+        find(&target.id).slot_count(),
+        target.slot_count() + moved.slots
+    );
+    // Every node's own view (replicas too) has the new owner.
+    for seed in cluster.seeds() {
+        let client = redis::Client::open(seed.as_str()).expect("url");
+        let mut node = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("node");
+        let text: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query_async(&mut node)
+            .await
+            .expect("nodes");
+        let view = harness::stage::services::redis_cluster::parse_nodes(&text);
+        let owner = view
+            .iter()
+            .find(|s| s.id == target.id)
+            .expect("target known");
+        assert_eq!(
+            owner.slot_count(),
+            target.slot_count() + moved.slots,
+            "{seed}"
+        );
+    }
+    assert_eq!(dbsize(source.port).await, source_keys - moved.keys as u64);
+    assert_eq!(dbsize(target.port).await, target_keys + moved.keys as u64);
+    write_and_read_everywhere(&cluster, "after-reshard").await;
+
+    let bad = cluster.reshard(0.0).await.expect_err("a share of nothing");
+    assert!(bad.to_string().contains("not within (0, 1]"), "{bad}");
+}
+
 /// The child: a cluster in a temporary run folder; prints its pids, ports
 /// and folder, then waits to be killed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

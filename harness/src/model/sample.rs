@@ -42,6 +42,42 @@ pub struct RedisSample {
     pub tombstones: u64,
 }
 
+/// One node of a Redis Cluster at one moment: a shard is a master and the
+/// replicas that follow it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RedisNodeSample {
+    /// `host:port`, as the cluster names it.
+    pub node: String,
+    /// The cluster's id of the node.
+    pub id: String,
+    /// `master` or `replica`, as the cluster saw it at the sample.
+    pub role: String,
+    /// The id of the master a replica follows (its shard); none for a master.
+    #[serde(default)]
+    pub follows: Option<String>,
+    /// Whether the master serves hash slots (a master without slots holds no keys).
+    #[serde(default)]
+    pub has_slots: bool,
+    /// `used_memory` from its `INFO memory`; none when it did not answer.
+    pub used_memory: Option<u64>,
+    /// Its keys (`DBSIZE`), every namespace's; none when it did not answer.
+    pub keys: Option<u64>,
+    /// Its `maxmemory` (0: no limit); none when it did not answer.
+    #[serde(default)]
+    pub maxmemory: Option<u64>,
+    /// Of `used_memory`, its replication backlog (`mem_replication_backlog`):
+    /// it fills with the write stream up to `repl-backlog-size` (1 MiB by
+    /// default) on masters and replicas alike, whatever the sessions.
+    #[serde(default)]
+    pub replication_backlog: Option<u64>,
+}
+
+impl RedisNodeSample {
+    pub fn is_master(&self) -> bool {
+        self.role == "master"
+    }
+}
+
 /// Postgres at one moment.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PostgresSample {
@@ -58,7 +94,12 @@ pub struct Sample {
     /// Since the run started.
     pub at: Micros,
     pub instances: Vec<InstanceSample>,
+    /// On a Redis Cluster, the whole cluster (memory summed over the
+    /// masters that serve slots, this run's keys from each).
     pub redis: Option<RedisSample>,
+    /// On a Redis Cluster, every node, masters and replicas (absent otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redis_nodes: Vec<RedisNodeSample>,
     pub postgres: Option<PostgresSample>,
     /// CPU seconds so far (absent in files from before it was read).
     #[serde(default)]

@@ -34,10 +34,10 @@ table.matrix th .why { font-weight: normal; font-size: .88em; color: #555; max-w
 ";
 
 /// The whole report.
-pub fn page(columns: &[Column<'_>]) -> Result<String, ReportError> {
+pub fn page(columns: &[Column<'_>], settings: projection::Settings) -> Result<String, ReportError> {
     let projections: Vec<Projection> = columns
         .iter()
-        .map(|c| projection::project(c.results))
+        .map(|c| projection::project(c.results, settings))
         .collect();
     let mut out = String::with_capacity(256 * 1024);
     let names: Vec<String> = columns.iter().map(|c| escape(&c.label)).collect();
@@ -597,6 +597,7 @@ fn memory(out: &mut String, columns: &[Column<'_>]) -> Result<(), ReportError> {
         );
     }
     *out += "</table>\n";
+    super::cluster::shards(out, columns);
     figure(out, &charts::store_bytes(columns)?);
     figure(out, &charts::rss(columns)?);
     Ok(())
@@ -666,6 +667,7 @@ fn capacity(
         *out += "</tr>\n";
     }
     *out += "</table>\n";
+    super::cluster::nodes_needed(out, columns, projections);
     figure(out, &charts::projection(columns, projections)?);
     Ok(())
 }

@@ -8,13 +8,16 @@
 //! - [`accounting`]: the rule that those parts add up to the results' counts.
 //! - [`charts`]: the charts, drawn by plotters as inline SVG.
 //! - [`cpu`]: CPU per 1,000 requests, per option and component.
-//! - [`projection`]: the capacity projection (store memory and IdP calls at 10x-1000x).
+//! - [`projection`]: the capacity projection (store memory and IdP calls at 10x-1000x;
+//!   on a Redis Cluster, the nodes that memory needs).
+//! - [`cluster`]: a Redis Cluster's nodes per shard, and the nodes the projection needs.
 //! - [`escape`]: escaping text for HTML.
 //! - [`html`]: the page around the sections.
 //! - [`compare`]: one results file against a baseline: the table and the verdict.
 
 pub mod accounting;
 pub mod charts;
+pub mod cluster;
 pub mod compare;
 pub mod cpu;
 pub mod escape;
@@ -85,8 +88,15 @@ pub fn columns(runs: &[Results]) -> Vec<Column<'_>> {
     out
 }
 
-/// The report of `runs`, as one HTML document.
+pub use projection::Settings;
+
+/// The report of `runs`, as one HTML document, with the default settings.
 pub fn render(runs: &[Results]) -> Result<String, ReportError> {
+    render_with(runs, Settings::default())
+}
+
+/// The report of `runs`, as one HTML document.
+pub fn render_with(runs: &[Results], settings: Settings) -> Result<String, ReportError> {
     if runs.is_empty() {
         return Err(ReportError::Empty);
     }
@@ -97,16 +107,26 @@ pub fn render(runs: &[Results]) -> Result<String, ReportError> {
             source,
         })?;
     }
-    html::page(&columns)
+    html::page(&columns, settings)
+}
+
+/// Reads `files`, writes the report to `out` (creating its folder), with
+/// the default settings.
+pub fn write(files: &[impl AsRef<Path>], out: &Path) -> Result<(), ReportError> {
+    write_with(files, out, Settings::default())
 }
 
 /// Reads `files`, writes the report to `out` (creating its folder).
-pub fn write(files: &[impl AsRef<Path>], out: &Path) -> Result<(), ReportError> {
+pub fn write_with(
+    files: &[impl AsRef<Path>],
+    out: &Path,
+    settings: Settings,
+) -> Result<(), ReportError> {
     let runs = files
         .iter()
         .map(|f| Results::read(f.as_ref()))
         .collect::<Result<Vec<_>, _>>()?;
-    let page = render(&runs)?;
+    let page = render_with(&runs, settings)?;
     let io = |path: &Path| {
         let path = path.display().to_string();
         move |source: std::io::Error| ReportError::Io { path, source }

@@ -14,6 +14,11 @@
 //! store = "redis"
 //! instances = [1]           # app-1 only; every instance when absent
 //! set = { latency = "50ms", jitter = "10ms" }
+//!
+//! [[faults]]
+//! at = "8s"
+//! action = "redis-reshard"  # on a Redis Cluster: slots moved between masters
+//! share = 0.25              # of the fullest master's slots, 0 < share <= 1
 //! ```
 
 use std::fmt;
@@ -57,6 +62,11 @@ pub enum FaultAction {
     RedisMasterKill,
     /// On a Redis Cluster: a graceful `CLUSTER FAILOVER` on one replica.
     RedisFailover,
+    /// On a Redis Cluster: `share` of the slots of the master that serves the
+    /// most moved, keys and all, to the one that serves the fewest, while it serves.
+    RedisReshard {
+        share: f64,
+    },
     PostgresRestart,
     /// SIGKILL (no shutdown), reap, and start again on the same port and
     /// data dir; with a `for`, only after that long (down meanwhile).
@@ -139,9 +149,9 @@ impl FaultAction {
             | FaultAction::RedisSnapshot
             | FaultAction::RedisPause
             | FaultAction::RedisResume => Some(StoreKind::Redis),
-            FaultAction::RedisMasterKill | FaultAction::RedisFailover => {
-                Some(StoreKind::RedisCluster)
-            }
+            FaultAction::RedisMasterKill
+            | FaultAction::RedisFailover
+            | FaultAction::RedisReshard { .. } => Some(StoreKind::RedisCluster),
             FaultAction::PostgresRestart
             | FaultAction::PostgresCrash { .. }
             | FaultAction::PostgresStart => Some(StoreKind::Postgres),
@@ -189,6 +199,7 @@ impl fmt::Display for FaultAction {
             FaultAction::RedisResume => f.write_str("redis-resume"),
             FaultAction::RedisMasterKill => f.write_str("redis-master-kill"),
             FaultAction::RedisFailover => f.write_str("redis-failover"),
+            FaultAction::RedisReshard { share } => write!(f, "redis-reshard {share}"),
             FaultAction::PostgresRestart => f.write_str("postgres-restart"),
             FaultAction::PostgresCrash { stay_down } => {
                 f.write_str("postgres-crash")?;
@@ -325,9 +336,13 @@ impl FaultSchedule {
             Some(fault) => Err(ScenarioError::Invalid {
                 at: fault.action_at.clone(),
                 message: format!(
-                    "{}: {} runs without that store (`optional = true` skips it there)",
+                    "{}: {} runs without that store ({}; `optional = true` skips it there)",
                     fault.action,
-                    app.name()
+                    app.name(),
+                    fault
+                        .action
+                        .store()
+                        .map_or_else(String::new, |store| store.to_string())
                 ),
             }),
             None => Ok(()),
@@ -403,6 +418,7 @@ enum ActionName {
     RedisResume,
     RedisMasterKill,
     RedisFailover,
+    RedisReshard,
     PostgresRestart,
     PostgresCrash,
     Idp,
@@ -426,6 +442,7 @@ pub struct RawFault {
     optional: bool,
     store: Option<Spanned<StoreKind>>,
     set: Option<Spanned<toml::Value>>,
+    share: Option<Spanned<f64>>,
 }
 
 impl RawFault {
@@ -474,6 +491,9 @@ impl RawFault {
         if !takes_set {
             unused("set", self.set.as_ref().map(Spanned::span))?;
         }
+        if name != ActionName::RedisReshard {
+            unused("share", self.share.as_ref().map(Spanned::span))?;
+        }
         let instance = || {
             self.instance
                 .as_ref()
@@ -509,6 +529,22 @@ impl RawFault {
             ActionName::RedisResume => FaultAction::RedisResume,
             ActionName::RedisMasterKill => FaultAction::RedisMasterKill,
             ActionName::RedisFailover => FaultAction::RedisFailover,
+            ActionName::RedisReshard => {
+                let share = self
+                    .share
+                    .as_ref()
+                    .ok_or_else(|| missing("share", "share = 0.25"))?;
+                let value = *share.get_ref();
+                if !(value > 0.0 && value <= 1.0) {
+                    return Err(error(
+                        &share.span(),
+                        format!(
+                            "`share` is {value}: it is the part of a master's slots to move, more than 0 and at most 1 (e.g. 0.25)"
+                        ),
+                    ));
+                }
+                FaultAction::RedisReshard { share: value }
+            }
             ActionName::PostgresRestart => FaultAction::PostgresRestart,
             ActionName::PostgresCrash => FaultAction::PostgresCrash {
                 stay_down: self.lasts.is_some(),

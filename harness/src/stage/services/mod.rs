@@ -7,6 +7,7 @@
 //! restart, kill, pause) is [`Server`]; [`redis`] and [`postgres`] hold only
 //! what differs: how a private one starts, and their own faults.
 
+pub mod cluster_reshard;
 #[cfg(feature = "containers")]
 pub mod containers;
 pub mod postgres;

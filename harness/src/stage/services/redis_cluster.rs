@@ -2,8 +2,9 @@
 //! comma-separated), or a private one the harness starts from `redis-server`:
 //! three masters and three replicas on free ports, nothing persisted, the
 //! slots split evenly over the masters and each replica following one master.
-//! Its faults are a cluster's own: a master killed (its replica is promoted)
-//! and a graceful failover.
+//! Its faults are a cluster's own: a master killed (its replica is promoted),
+//! a graceful failover, and a share of one master's slots moved to another
+//! under load ([`super::cluster_reshard`]).
 //!
 //! The nodes are [`Supervised`] children like every server of the run (they
 //! die with the harness, however it ends), and each node's folder
@@ -14,6 +15,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::cluster_reshard::{Master, Moved, move_slots, slots_to_move};
 use super::find_program;
 use crate::stage::StageError;
 use crate::stage::process::{ChildSpec, Supervised, free_port, poll_until};
@@ -60,6 +62,24 @@ pub struct NodeState {
     pub follows: Option<String>,
     /// Whether it serves any slot.
     pub has_slots: bool,
+    /// The slots it serves, as inclusive ranges (slots being imported or
+    /// migrated, `[slot->-id]`, left out).
+    pub slots: Vec<(u16, u16)>,
+}
+
+impl NodeState {
+    /// How many slots it serves.
+    pub fn slot_count(&self) -> usize {
+        self.slots
+            .iter()
+            .map(|(a, b)| usize::from(*b) - usize::from(*a) + 1)
+            .sum()
+    }
+
+    /// Whether it serves `slot`.
+    pub fn serves(&self, slot: u16) -> bool {
+        self.slots.iter().any(|(a, b)| (*a..=*b).contains(&slot))
+    }
 }
 
 /// The Redis Cluster of a run, however it was provided.
@@ -287,6 +307,77 @@ impl RedisCluster {
         Ok(replica.port)
     }
 
+    /// Moves `share` (0 < share <= 1) of the slots of the master that
+    /// serves the most to the one that serves the fewest, keys and all,
+    /// while the cluster serves; waits until every node agrees on the new
+    /// owners. Returns what moved.
+    pub async fn reshard(&mut self, share: f64) -> Result<Moved, StageError> {
+        self.nodes("resharded")?;
+        if !(share > 0.0 && share <= 1.0) {
+            return Err(request_failed(
+                "resharding",
+                format!("share {share} is not within (0, 1]"),
+            ));
+        }
+        let states = self.states().await?;
+        let mut masters: Vec<&NodeState> = states
+            .iter()
+            .filter(|s| s.master && s.has_slots && !s.failed)
+            .collect();
+        masters.sort_by_key(|m| (m.slot_count(), m.port));
+        let (Some(target), Some(source)) = (masters.first(), masters.last()) else {
+            return Err(request_failed("resharding", "no master serves slots"));
+        };
+        if source.id == target.id {
+            return Err(request_failed(
+                "resharding",
+                "one master serves every slot: there is none to move them to",
+            ));
+        }
+        let count = slots_to_move(source.slot_count(), share);
+        // The highest slots: a contiguous run off the end of the source's ranges.
+        let mut slots: Vec<u16> = source.slots.iter().flat_map(|(a, b)| *a..=*b).collect();
+        let slots = slots.split_off(slots.len() - count);
+        let as_master = |s: &NodeState| Master {
+            id: s.id.clone(),
+            host: s.host.clone(),
+            port: s.port,
+        };
+        let others: Vec<Master> = masters[1..masters.len() - 1]
+            .iter()
+            .map(|s| as_master(s))
+            .collect();
+        let moved = move_slots(&as_master(source), &as_master(target), &others, &slots)
+            .await
+            .map_err(|e| request_failed("resharding", e))?;
+        let (source_id, target_id) = (source.id.clone(), target.id.clone());
+        let (first, last) = (slots[0], slots[slots.len() - 1]);
+        // Every node (replicas too) must learn the owners before clients
+        // that ask any of them are sent the right way.
+        let agreed = poll_until(SETTLE_TIMEOUT, || async {
+            self.states().await.is_ok_and(|states| {
+                states
+                    .iter()
+                    .any(|s| s.id == target_id && s.serves(first) && s.serves(last))
+                    && states
+                        .iter()
+                        .any(|s| s.id == source_id && !s.serves(first) && !s.serves(last))
+            })
+        })
+        .await;
+        if !agreed {
+            return Err(request_failed(
+                "resharding",
+                format!(
+                    "the cluster did not show slots {first}-{last} on their new master within {} s",
+                    SETTLE_TIMEOUT.as_secs()
+                ),
+            ));
+        }
+        self.settle().await?;
+        Ok(moved)
+    }
+
     /// Forms a fresh private cluster: slots to the masters, every node
     /// introduced to the first, each replica set to follow its master.
     async fn form(&self) -> Result<(), StageError> {
@@ -494,9 +585,24 @@ pub fn parse_nodes(text: &str) -> Vec<NodeState> {
                 failed: flags.contains(&"fail"),
                 follows: (*master != "-").then(|| (*master).to_owned()),
                 has_slots: !slots.is_empty(),
+                slots: slots.iter().filter_map(|s| parse_slots(s)).collect(),
             })
         })
         .collect()
+}
+
+/// `5461-10922` or `42`; none for `[42->-id]` (a slot being moved).
+fn parse_slots(text: &str) -> Option<(u16, u16)> {
+    if text.starts_with('[') {
+        return None;
+    }
+    match text.split_once('-') {
+        Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
+        None => {
+            let slot = text.parse().ok()?;
+            Some((slot, slot))
+        }
+    }
 }
 
 async fn cluster_state(url: &str) -> Result<String, String> {
