@@ -172,7 +172,7 @@ fn a_run_names_an_instance_that_died_in_its_verdict_and_report() {
         .requests
         .iter()
         .filter(|r| r.instance == "app-2")
-        .map(|r| r.refused)
+        .map(|r| r.outcomes.refused)
         .sum::<u64>();
     assert!(requests > 0, "browsers found app-2 down");
     let report = std::fs::read_to_string(file.with_extension("html")).expect("report");

@@ -112,7 +112,7 @@ fn express_option1_loses_sessions_at_an_instance_restart() {
         .requests
         .iter()
         .filter(|r| r.kind == "sign_in")
-        .map(|r| r.ok)
+        .map(|r| r.outcomes.ok)
         .sum::<u64>();
     assert!(
         signed_in > 0,
@@ -165,7 +165,7 @@ fn express_option4_keeps_sessions_through_an_instance_restart_and_a_redis_restar
         .requests
         .iter()
         .filter(|r| r.kind == "profile" || r.kind == "cart_read")
-        .map(|r| r.ok)
+        .map(|r| r.outcomes.ok)
         .sum::<u64>();
     assert!(
         reads > 0,
@@ -237,7 +237,7 @@ async fn instances_given_as_urls_are_driven_and_checked_and_their_faults_refused
             .expect("bench");
     assert!(output.status.success(), "{output:?}");
     assert_eq!(results.topology.app, AppKind::Remote);
-    assert!(results.requests.iter().map(|r| r.ok).sum::<u64>() > 0);
+    assert!(results.requests.iter().map(|r| r.outcomes.ok).sum::<u64>() > 0);
     for kind in Kind::ALL {
         assert_eq!(results.anomaly(kind), 0, "{kind:?}: {output:?}");
     }
