@@ -68,6 +68,11 @@ impl Running {
     }
 }
 
+/// A committed fixture's path, as the command is given it.
+fn fixture(name: &str) -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/").to_owned() + name
+}
+
 fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
     let path = dir.path().join(name);
     std::fs::write(&path, text).expect("write");
@@ -152,18 +157,8 @@ fn bad_files_are_refused_with_file_line_and_column() {
 /// stores (Redis, no Postgres) and the instances run that topology.
 #[test]
 fn up_brings_a_custom_topology_up_with_exactly_its_stores() {
-    let dir = tempfile::tempdir().expect("dir");
-    let topology = write(
-        &dir,
-        "redis-only.toml",
-        "name = \"redis-only\"\nsession_backend = \"redis\"\ntoken_cache = \"partitioned\"\n\
-         encrypt = true\nconcurrency = \"compare-and-set\"\n",
-    );
-    let faults = write(
-        &dir,
-        "flush.toml",
-        "[[faults]]\nat = \"0s\"\naction = \"redis-flush\"\n",
-    );
+    let topology = fixture("redis-only.toml");
+    let faults = fixture("scenarios/redis-flush.toml");
     let refused = harness(&[
         "validate",
         &faults,
@@ -201,12 +196,7 @@ fn up_brings_a_custom_topology_up_with_exactly_its_stores() {
 
 #[test]
 fn up_with_faults_runs_the_schedule_then_waits_for_ctrl_c() {
-    let dir = tempfile::tempdir().expect("dir");
-    let faults = write(
-        &dir,
-        "restart.toml",
-        "[[faults]]\nat = \"100ms\"\naction = \"instance-restart\"\ninstance = 1\n",
-    );
+    let faults = fixture("scenarios/restart-app-1.toml");
     let up = Running::start(
         &[
             "up",

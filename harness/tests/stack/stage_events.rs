@@ -20,7 +20,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use parking_lot::Mutex;
 
-mod common;
+use crate::common;
 
 /// A target that answers HTTP (python's http.server) for 1.5 s, then says
 /// why it dies on stderr and exits with status 3.

@@ -9,8 +9,8 @@ use harness::faults;
 use harness::model::ids::{InstanceId, StoreKind};
 use harness::scenario::Scenario;
 
-mod common;
-use common::{browser, held, sign_in, up};
+use crate::common;
+use crate::common::{browser, held, sign_in, up};
 
 fn one() -> NonZeroUsize {
     NonZeroUsize::MIN
@@ -18,24 +18,8 @@ fn one() -> NonZeroUsize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduled_idp_outage_and_redis_latency_are_felt_then_undone() {
-    let scenario = Scenario::parse(
-        r#"
-[[faults]]
-at = "0s"
-action = "idp"
-set = { outage = { endpoints = ["token"] } }
-for = "2s"
-
-[[faults]]
-at = "0s"
-action = "network"
-store = "redis"
-set = { latency = "150ms" }
-for = "2s"
-"#,
-        "inline.toml",
-    )
-    .expect("parses");
+    let scenario = Scenario::from_file(&common::scenario_fixture("idp-outage-redis-latency.toml"))
+        .expect("parses");
     let option4 = Topology::named("option4").expect("preset");
     scenario.check(&option4, one()).expect("fits");
     let dir = tempfile::tempdir().expect("dir");
@@ -100,12 +84,8 @@ for = "2s"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_step_is_kept_on_the_timeline_and_the_rest_still_run() {
     // Not checked against the topology on purpose: option1 has no Redis.
-    let scenario = Scenario::parse(
-        "[[faults]]\nat = \"0s\"\naction = \"redis-flush\"\n\n\
-         [[faults]]\nat = \"100ms\"\naction = \"instance-restart\"\ninstance = 1\n",
-        "inline.toml",
-    )
-    .expect("parses");
+    let scenario =
+        Scenario::from_file(&common::scenario_fixture("flush-then-restart.toml")).expect("parses");
     let option1 = Topology::named("option1").expect("preset");
     assert!(
         scenario.check(&option1, one()).is_err(),

@@ -10,7 +10,7 @@ use app::store::{Expect, Store};
 use harness::stage::services::postgres::Postgres;
 use parking_lot::Mutex;
 
-mod common;
+use crate::common;
 
 async fn show(url: &str, sql: &'static str) -> String {
     use sqlx::{Connection, Row};
@@ -112,11 +112,9 @@ async fn a_crashed_postgres_is_reaped_restarted_on_its_data_and_keeps_every_ackn
 /// (from Redis); after the scheduled start every acknowledged item is there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduled_postgres_crash_refuses_writes_keeps_reads_and_loses_nothing() {
-    let scenario = harness::scenario::Scenario::parse(
-        "[[faults]]\nat = \"0s\"\naction = \"postgres-crash\"\nfor = \"2s\"\n",
-        "crash.toml",
-    )
-    .expect("parses");
+    let scenario =
+        harness::scenario::Scenario::from_file(&common::scenario_fixture("postgres-crash.toml"))
+            .expect("parses");
     let option4 = app::topology::Topology::named("option4").expect("preset");
     scenario
         .check(&option4, std::num::NonZeroUsize::MIN)

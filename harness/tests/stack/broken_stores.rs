@@ -27,7 +27,7 @@ use harness::run::instance_urls;
 use harness::scenario::Scenario;
 use harness::stage::stack::Stack;
 
-mod common;
+use crate::common;
 
 /// The load on `stack`, with `mix`, through the harness's driver.
 async fn drive(stack: &Stack, people: usize, mix: &str) -> (History, Findings) {

@@ -139,10 +139,25 @@ async fn child_holding_a_cluster() {
     tokio::time::sleep(Duration::from_secs(120)).await;
 }
 
+/// The name the test binary knows a test of this module by: its module path
+/// without the crate (`redis_cluster::NAME`), so `--exact` still finds it
+/// wherever this module sits.
+fn sibling_test(name: &str) -> String {
+    let path = module_path!();
+    let module = path
+        .split_once("::")
+        .map_or(path, |(_crate, module)| module);
+    format!("{module}::{name}")
+}
+
 #[test]
 fn sigkill_of_the_harness_leaves_no_node_port_or_folder() {
     let mut child = Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--exact", "child_holding_a_cluster", "--nocapture"])
+        .args([
+            "--exact",
+            &sibling_test("child_holding_a_cluster"),
+            "--nocapture",
+        ])
         .env(CHILD_ENV, "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

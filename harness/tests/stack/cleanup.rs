@@ -1,15 +1,13 @@
 //! `harness up` as a process: no child survives it, whether it is interrupted or killed.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use harness::stage::process::alive;
 use harness::stage::services::postgres::{Postgres, data_parent};
 
-mod common;
-use common::{segment_exists, segment_of};
+use crate::common::{self, segment_exists, segment_of};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -22,49 +20,24 @@ struct Up {
 }
 
 fn harness_up(topology: &str, instances: usize) -> Up {
-    let exe = env!("CARGO_BIN_EXE_harness");
-    let bin_dir = Path::new(exe).parent().expect("target dir");
-    for needed in ["app", "mock-idp"] {
-        assert!(
-            bin_dir.join(needed).is_file(),
-            "{needed} is not built beside the harness; run the workspace's tests (cargo nextest run --workspace)"
+    let count = instances.to_string();
+    let (mut pids, mut urls, mut run_dir) = (Vec::new(), Vec::new(), String::new());
+    let child =
+        common::harness_up(
+            &["--topology", topology, "--instances", &count],
+            |words| match words {
+                ["pid", name, pid] => pids.push(((*name).to_owned(), pid.parse().expect("pid"))),
+                [name, url] if name.starts_with("app-") => urls.push((*url).to_owned()),
+                ["logs", dir] => run_dir = (*dir).to_owned(),
+                _ => {}
+            },
         );
-    }
-    let mut child = Command::new(exe)
-        .args([
-            "up",
-            "--topology",
-            topology,
-            "--instances",
-            &instances.to_string(),
-        ])
-        .env_remove("REDIS_URL")
-        .env_remove("DATABASE_URL")
-        .env("HARNESS_BIN_DIR", bin_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn harness");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut up = Up {
+    let up = Up {
         child,
-        pids: Vec::new(),
-        urls: Vec::new(),
-        run_dir: String::new(),
+        pids,
+        urls,
+        run_dir,
     };
-    for line in BufReader::new(stdout).lines() {
-        let line = line.expect("line");
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
-            ["pid", name, pid] => up
-                .pids
-                .push(((*name).to_owned(), pid.parse().expect("pid"))),
-            [name, url] if name.starts_with("app-") => up.urls.push((*url).to_owned()),
-            ["logs", dir] => up.run_dir = (*dir).to_owned(),
-            ["ready", ..] => break,
-            _ => {}
-        }
-    }
     assert_eq!(up.urls.len(), instances, "instances printed");
     up
 }

@@ -5,7 +5,7 @@
 //! seed, same plan). Bad shards and start times are refused before anything
 //! runs, and one shard only applies the faults.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -16,31 +16,10 @@ use harness::history::{History, Request};
 use harness::history_file;
 use harness::results::{Results, SourceShard};
 
-const SCENARIO: &str = r#"# Two shards of one run: a short, busy mix on a remote target.
-seed = 11
-
-[browsers]
-people = 6
-per_person = 2
-
-[load]
-duration = "6s"
-ramp_up = "1s"
-# Pauses long beside a request's time, so the count of requests is the
-# plan's more than the machine's speed.
-think_time = { min = "150ms", max = "250ms" }
-hopping = "round-robin"
-
-[mix]
-profile = 30
-data = 20
-cart_write = 20
-cart_read = 15
-relogin = 3
-new_browser = 2
-leave = 2
-health = 3
-"#;
+/// The scenario the shards split: a short, busy mix.
+fn busy() -> PathBuf {
+    common::scenario_fixture("shards-busy.toml")
+}
 
 fn harness() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_harness"));
@@ -152,8 +131,7 @@ async fn two_shards_on_one_remote_target_add_up_to_one_run_of_the_scenario() {
         ),
     )
     .expect("write target");
-    let scenario = dir.path().join("two.toml");
-    std::fs::write(&scenario, SCENARIO).expect("write scenario");
+    let scenario = busy();
     let root = dir.path().to_owned();
 
     let (whole, shards) = tokio::task::spawn_blocking(move || {
@@ -414,12 +392,12 @@ async fn two_shards_on_one_remote_target_add_up_to_one_run_of_the_scenario() {
 #[test]
 fn bad_shards_and_start_times_are_refused_before_anything_runs() {
     let dir = tempfile::tempdir().expect("dir");
-    let scenario = dir.path().join("s.toml");
-    std::fs::write(&scenario, SCENARIO).expect("write");
+    let scenario = busy();
+    let text = std::fs::read_to_string(&scenario).expect("read");
     let faulty = dir.path().join("faulty.toml");
     std::fs::write(
         &faulty,
-        format!("fault_shard = 3\n{SCENARIO}\n[[faults]]\nat = \"1s\"\naction = \"instance-restart\"\ninstance = 1\n"),
+        format!("fault_shard = 3\n{text}\n[[faults]]\nat = \"1s\"\naction = \"instance-restart\"\ninstance = 1\n"),
     )
     .expect("write");
     let past = utc_in(Duration::ZERO);
@@ -493,33 +471,7 @@ fn bad_shards_and_start_times_are_refused_before_anything_runs() {
 #[test]
 fn only_the_fault_shard_applies_the_faults_and_its_timeline_serves_both() {
     let dir = tempfile::tempdir().expect("dir");
-    let scenario = dir.path().join("restart.toml");
-    std::fs::write(
-        &scenario,
-        r#"# Shards each launching their own stack; shard 2 applies the restart.
-seed = 3
-fault_shard = 2
-
-[browsers]
-people = 4
-per_person = 1
-
-[load]
-duration = "4s"
-think_time = { min = "30ms", max = "80ms" }
-
-[mix]
-profile = 30
-cart_write = 30
-cart_read = 30
-
-[[faults]]
-at = "2s"
-action = "instance-restart"
-instance = 1
-"#,
-    )
-    .expect("write");
+    let scenario = common::scenario_fixture("shards-fault-shard.toml");
     let children: Vec<(PathBuf, std::process::Child)> = ["1/2", "2/2"]
         .iter()
         .enumerate()

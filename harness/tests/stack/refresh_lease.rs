@@ -17,8 +17,7 @@ use harness::stage::stack::{Stack, StackSpec};
 use mock_idp::config::ReusePolicy;
 use mock_idp::faults::{Endpoint, Endpoints, ErrorFault, FaultConfig, LatencyFault};
 
-mod common;
-use common::browser;
+use crate::common::{self, browser, wait_until};
 
 const APP_1: InstanceId = InstanceId::from_index(0);
 
@@ -140,11 +139,12 @@ async fn a_lease_holder_that_dies_mid_refresh_costs_no_family_and_no_stall() {
     };
     // app-1 holds the lease once the IdP has refused its first attempt; it
     // is now waiting out the Retry-After, renewing the lease.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while idp_count(&stack, &["faults_injected", "error", "token"]).await == 0 {
-        assert!(Instant::now() < deadline, "app-1 never called the IdP");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(
+        Duration::from_secs(5),
+        "app-1 never called the IdP",
+        || async { idp_count(&stack, &["faults_injected", "error", "token"]).await > 0 },
+    )
+    .await;
     stack.kill_instance(APP_1).await.expect("kill the holder");
     let _ = holder.await;
     stack
@@ -286,15 +286,11 @@ async fn a_holder_cut_off_from_postgres_after_the_idp_answered_hands_its_tokens_
         let (user, app1) = (user.clone(), app1.clone());
         tokio::spawn(async move { user.profile(&app1).await })
     };
-    let within = |what: &'static str| {
-        let deadline = Instant::now() + Duration::from_secs(8);
-        move || assert!(Instant::now() < deadline, "{what}")
-    };
-    let in_time = within("app-1 never called the IdP");
-    while idp_count(&stack, &["faults_injected", "latency", "token"]).await == 0 {
-        in_time();
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let within = Duration::from_secs(8);
+    wait_until(within, "app-1 never called the IdP", || async {
+        idp_count(&stack, &["faults_injected", "latency", "token"]).await > 0
+    })
+    .await;
     // While the IdP call runs, app-1 loses Postgres: its lease renewals
     // fail and the lease expires; the IdP's answer cannot be stored.
     let blackhole = NetworkFaults {
@@ -304,34 +300,32 @@ async fn a_holder_cut_off_from_postgres_after_the_idp_answered_hands_its_tokens_
     stack
         .set_network(StoreKind::Postgres, &[APP_1], &blackhole)
         .expect("cut app-1 off from Postgres");
-    let in_time = within("app-1's refresh was never answered");
-    while refreshes(&stack).await == 0 {
-        in_time();
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(within, "app-1's refresh was never answered", || async {
+        refreshes(&stack).await > 0
+    })
+    .await;
     stack
         .set_idp_faults(&FaultConfig::default())
         .await
         .expect("idp faults cleared");
     // What app-1 left for the next holder (it reaches Redis).
-    let mut redis = redis::Client::open(stack.redis.as_ref().expect("redis").url())
+    let redis = redis::Client::open(stack.redis.as_ref().expect("redis").url())
         .expect("redis url")
         .get_multiplexed_async_connection()
         .await
         .expect("redis");
-    let in_time = within("app-1 left no handoff in Redis");
-    loop {
-        let left: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}:rot:*", stack.namespace))
-            .query_async(&mut redis)
-            .await
-            .expect("keys");
-        if !left.is_empty() {
-            break;
+    let handoffs = format!("{}:rot:*", stack.namespace);
+    wait_until(within, "app-1 left no handoff in Redis", || {
+        // A clone a poll: the connection is shared, and the future owns it.
+        let (mut redis, handoffs) = (redis.clone(), handoffs.clone());
+        async move {
+            let left = common::redis_keys(&mut redis, &handoffs)
+                .await
+                .expect("keys");
+            !left.is_empty()
         }
-        in_time();
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
 
     let (status, source, _) = timed_profile(&user, &app2).await;
     assert_eq!(status, 200, "app-2 serves the handed-over token");

@@ -8,8 +8,7 @@ use harness::model::ids::{InstanceId, StoreKind};
 use harness::model::network::NetworkFaults;
 use mock_idp::faults::{Endpoint, Endpoints, FaultConfig, OutageFault};
 
-mod common;
-use common::{browser, held, sign_in, status, up};
+use crate::common::{browser, held, sign_in, status, up};
 
 const APP_1: InstanceId = InstanceId::from_index(0);
 const APP_2: InstanceId = InstanceId::from_index(1);

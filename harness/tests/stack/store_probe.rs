@@ -21,8 +21,8 @@ use harness::stage::stack::Stack;
 use harness::store_probe::StoreProbe;
 use sqlx::Connection;
 
-mod common;
-use common::browser;
+use crate::common;
+use crate::common::browser;
 
 const COOKIE: &str = "app_session";
 

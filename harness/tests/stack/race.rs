@@ -16,8 +16,7 @@ use harness::history::{History, Observed, Request};
 use harness::history_file;
 use harness::results::Results;
 
-mod common;
-use common::assert_valid_results;
+use crate::common::assert_valid_results;
 
 fn scenario() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/race.toml")

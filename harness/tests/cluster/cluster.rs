@@ -3,9 +3,8 @@
 //! scenario and a master kill plus a failover under load show no anomaly
 //! of any kind, every check run; and the cluster goes with a SIGKILLed harness.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use harness::check::Kind;
@@ -14,8 +13,7 @@ use harness::stage::process::exited;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-mod common;
-use common::assert_valid_results;
+use crate::common::{self, assert_valid_results};
 
 fn shipped(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../scenarios/{name}.toml"))
@@ -124,33 +122,18 @@ fn option4_cluster_through_a_master_kill_and_a_failover_loses_nothing_and_serves
 
 #[test]
 fn sigkill_of_harness_up_leaves_no_cluster_node_or_folder() {
-    let exe = env!("CARGO_BIN_EXE_harness");
-    let bin_dir = Path::new(exe).parent().expect("target dir");
-    let mut child = Command::new(exe)
-        .args(["up", "--topology", "option4-cluster", "--instances", "1"])
-        .env_remove("REDIS_URL")
-        .env_remove("REDIS_CLUSTER_URLS")
-        .env_remove("DATABASE_URL")
-        .env("HARNESS_BIN_DIR", bin_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn harness");
-    let stdout = child.stdout.take().expect("stdout");
     let (mut nodes, mut run_dir, mut seeds) = (Vec::new(), String::new(), String::new());
-    for line in BufReader::new(stdout).lines() {
-        let line = line.expect("line");
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
+    let mut child = common::harness_up(
+        &["--topology", "option4-cluster", "--instances", "1"],
+        |words| match words {
             ["pid", name, pid] if name.starts_with("redis-cluster-") => {
                 nodes.push(pid.parse::<u32>().expect("pid"));
             }
             ["redis-cluster", urls] => seeds = (*urls).to_owned(),
             ["logs", dir] => run_dir = (*dir).to_owned(),
-            ["ready", ..] => break,
             _ => {}
-        }
-    }
+        },
+    );
     assert_eq!(nodes.len(), 6, "three masters, three replicas");
     assert_eq!(seeds.split(',').count(), 6, "{seeds}");
     assert!(Path::new(&run_dir).join("redis-cluster").is_dir());

@@ -4,8 +4,8 @@
 
 use contract::{ErrorCode, TokenSource};
 
-mod common;
-use common::{browser, up};
+use crate::common;
+use crate::common::{browser, up};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_reply_of_the_reference_app_reads_as_the_contract_types() {

@@ -12,43 +12,16 @@ use harness::results::{self, Results};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-mod common;
-use common::assert_valid_results;
+use crate::common;
+use crate::common::assert_valid_results;
 
-/// A short run: two instances, an instance restart at 3 s, and `extra` faults.
+/// `fixtures/scenarios/bench-restart.toml` (two instances, an instance restart at 3 s)
+/// with `extra` faults after it, as `dir/NAME.toml`: the run's files take the name.
 fn scenario(dir: &Path, name: &str, extra: &str) -> PathBuf {
-    let text = format!(
-        r#"# A short run for the tests.
-instances = 2
-seed = 9
-
-[browsers]
-people = 4
-per_person = 2
-
-[load]
-duration = "6s"
-ramp_up = "1s"
-think_time = {{ min = "20ms", max = "60ms" }}
-
-[mix]
-profile = 30
-data = 10
-cart_write = 30
-cart_read = 25
-relogin = 2
-
-[idp]
-access_token_lifetime = "4s"
-
-[[faults]]
-at = "3s"
-action = "instance-restart"
-instance = 1
-{extra}"#
-    );
+    let base =
+        std::fs::read_to_string(common::scenario_fixture("bench-restart.toml")).expect("fixture");
     let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&path, text).expect("write");
+    std::fs::write(&path, base + extra).expect("write");
     path
 }
 
@@ -345,37 +318,7 @@ fn ctrl_c_mid_run_still_writes_the_results_marked_incomplete() {
 fn people_who_leave_stay_in_option1_memory_and_option2_blob_and_not_in_option4_stores() {
     let dir = tempfile::tempdir().expect("dir");
     let file = dir.path().join("leave.toml");
-    std::fs::write(
-        &file,
-        r#"# People come and go.
-instances = 2
-seed = 5
-
-[browsers]
-people = 4
-per_person = 2
-
-[load]
-duration = "6s"
-ramp_up = "1s"
-think_time = { min = "20ms", max = "60ms" }
-orphan_grace = "2s"
-
-[mix]
-profile = 30
-data = 10
-cart_write = 20
-cart_read = 20
-leave = 5
-
-[app]
-session_idle_timeout = "2s"
-
-[idp]
-access_token_lifetime = "4s"
-"#,
-    )
-    .expect("write");
+    std::fs::copy(common::scenario_fixture("bench-leave.toml"), &file).expect("copy");
     for option in ["option1", "option2", "option4"] {
         let out = dir.path().join(option);
         let (output, files) = bench(option, &file, &out);

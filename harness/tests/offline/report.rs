@@ -11,7 +11,7 @@ use harness::check::Kind;
 use harness::report;
 use harness::results::{self, Results};
 
-mod common;
+use crate::common;
 
 fn fixture_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")

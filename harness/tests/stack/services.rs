@@ -10,8 +10,7 @@ use harness::stage::services::postgres::{Postgres, data_parent};
 use harness::stage::services::redis::Redis;
 use sqlx::Connection;
 
-mod common;
-use common::{segment_exists, segment_of};
+use crate::common::{segment_exists, segment_of};
 
 async fn redis_set_get(url: &str, value: Option<&str>) -> Result<Option<String>, String> {
     let client = redis::Client::open(url).map_err(|e| e.to_string())?;

@@ -12,8 +12,7 @@ use harness::results::Results;
 use harness::stage::process::{ChildSpec, Supervised};
 use harness::stage::services::redis::Redis;
 
-mod common;
-use common::assert_valid_results;
+use crate::common::assert_valid_results;
 
 /// A shell spinning on a core until killed.
 fn busy(dir: &Path) -> Supervised {

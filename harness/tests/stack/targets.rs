@@ -12,8 +12,8 @@ use std::process::Command;
 use harness::check::Kind;
 use harness::results::{AppKind, Results};
 
-mod common;
-use common::assert_valid_results;
+use crate::common;
+use crate::common::assert_valid_results;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -22,39 +22,13 @@ fn workspace() -> PathBuf {
         .to_owned()
 }
 
-/// Two instances, an instance restart at 4 s, and `extra` faults. Tokens
-/// live an hour: MSAL Node renews any token within 5 minutes of expiry, so
-/// shorter ones would never be served from its cache.
+/// `fixtures/scenarios/targets-restart.toml` (two instances, an instance restart at 4 s)
+/// with `extra` faults after it, as `dir/NAME.toml`: the run's files take the name.
 fn scenario(dir: &Path, name: &str, extra: &str) -> PathBuf {
-    let text = format!(
-        r#"# A short run for the target tests.
-instances = 2
-seed = 5
-
-[browsers]
-people = 4
-per_person = 1
-
-[load]
-duration = "8s"
-ramp_up = "1s"
-think_time = {{ min = "30ms", max = "80ms" }}
-
-[mix]
-profile = 30
-data = 10
-cart_write = 30
-cart_read = 25
-relogin = 2
-
-[[faults]]
-at = "4s"
-action = "instance-restart"
-instance = 1
-{extra}"#
-    );
+    let base =
+        std::fs::read_to_string(common::scenario_fixture("targets-restart.toml")).expect("fixture");
     let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&path, text).expect("write");
+    std::fs::write(&path, base + extra).expect("write");
     path
 }
 
