@@ -3,17 +3,17 @@
 //! stale one when an instance loses Redis or Postgres, a copy is tampered
 //! with, or a late copy races a delete.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::common::{
+    Cuttable, closed_redis, database_url, host_port, redis_url, tiered, unique, via,
+};
 use app::store::encrypted::{EncryptedStore, Keyring};
 use app::store::tiered::TieredStore;
 use app::store::tiered::copies::{Copies, CopyWrite};
 use app::store::{Expect, Store, StoreError};
-use common::{Cuttable, closed_redis, database_url, host_port, redis_url, tiered, unique, via};
 
 const TTL: Option<Duration> = Some(Duration::from_secs(60));
 

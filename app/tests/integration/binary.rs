@@ -91,12 +91,8 @@ async fn a_store_that_goes_down_gives_503_and_the_app_recovers_when_it_returns()
     .await
     .expect("idp");
     let dir = tempfile::tempdir().expect("dir");
-    let topology = dir.path().join("redis-only.toml");
-    std::fs::write(
-        &topology,
-        "name = \"redis-only\"\nsession_backend = \"redis\"\ntoken_cache = \"partitioned\"\nconcurrency = \"compare-and-set\"\n",
-    )
-    .expect("write topology");
+    let topology =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/redis-only.toml");
     let redis_port = free_port();
     let mut redis = redis_server(redis_port, dir.path());
     let app_port = free_port();

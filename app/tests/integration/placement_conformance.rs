@@ -1,8 +1,6 @@
 //! One conformance suite for every token-cache placement, built the way the app builds them
 //! (real Postgres, SQLite and Redis), with each placement's own answers where they differ by design.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,12 +21,12 @@ fn fixture(option: &str) -> Fixture {
     let dir = tempfile::tempdir().expect("dir");
     let topology = Topology::preset(option).expect("preset");
     let backends = Backends {
-        redis_url: Some(common::redis_url()),
+        redis_url: Some(crate::common::redis_url()),
         redis_cluster_urls: Vec::new(),
         redis_ca_pem: None,
-        database_url: Some(common::database_url()),
+        database_url: Some(crate::common::database_url()),
         sqlite_path: dir.path().join("store.db"),
-        namespace: common::unique("pc"),
+        namespace: crate::common::unique("pc"),
         encryption_secret: b"placement conformance".to_vec(),
         encryption_key_id: "k1".into(),
         previous_key_ids: Vec::new(),

@@ -1,8 +1,6 @@
 //! What stores do when their server is down, or a ciphertext is tampered with
 //! (the Redis + Postgres tier's failures are in `tiered.rs`).
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

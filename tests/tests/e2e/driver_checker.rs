@@ -114,19 +114,8 @@ async fn leaky_instance(stack: &InProcessStack) -> (SocketAddr, tokio::task::Joi
 async fn an_app_that_hands_one_users_token_to_another_is_caught_as_cross_user_token() {
     let stack = InProcessStack::start("option1", 0).await;
     let (addr, server) = leaky_instance(&stack).await;
-    let scenario = Scenario::parse(
-        r#"
-[browsers]
-people = 4
-
-[load]
-duration = "4s"
-think_time = { min = "10ms", max = "40ms" }
-
-[mix]
-profile = 1
-"#,
-        "leaky.toml",
+    let scenario = Scenario::from_file(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/leaky.toml"),
     )
     .expect("scenario");
     let (recorder, collector) = history::channel();

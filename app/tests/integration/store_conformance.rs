@@ -4,17 +4,15 @@
 //! defaults (`postgres://postgres@127.0.0.1:5432/postgres`, `redis://127.0.0.1:6379`).
 //! Each test uses its own namespace, so tests run in parallel on one server.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::{database_url, redis_url, unique};
 use app::store::encrypted::{EncryptedStore, Keyring};
 use app::store::memory::MemoryStore;
 use app::store::redis::RedisStore;
 use app::store::sql::{PostgresStore, SqliteStore};
 use app::store::{Expect, Store, StoreError};
-use common::{database_url, redis_url, unique};
 
 fn keyring() -> Keyring {
     Keyring::new(&[("k1", Keyring::derive_key(b"conformance", "k1"))], "k1").expect("keyring")
@@ -43,7 +41,7 @@ mod backends {
     }
 
     pub fn redis_postgres() -> Arc<dyn Store> {
-        Arc::new(common::tiered(
+        Arc::new(crate::common::tiered(
             &unique("tier"),
             "app-1",
             &redis_url(),
