@@ -1,12 +1,13 @@
-//! End-to-end tests across the workspace's crates, over real HTTP; the tests live in `tests/`.
+//! End-to-end tests across the workspace's crates, over real HTTP; the tests live in
+//! `tests/e2e/` (one binary, a module a subject).
 //!
 //! # Layout
 //! - this file: [`InProcessStack`], a mock IdP and app instances of one
 //!   topology in this process on loopback ports (the harness's `Stack` runs
 //!   them as child processes), and [`browser`], the contract's browser.
-//! - `tests/oidc_client.rs`: a standard OpenID Connect client library against the mock IdP.
-//! - `tests/topologies.rs`: each option's defining behaviour.
-//! - `tests/app_security.rs`: cookies, ciphertexts, session-id rotation, logs.
+//! - `tests/e2e/oidc_client.rs`: a standard OpenID Connect client library against the mock IdP.
+//! - `tests/e2e/topologies.rs`: each option's defining behaviour.
+//! - `tests/e2e/app_security.rs`: cookies, ciphertexts, session-id rotation, logs.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

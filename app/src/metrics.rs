@@ -10,7 +10,18 @@ use parking_lot::Mutex;
 use crate::store::StoreSize;
 use crate::store::breaker::Breaker;
 use crate::store::tiered::coherence::CoherenceStats;
-use crate::tokencache::placement::Resident;
+
+/// A token cache held in the app's own memory, as `/metrics` reports it.
+/// Defined here, beside the gauge it feeds, so that the metrics (which the
+/// IdP client counts into) import nothing of the token cache: the placements
+/// hand it over, and no import runs in a circle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resident {
+    /// Accounts, ID tokens, access tokens and refresh tokens together.
+    pub entries: u64,
+    /// Accounts (users) it holds tokens for.
+    pub accounts: u64,
+}
 
 /// Counters kept by this instance.
 #[derive(Default)]

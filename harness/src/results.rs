@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::check::Kind;
 use crate::history::{Event, FaultStep};
 use crate::model::cpu::{self, CpuSample};
+use crate::model::outcomes::Outcomes;
 use crate::model::sample::Sample;
 use crate::scenario::source::{self, ReadError};
 use crate::scenario::workload::Workload;
@@ -386,14 +387,9 @@ pub struct RequestSeries {
     pub kind: String,
     pub instance: String,
     pub count: u64,
-    pub ok: u64,
-    pub client_errors: u64,
-    pub server_errors: u64,
-    /// No connection: the request never arrived.
-    pub refused: u64,
-    pub timeouts: u64,
-    /// The connection failed mid-request.
-    pub lost: u64,
+    /// How they ended: six fields (`ok` .. `lost`) at this level in the file.
+    #[serde(flatten)]
+    pub outcomes: Outcomes,
     /// Corrected for coordinated omission (see `histogram`).
     pub latency: Percentiles,
     /// As measured.
@@ -717,7 +713,7 @@ impl Results {
             all.add(decode(&series.histogram)?)
                 .map_err(|e| ResultsError::Histogram(format!("{e:?}")))?;
             count += series.count;
-            errors += series.server_errors + series.refused + series.timeouts + series.lost;
+            errors += series.outcomes.errors();
         }
         Ok((count, errors, all))
     }
@@ -1047,12 +1043,7 @@ fn add_series(into: &mut RequestSeries, from: &RequestSeries) -> Result<(), Resu
     into.raw_histogram = raw_histogram;
     into.raw_latency = raw_latency;
     into.count += from.count;
-    into.ok += from.ok;
-    into.client_errors += from.client_errors;
-    into.server_errors += from.server_errors;
-    into.refused += from.refused;
-    into.timeouts += from.timeouts;
-    into.lost += from.lost;
+    into.outcomes.add(&from.outcomes);
     Ok(())
 }
 

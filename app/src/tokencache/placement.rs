@@ -9,6 +9,7 @@ use parking_lot::Mutex;
 
 use super::handoff::Handoff;
 use super::lease::RefreshLeases;
+use crate::metrics::Resident;
 use crate::msal_model::TokenCache;
 use crate::session::{LoadedSession, Sessions};
 use crate::store::{Attempts, Expect, Fence, Record, Store, StoreError};
@@ -18,15 +19,6 @@ pub struct CacheSnapshot {
     pub cache: TokenCache,
     /// The stored version it was read at, where the placement compares versions.
     pub version: Option<u64>,
-}
-
-/// A token cache held in the app's own memory, as `/metrics` reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Resident {
-    /// Accounts, ID tokens, access tokens and refresh tokens together.
-    pub entries: u64,
-    /// Accounts (users) it holds tokens for.
-    pub accounts: u64,
 }
 
 /// Where tokens live, as hooks around every access.

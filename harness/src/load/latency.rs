@@ -16,6 +16,7 @@ use parking_lot::Mutex;
 
 use crate::history::{NoAnswer, Outcome, Request};
 use crate::model::latency::{MAX_MICROS, histogram};
+use crate::model::outcomes::Outcomes;
 
 /// How requests of one type to one instance went.
 #[derive(Clone)]
@@ -24,14 +25,7 @@ pub struct Series {
     pub corrected: Histogram<u64>,
     /// As measured.
     pub raw: Histogram<u64>,
-    pub ok: u64,
-    /// 4xx answers.
-    pub client_errors: u64,
-    /// 5xx answers.
-    pub server_errors: u64,
-    pub refused: u64,
-    pub timeouts: u64,
-    pub lost: u64,
+    pub outcomes: Outcomes,
 }
 
 impl Default for Series {
@@ -39,33 +33,24 @@ impl Default for Series {
         Self {
             corrected: histogram(),
             raw: histogram(),
-            ok: 0,
-            client_errors: 0,
-            server_errors: 0,
-            refused: 0,
-            timeouts: 0,
-            lost: 0,
+            outcomes: Outcomes::default(),
         }
     }
 }
 
 impl Series {
     fn count(&mut self, outcome: &Outcome) {
+        let o = &mut self.outcomes;
         match outcome {
-            Outcome::Answered { status, .. } if *status >= 500 => self.server_errors += 1,
-            Outcome::Answered { status, .. } if *status >= 400 => self.client_errors += 1,
-            Outcome::Answered { .. } => self.ok += 1,
+            Outcome::Answered { status, .. } if *status >= 500 => o.server_errors += 1,
+            Outcome::Answered { status, .. } if *status >= 400 => o.client_errors += 1,
+            Outcome::Answered { .. } => o.ok += 1,
             Outcome::NoAnswer { cause, .. } => match cause {
-                NoAnswer::Refused => self.refused += 1,
-                NoAnswer::Timeout => self.timeouts += 1,
-                NoAnswer::Lost => self.lost += 1,
+                NoAnswer::Refused => o.refused += 1,
+                NoAnswer::Timeout => o.timeouts += 1,
+                NoAnswer::Lost => o.lost += 1,
             },
         }
-    }
-
-    /// Requests that got no answer or a 5xx.
-    pub fn errors(&self) -> u64 {
-        self.server_errors + self.refused + self.timeouts + self.lost
     }
 }
 
@@ -174,7 +159,7 @@ impl Latencies {
         for (_, _, series) in self.used() {
             let series = series.lock();
             let _ = all.add(&series.raw);
-            errors += series.errors();
+            errors += series.outcomes.errors();
         }
         (all.len(), errors, all.value_at_quantile(0.99))
     }

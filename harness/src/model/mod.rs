@@ -13,6 +13,7 @@
 //! - [`cpu`]: the stage's CPU seconds at one moment, and component names.
 //! - [`latency`]: the one shape of latency histogram; the reference round
 //!   trips' names.
+//! - [`outcomes`]: how a series' requests ended, counted.
 
 pub mod app;
 pub mod cpu;
@@ -20,4 +21,5 @@ pub mod idp;
 pub mod ids;
 pub mod latency;
 pub mod network;
+pub mod outcomes;
 pub mod sample;

@@ -400,7 +400,7 @@ fn latency(out: &mut String, columns: &[Column<'_>]) -> Result<(), ReportError> 
                 .requests
                 .iter()
                 .filter(|s| s.kind == kind)
-                .map(|s| s.server_errors + s.refused + s.timeouts + s.lost)
+                .map(|s| s.outcomes.errors())
                 .sum();
             let _ = writeln!(
                 out,

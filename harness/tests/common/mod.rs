@@ -2,6 +2,7 @@
 //! to it, and a look at Postgres's System V shared memory.
 #![allow(dead_code)] // each test binary uses a different subset
 
+use std::future::Future;
 use std::num::NonZeroUsize;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -43,6 +44,64 @@ pub async fn up(
     })
     .await
     .expect("stack up (app and mock-idp built beside the test: cargo nextest run --workspace)")
+}
+
+/// `harness up ARGS` started as a child with stores of its own (no
+/// REDIS_URL, REDIS_CLUSTER_URLS or DATABASE_URL) and the app and mock-idp
+/// built beside it; hands `line` the words of each line it prints until
+/// `ready`, then returns the child, still up.
+pub fn harness_up(args: &[&str], mut line: impl FnMut(&[&str])) -> std::process::Child {
+    use std::io::BufRead;
+    let exe = env!("CARGO_BIN_EXE_harness");
+    let bin_dir = std::path::Path::new(exe).parent().expect("target dir");
+    for needed in ["app", "mock-idp"] {
+        assert!(
+            bin_dir.join(needed).is_file(),
+            "{needed} is not built beside the harness; run the workspace's tests (cargo nextest run --workspace)"
+        );
+    }
+    let mut child = std::process::Command::new(exe)
+        .arg("up")
+        .args(args)
+        .env_remove("REDIS_URL")
+        .env_remove("REDIS_CLUSTER_URLS")
+        .env_remove("DATABASE_URL")
+        .env("HARNESS_BIN_DIR", bin_dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn harness");
+    let stdout = child.stdout.take().expect("stdout");
+    for text in std::io::BufReader::new(stdout).lines() {
+        let text = text.expect("line");
+        let words: Vec<&str> = text.split_whitespace().collect();
+        if words.first() == Some(&"ready") {
+            break;
+        }
+        line(&words);
+    }
+    child
+}
+
+/// Polls `ready` every 20 ms until it says yes; fails the test, saying
+/// `what` did not happen, once `within` has passed.
+pub async fn wait_until<F, Fut>(within: Duration, what: &str, mut ready: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while !ready().await {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A scenario committed for the tests: `tests/fixtures/scenarios/NAME`.
+pub fn scenario_fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/scenarios")
+        .join(name)
 }
 
 /// A browser with its own cookie jar.
