@@ -1646,6 +1646,22 @@ fn scoped(s: &mut Script, b: BrowserId, source: TokenSource, scopes: &str) -> us
 }
 
 #[test]
+fn a_token_served_from_the_cache_evicts_no_token_of_other_scopes() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    let profile = s.token(b, TokenSource::Cache, "sub-alice", "sid-1", 60);
+    scoped(&mut s, b, TokenSource::Refresh, "orders.read");
+    scoped(&mut s, b, TokenSource::Cache, "orders.read");
+    // The profile token is still cached and good: refreshing it is extra.
+    let extra = s.token(b, TokenSource::Refresh, "sub-alice", "sid-1", 60);
+    let findings = s.findings();
+    let extras = only(&findings, Kind::ExtraIdpCalls);
+    assert_eq!(extras.len(), 1, "{extras:?}");
+    assert_eq!(extras[0].evidence, [profile, extra]);
+}
+
+#[test]
 fn a_refresh_is_extra_only_when_a_token_for_its_own_scopes_was_cached() {
     let mut s = Script::new();
     let b = s.browser("alice");
