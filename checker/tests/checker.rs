@@ -1404,6 +1404,37 @@ fn a_resurrected_session_names_the_sign_in_that_began_it_and_where_it_answered()
     assert_eq!(found[1].facet.as_deref(), Some("other-instance"));
 }
 
+#[test]
+fn a_refused_replay_or_one_after_a_failed_logout_resurrects_nothing() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    logout(&mut s, b);
+    // The logged-out cookie refused: what the contract asks.
+    s.at(b, Request::Replay, failed(401, "not_signed_in"));
+    // A logout that failed ended nothing: its cookie may still be answered.
+    let other = s.browser("bob");
+    s.sign_in(other, "sid-2", "s2");
+    s.at(other, Request::Logout, failed(503, "store_unavailable"));
+    replay(&mut s, other, "app-1");
+    let findings = s.findings();
+    assert_eq!(findings.count(Kind::SessionResurrected), 0, "{findings:?}");
+}
+
+#[test]
+fn a_401_that_says_signin_required_is_a_loss_of_tokens() {
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    s.token(b, TokenSource::Cache, "sub-alice", "sid-1", 60);
+    let lost = s.at(b, Request::Profile, failed(401, "signin_required"));
+    let findings = s.findings();
+    let losses = only(&findings, Kind::SessionLoss);
+    assert_eq!(losses.len(), 1, "{losses:?}");
+    assert_eq!(losses[0].facet.as_deref(), Some("tokens-lost"));
+    assert!(losses[0].evidence.contains(&lost), "{losses:?}");
+}
+
 /// A sign-in answered 500 though its answer names an IdP session `sid`.
 fn refused_sign_in(s: &mut Script, b: BrowserId, sid: &str) -> usize {
     let index = s.sign_in(b, sid, "s-refused");

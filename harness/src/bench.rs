@@ -66,6 +66,25 @@ impl Benched {
         };
         Some(first.with_file_name(format!("{stem}.html")))
     }
+
+    /// What `bench` says when done: the summary table, every file written,
+    /// then the HTML report, written to `report` or else beside the results.
+    pub fn print_and_report(
+        &self,
+        report: Option<PathBuf>,
+        settings: crate::report::Settings,
+    ) -> Result<(), crate::report::ReportError> {
+        print!("{}", summary_table(&self.results));
+        let written = self.written.iter().map(|p| ("results", p));
+        for (what, path) in written.chain(self.histories.iter().map(|p| ("history", p))) {
+            println!("{what}: {}", path.display());
+        }
+        if let Some(report) = report.or_else(|| self.report_path()) {
+            crate::report::write_with(&self.written, &report, settings)?;
+            println!("report: {}", report.display());
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

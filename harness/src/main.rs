@@ -128,19 +128,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                 start_at,
             })
             .await?;
-            print!("{}", harness::bench::summary_table(&outcome.results));
-            let written = outcome.written.iter().map(|p| ("results", p));
-            for (what, path) in written.chain(outcome.histories.iter().map(|p| ("history", p))) {
-                println!("{what}: {}", path.display());
-            }
-            if let Some(report) = report.or_else(|| outcome.report_path()) {
-                harness::report::write_with(
-                    &outcome.written,
-                    &report,
-                    harness::cli::report_settings(node_memory_mib),
-                )?;
-                println!("report: {}", report.display());
-            }
+            outcome.print_and_report(report, harness::cli::report_settings(node_memory_mib))?;
             if let Some(why) = outcome.stopped_because {
                 anyhow::bail!("the run was cut short ({why}); the results written cover what ran");
             }
