@@ -1346,6 +1346,97 @@ fn the_minimum_holds_the_real_tokens_the_history_shows() {
     assert_eq!(minimum(&s), 2, "the ideal token ran out at 51 s");
 }
 
+/// A `/data` call showing a token for `scopes` with the given expiry
+/// (seconds after the run started), answered at `invoked` (microseconds).
+fn scoped_at(
+    s: &mut Script,
+    b: BrowserId,
+    source: TokenSource,
+    scopes: &str,
+    invoked: u64,
+    exp: u64,
+) -> usize {
+    let index = scoped(s, b, source, scopes);
+    retime(s, index, invoked);
+    if let Outcome::Answered {
+        observed: Observed::Token { exp: shown, .. },
+        ..
+    } = &mut s.history.events[index].outcome
+    {
+        *shown = STARTED_MS / 1000 + exp;
+    }
+    index
+}
+
+#[test]
+fn the_minimum_estimates_only_what_no_answer_shows_and_pins_only_its_own_estimate() {
+    let minimum = |s: &Script| {
+        check::idp_calls::minimum_token_calls(
+            &s.history,
+            &s.history.by_browser(),
+            &settings(),
+            Duration::from_secs(60),
+        )
+    };
+    // Refreshed at 100 s (due at 150 s) and again at 150.5 s: with no
+    // cached answer between, the first refresh's shown expiry decides.
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    token_at(&mut s, b, TokenSource::Refresh, 100_000_000, 160);
+    token_at(&mut s, b, TokenSource::Refresh, 150_500_000, 210);
+    assert_eq!(
+        minimum(&s),
+        3,
+        "due at 150 s: the second refresh was needed"
+    );
+    // The ideal client needs a token where the app served its own (it had
+    // refreshed early): the ideal one is estimated from that moment (51.5 s,
+    // so due at 101 s, a second of slack after).
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    token_at(&mut s, b, TokenSource::Cache, 2_000_000, 61);
+    token_at(&mut s, b, TokenSource::Refresh, 30_000_000, 90);
+    token_at(&mut s, b, TokenSource::Cache, 51_500_000, 90);
+    assert_eq!(minimum(&s), 2);
+    token_at(&mut s, b, TokenSource::Refresh, 100_500_000, 160);
+    assert_eq!(minimum(&s), 2, "the estimate serves to 102 s");
+    token_at(&mut s, b, TokenSource::Cache, 102_500_000, 160);
+    assert_eq!(minimum(&s), 3, "and no longer");
+    // A token the history showed is not pinned again by an older one.
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    token_at(&mut s, b, TokenSource::Refresh, 100_000_000, 160);
+    token_at(&mut s, b, TokenSource::Cache, 120_000_000, 140);
+    token_at(&mut s, b, TokenSource::Cache, 140_000_000, 160);
+    assert_eq!(minimum(&s), 2, "the refresh's token is due at 150 s");
+    // A cached answer for one scope set pins no token of another.
+    let mut s = Script::new();
+    let b = s.browser("alice");
+    s.sign_in(b, "sid-1", "s1");
+    token_at(&mut s, b, TokenSource::Refresh, 100_000_000, 160);
+    scoped_at(
+        &mut s,
+        b,
+        TokenSource::Refresh,
+        "orders.read",
+        100_500_000,
+        170,
+    );
+    token_at(&mut s, b, TokenSource::Cache, 120_000_000, 160);
+    scoped_at(
+        &mut s,
+        b,
+        TokenSource::Cache,
+        "orders.read",
+        155_000_000,
+        170,
+    );
+    assert_eq!(minimum(&s), 3, "the orders token is due at 160 s");
+}
+
 #[test]
 fn a_sign_in_with_no_answer_may_have_landed_so_its_browser_may_be_live() {
     let mut s = Script::new();
