@@ -15,13 +15,6 @@ use app::web::WebSettings;
 use app::{AppConfig, build, run};
 use clap::Parser;
 
-/// mimalloc: every request allocates (headers, JSON, sealed records and
-/// their plaintexts), and glibc's `malloc`/`free` took about a tenth of the
-/// CPU of an in-process stack serving cached `/profile`s (perf over
-/// `profile_latency`: client, app and IdP together).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// The reference web app: an OAuth confidential client of the (mock) IdP whose
 /// session store and token cache are placed as the topology says.
 #[derive(Parser, Debug)]

@@ -22,11 +22,6 @@ use e2e_tests::{InProcessStack, redis_url, sign_in};
 use harness::stage::services::redis_cluster::RedisCluster;
 use hdrhistogram::Histogram;
 
-/// The app binary's allocator, so the in-process stack allocates as the
-/// shipped app does.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
