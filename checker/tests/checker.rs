@@ -827,6 +827,28 @@ fn a_restart_wipes_what_an_instance_held_of_browsers_it_served_before() {
 }
 
 #[test]
+fn an_instance_is_fresh_only_once_its_restart_is_done() {
+    // Alice's last request (2 s) came while app-1's restart (1.5 s to
+    // 2.5 s) was under way: the instance started afresh after it.
+    let (mut s, alice, _, look) = alice_left_bob_stayed();
+    s.history.faults.push(checker::history::FaultStep {
+        at: 1_500_000,
+        took: 1_000_000,
+        action: "instance-restart app-1".into(),
+        ends: None,
+        error: None,
+        unscheduled: None,
+    });
+    let found =
+        resident::Standings::new(&s.history, look, IDLE).check(&[held("app-1", None, Some(2))]);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_ne!(
+        found[0].browser, alice,
+        "served before the restart was done"
+    );
+}
+
+#[test]
 fn a_session_loss_is_tied_to_a_restart_only_when_its_instance_went_down_in_between() {
     let mut s = Script::new();
     let alice = s.browser("alice");
