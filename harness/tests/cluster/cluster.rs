@@ -71,6 +71,40 @@ fn option4_cluster_smoke_shows_no_anomaly_of_any_kind() {
     assert_eq!(results.topology.name, "option4-cluster");
     assert_no_anomaly_and_all_checked(&results);
     assert_every_node_sampled_and_reported(&results);
+    assert_redis_cpu_is_the_nodes(&results);
+}
+
+/// The Redis part of CPU per 1,000 requests is the private nodes' seconds
+/// summed (a figure, not `-` or unknown), in the results and the report.
+fn assert_redis_cpu_is_the_nodes(results: &Results) {
+    let cpu = results.cpu.as_ref().expect("CPU measured");
+    let redis = cpu.component("redis").expect("the nodes are the Redis");
+    let seconds = redis.seconds.expect("known: the harness runs the nodes");
+    assert!(
+        seconds > 0.0 && redis.ms_per_1k_requests.is_some_and(|ms| ms > 0.0),
+        "{redis:?}"
+    );
+    assert_eq!(redis.unknown, None);
+    let page = harness::report::render(std::slice::from_ref(results)).expect("renders");
+    let row = page
+        .split("<h2 id=\"cpu\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</table>").next())
+        .and_then(|table| {
+            table
+                .lines()
+                .find(|l| l.starts_with("<tr><td>option4-cluster"))
+        })
+        .expect("the CPU row of the cluster run");
+    let redis_cell = row.split("<td").nth(5).expect("the Redis cell");
+    assert!(
+        redis_cell.contains(&format!("{seconds:.2} s")),
+        "the Redis column shows the nodes' seconds: {row}"
+    );
+    println!(
+        "cluster: Redis CPU {seconds:.2} s, {:.1} ms per 1,000 requests",
+        redis.ms_per_1k_requests.unwrap_or_default()
+    );
 }
 
 /// Every sample lists the six nodes with their figures; the cluster's store
@@ -224,6 +258,9 @@ fn option4_cluster_through_a_master_kill_a_reshard_and_a_failover_loses_nothing_
         );
     }
     assert!(results.unchecked.is_empty(), "{:?}", results.unchecked);
+    // A killed master's seconds up to its death stay in the sum, beside
+    // its restarted process's.
+    assert_redis_cpu_is_the_nodes(&results);
     // Extra IdP calls come only from the faults' windows.
     for anomaly in results
         .anomalies
