@@ -1,7 +1,7 @@
 //! CPU seconds (user + system) the stage's processes spent, read from
-//! `/proc`: each app instance, the private Redis, the private Postgres (the
-//! postmaster, its live backends, and those it has reaped), and the
-//! harness itself (`getrusage`).
+//! `/proc`: each app instance, the private Redis (or a private Redis
+//! Cluster's nodes, summed), the private Postgres (the postmaster, its live
+//! backends, and those it has reaped), and the harness itself (`getrusage`).
 //!
 //! Figures are cumulative and survive restarts: a component's CPU is what
 //! its earlier processes had spent when last read plus its current
@@ -9,7 +9,8 @@
 //! last reading and its end (at most one sampling period) is not seen. A
 //! server the harness does not run (`REDIS_URL`, `DATABASE_URL`, a
 //! container) has no figure, and says why: its processes are not ours to
-//! read, and may serve others.
+//! read, and may serve others. An existing cluster (`REDIS_CLUSTER_URLS`)
+//! is not metered at all: the run has no Redis component, shown as `-`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
@@ -19,6 +20,7 @@ use parking_lot::Mutex;
 use crate::model::cpu::{CpuSample, POSTGRES, REDIS};
 use crate::stage::process::PidWatch;
 use crate::stage::services::Server;
+use crate::stage::services::redis_cluster::RedisCluster;
 use crate::stage::stack::Stack;
 
 /// One process's CPU figures from `/proc/PID/stat`, in clock ticks.
@@ -147,6 +149,10 @@ impl ProcessTable {
 pub enum CpuSource {
     /// A process tree the harness runs, rooted at the watched pid.
     Process(PidWatch),
+    /// Several that make one component (a Redis Cluster's nodes), summed:
+    /// each keeps its own tally, so a node killed keeps what it had spent
+    /// and its replacement adds to it.
+    Processes(Vec<PidWatch>),
     /// Not readable here, and why (an external server, a remote instance).
     Unknown(String),
 }
@@ -161,6 +167,15 @@ impl CpuSource {
                 server.provided_as()
             )),
         }
+    }
+}
+
+impl CpuSource {
+    /// A private cluster's nodes; none for an existing cluster, whose nodes
+    /// have no pids here (its Redis CPU is `-`, as for a run without Redis).
+    pub fn of_cluster(cluster: &RedisCluster) -> Option<Self> {
+        let nodes = cluster.processes();
+        (!nodes.is_empty()).then(|| Self::Processes(nodes.iter().map(|n| n.pid_watch()).collect()))
     }
 }
 
@@ -197,7 +212,8 @@ impl Tally {
 struct Part {
     name: String,
     source: CpuSource,
-    tally: Tally,
+    /// One per watched process, in the source's order.
+    tallies: Vec<Tally>,
 }
 
 impl Part {
@@ -205,22 +221,29 @@ impl Part {
         Self {
             name: name.to_owned(),
             source,
-            tally: Tally::default(),
+            tallies: Vec::new(),
         }
     }
 
-    /// Seconds so far; none when unknown or never seen running.
+    /// Seconds so far, summed over its processes; none when unknown or
+    /// none was ever seen running.
     fn read(&mut self, table: &ProcessTable) -> Option<f64> {
-        let CpuSource::Process(watch) = &self.source else {
-            return None;
+        let watches = match &self.source {
+            CpuSource::Process(watch) => std::slice::from_ref(watch),
+            CpuSource::Processes(watches) => watches.as_slice(),
+            CpuSource::Unknown(_) => return None,
         };
-        let now = watch
-            .get()
-            .and_then(|pid| table.tree(pid).map(|(start, ticks)| (pid, start, ticks)));
-        let ticks = self.tally.observe(now);
-        self.tally
-            .current
-            .is_some()
+        self.tallies.resize_with(watches.len(), Tally::default);
+        let mut ticks = 0;
+        for (watch, tally) in watches.iter().zip(&mut self.tallies) {
+            let now = watch
+                .get()
+                .and_then(|pid| table.tree(pid).map(|(start, ticks)| (pid, start, ticks)));
+            ticks += tally.observe(now);
+        }
+        self.tallies
+            .iter()
+            .any(|t| t.current.is_some())
             .then(|| ticks as f64 / ticks_per_second())
     }
 }
@@ -255,7 +278,7 @@ impl CpuMeter {
         })))
     }
 
-    /// A stack's instances and stores.
+    /// A stack's instances and stores; a private cluster's nodes are its Redis.
     pub fn of(stack: &Stack) -> Self {
         let instances = stack
             .instances
@@ -275,7 +298,8 @@ impl CpuMeter {
             stack
                 .redis
                 .as_ref()
-                .map(|r| CpuSource::of_server(r, "Redis")),
+                .map(|r| CpuSource::of_server(r, "Redis"))
+                .or_else(|| stack.redis_cluster.as_ref().and_then(CpuSource::of_cluster)),
             stack
                 .postgres
                 .as_ref()
@@ -310,7 +334,7 @@ impl CpuMeter {
             .chain(&parts.postgres)
             .filter_map(|p| match &p.source {
                 CpuSource::Unknown(why) => Some((p.name.clone(), why.clone())),
-                CpuSource::Process(_) => None,
+                CpuSource::Process(_) | CpuSource::Processes(_) => None,
             })
             .collect()
     }

@@ -11,6 +11,7 @@ use mock_idp::faults::FaultConfig;
 use tokio::time::Instant;
 
 use crate::history::{FaultStep, Unscheduled};
+use crate::model::ids::StoreKind;
 use crate::model::network::NetworkFaults;
 use crate::scenario::faults::{FaultAction, FaultSchedule};
 use crate::stage::StageError;
@@ -180,16 +181,39 @@ pub async fn apply(stack: &mut Stack, action: &FaultAction) -> Result<(), StageE
         FaultAction::PostgresStart => stack.postgres()?.start_again().await,
         FaultAction::Idp(set) => stack.set_idp_faults(set).await,
         FaultAction::IdpClear => stack.set_idp_faults(&FaultConfig::default()).await,
+        // A cluster's proxies stand in front of its nodes, not between an
+        // instance and the store.
+        FaultAction::Network {
+            store: StoreKind::RedisCluster,
+            node,
+            set,
+            ..
+        } => stack.set_cluster_network(*node, set).map(drop),
+        FaultAction::NetworkClear {
+            store: StoreKind::RedisCluster,
+            node,
+            ..
+        } => stack
+            .set_cluster_network(*node, &NetworkFaults::default())
+            .map(drop),
+        FaultAction::NetworkReset {
+            store: StoreKind::RedisCluster,
+            node,
+            ..
+        } => stack.reset_cluster_network(*node).map(drop),
         FaultAction::Network {
             store,
             instances,
             set,
+            ..
         } => stack.set_network(*store, instances, set).map(drop),
-        FaultAction::NetworkClear { store, instances } => stack
+        FaultAction::NetworkClear {
+            store, instances, ..
+        } => stack
             .set_network(*store, instances, &NetworkFaults::default())
             .map(drop),
-        FaultAction::NetworkReset { store, instances } => {
-            stack.reset_network(*store, instances).map(drop)
-        }
+        FaultAction::NetworkReset {
+            store, instances, ..
+        } => stack.reset_network(*store, instances).map(drop),
     }
 }

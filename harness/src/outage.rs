@@ -31,6 +31,12 @@ pub struct FaultErrors {
     /// From the step's start to the last failure: how long after the fault
     /// browsers still saw requests fail.
     pub failing_until_us: Option<Micros>,
+    /// When the first request that did not fail completed after the last
+    /// failure: from the first failure to this is the outage as browsers
+    /// saw it (first error to first success). None without failures, or
+    /// when none succeeded after them before the next step (or the end).
+    #[serde(default)]
+    pub recovered_us: Option<Micros>,
     /// The slowest of the requests (invoked to completed): a fault that the
     /// app rides out without an error can still show as a wait.
     #[serde(default)]
@@ -73,6 +79,13 @@ pub fn per_fault(steps: &[FaultStep], events: &[Event], run_end: Micros) -> Vec<
                 .collect();
             let first = failures.iter().min().copied();
             let last = failures.iter().max().copied();
+            let recovered = last.and_then(|last| {
+                window
+                    .iter()
+                    .filter(|e| !failed(e) && e.completed > last)
+                    .map(|e| e.completed)
+                    .min()
+            });
             FaultErrors {
                 step: index,
                 action: step.action.clone(),
@@ -83,6 +96,7 @@ pub fn per_fault(steps: &[FaultStep], events: &[Event], run_end: Micros) -> Vec<
                 last_failure_us: last,
                 failing_span_us: first.zip(last).map(|(a, b)| b - a),
                 failing_until_us: last.map(|b| b - step.at),
+                recovered_us: recovered,
                 slowest_us: window
                     .iter()
                     .map(|e| e.completed.saturating_sub(e.invoked))
@@ -114,6 +128,9 @@ pub fn line(errors: &FaultErrors) -> String {
             seconds(last - first),
             seconds(until)
         );
+    }
+    if let Some(back) = errors.recovered_us {
+        line += &format!(", the first success after them at {:.2} s", seconds(back));
     }
     if let Some(slowest) = errors.slowest_us {
         line += &format!("; the slowest took {:.2} s", seconds(slowest));
@@ -185,12 +202,18 @@ mod tests {
         assert_eq!(kill.failing_span_us, Some(1_600_000));
         assert_eq!(kill.failing_until_us, Some(2_100_000));
         assert_eq!(
+            kill.recovered_us,
+            Some(4_000_000),
+            "the first success after the last failure, not the 401 between failures"
+        );
+        assert_eq!(
             line(kill),
-            "redis-master-kill at 1.0 s: 3 of 6 requests failed, from 1.50 s to 3.10 s (1.60 s; the last 2.10 s after it began); the slowest took 0.00 s"
+            "redis-master-kill at 1.0 s: 3 of 6 requests failed, from 1.50 s to 3.10 s (1.60 s; the last 2.10 s after it began), the first success after them at 4.00 s; the slowest took 0.00 s"
         );
         let failover = &errors[1];
         assert_eq!((failover.requests, failover.failed), (1, 0));
         assert_eq!(failover.failing_span_us, None);
+        assert_eq!(failover.recovered_us, None, "nothing to recover from");
         assert_eq!(failover.slowest_us, Some(1_000));
         assert_eq!(
             line(failover),
@@ -213,6 +236,10 @@ mod tests {
         assert_eq!(
             errors[0].failed, 1,
             "the failure after the resume is not the pause's"
+        );
+        assert_eq!(
+            errors[0].recovered_us, None,
+            "no success followed the failure within the window"
         );
         assert!(per_fault(&[], &events, 4_000_000).is_empty());
     }

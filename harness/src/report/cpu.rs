@@ -15,8 +15,10 @@ pub fn section(out: &mut String, columns: &[Column<'_>]) -> Result<(), ReportErr
     *out += "<h2 id=\"cpu\">CPU per 1,000 requests</h2>\n<p>CPU time (user + system, from <code>/proc</code>) \
              each part spent from the load's start to its end, in milliseconds per 1,000 requests of every \
              type (seconds in all below it). An instance's figure adds up its processes across restarts; \
-             Postgres's counts its backends. A server the harness does not run (<code>REDIS_URL</code>, \
-             <code>DATABASE_URL</code>) is unknown, never guessed. The harness's own (load driver, sampler, \
+             Postgres's counts its backends. On a Redis Cluster the harness starts, Redis is its nodes' seconds \
+             summed, masters and replicas, a killed node's up to its death included. A server the harness does \
+             not run (<code>REDIS_URL</code>, <code>DATABASE_URL</code>) is unknown, never guessed; an existing \
+             cluster (<code>REDIS_CLUSTER_URLS</code>) is not metered and shows <code>-</code>. The harness's own (load driver, sampler, \
              live checker) is the measuring's cost, on the same machine. The mock IdP's is not counted.</p>\n";
     *out += "<table><tr><th>option</th><th>requests</th><th>p50 ms</th><th>all instances</th><th>Redis</th>\
              <th>Postgres</th><th>instances + stores</th><th>harness</th><th>each instance</th></tr>\n";

@@ -441,6 +441,7 @@ fn latency(out: &mut String, columns: &[Column<'_>]) -> Result<(), ReportError> 
             figure(out, &charts::latency_over_time(c, timeline)?);
         }
     }
+    super::outage::section(out, columns);
     Ok(())
 }
 

@@ -8,6 +8,7 @@
 //! - [`accounting`]: the rule that those parts add up to the results' counts.
 //! - [`charts`]: the charts, drawn by plotters as inline SVG.
 //! - [`cpu`]: CPU per 1,000 requests, per option and component.
+//! - [`outage`]: each fault step as browsers saw it (failed requests, the failing span).
 //! - [`projection`]: the capacity projection (store memory and IdP calls at 10x-1000x;
 //!   on a Redis Cluster, the nodes that memory needs).
 //! - [`cluster`]: a Redis Cluster's nodes per shard, and the nodes the projection needs.
@@ -23,6 +24,7 @@ pub mod cpu;
 pub mod escape;
 pub mod html;
 pub mod matrix;
+pub mod outage;
 pub mod parts;
 pub mod projection;
 

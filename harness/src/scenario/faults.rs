@@ -16,6 +16,14 @@
 //! set = { latency = "50ms", jitter = "10ms" }
 //!
 //! [[faults]]
+//! at = "6s"
+//! action = "network"        # on a private Redis Cluster: one node's proxy,
+//! store = "redis-cluster"   # which every client of that node shares
+//! node = 1                  # redis-cluster-1 (1-3 start as masters); every node when absent
+//! set = { blackhole = true }
+//! for = "4s"
+//!
+//! [[faults]]
 //! at = "8s"
 //! action = "redis-reshard"  # on a Redis Cluster: slots moved between masters
 //! share = 0.25              # of the fullest master's slots, 0 < share <= 1
@@ -35,6 +43,7 @@ use super::time::Offset;
 use crate::model::app::AppShape;
 use crate::model::ids::{InstanceId, StoreKind};
 use crate::model::network::NetworkFaults;
+use crate::stage::services::redis_cluster::{MASTERS, NODES};
 
 /// One action on one component.
 #[derive(Clone, Debug, PartialEq)]
@@ -80,20 +89,26 @@ pub enum FaultAction {
     Idp(FaultConfig),
     IdpClear,
     /// Faults on the proxied paths to a store (every instance's when the
-    /// list is empty); undone by `for` or `network-clear`.
+    /// list is empty); undone by `for` or `network-clear`. On a Redis
+    /// Cluster, on the proxy in front of node `node` (1-based, as
+    /// `redis-cluster-N`; every node when none), which all of that node's
+    /// clients share: `instances` is then empty.
     Network {
         store: StoreKind,
         instances: Vec<InstanceId>,
+        node: Option<usize>,
         set: NetworkFaults,
     },
     NetworkClear {
         store: StoreKind,
         instances: Vec<InstanceId>,
+        node: Option<usize>,
     },
     /// Resets (TCP RST) the connections open on those paths.
     NetworkReset {
         store: StoreKind,
         instances: Vec<InstanceId>,
+        node: Option<usize>,
     },
 }
 
@@ -109,10 +124,14 @@ impl FaultAction {
             FaultAction::PostgresCrash { stay_down: true } => Some(FaultAction::PostgresStart),
             FaultAction::Idp(_) => Some(FaultAction::IdpClear),
             FaultAction::Network {
-                store, instances, ..
+                store,
+                instances,
+                node,
+                ..
             } => Some(FaultAction::NetworkClear {
                 store: *store,
                 instances: instances.clone(),
+                node: *node,
             }),
             _ => None,
         }
@@ -174,13 +193,20 @@ impl FaultAction {
 
 impl fmt::Display for FaultAction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let paths = |instances: &[InstanceId]| match instances {
-            [] => "every instance".to_owned(),
-            some => some
-                .iter()
-                .map(InstanceId::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
+        let paths = |store: &StoreKind, instances: &[InstanceId], node: &Option<usize>| {
+            let instances = match instances {
+                [] => "every instance".to_owned(),
+                some => some
+                    .iter()
+                    .map(InstanceId::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            };
+            match (store, node) {
+                (StoreKind::RedisCluster, Some(node)) => format!("node {node}"),
+                (StoreKind::RedisCluster, None) => "every node".to_owned(),
+                (_, _) => format!("from {instances}"),
+            }
         };
         match self {
             FaultAction::InstanceRestart(id) => write!(f, "instance-restart {id}"),
@@ -218,14 +244,23 @@ impl fmt::Display for FaultAction {
             FaultAction::Network {
                 store,
                 instances,
+                node,
                 set,
-            } => write!(f, "network {store} from {}: {set}", paths(instances)),
-            FaultAction::NetworkClear { store, instances } => {
-                write!(f, "network-clear {store} from {}", paths(instances))
-            }
-            FaultAction::NetworkReset { store, instances } => {
-                write!(f, "network-reset {store} from {}", paths(instances))
-            }
+            } => write!(
+                f,
+                "network {store} {}: {set}",
+                paths(store, instances, node)
+            ),
+            FaultAction::NetworkClear {
+                store,
+                instances,
+                node,
+            } => write!(f, "network-clear {store} {}", paths(store, instances, node)),
+            FaultAction::NetworkReset {
+                store,
+                instances,
+                node,
+            } => write!(f, "network-reset {store} {}", paths(store, instances, node)),
         }
     }
 }
@@ -441,6 +476,7 @@ pub struct RawFault {
     #[serde(default)]
     optional: bool,
     store: Option<Spanned<StoreKind>>,
+    node: Option<Spanned<usize>>,
     set: Option<Spanned<toml::Value>>,
     share: Option<Spanned<f64>>,
 }
@@ -487,6 +523,7 @@ impl RawFault {
         if !takes_store {
             unused("store", self.store.as_ref().map(Spanned::span))?;
             unused("instances", self.instances.as_ref().map(Spanned::span))?;
+            unused("node", self.node.as_ref().map(Spanned::span))?;
         }
         if !takes_set {
             unused("set", self.set.as_ref().map(Spanned::span))?;
@@ -506,6 +543,42 @@ impl RawFault {
                 .map(|s| *s.get_ref())
                 .ok_or_else(|| missing("store", "store = \"redis\""))
         };
+        // A cluster is aimed at by node (each node's proxy is every
+        // client's path to it), any other store by instance.
+        let node = |store: StoreKind| -> Result<Option<usize>, ScenarioError> {
+            match (&self.node, store) {
+                (None, _) => Ok(None),
+                (Some(node), StoreKind::RedisCluster) => {
+                    let number = *node.get_ref();
+                    if !(1..=NODES).contains(&number) {
+                        return Err(error(
+                            &node.span(),
+                            format!(
+                                "there is no node {number}: a private Redis Cluster has nodes 1 to {NODES} \
+                                 (redis-cluster-1 to -{MASTERS} start as masters, the rest as their replicas)"
+                            ),
+                        ));
+                    }
+                    Ok(Some(number))
+                }
+                (Some(node), other) => Err(error(
+                    &node.span(),
+                    format!(
+                        "`node` aims at one node of a Redis Cluster (store = \"redis-cluster\"); store is {other}, aimed at with `instances`"
+                    ),
+                )),
+            }
+        };
+        if let (Some(store), Some(instances)) = (&self.store, &self.instances)
+            && *store.get_ref() == StoreKind::RedisCluster
+        {
+            return Err(error(
+                &instances.span(),
+                "`instances` does not apply to a Redis Cluster: each node's proxy carries every instance's \
+                 traffic to it (and its replica's); aim with `node`"
+                    .into(),
+            ));
+        }
         let instances = self
             .instances
             .as_ref()
@@ -578,20 +651,30 @@ impl RawFault {
                     ));
                 }
                 faults.check().map_err(|why| error(&span, why))?;
+                let store = store()?;
                 FaultAction::Network {
-                    store: store()?,
+                    store,
                     instances,
+                    node: node(store)?,
                     set: faults,
                 }
             }
-            ActionName::NetworkClear => FaultAction::NetworkClear {
-                store: store()?,
-                instances,
-            },
-            ActionName::NetworkReset => FaultAction::NetworkReset {
-                store: store()?,
-                instances,
-            },
+            ActionName::NetworkClear => {
+                let store = store()?;
+                FaultAction::NetworkClear {
+                    store,
+                    instances,
+                    node: node(store)?,
+                }
+            }
+            ActionName::NetworkReset => {
+                let store = store()?;
+                FaultAction::NetworkReset {
+                    store,
+                    instances,
+                    node: node(store)?,
+                }
+            }
         };
         if let Some(lasts) = &self.lasts
             && fault_action.undo().is_none()

@@ -451,6 +451,31 @@ instance = 3
                 "at most",
             ),
             (
+                "at = \"1s\"\naction = \"network\"\nstore = \"redis-cluster\"\nnode = 7\nset = { blackhole = true }",
+                "5:8",
+                "there is no node 7: a private Redis Cluster has nodes 1 to 6",
+            ),
+            (
+                "at = \"1s\"\naction = \"network-clear\"\nstore = \"redis-cluster\"\nnode = 0",
+                "5:8",
+                "there is no node 0",
+            ),
+            (
+                "at = \"1s\"\naction = \"network\"\nstore = \"redis\"\nnode = 1\nset = { blackhole = true }",
+                "5:8",
+                "`node` aims at one node of a Redis Cluster",
+            ),
+            (
+                "at = \"1s\"\naction = \"network\"\nstore = \"redis-cluster\"\ninstances = [1]\nset = { blackhole = true }",
+                "5:13",
+                "`instances` does not apply to a Redis Cluster",
+            ),
+            (
+                "at = \"1s\"\naction = \"redis-pause\"\nnode = 1",
+                "4:8",
+                "`node` does not apply to redis-pause",
+            ),
+            (
                 "at = \"1s\"\naction = \"idp\"\nset = { outage = { endpoints = [\"tokne\"] } }",
                 "4:33",
                 "tokne",
@@ -503,6 +528,45 @@ instance = 3
                 && no_redis.contains("redis-pause")
                 && no_redis.contains("option2"),
             "{no_redis}"
+        );
+    }
+
+    #[test]
+    fn a_fault_aimed_at_a_cluster_node_needs_a_cluster() {
+        let scenario = Scenario::parse(
+            "[[faults]]\nat = \"1s\"\naction = \"network\"\nstore = \"redis-cluster\"\nnode = 2\n\
+             set = { latency = \"100ms\" }\nfor = \"2s\"\n",
+            "s.toml",
+        )
+        .expect("parses");
+        let steps: Vec<String> = scenario
+            .faults
+            .steps()
+            .iter()
+            .map(|s| s.action.to_string())
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                "network redis-cluster node 2: latency 100ms",
+                "network-clear redis-cluster node 2"
+            ]
+        );
+        assert!(scenario.faults.needs_network_proxy());
+        scenario
+            .check(
+                &Topology::named("option4-cluster").expect("preset"),
+                three(),
+            )
+            .expect("a cluster has nodes");
+        let option4 = scenario
+            .check(&Topology::named("option4").expect("preset"), three())
+            .expect_err("no cluster")
+            .to_string();
+        assert!(
+            option4.starts_with("s.toml:3:10:")
+                && option4.contains("option4 runs without that store (redis-cluster"),
+            "{option4}"
         );
     }
 

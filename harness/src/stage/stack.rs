@@ -204,7 +204,10 @@ impl Stack {
             },
             async {
                 match needs.redis_cluster {
-                    true => RedisCluster::provide(run_dir).await.map(Some),
+                    // Network faults on a cluster are aimed at its nodes' own proxies.
+                    true => RedisCluster::provide(run_dir, spec.network_proxy)
+                        .await
+                        .map(Some),
                     false => Ok(None),
                 }
             },
@@ -290,8 +293,10 @@ impl Stack {
                         ),
                     ] {
                         let Some(mut url) = url else { continue };
-                        // A cluster's nodes send clients to their own
-                        // addresses (MOVED), past any proxy: never proxied.
+                        // A cluster's nodes send clients to the addresses
+                        // they announce (MOVED), past a proxy per instance:
+                        // a proxied cluster has one in front of each node
+                        // instead, shared by every instance.
                         if spec.network_proxy && store != StoreKind::RedisCluster {
                             url = links.route(id, store, &url).await?;
                         }
@@ -633,6 +638,21 @@ impl Stack {
         instances: &[InstanceId],
     ) -> Result<usize, StageError> {
         self.links.reset(store, instances)
+    }
+
+    /// Network faults on the proxy of Redis Cluster node `node` (every
+    /// node when none), which all its clients share.
+    pub fn set_cluster_network(
+        &mut self,
+        node: Option<usize>,
+        faults: &NetworkFaults,
+    ) -> Result<usize, StageError> {
+        self.redis_cluster()?.set_network(node, faults)
+    }
+
+    /// Resets the open connections through that node's proxy (or every node's).
+    pub fn reset_cluster_network(&mut self, node: Option<usize>) -> Result<usize, StageError> {
+        self.redis_cluster()?.reset_network(node)
     }
 }
 

@@ -1,13 +1,16 @@
 //! A private Redis Cluster against real `redis-server` processes: it forms
 //! (three masters with every slot, three replicas in sync), takes its faults,
 //! and goes away with nothing left (processes, ports, folders), also when the
-//! harness that started it is SIGKILLed.
+//! harness that started it is SIGKILLed. Started proxied, every address it
+//! hands out is a node's fault proxy, and a network fault on one node's
+//! proxy cuts off that node's slots only.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use harness::model::network::NetworkFaults;
 use harness::run_folder::{RunFolder, sweep_abandoned};
 use harness::stage::process::exited;
 use harness::stage::services::redis_cluster::{MASTERS, RedisCluster};
@@ -84,6 +87,11 @@ async fn a_private_cluster_forms_takes_its_faults_and_leaves_nothing() {
         3
     );
     write_and_read_everywhere(&cluster, "before").await;
+    let unproxied = cluster
+        .set_network(Some(1), &NetworkFaults::default())
+        .expect_err("no proxy to set")
+        .to_string();
+    assert!(unproxied.contains("proxy"), "{unproxied}");
 
     let killed = cluster
         .kill_master()
@@ -115,6 +123,146 @@ async fn a_private_cluster_forms_takes_its_faults_and_leaves_nothing() {
     );
     drop(cluster);
     gone_within(&pids, &ports, Duration::from_secs(10)).expect("every node gone with it");
+}
+
+/// One command to the node (or proxy) on `port`.
+async fn on_port<T: redis::FromRedisValue>(port: u16, cmd: &redis::Cmd) -> T {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).expect("url");
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("answers");
+    cmd.query_async(&mut connection).await.expect("command")
+}
+
+fn info_field(info: &str, name: &str) -> String {
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_else(|| panic!("{name} in {info}"))
+}
+
+/// Started proxied, the cluster hands out each node's proxy as its address
+/// (`CLUSTER NODES`, a replica's master), while each node listens on a
+/// port of its own; a blackhole on node 1's proxy stops the commands of
+/// node 1's slots and no other's, until it is cleared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxied_cluster_sends_every_client_through_a_node_proxy_a_fault_can_cut() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut cluster = RedisCluster::start_private_proxied(dir.path())
+        .await
+        .expect("cluster up");
+    let announced = ports_of(&cluster);
+    let mut listed: Vec<u16> = cluster
+        .states()
+        .await
+        .expect("nodes")
+        .iter()
+        .map(|s| s.port)
+        .collect();
+    listed.sort_unstable();
+    let mut seeds = announced.clone();
+    seeds.sort_unstable();
+    assert_eq!(
+        listed, seeds,
+        "the cluster names its nodes by their proxies"
+    );
+    for port in &announced {
+        let info: String = on_port(*port, redis::cmd("INFO").arg("server")).await;
+        assert_ne!(
+            info_field(&info, "tcp_port"),
+            port.to_string(),
+            "the node behind {port} listens elsewhere"
+        );
+        let replication: String = on_port(*port, redis::cmd("INFO").arg("replication")).await;
+        if info_field(&replication, "role") == "slave" {
+            let master: u16 = info_field(&replication, "master_port")
+                .parse()
+                .expect("port");
+            assert!(
+                announced.contains(&master),
+                "a replica follows its master through the master's proxy: {master} of {announced:?}"
+            );
+        }
+    }
+    write_and_read_everywhere(&cluster, "before").await;
+
+    // Node 1 serves slots 0-5460 as formed: one key there, one elsewhere.
+    let mut on_node_1 = None;
+    let mut elsewhere = None;
+    for n in 0..100 {
+        let key = format!("{{k{n}}}v");
+        let slot: u16 = on_port(announced[0], redis::cmd("CLUSTER").arg("KEYSLOT").arg(&key)).await;
+        match slot <= 5460 {
+            true => on_node_1 = on_node_1.or(Some(key)),
+            false => elsewhere = elsewhere.or(Some(key)),
+        }
+    }
+    let (on_node_1, elsewhere) = (on_node_1.expect("a key"), elsewhere.expect("a key"));
+    let client = redis::cluster::ClusterClient::builder(cluster.seeds())
+        .connection_timeout(Duration::from_millis(500))
+        .response_timeout(Duration::from_millis(500))
+        .retries(1)
+        .build()
+        .expect("client");
+    let mut connection = client.get_async_connection().await.expect("connects");
+    for key in [&on_node_1, &elsewhere] {
+        redis::cmd("SET")
+            .arg(key)
+            .arg("x")
+            .query_async::<()>(&mut connection)
+            .await
+            .expect("set");
+    }
+    let blackhole = NetworkFaults {
+        blackhole: true,
+        ..NetworkFaults::default()
+    };
+    assert_eq!(cluster.set_network(Some(1), &blackhole).expect("set"), 1);
+    let get = |key: String| {
+        let mut connection = connection.clone();
+        async move {
+            redis::cmd("GET")
+                .arg(&key)
+                .query_async::<String>(&mut connection)
+                .await
+        }
+    };
+    let cut = get(on_node_1.clone()).await;
+    assert!(cut.is_err(), "node 1's slots are cut off: {cut:?}");
+    assert_eq!(
+        get(elsewhere.clone()).await.expect("another node answers"),
+        "x"
+    );
+    cluster
+        .set_network(Some(1), &NetworkFaults::default())
+        .expect("cleared");
+    // What the blackhole swallowed never gets an answer, so the old
+    // connection's replies would pair with the wrong requests: a client
+    // connects anew after a timeout (as the app's Redis link does).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let fresh = async {
+            let mut connection = client.get_async_connection().await?;
+            redis::cmd("GET")
+                .arg(&on_node_1)
+                .query_async::<String>(&mut connection)
+                .await
+        };
+        match fresh.await {
+            Ok(value) => {
+                assert_eq!(value, "x");
+                break;
+            }
+            Err(e) => assert!(Instant::now() < deadline, "node 1 back once cleared: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let no_node = cluster
+        .set_network(Some(7), &blackhole)
+        .expect_err("no node 7")
+        .to_string();
+    assert!(no_node.contains("no node 7"), "{no_node}");
 }
 
 async fn dbsize(port: u16) -> u64 {

@@ -203,6 +203,81 @@ fn what_the_files_hold_is_escaped() {
     assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
 }
 
+/// Each fault step's `fault_errors` become a row of a table: the fault,
+/// its start, the failing span from the first error to the first success
+/// after, and the failed requests; a run without them has no such table.
+#[test]
+fn each_fault_step_shows_its_failed_requests_and_failing_span() {
+    let plain = report::render(&fixtures()[3..]).expect("renders");
+    assert!(
+        !plain.contains("fault-errors"),
+        "no table without fault steps"
+    );
+    let mut run = fixtures().remove(3);
+    let errors = |action: &str, at_us, failed, first, last, back| harness::outage::FaultErrors {
+        step: 0,
+        action: action.into(),
+        at_us,
+        requests: 900,
+        failed,
+        first_failure_us: first,
+        last_failure_us: last,
+        failing_span_us: first.zip(last).map(|(a, b): (u64, u64)| b - a),
+        failing_until_us: last.map(|b| b - at_us),
+        recovered_us: back,
+        slowest_us: Some(4_480_000),
+    };
+    run.timelines[0].fault_errors = vec![
+        errors(
+            "redis-master-kill",
+            3_000_000,
+            7,
+            Some(3_200_000),
+            Some(5_100_000),
+            Some(5_350_000),
+        ),
+        errors("redis-failover <x>", 24_000_000, 0, None, None, None),
+        errors(
+            "redis-pause",
+            30_000_000,
+            2,
+            Some(30_100_000),
+            Some(30_900_000),
+            None,
+        ),
+    ];
+    let page = report::render(&[run]).expect("renders");
+    let table = page
+        .split("<table class=\"fault-errors\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</table>").next())
+        .expect("a table of the fault steps");
+    let rows: Vec<&str> = table
+        .lines()
+        .filter(|l| l.starts_with("<tr><td>"))
+        .collect();
+    assert_eq!(rows.len(), 3, "{table}");
+    assert_eq!(
+        rows[0],
+        "<tr><td>redis-master-kill</td><td class=\"num\">3.00</td><td>2.15 s (3.20 s &rarr; 5.35 s)</td>\
+         <td class=\"num\">7</td><td class=\"num\">900</td><td class=\"num\">4.48</td></tr>"
+    );
+    assert!(
+        rows[1].starts_with("<tr><td>redis-failover &lt;x&gt;</td><td class=\"num\">24.00</td><td>none</td><td class=\"num\">0</td>"),
+        "{}",
+        rows[1]
+    );
+    assert!(
+        rows[2].contains("at least 0.80 s") && rows[2].contains("no success after it"),
+        "{}",
+        rows[2]
+    );
+    // The table sits in the latency section, after the fault timeline's charts.
+    let at = |needle: &str| page.find(needle).expect(needle);
+    assert!(at("data-chart=\"latency-over-time\"") < at("id=\"fault-errors\""));
+    assert!(at("id=\"fault-errors\"") < at("<h2 id=\"cpu\">"));
+}
+
 #[test]
 fn harness_report_writes_the_file_it_names() {
     let dir = tempfile::tempdir().expect("dir");

@@ -1,7 +1,8 @@
 //! CPU figures from `/proc` on real processes: a busy child's grow, a
-//! restarted one's add up instead of starting again, reaped children count,
-//! and a Redis the harness does not run is unknown, from the meter to the
-//! summary table.
+//! restarted one's add up instead of starting again, several processes of
+//! one component (a cluster's nodes) are summed and a killed one's seconds
+//! stay in the sum, reaped children count, and a Redis the harness does
+//! not run is unknown, from the meter to the summary table.
 
 use std::path::Path;
 use std::process::Command;
@@ -74,6 +75,57 @@ async fn a_restarted_instance_cpu_adds_up_and_never_goes_back() {
             < before,
         "the new process alone has spent less than the first"
     );
+}
+
+/// Waits until the meter's Redis has spent `seconds` more than `from`.
+async fn spend_redis(meter: &CpuMeter, from: f64, seconds: f64) -> f64 {
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = meter.read().redis.expect("the nodes run");
+        if now >= from + seconds {
+            return now;
+        }
+    }
+    panic!("the busy nodes did not spend {seconds} s of CPU in 5 s");
+}
+
+#[tokio::test]
+async fn a_component_of_several_processes_sums_them_and_keeps_a_killed_ones() {
+    let dir = tempfile::tempdir().expect("dir");
+    // Two spinning shells stand for two nodes of a cluster: one component.
+    let mut first = busy(dir.path());
+    let second = busy(dir.path());
+    let meter = CpuMeter::new(
+        Vec::new(),
+        Some(CpuSource::Processes(vec![
+            first.pid_watch(),
+            second.pid_watch(),
+        ])),
+        None,
+    );
+    spend_redis(&meter, 0.0, 0.6).await;
+    let tick = 1.0 / harness::cpu::ticks_per_second();
+    let each = |pid: u32| ProcStat::read(pid).expect("runs").own as f64 * tick;
+    // Read just before the meter's reading, each process's own figure: the
+    // meter's is at least their sum (one of them alone would be less).
+    let (a, b) = (each(first.pid()), each(second.pid()));
+    let both = meter.read().redis.expect("the nodes run");
+    assert!(a > 0.0 && b > 0.0, "both spun: {a} and {b}");
+    assert!(both >= a + b, "{both} sums {a} and {b}");
+    first.kill().await.expect("killed");
+    let after_kill = meter.read().redis.expect("one node still runs");
+    assert!(
+        after_kill >= both,
+        "the killed node's seconds stay: {both} then {after_kill}"
+    );
+    // The survivor alone now adds to the total, past what the killed one had.
+    let later = spend_redis(&meter, after_kill, 0.2).await;
+    assert!(later >= after_kill + 0.2, "{after_kill} then {later}");
+    assert!(
+        each(second.pid()) < later,
+        "the survivor alone has spent less than the sum: {later}"
+    );
+    assert!(meter.unknown().is_empty(), "nothing unknown");
 }
 
 #[tokio::test]

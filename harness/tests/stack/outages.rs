@@ -106,6 +106,7 @@ async fn inject(stack: &mut Stack, outage: Outage, start: Instant) -> (u64, u64)
                 FaultAction::Network {
                     store: StoreKind::Redis,
                     instances: vec![APP_1],
+                    node: None,
                     set: blackhole,
                 },
             )
@@ -125,6 +126,7 @@ async fn inject(stack: &mut Stack, outage: Outage, start: Instant) -> (u64, u64)
                 FaultAction::Network {
                     store: StoreKind::Postgres,
                     instances: vec![APP_1],
+                    node: None,
                     set: blackhole,
                 },
             )
@@ -155,6 +157,7 @@ async fn inject(stack: &mut Stack, outage: Outage, start: Instant) -> (u64, u64)
                 FaultAction::NetworkClear {
                     store: StoreKind::Redis,
                     instances: vec![APP_1],
+                    node: None,
                 },
             )
             .await;
@@ -167,6 +170,7 @@ async fn inject(stack: &mut Stack, outage: Outage, start: Instant) -> (u64, u64)
                 FaultAction::NetworkClear {
                     store: StoreKind::Postgres,
                     instances: vec![APP_1],
+                    node: None,
                 },
             )
             .await;

@@ -10,6 +10,13 @@
 //! die with the harness, however it ends), and each node's folder
 //! (`nodes.conf`) lies in the run folder, which the next harness sweeps when
 //! this one was killed.
+//!
+//! For network faults aimed at one node, a private cluster is started
+//! proxied: each node announces (`cluster-announce-port`) a fault-proxy
+//! [`Link`] in front of its port, so the addresses the cluster hands out
+//! (`MOVED`, `CLUSTER SLOTS`, a replica's master) all lead through that
+//! node's proxy. The cluster bus stays direct: the nodes keep seeing each
+//! other, so a partitioned master is not failed over.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -17,7 +24,9 @@ use std::time::Duration;
 
 use super::cluster_reshard::{Master, Moved, move_slots, slots_to_move};
 use super::find_program;
+use crate::model::network::NetworkFaults;
 use crate::stage::StageError;
+use crate::stage::network::Link;
 use crate::stage::process::{ChildSpec, Supervised, free_port, poll_until};
 
 /// The environment variable naming an existing cluster's seed URLs.
@@ -25,6 +34,10 @@ pub const URLS_ENV: &str = "REDIS_CLUSTER_URLS";
 
 /// Masters of a private cluster; each has one replica.
 pub const MASTERS: usize = 3;
+
+/// Nodes of a private cluster: `redis-cluster-1` to `-3` start as the
+/// masters, `-4` to `-6` as their replicas (`-4` follows `-1`, and so on).
+pub const NODES: usize = MASTERS * 2;
 
 /// All hash slots of a cluster.
 const SLOTS: u16 = 16384;
@@ -42,6 +55,16 @@ struct Node {
     port: u16,
     /// The cluster bus port, which nodes gossip on.
     bus: u16,
+    /// The fault proxy in front of `port` that the node announces, when
+    /// the cluster was started proxied.
+    proxy: Option<Link>,
+}
+
+impl Node {
+    /// The port the cluster hands out for this node: its proxy's, or its own.
+    fn announced(&self) -> u16 {
+        self.proxy.as_ref().map_or(self.port, |p| p.addr().port())
+    }
 }
 
 enum Provision {
@@ -88,13 +111,19 @@ pub struct RedisCluster {
 }
 
 impl RedisCluster {
-    /// `REDIS_CLUSTER_URLS` when set (checked with `CLUSTER INFO`), else a private cluster in `run_dir`.
-    pub async fn provide(run_dir: &Path) -> Result<Self, StageError> {
-        Self::provide_from(std::env::var(URLS_ENV).ok(), run_dir).await
+    /// `REDIS_CLUSTER_URLS` when set (checked with `CLUSTER INFO`), else a
+    /// private cluster in `run_dir`, each node behind a fault proxy when
+    /// `proxied` (a scenario with network faults).
+    pub async fn provide(run_dir: &Path, proxied: bool) -> Result<Self, StageError> {
+        Self::provide_from(std::env::var(URLS_ENV).ok(), run_dir, proxied).await
     }
 
     /// As [`RedisCluster::provide`], with the seed URLs the environment would give.
-    pub async fn provide_from(seeds: Option<String>, run_dir: &Path) -> Result<Self, StageError> {
+    pub async fn provide_from(
+        seeds: Option<String>,
+        run_dir: &Path,
+        proxied: bool,
+    ) -> Result<Self, StageError> {
         let seeds: Vec<String> = seeds
             .iter()
             .flat_map(|s| s.split(','))
@@ -103,7 +132,17 @@ impl RedisCluster {
             .map(str::to_owned)
             .collect();
         if seeds.is_empty() {
-            return Self::start_private(run_dir).await;
+            return Self::start(run_dir, proxied).await;
+        }
+        if proxied {
+            // Its nodes announce their own addresses, which no proxy of ours sits in front of.
+            return Err(StageError::Unproxyable {
+                store: crate::model::ids::StoreKind::RedisCluster,
+                reason: format!(
+                    "{URLS_ENV} names an existing cluster, whose nodes send clients to their own addresses; \
+                     network faults on a cluster need the private one (unset {URLS_ENV})"
+                ),
+            });
         }
         for seed in &seeds {
             let state = cluster_state(seed).await.map_err(|e| {
@@ -125,6 +164,16 @@ impl RedisCluster {
     /// returns once every node says `cluster_state:ok` and every replica
     /// has its master's data.
     pub async fn start_private(run_dir: &Path) -> Result<Self, StageError> {
+        Self::start(run_dir, false).await
+    }
+
+    /// [`RedisCluster::start_private`] with each node behind a fault proxy
+    /// that it announces, for [`RedisCluster::set_network`].
+    pub async fn start_private_proxied(run_dir: &Path) -> Result<Self, StageError> {
+        Self::start(run_dir, true).await
+    }
+
+    async fn start(run_dir: &Path, proxied: bool) -> Result<Self, StageError> {
         let program = find_program("redis-server", &[]).ok_or_else(|| {
             StageError::NotAvailable(
                 format!("redis-server not found on PATH: install it (apt-get install redis-server) or set {URLS_ENV}"),
@@ -132,16 +181,28 @@ impl RedisCluster {
         })?;
         let mut taken = HashSet::new();
         let mut nodes = Vec::new();
-        for index in 0..MASTERS * 2 {
+        for index in 0..NODES {
             // The cluster bus needs a port of its own: by default port+10000,
             // which may not exist or be taken, so it is picked free too.
             let port = distinct_free_port(&mut taken)?;
             let bus = distinct_free_port(&mut taken)?;
-            let spec = node_spec(&program, run_dir, index, port, bus)?;
+            let proxy = match proxied {
+                true => {
+                    let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+                    let link = Link::start(node_name(index), upstream)
+                        .await
+                        .map_err(StageError::io(format!("a proxy for {}", node_name(index))))?;
+                    Some(link)
+                }
+                false => None,
+            };
+            let announce = proxy.as_ref().map(|p| p.addr().port());
+            let spec = node_spec(&program, run_dir, index, port, bus, announce)?;
             nodes.push(Node {
                 process: Supervised::spawn(spec)?,
                 port,
                 bus,
+                proxy,
             });
         }
         let cluster = Self {
@@ -151,11 +212,12 @@ impl RedisCluster {
         Ok(cluster)
     }
 
-    /// Every node's URL (for a private cluster) or the seeds given.
+    /// Every node's URL (for a private cluster, as the cluster announces
+    /// it: through its proxy when proxied) or the seeds given.
     pub fn seeds(&self) -> Vec<String> {
         match &self.provision {
             Provision::External { seeds } => seeds.clone(),
-            Provision::Private { nodes } => nodes.iter().map(|n| node_url(n.port)).collect(),
+            Provision::Private { nodes } => nodes.iter().map(|n| node_url(n.announced())).collect(),
         }
     }
 
@@ -233,7 +295,7 @@ impl RedisCluster {
         let nodes = self.nodes("master-killed")?;
         let node = nodes
             .iter_mut()
-            .find(|n| n.port == victim.port)
+            .find(|n| n.announced() == victim.port)
             .ok_or_else(|| request_failed("killing a master", "its node is not ours"))?;
         node.process.kill().await?;
         // Promotion: another node now serves slots, and none that serves is
@@ -262,7 +324,7 @@ impl RedisCluster {
             ));
         }
         let nodes = self.nodes("master-killed")?;
-        if let Some(node) = nodes.iter_mut().find(|n| n.port == victim.port) {
+        if let Some(node) = nodes.iter_mut().find(|n| n.announced() == victim.port) {
             node.process.respawn()?;
         }
         self.settle().await?;
@@ -376,6 +438,55 @@ impl RedisCluster {
         }
         self.settle().await?;
         Ok(moved)
+    }
+
+    /// Network faults on the proxy of node `node` (1 to [`NODES`], as
+    /// `redis-cluster-N`), or of every node when none; every client of
+    /// that node goes through it: each instance, the harness, and its
+    /// replica's replication. [`NetworkFaults::default`] clears them.
+    /// Returns how many proxies were set.
+    pub fn set_network(
+        &mut self,
+        node: Option<usize>,
+        faults: &NetworkFaults,
+    ) -> Result<usize, StageError> {
+        let chosen = self.proxies(node)?;
+        for link in &chosen {
+            link.set(faults.clone());
+        }
+        Ok(chosen.len())
+    }
+
+    /// Resets (TCP RST) the open connections through those proxies.
+    pub fn reset_network(&mut self, node: Option<usize>) -> Result<usize, StageError> {
+        let chosen = self.proxies(node)?;
+        for link in &chosen {
+            link.reset_connections();
+        }
+        Ok(chosen.len())
+    }
+
+    fn proxies(&mut self, node: Option<usize>) -> Result<Vec<&Link>, StageError> {
+        let nodes = self.nodes("aimed at by network faults")?;
+        if nodes.iter().any(|n| n.proxy.is_none()) {
+            return Err(StageError::NoProxy);
+        }
+        match node {
+            None => Ok(nodes.iter().filter_map(|n| n.proxy.as_ref()).collect()),
+            Some(number) => nodes
+                .get(number.wrapping_sub(1))
+                .and_then(|n| n.proxy.as_ref())
+                .map(|link| vec![link])
+                .ok_or_else(|| {
+                    request_failed(
+                        "a network fault",
+                        format!(
+                            "there is no node {number}: the cluster has nodes 1 to {}",
+                            nodes.len()
+                        ),
+                    )
+                }),
+        }
     }
 
     /// Forms a fresh private cluster: slots to the masters, every node
@@ -497,18 +608,35 @@ impl RedisCluster {
     }
 }
 
-/// How one node starts: cluster mode, its bus port, its folder, nothing persisted.
+fn node_name(index: usize) -> String {
+    format!("redis-cluster-{}", index + 1)
+}
+
+/// How one node starts: cluster mode, its bus port, its folder, nothing
+/// persisted; announcing `announce` (its proxy's port) as its own when given.
 fn node_spec(
     program: &Path,
     run_dir: &Path,
     index: usize,
     port: u16,
     bus: u16,
+    announce: Option<u16>,
 ) -> Result<ChildSpec, StageError> {
-    let name = format!("redis-cluster-{}", index + 1);
+    let name = node_name(index);
     let dir: PathBuf = run_dir.join("redis-cluster").join(&name);
     std::fs::create_dir_all(&dir).map_err(StageError::io(format!("creating {}", dir.display())))?;
+    let announced: Vec<String> = match announce {
+        // The bus port is not announced apart, so it stays the direct one.
+        Some(proxy) => vec![
+            "--cluster-announce-ip".into(),
+            "127.0.0.1".into(),
+            "--cluster-announce-port".into(),
+            proxy.to_string(),
+        ],
+        None => Vec::new(),
+    };
     Ok(ChildSpec::new(&name, program, run_dir)
+        .args(announced)
         .args([
             "--bind",
             "127.0.0.1",
@@ -639,6 +767,22 @@ fn request_failed(what: &str, reason: impl Into<String>) -> StageError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_existing_cluster_is_refused_for_network_faults_before_it_is_asked() {
+        let dir = tempfile::tempdir().expect("dir");
+        // Nothing listens on port 1: the refusal comes before any connection.
+        let refused =
+            RedisCluster::provide_from(Some("redis://127.0.0.1:1".into()), dir.path(), true)
+                .await
+                .err()
+                .expect("refused")
+                .to_string();
+        assert!(
+            refused.contains(URLS_ENV) && refused.contains("private"),
+            "{refused}"
+        );
+    }
 
     #[test]
     fn slots_are_split_evenly_and_wholly() {
