@@ -314,3 +314,77 @@ async fn a_late_copy_cannot_bring_a_deleted_record_back() {
         .expect("create");
     assert_eq!(again, 3);
 }
+
+/// A delete made while its instance is cut off from Redis leaves the copy
+/// in Redis (never served: the instance covers); once Redis answers again
+/// the missed tombstone is written, so an ended session's data does not
+/// stay in Redis until its TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tombstone_missed_while_cut_off_from_redis_is_written_once_redis_answers() {
+    let ns = unique("missed");
+    let proxy = Cuttable::to(&host_port(&redis_url())).await;
+    let store = tiered(
+        &ns,
+        "app-1",
+        &via(&redis_url(), proxy.addr),
+        &database_url(),
+    );
+    trusted(&store).await;
+    store
+        .save("sess:m", b"alive", Expect::Absent, TTL)
+        .await
+        .expect("v1");
+    let mut raw = raw_redis().await;
+    let key = format!("{ns}:sess:m");
+    let fields = |mut raw: redis::aio::MultiplexedConnection, key: String| async move {
+        redis::cmd("HMGET")
+            .arg(&key)
+            .arg("v")
+            .arg("d")
+            .arg("t")
+            .query_async::<(Option<u64>, Option<Vec<u8>>, Option<String>)>(&mut raw)
+            .await
+            .expect("HMGET")
+    };
+    assert_eq!(
+        fields(raw.clone(), key.clone()).await,
+        (Some(1), Some(b"alive".to_vec()), None),
+        "the copy"
+    );
+
+    proxy.cut();
+    assert!(
+        store
+            .delete("sess:m")
+            .await
+            .expect("a delete needs Postgres only")
+    );
+    assert_eq!(
+        fields(raw.clone(), key.clone()).await,
+        (Some(1), Some(b"alive".to_vec()), None),
+        "Redis still holds the copy while the instance is cut off"
+    );
+    assert_eq!(store.missed_deletes(), (1, 0));
+
+    proxy.restore();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = fields(raw.clone(), key.clone()).await;
+        if now == (Some(2), None, Some("1".into())) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the tombstone never came: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(store.missed_deletes(), (0, 0));
+    assert_eq!(store.load("sess:m").await.expect("load"), None);
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(&key)
+        .query_async(&mut raw)
+        .await
+        .expect("PTTL");
+    assert!(ttl > 0, "a tombstone expires: {ttl}");
+}

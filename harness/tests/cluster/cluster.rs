@@ -236,22 +236,18 @@ fn assert_every_node_sampled_and_reported(results: &Results) {
 
 /// What option4 promises through a master kill, a reshard (a quarter of a
 /// master's slots moved with their keys under load) and a graceful
-/// failover: no acknowledged write lost, no stale or foreign read, no
-/// session lost or brought back. Two
-/// kinds are not promised there (docs/scale-out.md, "Redis Cluster"): a
-/// refresh whose lease was lost while copies could not be written is
-/// answered 503 and its rotated token presented again (extra-idp-calls),
-/// and a copy whose delete went down with the killed master stays in Redis,
-/// never served, until its TTL (orphan).
+/// failover: no anomaly of any kind. No acknowledged write lost, no stale
+/// or foreign read, no session lost or brought back, no refresh token used
+/// twice, and no orphan: a logout whose tombstone went down with the killed
+/// master writes it again on the promoted replica
+/// (`app::store::tiered::missed_deletes`). Not covered, and not seen here:
+/// a tombstone the master acknowledged and lost before it replicated it
+/// (docs/scale-out.md).
 #[test]
 fn option4_cluster_through_a_master_kill_a_reshard_and_a_failover_loses_nothing_and_serves_nothing_stale()
  {
     let results = bench_on_cluster(&shipped("cluster-failover"));
-    let not_promised = [Kind::ExtraIdpCalls, Kind::Orphan];
     for kind in Kind::ALL {
-        if not_promised.contains(&kind) {
-            continue;
-        }
         assert_eq!(
             results.anomaly(kind),
             0,
@@ -260,22 +256,6 @@ fn option4_cluster_through_a_master_kill_a_reshard_and_a_failover_loses_nothing_
         );
     }
     assert!(results.unchecked.is_empty(), "{:?}", results.unchecked);
-    // A killed master's seconds up to its death stay in the sum, beside
-    // its restarted process's.
-    assert_redis_cpu_is_the_nodes(&results);
-    // Extra IdP calls come only from the faults' windows.
-    for anomaly in results
-        .anomalies
-        .iter()
-        .filter(|a| a.kind == Kind::ExtraIdpCalls)
-    {
-        for window in anomaly.by_window.keys() {
-            assert!(
-                window == "redis-master-kill" || window == "redis-failover",
-                "extra IdP calls outside the faults: {anomaly:?}"
-            );
-        }
-    }
     let (requests, _, _) = results.overall().expect("histograms decode");
     assert!(requests > 100, "{requests} requests");
     let steps: Vec<(&str, Option<&String>)> = results.timelines[0]
@@ -315,19 +295,15 @@ fn option4_cluster_through_a_master_kill_a_reshard_and_a_failover_loses_nothing_
 
 /// Node 1 (a master) cut off for 4 s by a blackhole on its proxy, which
 /// every client of it goes through, under load: no anomaly of any kind
-/// (its sessions wait out the store timeout, then Postgres serves them)
-/// but orphans, and the waits and any failures fall in the window only.
-/// An orphan is not promised away here, as through a master kill
-/// (docs/scale-out.md): a logout during the cut cannot delete the copy on
-/// the node it cannot reach, which stays there, never served, until its
-/// TTL; it is allowed in the cut's window only.
+/// (its sessions wait out the store timeout, then Postgres serves them),
+/// and the waits and any failures fall in the window only. Orphans
+/// included: a logout during the cut cannot write its tombstone on the node
+/// it cannot reach, and writes it once the node answers again
+/// (`app::store::tiered::missed_deletes`), within the grace period.
 #[test]
 fn option4_cluster_with_one_master_cut_off_loses_nothing_and_waits_only_then() {
     let results = bench_on_cluster(&shipped("cluster-partition"));
     for kind in Kind::ALL {
-        if kind == Kind::Orphan {
-            continue;
-        }
         assert_eq!(
             results.anomaly(kind),
             0,
@@ -338,15 +314,6 @@ fn option4_cluster_with_one_master_cut_off_loses_nothing_and_waits_only_then() {
     assert!(results.unchecked.is_empty(), "{:?}", results.unchecked);
     let (requests, _, _) = results.overall().expect("histograms decode");
     assert!(requests > 100, "{requests} requests");
-    for orphan in results.anomalies.iter().filter(|a| a.kind == Kind::Orphan) {
-        for window in orphan.by_window.keys() {
-            assert_eq!(
-                window, "network redis-cluster node 1: blackhole",
-                "an orphan outside the cut: {orphan:?}"
-            );
-        }
-        println!("orphans in the cut: {}", orphan.count);
-    }
     let timeline = &results.timelines[0];
     let steps: Vec<(&str, Option<&String>)> = timeline
         .faults

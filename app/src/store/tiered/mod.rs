@@ -26,6 +26,10 @@
 //!   answers it again it ends the registration and moves the generation on;
 //!   a registration whose holder stops renewing it (a crash) is ended by the
 //!   next poll of any instance, which also moves the generation on.
+//! * **Missed deletes**: a tombstone that could not be copied is kept and
+//!   written again, as it was, once Redis answers ([`missed_deletes`]), so
+//!   the copy of a deleted record (an ended session's tokens) does not stay
+//!   in Redis until its TTL.
 //! * **Another Redis**: the link knows the `run_id` of the server process
 //!   behind each reply. A server that restarted (empty, or from an older
 //!   snapshot) or a replica promoted in a failover has another: replies from
@@ -79,6 +83,7 @@
 
 pub mod coherence;
 pub mod copies;
+pub mod missed_deletes;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -88,6 +93,7 @@ use async_trait::async_trait;
 
 use self::coherence::{Coherence, CoherenceSettings};
 use self::copies::{Copies, Copy, CopyWrite};
+use self::missed_deletes::MissedDeletes;
 use super::breaker::{Breaker, BreakerSettings};
 use super::redis::RedisStore;
 use super::redis_link::RedisLink;
@@ -96,7 +102,9 @@ use super::{Expect, Fence, Record, Store, StoreError, StoreSize};
 
 /// Redis copies of Postgres records, kept coherent across a fleet (see the module doc).
 pub struct TieredStore {
-    copies: Copies,
+    copies: Arc<Copies>,
+    /// Tombstones that failed, written again once Redis answers.
+    missed_deletes: Arc<MissedDeletes>,
     cache: Arc<Breaker>,
     durable: Arc<PostgresStore>,
     durable_breaker: Arc<Breaker>,
@@ -139,8 +147,14 @@ impl TieredStore {
             cache.clone(),
             settings.coherence,
         );
+        let copies = Arc::new(Copies::new(
+            settings.redis,
+            settings.redis_prefix,
+            TOMBSTONE_TTL,
+        ));
         Ok(Self {
-            copies: Copies::new(settings.redis, settings.redis_prefix, TOMBSTONE_TTL),
+            missed_deletes: MissedDeletes::start(copies.clone(), cache.clone()),
+            copies,
             cache,
             durable,
             durable_breaker,
@@ -168,12 +182,20 @@ impl TieredStore {
         &self.durable
     }
 
-    /// Copies `writes` to Redis, or covers for them when that fails (see the module doc).
+    /// Tombstones waiting to be written again, and how many were dropped unwritten.
+    pub fn missed_deletes(&self) -> (usize, u64) {
+        self.missed_deletes.counts()
+    }
+
+    /// Copies `writes` to Redis, or covers for them when that fails (see
+    /// the module doc); tombstones among them are written again later
+    /// ([`missed_deletes`]).
     async fn copy_or_cover(&self, writes: &[CopyWrite<'_>]) -> Result<(), StoreError> {
         match self.cache.call(self.copy(writes)).await {
             Ok(()) => Ok(()),
             Err(e) => {
                 tracing::debug!(error = %e, "copy to Redis failed; covering");
+                self.missed_deletes.keep(writes);
                 self.coherence.cover().await
             }
         }

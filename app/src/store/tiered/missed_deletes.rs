@@ -1,0 +1,273 @@
+//! Tombstones a delete could not copy to Redis, written again once Redis
+//! answers, so an ended session's copy does not outlive the outage.
+//!
+//! A delete that commits in Postgres and then fails to write its tombstone
+//! (Redis down, or the one node serving the key cut off or killed) covers
+//! ([`super::coherence`]): the old copy is never served again. But it stays
+//! in Redis, data and all, until its TTL: an ended session's tokens kept
+//! where they should be gone (an orphan). So the tombstone is kept here and
+//! written again, as it was (same version, same generation), every
+//! [`RETRY_EVERY`] until Redis takes it.
+//!
+//! Writing it late is safe: it is exactly the write the delete made, as a
+//! delete that was slow would make it. It lands only over an older copy
+//! ([`super::copies`]), and it carries the generation the delete read, which
+//! the failure moved on from, so it is never trusted as "absent" either: a
+//! reader finds a miss and asks Postgres. Only tombstones of a known
+//! version are kept: one "past whatever copy is there" could, written late,
+//! land over a newer record's copy.
+//!
+//! What it does not cover: an instance that dies before Redis answers
+//! again (its missed tombstones are lost with it; the copies expire with
+//! their TTL), and a tombstone Redis acknowledged and then lost (a master
+//! killed before it replicated the write): nothing failed, so nothing is kept.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use super::copies::{Copies, CopyWrite};
+use crate::store::breaker::Breaker;
+
+/// How often the missed tombstones are tried again.
+pub const RETRY_EVERY: Duration = Duration::from_millis(250);
+
+/// At most this many are kept (an outage of hours with many logouts must
+/// not grow the instance without bound); the oldest are dropped beyond it,
+/// and their copies expire with their TTL.
+const KEEP_AT_MOST: usize = 100_000;
+
+/// A tombstone to write again: the version it deletes and the generation
+/// its delete read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Missed {
+    version: u64,
+    generation: u64,
+    /// Arrival order, to drop the oldest first.
+    seq: u64,
+}
+
+/// The missed tombstones of one tiered store, retried in the background
+/// until the store is dropped.
+pub struct MissedDeletes {
+    missed: Mutex<Pending>,
+}
+
+#[derive(Default)]
+struct Pending {
+    by_key: HashMap<String, Missed>,
+    next_seq: u64,
+    dropped: u64,
+}
+
+impl MissedDeletes {
+    /// Starts retrying through `cache` onto `copies`.
+    pub fn start(copies: Arc<Copies>, cache: Arc<Breaker>) -> Arc<Self> {
+        let this = Arc::new(Self {
+            missed: Mutex::new(Pending::default()),
+        });
+        tokio::spawn(retry_until_dropped(Arc::downgrade(&this), copies, cache));
+        this
+    }
+
+    /// Keeps the tombstones among `writes` (a batch that failed) to write again.
+    pub fn keep(&self, writes: &[CopyWrite<'_>]) {
+        let mut pending = self.missed.lock();
+        for write in writes {
+            let CopyWrite::Tombstone {
+                key,
+                version: Some(version),
+                generation,
+            } = *write
+            else {
+                continue;
+            };
+            let seq = pending.next_seq;
+            pending.next_seq += 1;
+            let newer = Missed {
+                version,
+                generation,
+                seq,
+            };
+            // Of two missed tombstones of one key, the later version wins,
+            // as it would in Redis.
+            let entry = pending.by_key.entry(key.to_owned()).or_insert(newer);
+            if (version, generation) > (entry.version, entry.generation) {
+                *entry = newer;
+            }
+        }
+        pending.drop_oldest_beyond(KEEP_AT_MOST);
+    }
+
+    /// How many wait to be written, and how many were dropped unwritten.
+    pub fn counts(&self) -> (usize, u64) {
+        let pending = self.missed.lock();
+        (pending.by_key.len(), pending.dropped)
+    }
+
+    fn take(&self) -> Vec<(String, Missed)> {
+        std::mem::take(&mut self.missed.lock().by_key)
+            .into_iter()
+            .collect()
+    }
+
+    /// Puts back what could not be written, unless a newer one of the key came meanwhile.
+    fn put_back(&self, batch: Vec<(String, Missed)>) {
+        let mut pending = self.missed.lock();
+        for (key, missed) in batch {
+            let entry = pending.by_key.entry(key).or_insert(missed);
+            if (missed.version, missed.generation) > (entry.version, entry.generation) {
+                *entry = missed;
+            }
+        }
+        pending.drop_oldest_beyond(KEEP_AT_MOST);
+    }
+}
+
+impl Pending {
+    fn drop_oldest_beyond(&mut self, most: usize) {
+        let over = self.by_key.len().saturating_sub(most);
+        if over == 0 {
+            return;
+        }
+        let mut by_age: Vec<(u64, String)> = self
+            .by_key
+            .iter()
+            .map(|(key, missed)| (missed.seq, key.clone()))
+            .collect();
+        by_age.sort_unstable();
+        for (_, key) in by_age.into_iter().take(over) {
+            self.by_key.remove(&key);
+        }
+        self.dropped += over as u64;
+        tracing::warn!(
+            dropped = over,
+            "missed tombstones beyond {most} dropped; their copies expire with their TTL"
+        );
+    }
+}
+
+/// Tombstones written in one pipeline on a single server. A cluster takes
+/// one at a time: a pipeline goes to one node, and keys of other sessions
+/// sit in other slots.
+const BATCH: usize = 256;
+
+async fn retry_until_dropped(this: Weak<MissedDeletes>, copies: Arc<Copies>, cache: Arc<Breaker>) {
+    let batch_size = if copies.link().is_cluster() { 1 } else { BATCH };
+    loop {
+        tokio::time::sleep(RETRY_EVERY).await;
+        let Some(missed) = this.upgrade() else {
+            return;
+        };
+        let all = missed.take();
+        for batch in all.chunks(batch_size) {
+            let writes: Vec<CopyWrite<'_>> = batch
+                .iter()
+                .map(|(key, m)| CopyWrite::Tombstone {
+                    key,
+                    version: Some(m.version),
+                    generation: m.generation,
+                })
+                .collect();
+            let written = cache
+                .call(async {
+                    copies
+                        .write(&writes)
+                        .await
+                        .map_err(crate::store::redis::failed)
+                })
+                .await;
+            match written {
+                Ok(()) => tracing::debug!(count = batch.len(), "missed tombstones written"),
+                Err(e) => {
+                    tracing::debug!(error = %e, "missed tombstones not written yet");
+                    missed.put_back(batch.to_vec());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tombstone(key: &str, version: Option<u64>, generation: u64) -> CopyWrite<'_> {
+        CopyWrite::Tombstone {
+            key,
+            version,
+            generation,
+        }
+    }
+
+    fn pending() -> MissedDeletes {
+        MissedDeletes {
+            missed: Mutex::new(Pending::default()),
+        }
+    }
+
+    fn kept(missed: &MissedDeletes) -> Vec<(String, u64, u64)> {
+        let mut out: Vec<_> = missed
+            .missed
+            .lock()
+            .by_key
+            .iter()
+            .map(|(k, m)| (k.clone(), m.version, m.generation))
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn only_tombstones_of_a_known_version_are_kept_the_latest_per_key() {
+        let missed = pending();
+        missed.keep(&[
+            tombstone("a", Some(3), 7),
+            tombstone("b", None, 7),
+            CopyWrite::Expire {
+                key: "c",
+                ttl: Duration::from_secs(1),
+            },
+            CopyWrite::Live {
+                key: "d",
+                data: b"x",
+                version: 1,
+                ttl: None,
+                generation: 7,
+                replace_same: false,
+            },
+        ]);
+        missed.keep(&[tombstone("a", Some(2), 9), tombstone("e", Some(1), 7)]);
+        missed.keep(&[tombstone("e", Some(1), 8)]);
+        assert_eq!(
+            kept(&missed),
+            [("a".into(), 3, 7), ("e".into(), 1, 8)],
+            "a's later version stays; e's same version under a later generation replaces it"
+        );
+        // What failed again goes back without undoing a newer one.
+        let batch = missed.take();
+        missed.keep(&[tombstone("a", Some(4), 9)]);
+        missed.put_back(batch);
+        assert_eq!(kept(&missed), [("a".into(), 4, 9), ("e".into(), 1, 8)]);
+    }
+
+    #[test]
+    fn beyond_the_bound_the_oldest_are_dropped_and_counted() {
+        let missed = pending();
+        let keys: Vec<String> = (0..5).map(|i| format!("k{i}")).collect();
+        for key in &keys {
+            missed.keep(&[tombstone(key, Some(1), 1)]);
+        }
+        missed.missed.lock().drop_oldest_beyond(3);
+        assert_eq!(
+            kept(&missed)
+                .iter()
+                .map(|k| k.0.as_str())
+                .collect::<Vec<_>>(),
+            ["k2", "k3", "k4"]
+        );
+        assert_eq!(missed.counts(), (3, 2));
+    }
+}
