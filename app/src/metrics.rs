@@ -227,6 +227,31 @@ impl Metrics {
                     counter.load(Ordering::Relaxed)
                 );
             }
+            let _ = writeln!(
+                out,
+                "# HELP app_missed_deletes_waiting Tombstones that could not be copied to Redis, waiting to be written again."
+            );
+            let _ = writeln!(out, "# TYPE app_missed_deletes_waiting gauge");
+            let _ = writeln!(
+                out,
+                "app_missed_deletes_waiting{{instance=\"{instance}\"}} {}",
+                stats.missed_deletes_waiting.load(Ordering::Relaxed)
+            );
+            let _ = writeln!(
+                out,
+                "# HELP app_missed_deletes_total Those tombstones since start: written again, or dropped unwritten (beyond the bound kept)."
+            );
+            let _ = writeln!(out, "# TYPE app_missed_deletes_total counter");
+            for (outcome, counter) in [
+                ("written", &stats.missed_deletes_written),
+                ("dropped", &stats.missed_deletes_dropped),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "app_missed_deletes_total{{instance=\"{instance}\",outcome=\"{outcome}\"}} {}",
+                    counter.load(Ordering::Relaxed)
+                );
+            }
             let _ = writeln!(out, "# TYPE app_coherence_generation gauge");
             let _ = writeln!(
                 out,

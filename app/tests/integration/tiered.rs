@@ -365,21 +365,31 @@ async fn a_tombstone_missed_while_cut_off_from_redis_is_written_once_redis_answe
         "Redis still holds the copy while the instance is cut off"
     );
     assert_eq!(store.missed_deletes(), (1, 0));
+    let stats = store.coherence().stats();
+    assert_eq!(stats.missed_deletes_waiting.load(Ordering::Relaxed), 1);
 
     proxy.restore();
     let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let now = fields(raw.clone(), key.clone()).await;
-        if now == (Some(2), None, Some("1".into())) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the tombstone never came: {now:?}"
-        );
+    // Counted once Redis took it.
+    while stats.missed_deletes_written.load(Ordering::Relaxed) == 0 {
+        assert!(Instant::now() < deadline, "the tombstone was never written");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert_eq!(
+        fields(raw.clone(), key.clone()).await,
+        (Some(2), None, Some("1".into())),
+        "the tombstone, at the delete's version"
+    );
     assert_eq!(store.missed_deletes(), (0, 0));
+    assert_eq!(
+        (
+            stats.missed_deletes_waiting.load(Ordering::Relaxed),
+            stats.missed_deletes_written.load(Ordering::Relaxed),
+            stats.missed_deletes_dropped.load(Ordering::Relaxed),
+        ),
+        (0, 1, 0),
+        "shown in the tier's metrics"
+    );
     assert_eq!(store.load("sess:m").await.expect("load"), None);
     let ttl: i64 = redis::cmd("PTTL")
         .arg(&key)

@@ -116,6 +116,12 @@ pub struct CoherenceStats {
     pub generation: AtomicU64,
     /// 1 while the fleet has a degraded instance, as this instance last saw.
     pub fleet_degraded: AtomicU64,
+    /// Tombstones that failed and wait to be written again
+    /// ([`super::missed_deletes`]), those written since, and those dropped
+    /// unwritten (beyond its bound).
+    pub missed_deletes_waiting: AtomicU64,
+    pub missed_deletes_written: AtomicU64,
+    pub missed_deletes_dropped: AtomicU64,
 }
 
 /// One instance's side of the protocol: its view, its registration, the poller.

@@ -23,11 +23,13 @@
 //! killed before it replicated the write): nothing failed, so nothing is kept.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use super::coherence::Coherence;
 use super::copies::{Copies, CopyWrite};
 use crate::store::breaker::Breaker;
 
@@ -53,20 +55,32 @@ struct Missed {
 /// until the store is dropped.
 pub struct MissedDeletes {
     missed: Mutex<Pending>,
+    /// Where the counts show (the tier's metrics); none in unit tests.
+    coherence: Option<Arc<Coherence>>,
 }
 
 #[derive(Default)]
 struct Pending {
     by_key: HashMap<String, Missed>,
+    /// Taken to be written, not yet written nor put back: still waiting.
+    in_flight: usize,
     next_seq: u64,
     dropped: u64,
 }
 
+impl Pending {
+    fn waiting(&self) -> usize {
+        self.by_key.len() + self.in_flight
+    }
+}
+
 impl MissedDeletes {
-    /// Starts retrying through `cache` onto `copies`.
-    pub fn start(copies: Arc<Copies>, cache: Arc<Breaker>) -> Arc<Self> {
+    /// Starts retrying through `cache` onto `copies`; the counts show in
+    /// `coherence`'s stats.
+    pub fn start(copies: Arc<Copies>, cache: Arc<Breaker>, coherence: Arc<Coherence>) -> Arc<Self> {
         let this = Arc::new(Self {
             missed: Mutex::new(Pending::default()),
+            coherence: Some(coherence),
         });
         tokio::spawn(retry_until_dropped(Arc::downgrade(&this), copies, cache));
         this
@@ -99,23 +113,51 @@ impl MissedDeletes {
             }
         }
         pending.drop_oldest_beyond(KEEP_AT_MOST);
+        self.show(&pending, 0);
+    }
+
+    /// Shows the counts in the tier's stats, with `written` more written.
+    fn show(&self, pending: &Pending, written: u64) {
+        if let Some(coherence) = &self.coherence {
+            let stats = coherence.stats();
+            let waiting = pending.waiting() as u64;
+            stats
+                .missed_deletes_waiting
+                .store(waiting, Ordering::Relaxed);
+            stats
+                .missed_deletes_dropped
+                .store(pending.dropped, Ordering::Relaxed);
+            stats
+                .missed_deletes_written
+                .fetch_add(written, Ordering::Relaxed);
+        }
     }
 
     /// How many wait to be written, and how many were dropped unwritten.
     pub fn counts(&self) -> (usize, u64) {
         let pending = self.missed.lock();
-        (pending.by_key.len(), pending.dropped)
+        (pending.waiting(), pending.dropped)
     }
 
+    /// Takes every waiting tombstone to write; they count as waiting until
+    /// written ([`Self::written`]) or put back.
     fn take(&self) -> Vec<(String, Missed)> {
-        std::mem::take(&mut self.missed.lock().by_key)
-            .into_iter()
-            .collect()
+        let mut pending = self.missed.lock();
+        let taken: Vec<_> = std::mem::take(&mut pending.by_key).into_iter().collect();
+        pending.in_flight += taken.len();
+        taken
+    }
+
+    fn written(&self, count: usize) {
+        let mut pending = self.missed.lock();
+        pending.in_flight -= count;
+        self.show(&pending, count as u64);
     }
 
     /// Puts back what could not be written, unless a newer one of the key came meanwhile.
     fn put_back(&self, batch: Vec<(String, Missed)>) {
         let mut pending = self.missed.lock();
+        pending.in_flight -= batch.len();
         for (key, missed) in batch {
             let entry = pending.by_key.entry(key).or_insert(missed);
             if (missed.version, missed.generation) > (entry.version, entry.generation) {
@@ -123,6 +165,7 @@ impl MissedDeletes {
             }
         }
         pending.drop_oldest_beyond(KEEP_AT_MOST);
+        self.show(&pending, 0);
     }
 }
 
@@ -180,7 +223,10 @@ async fn retry_until_dropped(this: Weak<MissedDeletes>, copies: Arc<Copies>, cac
                 })
                 .await;
             match written {
-                Ok(()) => tracing::debug!(count = batch.len(), "missed tombstones written"),
+                Ok(()) => {
+                    tracing::debug!(count = batch.len(), "missed tombstones written");
+                    missed.written(batch.len());
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, "missed tombstones not written yet");
                     missed.put_back(batch.to_vec());
@@ -205,6 +251,7 @@ mod tests {
     fn pending() -> MissedDeletes {
         MissedDeletes {
             missed: Mutex::new(Pending::default()),
+            coherence: None,
         }
     }
 
@@ -248,9 +295,18 @@ mod tests {
         );
         // What failed again goes back without undoing a newer one.
         let batch = missed.take();
+        assert_eq!(
+            missed.counts(),
+            (2, 0),
+            "taken to be written: still waiting"
+        );
         missed.keep(&[tombstone("a", Some(4), 9)]);
         missed.put_back(batch);
         assert_eq!(kept(&missed), [("a".into(), 4, 9), ("e".into(), 1, 8)]);
+        assert_eq!(missed.counts(), (2, 0));
+        let batch = missed.take();
+        missed.written(batch.len());
+        assert_eq!(missed.counts(), (0, 0), "written: no longer waiting");
     }
 
     #[test]

@@ -153,7 +153,7 @@ impl TieredStore {
             TOMBSTONE_TTL,
         ));
         Ok(Self {
-            missed_deletes: MissedDeletes::start(copies.clone(), cache.clone()),
+            missed_deletes: MissedDeletes::start(copies.clone(), cache.clone(), coherence.clone()),
             copies,
             cache,
             durable,
