@@ -23,6 +23,7 @@
 //! killed before it replicated the write): nothing failed, so nothing is kept.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -37,8 +38,8 @@ use crate::store::breaker::Breaker;
 pub const RETRY_EVERY: Duration = Duration::from_millis(250);
 
 /// At most this many are kept (an outage of hours with many logouts must
-/// not grow the instance without bound); the oldest are dropped beyond it,
-/// and their copies expire with their TTL.
+/// not grow the instance without bound); beyond it, a new one is dropped
+/// (counted), and its copy expires with its TTL.
 const KEEP_AT_MOST: usize = 100_000;
 
 /// A tombstone to write again: the version it deletes and the generation
@@ -47,8 +48,6 @@ const KEEP_AT_MOST: usize = 100_000;
 struct Missed {
     version: u64,
     generation: u64,
-    /// Arrival order, to drop the oldest first.
-    seq: u64,
 }
 
 /// The missed tombstones of one tiered store, retried in the background
@@ -64,13 +63,38 @@ struct Pending {
     by_key: HashMap<String, Missed>,
     /// Taken to be written, not yet written nor put back: still waiting.
     in_flight: usize,
-    next_seq: u64,
     dropped: u64,
 }
 
 impl Pending {
     fn waiting(&self) -> usize {
         self.by_key.len() + self.in_flight
+    }
+
+    /// Keeps `missed` for `key` (of two, the later version, or the same
+    /// version under the later generation, as Redis would keep), unless
+    /// [`KEEP_AT_MOST`] are kept already.
+    fn insert(&mut self, key: String, missed: Missed, most: usize) {
+        let kept = self.by_key.len();
+        match self.by_key.entry(key) {
+            Entry::Occupied(mut entry) => {
+                let current = entry.get_mut();
+                if (missed.version, missed.generation) > (current.version, current.generation) {
+                    *current = missed;
+                }
+            }
+            Entry::Vacant(_) if kept >= most => {
+                if self.dropped == 0 {
+                    tracing::warn!(
+                        "over {most} missed tombstones kept; further ones are dropped and their copies expire with their TTL"
+                    );
+                }
+                self.dropped += 1;
+            }
+            Entry::Vacant(entry) => {
+                entry.insert(missed);
+            }
+        }
     }
 }
 
@@ -90,29 +114,19 @@ impl MissedDeletes {
     pub fn keep(&self, writes: &[CopyWrite<'_>]) {
         let mut pending = self.missed.lock();
         for write in writes {
-            let CopyWrite::Tombstone {
+            if let CopyWrite::Tombstone {
                 key,
                 version: Some(version),
                 generation,
             } = *write
-            else {
-                continue;
-            };
-            let seq = pending.next_seq;
-            pending.next_seq += 1;
-            let newer = Missed {
-                version,
-                generation,
-                seq,
-            };
-            // Of two missed tombstones of one key, the later version wins,
-            // as it would in Redis.
-            let entry = pending.by_key.entry(key.to_owned()).or_insert(newer);
-            if (version, generation) > (entry.version, entry.generation) {
-                *entry = newer;
+            {
+                let missed = Missed {
+                    version,
+                    generation,
+                };
+                pending.insert(key.to_owned(), missed, KEEP_AT_MOST);
             }
         }
-        pending.drop_oldest_beyond(KEEP_AT_MOST);
         self.show(&pending, 0);
     }
 
@@ -159,36 +173,9 @@ impl MissedDeletes {
         let mut pending = self.missed.lock();
         pending.in_flight -= batch.len();
         for (key, missed) in batch {
-            let entry = pending.by_key.entry(key).or_insert(missed);
-            if (missed.version, missed.generation) > (entry.version, entry.generation) {
-                *entry = missed;
-            }
+            pending.insert(key, missed, KEEP_AT_MOST);
         }
-        pending.drop_oldest_beyond(KEEP_AT_MOST);
         self.show(&pending, 0);
-    }
-}
-
-impl Pending {
-    fn drop_oldest_beyond(&mut self, most: usize) {
-        let over = self.by_key.len().saturating_sub(most);
-        if over == 0 {
-            return;
-        }
-        let mut by_age: Vec<(u64, String)> = self
-            .by_key
-            .iter()
-            .map(|(key, missed)| (missed.seq, key.clone()))
-            .collect();
-        by_age.sort_unstable();
-        for (_, key) in by_age.into_iter().take(over) {
-            self.by_key.remove(&key);
-        }
-        self.dropped += over as u64;
-        tracing::warn!(
-            dropped = over,
-            "missed tombstones beyond {most} dropped; their copies expire with their TTL"
-        );
     }
 }
 
@@ -310,20 +297,37 @@ mod tests {
     }
 
     #[test]
-    fn beyond_the_bound_the_oldest_are_dropped_and_counted() {
+    fn beyond_the_bound_new_ones_are_dropped_and_counted() {
         let missed = pending();
-        let keys: Vec<String> = (0..5).map(|i| format!("k{i}")).collect();
-        for key in &keys {
-            missed.keep(&[tombstone(key, Some(1), 1)]);
+        let mut pending = missed.missed.lock();
+        for key in ["k0", "k1", "k2", "k3"] {
+            pending.insert(
+                key.into(),
+                Missed {
+                    version: 1,
+                    generation: 1,
+                },
+                3,
+            );
         }
-        missed.missed.lock().drop_oldest_beyond(3);
-        assert_eq!(
-            kept(&missed)
-                .iter()
-                .map(|k| k.0.as_str())
-                .collect::<Vec<_>>(),
-            ["k2", "k3", "k4"]
+        // A kept key still takes a later version.
+        pending.insert(
+            "k1".into(),
+            Missed {
+                version: 2,
+                generation: 1,
+            },
+            3,
         );
-        assert_eq!(missed.counts(), (3, 2));
+        drop(pending);
+        assert_eq!(
+            kept(&missed),
+            [
+                ("k0".into(), 1, 1),
+                ("k1".into(), 2, 1),
+                ("k2".into(), 1, 1)
+            ]
+        );
+        assert_eq!(missed.counts(), (3, 1));
     }
 }
