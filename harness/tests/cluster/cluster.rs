@@ -67,6 +67,15 @@ fn assert_no_anomaly_and_all_checked(results: &Results) {
     assert!(requests > 100, "{requests} requests");
 }
 
+/// Each fault step of the first timeline, and why it failed if it did.
+fn fault_steps(results: &Results) -> Vec<(&str, Option<&String>)> {
+    results.timelines[0]
+        .faults
+        .iter()
+        .map(|s| (s.action.as_str(), s.error.as_ref()))
+        .collect()
+}
+
 #[test]
 fn option4_cluster_smoke_shows_no_anomaly_of_any_kind() {
     let results = bench_on_cluster(&shipped("smoke"));
@@ -247,22 +256,8 @@ fn assert_every_node_sampled_and_reported(results: &Results) {
 fn option4_cluster_through_a_master_kill_a_reshard_and_a_failover_loses_nothing_and_serves_nothing_stale()
  {
     let results = bench_on_cluster(&shipped("cluster-failover"));
-    for kind in Kind::ALL {
-        assert_eq!(
-            results.anomaly(kind),
-            0,
-            "{kind}: {:?}",
-            results.anomalies.iter().find(|a| a.kind == kind)
-        );
-    }
-    assert!(results.unchecked.is_empty(), "{:?}", results.unchecked);
-    let (requests, _, _) = results.overall().expect("histograms decode");
-    assert!(requests > 100, "{requests} requests");
-    let steps: Vec<(&str, Option<&String>)> = results.timelines[0]
-        .faults
-        .iter()
-        .map(|s| (s.action.as_str(), s.error.as_ref()))
-        .collect();
+    assert_no_anomaly_and_all_checked(&results);
+    let steps = fault_steps(&results);
     assert_eq!(
         steps,
         [
@@ -303,23 +298,9 @@ fn option4_cluster_through_a_master_kill_a_reshard_and_a_failover_loses_nothing_
 #[test]
 fn option4_cluster_with_one_master_cut_off_loses_nothing_and_waits_only_then() {
     let results = bench_on_cluster(&shipped("cluster-partition"));
-    for kind in Kind::ALL {
-        assert_eq!(
-            results.anomaly(kind),
-            0,
-            "{kind}: {:?}",
-            results.anomalies.iter().find(|a| a.kind == kind)
-        );
-    }
-    assert!(results.unchecked.is_empty(), "{:?}", results.unchecked);
-    let (requests, _, _) = results.overall().expect("histograms decode");
-    assert!(requests > 100, "{requests} requests");
+    assert_no_anomaly_and_all_checked(&results);
     let timeline = &results.timelines[0];
-    let steps: Vec<(&str, Option<&String>)> = timeline
-        .faults
-        .iter()
-        .map(|s| (s.action.as_str(), s.error.as_ref()))
-        .collect();
+    let steps = fault_steps(&results);
     assert_eq!(
         steps,
         [
