@@ -60,7 +60,9 @@ struct Args {
     /// (option4-cluster, or `redis_cluster = true` in a topology file).
     #[arg(long, env = "REDIS_CLUSTER_URLS", value_delimiter = ',')]
     redis_cluster_urls: Vec<String>,
-    /// A CA certificate (PEM) to trust for a rediss:// URL.
+    /// A CA certificate (PEM) to trust for a rediss:// URL (one Redis
+    /// server; refused with a Redis Cluster, whose seeds are checked
+    /// against the system's roots).
     #[arg(long, env = "REDIS_CA_FILE")]
     redis_ca_file: Option<PathBuf>,
     #[arg(long, env = "DATABASE_URL")]

@@ -241,6 +241,15 @@ impl Topology {
         backends: &Backends,
         session_lifetime: Duration,
     ) -> Result<Built, StoreError> {
+        // Refused rather than ignored: the cluster client would check the
+        // nodes' certificates against the system's roots, not this CA.
+        if self.redis_cluster && backends.redis_ca_pem.is_some() {
+            return Err(StoreError::Config(format!(
+                "topology {}: a Redis CA file (--redis-ca-file, REDIS_CA_FILE) is for one Redis server; \
+                 a Redis Cluster's rediss:// seeds are checked against the system's roots (unset it)",
+                self.name
+            )));
+        }
         let need = |url: &Option<String>, what: &str| {
             url.clone()
                 .ok_or_else(|| StoreError::Config(format!("topology {} needs {what}", self.name)))
@@ -426,6 +435,34 @@ mod tests {
         );
         assert!(Topology::preset("option5").is_none());
         assert!(Topology::named("option5").is_err());
+    }
+
+    #[test]
+    fn a_redis_ca_file_with_a_cluster_is_refused_not_ignored() {
+        let dir = tempfile::tempdir().expect("dir");
+        let backends = Backends {
+            redis_url: None,
+            redis_cluster_urls: vec!["rediss://127.0.0.1:1".into()],
+            redis_ca_pem: Some(b"-----BEGIN CERTIFICATE-----".to_vec()),
+            database_url: Some("postgres://127.0.0.1:1/none".into()),
+            sqlite_path: dir.path().join("store.db"),
+            namespace: "ca".into(),
+            encryption_secret: b"secret".to_vec(),
+            encryption_key_id: "k1".into(),
+            previous_key_ids: Vec::new(),
+            breaker: Default::default(),
+            instance: "ca".into(),
+            coherence: Default::default(),
+        };
+        let cluster = Topology::named(Topology::CLUSTER_PRESET).expect("preset");
+        let Err(error) = cluster.build(&backends, Duration::from_secs(60)) else {
+            panic!("built with a CA file it would not use");
+        };
+        let error = error.to_string();
+        assert!(
+            error.contains("--redis-ca-file") && error.contains("Redis Cluster"),
+            "{error}"
+        );
     }
 
     #[test]
