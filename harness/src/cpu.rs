@@ -168,9 +168,7 @@ impl CpuSource {
             )),
         }
     }
-}
 
-impl CpuSource {
     /// A private cluster's nodes; none for an existing cluster, whose nodes
     /// have no pids here (its Redis CPU is `-`, as for a run without Redis).
     pub fn of_cluster(cluster: &RedisCluster) -> Option<Self> {
