@@ -10,6 +10,7 @@ pub mod encrypted;
 pub mod keys;
 pub mod memory;
 pub mod redis;
+pub mod redis_direct;
 pub mod redis_link;
 pub mod redis_target;
 pub mod sql;

@@ -14,6 +14,10 @@
 //! what must not happen here, so this is a small manager of its own: a
 //! connection is dropped on the first error that says the connection (not
 //! the command) failed, and the next caller connects anew.
+//!
+//! Beside a single server's connection the link keeps a direct one to the
+//! same process, which an idle instance's requests take
+//! ([`super::redis_direct`]: a shorter round trip on a quiet machine).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,6 +27,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use redis::{AsyncConnectionConfig, RedisError, RedisResult};
 
+use super::redis_direct::{Direct, DirectSlot};
 pub use super::redis_target::Connection;
 use super::redis_target::{Target, identify};
 
@@ -38,6 +43,7 @@ struct Live {
 pub struct RedisLink {
     target: Target,
     config: AsyncConnectionConfig,
+    timeout: Duration,
     live: Mutex<Option<Live>>,
     /// One connect at a time: callers that find no connection wait for it.
     connecting: tokio::sync::Mutex<()>,
@@ -61,6 +67,7 @@ impl RedisLink {
         Self {
             target,
             config,
+            timeout,
             live: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
         }
@@ -131,13 +138,33 @@ impl RedisLink {
             return Ok(live);
         }
         let (connection, server) = self.target.connect(&self.config).await?;
+        let server: Arc<str> = server.into();
+        let connection = match (connection, &self.target) {
+            (Connection::Server(shared), Target::Server(client)) => {
+                let info = client.get_connection_info();
+                match DirectSlot::new(info, server.clone(), self.timeout) {
+                    Some(slot) => Connection::Direct(Direct { slot, shared }),
+                    None => Connection::Server(shared),
+                }
+            }
+            (connection, _) => connection,
+        };
         let live = Live {
             connection,
-            server: server.into(),
+            server,
             broken: Arc::default(),
         };
         *self.live.lock() = Some(live.clone());
         Ok(live)
+    }
+
+    /// Requests the current connection's direct one has answered (0 if
+    /// there is none: a cluster, TLS, a Unix socket, RESP3).
+    pub fn direct_served(&self) -> u64 {
+        match self.live.lock().as_ref().map(|live| &live.connection) {
+            Some(Connection::Direct(direct)) => direct.slot.served(),
+            _ => 0,
+        }
     }
 
     fn usable(&self) -> Option<Live> {

@@ -17,6 +17,8 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
 use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 
+use super::redis_direct::Direct;
+
 /// Answers the `run_id` of the node that runs it; sent with a key, a
 /// cluster client sends it to the node serving that key's slot.
 pub const RUN_ID_SCRIPT: &str = "return string.match(redis.call('INFO', 'server'), 'run_id:(%w+)')";
@@ -29,10 +31,13 @@ pub enum Target {
     Cluster(ClusterClient),
 }
 
-/// A connection to either; cheap to clone (both multiplex).
+/// A connection to either; cheap to clone (all multiplex).
 #[derive(Clone)]
 pub enum Connection {
     Server(MultiplexedConnection),
+    /// A server's multiplexed connection with a direct one beside it
+    /// ([`super::redis_direct`]).
+    Direct(Direct),
     Cluster(ClusterConnection),
 }
 
@@ -40,6 +45,7 @@ impl ConnectionLike for Connection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Connection::Server(c) => c.req_packed_command(cmd),
+            Connection::Direct(c) => c.req_packed_command(cmd),
             Connection::Cluster(c) => c.req_packed_command(cmd),
         }
     }
@@ -52,6 +58,7 @@ impl ConnectionLike for Connection {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Connection::Server(c) => c.req_packed_commands(pipeline, offset, count),
+            Connection::Direct(c) => c.req_packed_commands(pipeline, offset, count),
             Connection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
@@ -59,6 +66,7 @@ impl ConnectionLike for Connection {
     fn get_db(&self) -> i64 {
         match self {
             Connection::Server(c) => c.get_db(),
+            Connection::Direct(c) => c.get_db(),
             Connection::Cluster(c) => c.get_db(),
         }
     }
@@ -109,7 +117,7 @@ impl Target {
 /// What `connection` reaches, named as [`Target::connect`] says.
 pub async fn identify(connection: &mut Connection) -> RedisResult<String> {
     match connection {
-        Connection::Server(c) => {
+        Connection::Server(c) | Connection::Direct(Direct { shared: c, .. }) => {
             let info: String = redis::cmd("INFO").arg("server").query_async(c).await?;
             run_id(&info).map(str::to_owned).ok_or_else(no_run_id)
         }

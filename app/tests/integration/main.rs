@@ -10,6 +10,7 @@ mod common;
 mod binary;
 mod idp_misbehaving;
 mod placement_conformance;
+mod redis_direct;
 mod redis_tls;
 mod session_timeouts;
 mod store_conformance;
