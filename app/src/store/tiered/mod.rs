@@ -274,16 +274,18 @@ impl TieredStore {
     ) -> Result<Vec<Option<Record>>, StoreError> {
         let mut out = Vec::with_capacity(keys.len());
         let mut misses = Vec::new();
-        for (i, copy) in copies.iter().enumerate() {
+        let mut miss_copies = Vec::new();
+        for (i, copy) in copies.into_iter().enumerate() {
             match copy {
                 Copy::Live {
                     record,
                     generation: g,
-                } if *g == generation => out.push(Some(record.clone())),
-                Copy::Tombstone { generation: g, .. } if *g == generation => out.push(None),
-                _ => {
+                } if g == generation => out.push(Some(record)),
+                Copy::Tombstone { generation: g, .. } if g == generation => out.push(None),
+                copy => {
                     out.push(None);
                     misses.push(i);
+                    miss_copies.push(copy);
                 }
             }
         }
@@ -295,7 +297,6 @@ impl TieredStore {
             return Ok(out);
         }
         let miss_keys: Vec<&str> = misses.iter().map(|&i| keys[i]).collect();
-        let miss_copies: Vec<Copy> = misses.iter().map(|&i| copies[i].clone()).collect();
         let fetched = self
             .read_durable(&miss_keys, Some(&miss_copies), generation)
             .await?;
