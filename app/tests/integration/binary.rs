@@ -2,58 +2,12 @@
 //! recovers by itself, and it logs nothing token-like at info level.
 
 use std::io::Read;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mock_idp::{Idp, IdpConfig, IdpServer, ServerOptions};
 
-/// Kills the child when the test ends, however it ends.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-fn redis_server(port: u16, dir: &std::path::Path) -> Guard {
-    let child = Command::new("redis-server")
-        .args([
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-        ])
-        .arg(dir)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server is installed (apt-get install redis-server)");
-    wait_for_port(port);
-    Guard(child)
-}
-
-fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use crate::common::{Guard, free_port, redis_server, wait_for_port};
 
 fn start_app(port: u16, authority: &str, extra: &[&str], output: Stdio, errors: Stdio) -> Guard {
     let child = Command::new(env!("CARGO_BIN_EXE_app"))
@@ -94,7 +48,7 @@ async fn a_store_that_goes_down_gives_503_and_the_app_recovers_when_it_returns()
     let topology =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/redis-only.toml");
     let redis_port = free_port();
-    let mut redis = redis_server(redis_port, dir.path());
+    let mut redis = redis_server(redis_port, dir.path(), &[]);
     let app_port = free_port();
     let redis_url = format!("redis://127.0.0.1:{redis_port}");
     let _app = start_app(
@@ -141,7 +95,7 @@ async fn a_store_that_goes_down_gives_503_and_the_app_recovers_when_it_returns()
         "{body}"
     );
 
-    redis = redis_server(redis_port, dir.path());
+    redis = redis_server(redis_port, dir.path(), &[]);
     // The restarted Redis kept nothing (no persistence), so this browser is
     // signed out; the point is the app serves again without a restart.
     let deadline = Instant::now() + Duration::from_secs(15);

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use app::store::redis_link::RedisLink;
 
-use crate::common::{Cuttable, host_port, redis_url, unique, via};
+use crate::common::{Cuttable, free_port, host_port, redis_server, redis_url, unique, via};
 
 fn link(url: &str) -> RedisLink {
     RedisLink::new(
@@ -143,48 +143,11 @@ async fn after_a_cut_the_link_and_its_direct_connection_come_back_and_answer_rig
     assert_eq!(get(&link, &key).await.expect("GET"), Some("after".into()));
 }
 
-/// A private redis-server, killed on drop.
-struct PrivateRedis(std::process::Child);
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn a_direct_connection_authenticates_and_selects_the_urls_database() {
     let dir = tempfile::tempdir().expect("dir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let child = std::process::Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args([
-            "--requirepass",
-            "s3cret",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("redis-server is installed");
-    let _server = PrivateRedis(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "redis-server did not start on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let port = free_port();
+    let _server = redis_server(port, dir.path(), &["--requirepass", "s3cret"]);
 
     let link = link(&format!("redis://:s3cret@127.0.0.1:{port}/3"));
     set(&link, "k", "shared").await;

@@ -1,20 +1,12 @@
 //! The Redis store over TLS (`rediss://`), against a private redis-server with a generated CA.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use app::store::redis::RedisStore;
 use app::store::{Expect, Store, StoreError};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
-struct Guard(std::process::Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::common::{Guard, free_port, wait_for_port};
 
 #[tokio::test]
 async fn rediss_urls_talk_tls_and_trust_only_the_given_ca() {
@@ -44,11 +36,7 @@ async fn rediss_urls_talk_tls_and_trust_only_the_given_ca() {
         write("server.key", server_key.serialize_pem()),
         write("ca.pem", ca_cert.pem()),
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = free_port();
     let child = Command::new("redis-server")
         .args([
             "--port",
@@ -72,14 +60,7 @@ async fn rediss_urls_talk_tls_and_trust_only_the_given_ca() {
         .spawn()
         .expect("redis-server is installed");
     let _guard = Guard(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "redis-server did not start TLS on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_port(port);
 
     let url = format!("rediss://127.0.0.1:{port}");
     let store =
