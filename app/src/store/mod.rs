@@ -12,6 +12,7 @@ pub mod memory;
 pub mod redis;
 pub mod redis_direct;
 pub mod redis_link;
+pub mod redis_run_id;
 pub mod redis_target;
 pub mod sql;
 pub mod tiered;

@@ -44,7 +44,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
 
-use super::redis_target::run_id;
+use super::redis_run_id::run_id;
 
 /// Free buffer space a read may fill.
 const READ_ROOM: usize = 16 * 1024;

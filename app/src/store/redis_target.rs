@@ -18,6 +18,7 @@ use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
 use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 
 use super::redis_direct::Direct;
+use super::redis_run_id::run_id;
 
 /// Answers the `run_id` of the node that runs it; sent with a key, a
 /// cluster client sends it to the node serving that key's slot.
@@ -169,14 +170,6 @@ fn no_run_id() -> RedisError {
     ))
 }
 
-/// The `run_id` line of `INFO server`.
-pub fn run_id(info: &str) -> Option<&str> {
-    info.lines()
-        .find_map(|line| line.strip_prefix("run_id:"))
-        .map(str::trim)
-        .filter(|id| !id.is_empty())
-}
-
 /// Whether a reply from the server process `server` comes from what
 /// `named` names: that process, or a cluster whose masters include it.
 pub fn names(named: &str, server: &str) -> bool {
@@ -186,14 +179,6 @@ pub fn names(named: &str, server: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_run_id_is_read_from_info_server() {
-        let info = "# Server\r\nredis_version:7.0.15\r\nrun_id:3f1e9c\r\ntcp_port:6379\r\n";
-        assert_eq!(run_id(info), Some("3f1e9c"));
-        assert_eq!(run_id("# Server\r\nredis_version:7.0.15\r\n"), None);
-        assert_eq!(run_id("run_id:\r\n"), None);
-    }
 
     #[test]
     fn a_cluster_name_holds_its_masters_and_no_other() {
