@@ -23,7 +23,10 @@
 //!
 //! It is dropped, never reused, after any error, a timeout, or a caller
 //! that gave up mid-exchange (its future dropped): a reply left unread
-//! would pair with the next request. A new one is made on a later call
+//! would pair with the next request. One the server closed while it sat
+//! idle (an idle-client `timeout`: it may idle for long while the instance
+//! is busy) is found before it is lent, and the request goes through the
+//! multiplexed connection instead of failing. A new one is made on a later call
 //! (at most one attempt a second after a failed one). Only plain TCP with
 //! RESP2 is served this way; TLS, a Unix socket or RESP3 leave the
 //! multiplexed connection serving alone.
@@ -102,6 +105,16 @@ impl Plain {
     async fn command(&mut self, cmd: &Cmd) -> RedisResult<Value> {
         let mut replies = self.exchange(&cmd.get_packed_command(), 1).await?;
         replies.pop().unwrap_or(Value::Nil).extract_error()
+    }
+
+    /// Whether the server closed this connection while it sat idle (its
+    /// idle-client `timeout`, a restart): an idle connection has nothing to
+    /// read, so anything readable, the end of the stream included, means it
+    /// is done. A read only when the socket was last seen readable: after
+    /// a whole exchange, one `recv` that finds nothing.
+    fn closed_while_idle(&self) -> bool {
+        let mut byte = [0u8; 1];
+        !matches!(self.stream.try_read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
     /// Writes `request` and reads `replies` replies (error replies among
@@ -191,6 +204,12 @@ impl DirectSlot {
     fn lend(self: &Arc<Self>) -> Option<Lease> {
         let mut state = self.state.lock();
         match &*state {
+            State::Idle(plain) if plain.closed_while_idle() => {
+                // Made anew; this request takes the multiplexed connection.
+                *state = State::Connecting;
+                tokio::spawn(self.clone().make());
+                None
+            }
             State::Idle(_) => match std::mem::replace(&mut *state, State::Busy) {
                 State::Idle(plain) => Some(Lease {
                     plain: Some(plain),

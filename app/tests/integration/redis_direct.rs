@@ -167,3 +167,34 @@ async fn a_direct_connection_authenticates_and_selects_the_urls_database() {
         .expect("GET");
     assert_eq!(value.as_deref(), Some("in db 3"));
 }
+
+#[tokio::test]
+async fn a_direct_connection_the_server_closed_while_idle_is_not_used_and_is_made_again() {
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    // Redis closes a client idle for over a second.
+    let _server = redis_server(port, dir.path(), &["--timeout", "1"]);
+    let link = link(&format!("redis://127.0.0.1:{port}"));
+    set(&link, "k", "v").await;
+    until_direct(&link, "k").await;
+
+    // The multiplexed connection kept busy (a transaction never goes
+    // direct) while the direct one idles until the server closes it.
+    let idle_until = Instant::now() + Duration::from_millis(2500);
+    while Instant::now() < idle_until {
+        link.run(|mut c| async move {
+            redis::pipe()
+                .atomic()
+                .cmd("PING")
+                .query_async::<Vec<String>>(&mut c)
+                .await
+        })
+        .await
+        .expect("a transaction on the multiplexed connection");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let before = link.direct_served();
+    assert_eq!(get(&link, "k").await.expect("GET"), Some("v".into()));
+    assert_eq!(link.direct_served(), before, "the closed one was not used");
+    until_direct(&link, "k").await;
+}
