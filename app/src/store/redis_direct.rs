@@ -203,27 +203,26 @@ impl DirectSlot {
 
     fn lend(self: &Arc<Self>) -> Option<Lease> {
         let mut state = self.state.lock();
-        match &*state {
-            State::Idle(plain) if plain.closed_while_idle() => {
-                // Made anew; this request takes the multiplexed connection.
-                *state = State::Connecting;
-                tokio::spawn(self.clone().make());
-                None
-            }
-            State::Idle(_) => match std::mem::replace(&mut *state, State::Busy) {
-                State::Idle(plain) => Some(Lease {
+        match std::mem::replace(&mut *state, State::Busy) {
+            State::Idle(plain) if !plain.closed_while_idle() => {
+                return Some(Lease {
                     plain: Some(plain),
                     slot: self.clone(),
-                }),
-                _ => unreachable!("matched Idle above"),
-            },
-            State::Gone { retry_at } if Instant::now() >= *retry_at => {
-                *state = State::Connecting;
-                tokio::spawn(self.clone().make());
-                None
+                });
             }
-            _ => None,
+            // Closed by the server while idle, or none and time to try
+            // again: made anew; this request takes the multiplexed connection.
+            State::Idle(_) => *state = self.remake(),
+            State::Gone { retry_at } if Instant::now() >= retry_at => *state = self.remake(),
+            other => *state = other,
         }
+        None
+    }
+
+    /// Starts making the connection in the background; the state meanwhile.
+    fn remake(self: &Arc<Self>) -> State {
+        tokio::spawn(self.clone().make());
+        State::Connecting
     }
 
     async fn make(self: Arc<Self>) {
