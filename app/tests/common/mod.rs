@@ -150,13 +150,22 @@ impl Drop for Guard {
     }
 }
 
-/// A loopback port nothing listens on (at the time of asking).
+/// A loopback port nothing listens on (at the time of asking), never one
+/// this test process was given before: the kernel offers a released port
+/// again often enough that two servers of one test would get the same one.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        if HANDED_OUT.lock().expect("ports").insert(port) {
+            return port;
+        }
+    }
 }
 
 /// Waits (at most 10 s) until something listens on the loopback `port`.

@@ -387,9 +387,46 @@ where
     }
 }
 
-/// A port nothing listens on right now.
+/// A port nothing listens on right now, and one this process has not
+/// handed out before.
+///
+/// The port is free only until someone binds it: the child it is meant for
+/// binds it a moment later. The kernel may offer the same port again in
+/// between (it did: two instances of one stack got one port, the second
+/// failed to bind, and the first answered for both), so the ports handed
+/// out are remembered for the life of the process and never offered twice.
 pub fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    static HANDED_OUT: parking_lot::Mutex<std::collections::BTreeSet<u16>> =
+        parking_lot::Mutex::new(std::collections::BTreeSet::new());
+    // Each try asks the kernel for a fresh ephemeral port; a few hundred
+    // tries cannot all land on ports already handed out unless this
+    // process used up the range.
+    for _ in 0..512 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        if HANDED_OUT.lock().insert(port) {
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        "every free port the kernel offered was already handed out by this process",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::free_port;
+
+    #[test]
+    fn free_port_never_hands_out_one_port_twice() {
+        let mut seen = std::collections::BTreeSet::new();
+        // 1,000 draws from ~28,000 ephemeral ports: the kernel alone repeats
+        // one about 18 times.
+        for _ in 0..1000 {
+            let port = free_port().expect("a free port");
+            assert!(seen.insert(port), "port {port} handed out twice");
+        }
+    }
 }

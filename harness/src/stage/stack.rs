@@ -34,6 +34,31 @@ const REMOTE_READY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a readiness probe got no 2xx, in the user's words: connection
 /// refused, timed out, TLS, not HTTP, or the status that came.
+/// Why an answer came from another instance than the one asked for, if it
+/// did: its `x-instance` names a different instance. A port taken by
+/// someone else between the harness choosing it and the instance binding it
+/// would otherwise pass for this instance's readiness (and the instance,
+/// unable to bind, dies unseen).
+fn answered_as_another(
+    response: &reqwest::Response,
+    expected: Option<InstanceId>,
+) -> Option<String> {
+    let expected = expected?;
+    let named: InstanceId = response
+        .headers()
+        .get(contract::INSTANCE_HEADER)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()?;
+    (named != expected).then(|| {
+        format!(
+            "{} answered as {named}: another process holds its port",
+            response.url()
+        )
+    })
+}
+
 fn why_not_ready(answer: &Result<reqwest::Response, reqwest::Error>) -> String {
     let error = match answer {
         Ok(response) => return format!("answered {}, not 2xx", response.status()),
@@ -366,15 +391,19 @@ impl Stack {
             "the IdP".to_owned(),
             format!("{}/healthz", self.idp_base),
             self.idp.as_ref(),
+            None,
         ));
         let instances = self.instances.iter().map(|i| {
             (
                 i.id.to_string(),
                 format!("{}{}", i.base, self.ready_path),
                 i.process.as_ref(),
+                // Only an instance the harness started is known to be
+                // this one; a remote target's may number itself otherwise.
+                i.process.as_ref().map(|_| i.id),
             )
         });
-        for (who, url, process) in idp.into_iter().chain(instances) {
+        for (who, url, process, expected) in idp.into_iter().chain(instances) {
             // A server of someone else's is meant to be up already: a short
             // wait, then what stood in the way, in words.
             let timeout = if process.is_some() {
@@ -397,6 +426,10 @@ impl Stack {
                     .send()
                     .await;
                 match answer {
+                    Ok(response) if answered_as_another(&response, expected).is_some() => {
+                        *last.lock() = answered_as_another(&response, expected).unwrap_or_default();
+                        false
+                    }
                     Ok(response) if response.status().is_success() => true,
                     other => {
                         *last.lock() = why_not_ready(&other);
@@ -692,4 +725,37 @@ fn start_idp(
         None
     };
     Ok((Supervised::spawn(child)?, IdpListeners { http_port, https }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::answered_as_another;
+    use crate::model::ids::InstanceId;
+
+    fn answer(instance: Option<&str>) -> reqwest::Response {
+        let mut builder = hyper::Response::builder().status(200);
+        if let Some(instance) = instance {
+            builder = builder.header(contract::INSTANCE_HEADER, instance);
+        }
+        reqwest::Response::from(builder.body("ok").expect("response"))
+    }
+
+    #[test]
+    fn an_answer_naming_another_instance_is_not_this_ones_readiness() {
+        let app2: InstanceId = "app-2".parse().expect("id");
+        let why = answered_as_another(&answer(Some("app-1")), Some(app2)).expect("refused");
+        assert!(why.contains("answered as app-1"), "{why}");
+        // Its own name, no name, a name of the target's own making, or an
+        // instance the harness did not start: taken as they come.
+        assert_eq!(
+            answered_as_another(&answer(Some("app-2")), Some(app2)),
+            None
+        );
+        assert_eq!(answered_as_another(&answer(None), Some(app2)), None);
+        assert_eq!(
+            answered_as_another(&answer(Some("express-4001")), Some(app2)),
+            None
+        );
+        assert_eq!(answered_as_another(&answer(Some("app-1")), None), None);
+    }
 }
