@@ -301,8 +301,11 @@ impl TokenAcquirer {
         });
     }
 
-    /// Stores what the code exchange of a sign-in returned in the new
-    /// session's cache; its lifetimes count from `requested_at`.
+    /// Stores what the code exchange of a sign-in returned in the cache of
+    /// `session`, which must have been created for this sign-in (a
+    /// partitioned cache is then known to be empty, and not read: one round
+    /// trip to each store less for option4); its lifetimes count from
+    /// `requested_at`.
     pub async fn store_sign_in(
         &self,
         sessions: &Sessions,
@@ -311,8 +314,17 @@ impl TokenAcquirer {
         response: &TokenResponse,
         requested_at: u64,
     ) -> Result<(), StoreError> {
-        self.store(sessions, session, user, response, requested_at, None, None)
-            .await
+        let loaded = self.cache.new_session_snapshot();
+        self.store(
+            sessions,
+            session,
+            user,
+            response,
+            requested_at,
+            loaded,
+            None,
+        )
+        .await
     }
 
     /// At logout: what the placement removes with the session.

@@ -55,6 +55,15 @@ pub trait CacheAccess: Send + Sync {
         format!("lease:tc:{}", session.store_id)
     }
 
+    /// The cache of a session created a moment ago, where the placement
+    /// knows it without a read: none, for a partition named after the new
+    /// session (nobody else can know its name yet). `None` where the cache is
+    /// shared with other sessions (option1's, option2's) or is read for free
+    /// (option3's, inside the session): the caller loads it then.
+    fn new_session_snapshot(&self) -> Option<CacheSnapshot> {
+        None
+    }
+
     /// Before access: load the cache this session's account may use.
     /// `prefetched` holds the records of [`CacheAccess::prefetch_keys`] when the caller read them.
     async fn before_access(
@@ -348,6 +357,17 @@ impl CacheAccess for Partitioned {
 
     fn single_flight(&self) -> bool {
         true
+    }
+
+    /// Empty and absent: written as a create (compare-and-set on absence),
+    /// so should a partition of that name exist after all, the write
+    /// conflicts and [`CacheAccess::update`] reads it and applies the change
+    /// again, as after any conflict.
+    fn new_session_snapshot(&self) -> Option<CacheSnapshot> {
+        Some(CacheSnapshot {
+            cache: TokenCache::default(),
+            version: None,
+        })
     }
 
     async fn before_access(

@@ -137,6 +137,8 @@ struct Expected {
     other_browser_keeps_tokens: bool,
     /// Do two overlapping writes of one session both survive?
     concurrent_writes_both_survive: bool,
+    /// Does it know a new session's cache without reading it?
+    knows_a_new_sessions_cache: bool,
 }
 
 mod checks {
@@ -226,6 +228,52 @@ mod checks {
         );
     }
 
+    /// A placement that knows a new session's cache without reading it (a
+    /// sign-in then skips the read) knows it right: what a read gives. And
+    /// should the cache hold something after all, the write made from what
+    /// it knew conflicts, reads, and keeps what was there.
+    pub async fn a_new_sessions_cache(f: Fixture, expected: &Expected) {
+        let known = f.cache.new_session_snapshot();
+        assert_eq!(known.is_some(), expected.knows_a_new_sessions_cache);
+        let Some(known) = known else { return };
+        let account = "ns.tenant";
+        let session = f.session_of("ns").await;
+        let read = f
+            .cache
+            .before_access(&session, account, None)
+            .await
+            .expect("read");
+        assert_eq!(known.version, read.version);
+        assert!(known.cache.is_empty() && read.cache.is_empty());
+
+        let mut session = f.session_of("ns").await;
+        f.store_token(&mut session, "ns", "at-there", "api://x/api.read")
+            .await;
+        let mut session = f.reload(&session).await;
+        f.cache
+            .update(
+                &f.sessions,
+                &mut session,
+                account,
+                f.cache.new_session_snapshot(),
+                None,
+                |cache| cache.add(grant("ns", "at-new", "api://x/data.read"), 1000),
+                || {},
+            )
+            .await
+            .expect("written");
+        let now = f.reload(&session).await;
+        assert_eq!(
+            f.token(&now, "ns", "api://x/api.read").await.as_deref(),
+            Some("at-there"),
+            "what was there is kept"
+        );
+        assert_eq!(
+            f.token(&now, "ns", "api://x/data.read").await.as_deref(),
+            Some("at-new")
+        );
+    }
+
     /// Two requests of one session read the cache, then both write: a
     /// compare-and-set placement makes the second re-read and keep both.
     pub async fn concurrent_writers(f: Fixture, expected: &Expected) {
@@ -297,6 +345,10 @@ macro_rules! placement {
                 checks::logout(fixture($option), &EXPECTED).await;
             }
             #[tokio::test]
+            async fn a_new_sessions_cache() {
+                checks::a_new_sessions_cache(fixture($option), &EXPECTED).await;
+            }
+            #[tokio::test]
             async fn concurrent_writers() {
                 checks::concurrent_writers(fixture($option), &EXPECTED).await;
             }
@@ -310,7 +362,8 @@ placement!(
     "option1",
     Expected {
         other_browser_keeps_tokens: false,
-        concurrent_writes_both_survive: false
+        concurrent_writes_both_survive: false,
+        knows_a_new_sessions_cache: false
     }
 );
 // Option2: one blob; logout keeps every token; concurrent writers overwrite.
@@ -319,7 +372,8 @@ placement!(
     "option2",
     Expected {
         other_browser_keeps_tokens: true,
-        concurrent_writes_both_survive: false
+        concurrent_writes_both_survive: false,
+        knows_a_new_sessions_cache: false
     }
 );
 // Option3: inside the session; the whole session is written back, last writer wins.
@@ -328,7 +382,8 @@ placement!(
     "option3",
     Expected {
         other_browser_keeps_tokens: true,
-        concurrent_writes_both_survive: false
+        concurrent_writes_both_survive: false,
+        knows_a_new_sessions_cache: false
     }
 );
 // Option4: a partition per session, compare-and-set.
@@ -337,6 +392,7 @@ placement!(
     "option4",
     Expected {
         other_browser_keeps_tokens: true,
-        concurrent_writes_both_survive: true
+        concurrent_writes_both_survive: true,
+        knows_a_new_sessions_cache: true
     }
 );

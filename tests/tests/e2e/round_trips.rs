@@ -1,7 +1,8 @@
 //! What each request costs option4 in store round trips, counted by the
 //! app's breakers (every Redis pipeline and every Postgres query passes one),
 //! on real Redis and Postgres over HTTP: a cached `/profile` in the normal
-//! state is one Redis round trip and no Postgres query, on one Redis server
+//! state is one Redis round trip and no Postgres query, a sign-in three and
+//! two (it does not read the new session's empty partition), on one Redis server
 //! and on a Redis Cluster alike (a session's keys share one slot).
 
 use std::sync::atomic::Ordering;
@@ -112,6 +113,10 @@ async fn assert_normal_state_trips(stack: &InProcessStack) {
         }
     })
     .await;
+    let sign_ins = per_request(instance, 10, |i| async move {
+        sign_in(stack, 0, &format!("trips-{i}")).await;
+    })
+    .await;
     println!(
         "{} store round trips per request (Redis, Postgres):",
         stack.topology.name
@@ -119,6 +124,7 @@ async fn assert_normal_state_trips(stack: &InProcessStack) {
     println!("  GET /profile (cached token): {profile_cost:?}");
     println!("  GET /cart:                   {cart_read:?}");
     println!("  POST /cart:                  {cart_write:?}");
+    println!("  sign-in (to the home page):  {sign_ins:?}");
     assert_eq!(
         profile_cost,
         (1.0, 0.0),
@@ -128,4 +134,8 @@ async fn assert_normal_state_trips(stack: &InProcessStack) {
     // Read the session (Redis), compare-and-set it with the partition's TTL
     // renewed (Postgres, one statement), copy both (Redis, one pipeline).
     assert_eq!(cart_write, (2.0, 1.0));
+    // Create the session and write its first tokens (each: Postgres, then
+    // the Redis copy; the new partition is known empty, not read), then the
+    // home page reads the session (Redis).
+    assert_eq!(sign_ins, (3.0, 2.0));
 }
