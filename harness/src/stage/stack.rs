@@ -32,8 +32,6 @@ const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// meant to be up before the harness starts.
 const REMOTE_READY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Why a readiness probe got no 2xx, in the user's words: connection
-/// refused, timed out, TLS, not HTTP, or the status that came.
 /// Why an answer came from another instance than the one asked for, if it
 /// did: its `x-instance` names a different instance. A port taken by
 /// someone else between the harness choosing it and the instance binding it
@@ -59,6 +57,8 @@ fn answered_as_another(
     })
 }
 
+/// Why a readiness probe got no 2xx, in the user's words: connection
+/// refused, timed out, TLS, not HTTP, or the status that came.
 fn why_not_ready(answer: &Result<reqwest::Response, reqwest::Error>) -> String {
     let error = match answer {
         Ok(response) => return format!("answered {}, not 2xx", response.status()),
@@ -425,13 +425,17 @@ impl Stack {
                     .timeout(Duration::from_secs(1))
                     .send()
                     .await;
-                match answer {
-                    Ok(response) if answered_as_another(&response, expected).is_some() => {
-                        *last.lock() = answered_as_another(&response, expected).unwrap_or_default();
+                let another = answer
+                    .as_ref()
+                    .ok()
+                    .and_then(|response| answered_as_another(response, expected));
+                match (answer, another) {
+                    (_, Some(why)) => {
+                        *last.lock() = why;
                         false
                     }
-                    Ok(response) if response.status().is_success() => true,
-                    other => {
+                    (Ok(response), None) if response.status().is_success() => true,
+                    (other, None) => {
                         *last.lock() = why_not_ready(&other);
                         false
                     }
