@@ -1,6 +1,6 @@
 //! Latency and throughput of `GET /profile` with a cached token and of
 //! `POST /cart`, per option, on loopback Redis and Postgres, beside a Redis
-//! GET round trip measured in the same run; and option4's store round trips
+//! GET round trip measured in the same run; each option's store round trips
 //! per request kind, counted by its breakers; and each option's sign-in p50.
 //!
 //! `cargo bench -p e2e-tests --bench profile_latency`. `BENCH_CLUSTER=1`
@@ -10,10 +10,11 @@
 //! the sequential requests per option (default 2000), `BENCH_SECS` the
 //! seconds of the concurrent phase per option (default 3, taken as
 //! one-second slices with the options in turn, as the sequential phase
-//! interleaves its requests), `BENCH_CONCURRENCY` its browsers (default 16),
-//! `BENCH_SIGN_INS` the sign-ins per option (default 200). The targets: option4's `/profile` p50 exceeds
-//! option1's by at most one Redis round trip, and its throughput is at least
-//! option3's and at least 0.6 of option1's.
+//! interleaves its requests), `BENCH_CONCURRENCY` its browsers (default
+//! 16), `BENCH_SIGN_INS` the sign-ins per option (default 200). The
+//! targets: option4's `/profile` p50 exceeds option1's by at most one Redis
+//! round trip, and its throughput is at least option3's and at least 0.6 of
+//! option1's.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
